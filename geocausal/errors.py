@@ -1,0 +1,44 @@
+"""Errors and warnings raised by geocausal.
+
+Every message names the field, column, file or value at fault and says what to do.
+
+Examples
+--------
+>>> from geocausal.errors import DataError, GeocausalError
+>>> issubclass(DataError, GeocausalError)
+True
+"""
+
+from __future__ import annotations
+
+
+class GeocausalError(Exception):
+    """Base class of every error geocausal raises on bad input."""
+
+
+class ManifestError(GeocausalError):
+    """A data manifest is malformed: the message names the field and the file."""
+
+
+class DataError(GeocausalError):
+    """Data are missing, NaN, in the wrong CRS, out of bounds or of the wrong type."""
+
+
+class FormulaError(GeocausalError):
+    """A formula is malformed or names a column the data do not have."""
+
+
+class DesignError(GeocausalError):
+    """The design cannot be estimated: no overlap, no units near the cutoff, singular design."""
+
+
+class GeocausalWarning(UserWarning):
+    """Base class of geocausal warnings (trimming counts, weak calibration, ...)."""
+
+
+class ConvergenceWarning(GeocausalWarning):
+    """An iterative fit stopped before converging."""
+
+
+class DiagnosticWarning(GeocausalWarning):
+    """A diagnostic flags that the nominal coverage of an interval may not hold."""
