@@ -90,7 +90,7 @@ def _column(data: pd.DataFrame, term: str) -> np.ndarray:
 def _split_terms(side: str) -> list[str]:
     depth, cur, out = 0, "", []
     for ch in side:
-        depth += ch in "([" 
+        depth += ch in "(["
         depth -= ch in ")]"
         if ch == "+" and depth == 0:
             out.append(cur.strip())

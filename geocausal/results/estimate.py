@@ -1,0 +1,406 @@
+"""The one result object every design returns: :class:`Estimate`, and :class:`EstimateSet`.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> psi = np.random.default_rng(0).normal(size=(200, 1))
+>>> est = Estimate.from_influence(
+...     params=pd.Series({"treat": 1.5}), influence=psi, estimand="ATE", design="aipw")
+>>> list(est.tidy().columns)[:3]
+['term', 'estimate', 'std_error']
+>>> round(float(est.std_errors["treat"]), 3) == round(float(psi.std() / np.sqrt(200)), 3)
+True
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from geocausal.errors import DataError
+from geocausal.inference.multitest import adjust_pvalues
+from geocausal.inference.variance import VcovSpec, parse_vcov, vcov_from_influence
+
+_TRACKED = ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "jax", "flax", "optax",
+            "rasterio", "geopandas", "formulaic")
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def make_provenance(
+    formula: str | None = None,
+    seed: int | None = None,
+    manifest_hash: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Provenance record: formula, seed, manifest hash, package and dependency versions, time.
+
+    Examples
+    --------
+    >>> p = make_provenance("y ~ d", seed=3)
+    >>> p["seed"], p["formula"]
+    (3, 'y ~ d')
+    """
+    versions = {k: _version(k) for k in ("geocausal", *_TRACKED)}
+    return {
+        "formula": formula,
+        "seed": seed,
+        "manifest_hash": manifest_hash,
+        "versions": versions,
+        "python": platform.python_version(),
+        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def _freeze(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(m or {}))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A frozen estimate with its variance, influence functions, diagnostics and provenance.
+
+    Attributes
+    ----------
+    params : pandas.Series
+        Point estimates, indexed by term.
+    vcov : pandas.DataFrame
+        Variance-covariance matrix of ``params``.
+    vcov_type : str
+        Label of the variance, e.g. ``"hetero"`` or ``"cluster(country)"``.
+    estimand : str
+        ``"ATE"``, ``"ATT"``, ``"CATE-BLP"``, ``"QTE"``, ...
+    design : str
+        The design that produced it (``"aipw"``, ``"rdd"``, ...).
+    nobs : int
+        Number of observations used.
+    influence : numpy.ndarray or None
+        ``(n, k)`` influence functions, so that ``params - theta ~ mean(influence)``.
+    curve : pandas.DataFrame or None
+        For function-valued estimands: a grid column, ``estimate``, pointwise and uniform bands.
+    diagnostics : Mapping
+        Overlap, trimming, balance, bandwidths, AUCs, ... (read-only mapping).
+    provenance : Mapping
+        Formula, seeds, manifest hash, versions, timestamp.
+    dof : int or None
+        Residual degrees of freedom; when set, tests use the t distribution.
+    cluster_data : Mapping
+        Named label arrays that ``with_vcov`` may cluster on.
+    """
+
+    params: pd.Series
+    vcov: pd.DataFrame
+    vcov_type: str = "hetero"
+    estimand: str = "ATE"
+    design: str = ""
+    nobs: int = 0
+    influence: np.ndarray | None = None
+    curve: pd.DataFrame | None = None
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    dof: int | None = None
+    cluster_data: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        params = pd.Series(self.params, dtype=float)
+        raw = self.vcov
+        if isinstance(raw, pd.DataFrame) and set(raw.index) == set(params.index):
+            raw = raw.loc[params.index, params.index]
+        vals = np.atleast_2d(np.asarray(raw, dtype=float))
+        if vals.shape != (len(params), len(params)):
+            raise DataError(f"vcov has shape {vals.shape}, expected {(len(params), len(params))}")
+        vcov = pd.DataFrame(vals, index=params.index, columns=params.index)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "vcov", vcov)
+        object.__setattr__(self, "diagnostics", _freeze(self.diagnostics))
+        object.__setattr__(self, "provenance", _freeze(self.provenance))
+        object.__setattr__(self, "cluster_data", _freeze(self.cluster_data))
+        if self.influence is not None:
+            inf = np.asarray(self.influence, dtype=float)
+            if inf.ndim == 1:
+                inf = inf[:, None]
+            if inf.shape[1] != len(params):
+                raise DataError(
+                    f"influence has {inf.shape[1]} columns but there are {len(params)} params"
+                )
+            inf.setflags(write=False)
+            object.__setattr__(self, "influence", inf)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_influence(
+        cls,
+        params: pd.Series | Mapping[str, float],
+        influence: np.ndarray,
+        vcov: VcovSpec = "hetero",
+        **kwargs: Any,
+    ) -> Estimate:
+        """Build an Estimate whose variance comes from its influence functions.
+
+        ``kwargs`` are the other fields (estimand, design, diagnostics, cluster_data, ...).
+        ``nobs`` defaults to the number of influence rows.
+        """
+        params = pd.Series(params, dtype=float)
+        psi = np.asarray(influence, dtype=float)
+        psi = psi[:, None] if psi.ndim == 1 else psi
+        req = parse_vcov(vcov, psi.shape[0], kwargs.get("cluster_data"))
+        v = vcov_from_influence(psi, req)
+        kwargs.setdefault("nobs", psi.shape[0])
+        return cls(params=params, vcov=pd.DataFrame(v), vcov_type=req.label, influence=psi,
+                   **kwargs)
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def std_errors(self) -> pd.Series:
+        """Standard errors, the square roots of the diagonal of ``vcov``."""
+        return pd.Series(np.sqrt(np.clip(np.diag(self.vcov.to_numpy()), 0, None)),
+                         index=self.params.index)
+
+    def _dist(self):
+        return stats.t(self.dof) if self.dof else stats.norm()
+
+    @property
+    def tstat(self) -> pd.Series:
+        """Estimates divided by standard errors."""
+        return self.params / self.std_errors
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided p-values of the null that each parameter is zero."""
+        return pd.Series(2 * self._dist().sf(np.abs(self.tstat.to_numpy())), index=self.params.index)
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Pointwise confidence intervals with columns ``conf_low`` and ``conf_high``."""
+        crit = self._dist().ppf(1 - alpha / 2)
+        se = self.std_errors
+        return pd.DataFrame({"conf_low": self.params - crit * se,
+                             "conf_high": self.params + crit * se})
+
+    def tidy(self, alpha: float = 0.05) -> pd.DataFrame:
+        """A broom-style table: term, estimate, std_error, statistic, p_value, conf_low, conf_high."""
+        ci = self.conf_int(alpha)
+        return pd.DataFrame({
+            "term": self.params.index.astype(str),
+            "estimate": self.params.to_numpy(),
+            "std_error": self.std_errors.to_numpy(),
+            "statistic": self.tstat.to_numpy(),
+            "p_value": self.pvalues.to_numpy(),
+            "conf_low": ci["conf_low"].to_numpy(),
+            "conf_high": ci["conf_high"].to_numpy(),
+        })
+
+    def with_vcov(self, vcov: VcovSpec, cluster_data: Mapping[str, Any] | None = None) -> Estimate:
+        """A new Estimate with the variance recomputed from the influence functions.
+
+        Parameters
+        ----------
+        vcov
+            ``"hetero"``, ``"iid"``, ``{"cluster": name or array}``, or two names for two-way.
+        cluster_data
+            Extra named label arrays; names stored with the estimate are also available.
+        """
+        if self.influence is None:
+            raise DataError(f"this {self.design or 'estimate'} has no influence functions; "
+                            "refit with the vcov you need")
+        data = {**self.cluster_data, **(cluster_data or {})}
+        req = parse_vcov(vcov, self.influence.shape[0], data)
+        v = vcov_from_influence(self.influence, req)
+        return replace(self, vcov=pd.DataFrame(v, index=self.params.index,
+                                               columns=self.params.index), vcov_type=req.label)
+
+    # ------------------------------------------------------------------ presentation
+    def summary(self, alpha: float = 0.05) -> Summary:
+        """A printable summary (text in a terminal, HTML in a notebook)."""
+        return Summary(self, alpha)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: tidy rows, vcov, diagnostics, provenance, curve."""
+        return {
+            "design": self.design,
+            "estimand": self.estimand,
+            "nobs": int(self.nobs),
+            "vcov_type": self.vcov_type,
+            "coefficients": self.tidy().to_dict(orient="records"),
+            "vcov": self.vcov.to_numpy().tolist(),
+            "diagnostics": _jsonable(dict(self.diagnostics)),
+            "provenance": _jsonable(dict(self.provenance)),
+            "curve": None if self.curve is None else self.curve.to_dict(orient="list"),
+        }
+
+    def plot(self, ax=None, **kwargs):
+        """A curve plot for function-valued estimands, else a coefficient plot."""
+        from geocausal.results import plot as _plot
+
+        if self.curve is not None:
+            return _plot.curve_plot(self.curve, ax=ax, **kwargs)
+        return _plot.coef_plot(self.tidy(), ax=ax, **kwargs)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, pd.DataFrame):
+        return obj.to_dict(orient="list")
+    if isinstance(obj, pd.Series):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float | int | str | bool) or obj is None:
+        return obj
+    return str(obj)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Text and HTML rendering of an :class:`Estimate`."""
+
+    estimate: Estimate
+    alpha: float = 0.05
+
+    def _header(self) -> list[tuple[str, str]]:
+        e = self.estimate
+        return [("Design", e.design), ("Estimand", e.estimand), ("Observations", f"{e.nobs:,}"),
+                ("Variance", e.vcov_type)]
+
+    def _diag_lines(self) -> list[str]:
+        out = []
+        for k, v in self.estimate.diagnostics.items():
+            if isinstance(v, int | float | str | np.generic) and not isinstance(v, bool):
+                out.append(f"{k}: {v:.4g}" if isinstance(v, float | np.floating) else f"{k}: {v}")
+        return out
+
+    def __str__(self) -> str:
+        tab = self.estimate.tidy(self.alpha).set_index("term")
+        lines = [f"{k:<13}{v}" for k, v in self._header()]
+        lines += ["", tab.to_string(float_format=lambda x: f"{x:.4f}")]
+        diag = self._diag_lines()
+        if diag:
+            lines += ["", "Diagnostics:"] + ["  " + d for d in diag]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in self._header())
+        tab = self.estimate.tidy(self.alpha).to_html(index=False, float_format="%.4f")
+        return f"<div><table>{head}</table>{tab}</div>"
+
+
+@dataclass(frozen=True)
+class EstimateSet:
+    """Several estimates (subgroups, specifications) side by side.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = Estimate(pd.Series({"d": 1.0}), pd.DataFrame([[0.04]]), estimand="ATE")
+    >>> b = Estimate(pd.Series({"d": 2.0}), pd.DataFrame([[0.09]]), estimand="ATE")
+    >>> s = EstimateSet((a, b), ("A", "B"))
+    >>> s.tidy()[["model", "estimate"]].values.tolist()
+    [['A', 1.0], ['B', 2.0]]
+    """
+
+    estimates: tuple[Estimate, ...]
+    names: tuple[str, ...]
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "estimates", tuple(self.estimates))
+        object.__setattr__(self, "names", tuple(str(n) for n in self.names))
+        object.__setattr__(self, "diagnostics", _freeze(self.diagnostics))
+        if len(self.estimates) != len(self.names):
+            raise DataError("EstimateSet needs one name per estimate")
+
+    def __len__(self) -> int:
+        return len(self.estimates)
+
+    def __iter__(self):
+        return iter(self.estimates)
+
+    def __getitem__(self, key: int | str) -> Estimate:
+        if isinstance(key, str):
+            return self.estimates[self.names.index(key)]
+        return self.estimates[key]
+
+    def tidy(self, alpha: float = 0.05, adjust: Sequence[str] = ("holm", "bh")) -> pd.DataFrame:
+        """Stacked tidy tables with a ``model`` column and adjusted p-values per method."""
+        parts = []
+        for name, est in zip(self.names, self.estimates):
+            t = est.tidy(alpha)
+            t.insert(0, "model", name)
+            parts.append(t)
+        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        for m in adjust:
+            out[f"p_{m}"] = adjust_pvalues(out["p_value"].to_numpy(), m) if len(out) else []
+        return out
+
+    def etable(self, digits: int = 3, alpha: float = 0.05, terms: Sequence[str] | None = None,
+               fmt: str = "text") -> pd.DataFrame | str:
+        """Estimates with standard errors in parentheses, one column per model.
+
+        ``fmt`` is ``"frame"`` (a DataFrame), ``"text"`` (default; a DataFrame too, printable),
+        ``"latex"`` or ``"html"`` (strings).
+        """
+        rows: dict[str, dict[str, str]] = {}
+        for name, est in zip(self.names, self.estimates):
+            t = est.tidy(alpha).set_index("term")
+            for term, r in t.iterrows():
+                if terms is not None and term not in terms:
+                    continue
+                stars = "***" if r.p_value < 0.01 else "**" if r.p_value < 0.05 else "*" if r.p_value < 0.1 else ""
+                rows.setdefault(term, {})[name] = f"{r.estimate:.{digits}f}{stars}"
+                rows.setdefault(f"  ({term} se)", {})[name] = f"({r.std_error:.{digits}f})"
+            rows.setdefault("N", {})[name] = f"{est.nobs:,}"
+            rows.setdefault("Estimand", {})[name] = est.estimand
+            rows.setdefault("Variance", {})[name] = est.vcov_type
+        order = [k for k in rows if k not in ("N", "Estimand", "Variance")] + ["N", "Estimand", "Variance"]
+        frame = pd.DataFrame(rows).T.loc[order, list(self.names)].fillna("")
+        if fmt == "latex":
+            return frame.to_latex()
+        if fmt == "html":
+            return frame.to_html()
+        return frame
+
+    def plot(self, ax=None, **kwargs):
+        """Coefficient plot of every estimate."""
+        from geocausal.results import plot as _plot
+
+        t = self.tidy()
+        t["term"] = t["model"] + ": " + t["term"]
+        return _plot.coef_plot(t, ax=ax, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every estimate."""
+        return {"models": {n: e.to_dict() for n, e in zip(self.names, self.estimates)},
+                "diagnostics": _jsonable(dict(self.diagnostics))}
+
+    def _repr_html_(self) -> str:
+        return self.etable(fmt="html")
+
+    def __repr__(self) -> str:
+        return self.etable().to_string()
