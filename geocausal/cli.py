@@ -78,11 +78,14 @@ def _vcov(text: str | None) -> Any:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_estimate(args: argparse.Namespace) -> int:
+    if args.design not in DESIGNS:
+        raise CliError(f"unknown design '{args.design}'; choose one of {sorted(DESIGNS)}")
+    from geocausal.data.manifest import load_manifest
+
+    load_manifest(args.manifest)  # fail fast, naming the field and the file
     from geocausal.data.study import load_study
     from geocausal.results.export import write_outputs
 
-    if args.design not in DESIGNS:
-        raise CliError(f"unknown design '{args.design}'; choose one of {sorted(DESIGNS)}")
     study = load_study(args.manifest, features=args.images, seed=args.seed,
                        workers=args.workers)
     kwargs: dict[str, Any] = {"seed": args.seed}
