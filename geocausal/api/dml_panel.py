@@ -1,0 +1,416 @@
+"""``gc.dml_panel``: double machine learning for panels with unobserved unit heterogeneity.
+
+Approaches (Fuhr and Papies 2024; Clarke and Polselli 2025): ``"pooled"``, ``"cre"``
+(Mundlak: unit means of the covariates and of the treatments as features; period means
+too with ``time_effects=True``), ``"cre_cp"`` (covariate means with re-centred treatment
+predictions), ``"fd"`` (first differences), ``"within"`` (early demeaning), ``"late"``
+(demeaned residuals) and ``"dummies"`` (unit indicators).
+
+Which folds meet which features: unit dummies need the unit's own rows in the training folds
+to learn its effect, so **unit folds with ``approach="dummies"`` are the harmful combination**
+(the held-out unit's indicator is never seen in training; a warning is raised). Random or
+time-block folds with dummies are fine. CRE features are computed from each unit's own rows,
+so they exist for held-out units and unit folds are harmless there; unit folds are the default
+for every other approach because the cluster-robust variance treats units as independent.
+
+Inference: cluster-robust by unit by default (``vcov={"cluster": [unit, time]}`` or
+``"twoway"`` for two-way clustering), repeated cross-fitting (``n_rep``) with median
+aggregation, a clustered multiplier bootstrap with joint sup-t intervals over the treatments,
+and a coverage diagnostic: the spread across repetitions and the gap between the two
+orthogonal scores (an estimate of the second-order bias) are compared with the standard
+error; when either exceeds half of it a :class:`~geocausal.errors.DiagnosticWarning` says the
+nominal level may not hold and ``diagnostics["bias_aware_ci"]`` widens the interval.
+
+Examples
+--------
+>>> import geocausal as gc
+>>> from sklearn.linear_model import LinearRegression
+>>> from geocausal.datasets.panel_dgp import make_fuhr_papies
+>>> df = make_fuhr_papies(60, 5, shape="linear", seed=0)
+>>> lin = {"ml_l": LinearRegression(), "ml_m": LinearRegression(), "ml_g": LinearRegression()}
+>>> est = gc.dml_panel("y ~ d + x1", df, unit="unit", time="time", learners=lin, folds=3)
+>>> bool(abs(est.params["d"] - 1) < 0.2)
+True
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from geocausal.api._correction import apply_correction
+from geocausal.api._images import image_features
+from geocausal.designs.dml_panel import (
+    FOLD_TYPES,
+    SCORES,
+    fit_panel_dml,
+    make_fold_ids,
+)
+from geocausal.designs.panel_transforms import APPROACHES, transform_panel
+from geocausal.errors import (
+    DataError,
+    DesignError,
+    DiagnosticWarning,
+    FormulaError,
+    GeocausalWarning,
+)
+from geocausal.formula import parse_formula
+from geocausal.inference.bootstrap import multiplier_bootstrap, sup_t_critical
+from geocausal.inference.variance import parse_vcov, vcov_from_influence
+from geocausal.results.estimate import Estimate, make_provenance
+
+FLAG_RATIO = 0.5  # |bias| or repetition spread above half an SE: coverage below about 92%
+
+
+def default_learners(seed: int = 0) -> dict[str, Any]:
+    """Gradient boosting for every nuisance slot (``ml_l``, ``ml_m``, ``ml_g``).
+
+    Examples
+    --------
+    >>> sorted(default_learners())
+    ['ml_g', 'ml_l', 'ml_m']
+    """
+    base = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, random_state=seed)
+    return {"ml_l": clone(base), "ml_m": clone(base), "ml_g": clone(base)}
+
+
+def _learners(learners: Mapping[str, Any] | None, seed: int) -> dict[str, Any]:
+    out = default_learners(seed)
+    if learners is None:
+        return out
+    unknown = sorted(set(learners) - {"ml_l", "ml_m", "ml_g"})
+    if unknown:
+        raise DataError(f"unknown learner slots {unknown}; use 'ml_l', 'ml_m' and 'ml_g'")
+    out.update(learners)
+    if "ml_g" not in learners:
+        out["ml_g"] = clone(out["ml_l"])
+    return out
+
+
+def _treatments(parsed, treatments) -> tuple[list[str], tuple[str, ...]]:
+    rhs = list(parsed.rhs)
+    if treatments is None:
+        names = rhs[:1]
+    elif isinstance(treatments, int):
+        if not 1 <= treatments <= len(rhs):
+            raise FormulaError(f"treatments={treatments} but the formula has {len(rhs)} terms")
+        names = rhs[:treatments]
+    else:
+        names = list(treatments)
+        bad = [t for t in names if t not in rhs]
+        if bad:
+            raise FormulaError(f"treatments {bad} are not right-hand terms of '{parsed.formula}'")
+    return names, tuple(t for t in rhs if t not in names)
+
+
+def _panel_codes(data: pd.DataFrame, unit: str, time: str) -> tuple[np.ndarray, np.ndarray]:
+    for role, col in (("unit", unit), ("time", time)):
+        if col not in data.columns:
+            raise DataError(f"{role} column '{col}' is not in the data")
+        nmiss = int(data[col].isna().sum())
+        if nmiss:
+            raise DataError(f"{role} column '{col}' has {nmiss} missing values")
+    dup = data.duplicated([unit, time])
+    if dup.any():
+        first = data.loc[dup, [unit, time]].iloc[0].tolist()
+        raise DataError(f"{int(dup.sum())} duplicated ({unit}, {time}) rows, e.g. {first}; "
+                        "keep one row per unit and period")
+    _, u = np.unique(data[unit].to_numpy(), return_inverse=True)
+    _, t = np.unique(data[time].to_numpy(), return_inverse=True)
+    return u.astype(np.int64), t.astype(np.int64)
+
+
+def _fold_plan(folds, fold_type, n_rep, tr, seed, crossfit, n_rows) -> list[np.ndarray | None]:
+    if not crossfit or (isinstance(folds, int | np.integer) and folds == 1):
+        return [None]
+    if isinstance(folds, int | np.integer):
+        return [make_fold_ids(tr, int(folds), fold_type, seed + r) for r in range(n_rep)]
+    arrs = [np.asarray(folds)] if np.ndim(folds) == 1 else [np.asarray(f) for f in folds]
+    out = []
+    for a in arrs:
+        if a.shape[0] != n_rows:
+            raise DataError(f"folds array has length {a.shape[0]}, expected one id per data row "
+                            f"({n_rows})")
+        out.append(a[tr.rows])
+    return out
+
+
+def _dropped_rows(data, unit, time, tr, approach) -> pd.DataFrame:
+    kept = np.zeros(len(data), dtype=bool)
+    kept[tr.rows] = True
+    gone = data.loc[~kept, [unit, time]].copy()
+    if approach == "fd":
+        first = data.groupby(unit)[time].transform("min")
+        gone["reason"] = np.where(data.loc[~kept, time].to_numpy() == first[~kept].to_numpy(),
+                                  "first period of the unit", "previous period missing")
+    else:
+        gone["reason"] = "singleton unit"
+    return gone.reset_index(drop=True)
+
+
+def _check_treatment_variation(tr, d_names, approach) -> dict[str, int]:
+    counts = {}
+    for j, name in enumerate(d_names):
+        dj = tr.d[:, j]
+        if approach == "fd":
+            moved = np.abs(dj) > 1e-12
+        else:
+            moved = np.abs(dj - pd.Series(dj).groupby(tr.unit).transform("mean").to_numpy()) > 1e-12
+        n_var = int(np.unique(tr.unit[moved]).size)
+        counts[name] = n_var
+        if approach == "pooled":
+            continue
+        if n_var == 0:
+            raise DesignError(f"treatment '{name}' is time-invariant within every unit, so "
+                              f"approach '{approach}' cannot identify its effect; use "
+                              "approach='pooled' (between variation) or a time-varying treatment")
+        if n_var < 5:
+            warnings.warn(f"treatment '{name}' varies within only {n_var} units; the estimate "
+                          "rests on very few units", GeocausalWarning, stacklevel=3)
+    return counts
+
+
+def dml_panel(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    unit: str,
+    time: str,
+    approach: str = "cre",
+    score: str = "partialling out",
+    learners: Mapping[str, Any] | None = None,
+    folds: int | np.ndarray | Sequence[np.ndarray] = 5,
+    fold_type: str | None = None,
+    n_rep: int = 1,
+    vcov: Any = None,
+    seed: int = 0,
+    images: Any = None,
+    outcome_correction: Any = None,
+    treatments: int | Sequence[str] | None = None,
+    time_effects: bool = False,
+    crossfit: bool = True,
+    gap: int = 1,
+    bias_check: bool = True,
+    n_boot: int = 999,
+    alpha: float = 0.05,
+) -> Estimate:
+    """Double machine learning for a partially linear panel model.
+
+    Parameters
+    ----------
+    formula
+        ``"y ~ d + x1 + x2"``; the first ``treatments`` right-hand terms are treatments.
+    data
+        Long panel, one row per unit and period (unbalanced panels and gaps are fine).
+    unit, time
+        Unit and period columns (periods must sort in time order).
+    approach
+        One of ``"pooled"``, ``"cre"``, ``"cre_cp"``, ``"fd"``, ``"within"``, ``"late"``,
+        ``"dummies"``.
+    score
+        ``"partialling out"`` or ``"IV-type"``.
+    learners
+        ``{"ml_l": E[y|X], "ml_m": E[d|X], "ml_g": E[y - d theta|X]}``; scikit-learn
+        compatible; gradient boosting by default; ``ml_g`` defaults to a copy of ``ml_l``.
+    folds
+        Number of folds, ``1`` for no cross-fitting, or fold ids (one per data row, or a list
+        of such arrays, one per repetition).
+    fold_type
+        ``"random"``, ``"unit"``, ``"time"`` (period blocks) or ``"neighbours"`` (period
+        blocks with the ``gap`` neighbouring periods left out of training). Default ``"unit"``,
+        except ``"random"`` for ``approach="dummies"``.
+    n_rep
+        Repetitions of the sample splitting (median aggregation).
+    vcov
+        ``{"cluster": unit}`` (default), ``"twoway"`` / ``{"cluster": [unit, time]}``,
+        ``"hetero"``, or any column of ``data`` as a cluster.
+    seed
+        Seed of the folds and of the default learners and the bootstrap.
+    images
+        Image features (embeddings frame, array or chips), added to the covariates.
+    outcome_correction
+        A fitted corrector applied to the outcome first.
+    treatments
+        ``None`` (the first term), a number of leading terms, or a list of term names.
+    time_effects
+        Two-way effects (period means, two-way demeaning, period dummies).
+    crossfit
+        ``False`` fits and predicts on all rows (same as ``folds=1``).
+    gap
+        Periods left out on each side of the held-out block (``fold_type="neighbours"``).
+    bias_check
+        Compute the other orthogonal score too and report the gap as a bias estimate.
+    n_boot
+        Clustered multiplier-bootstrap draws for the joint intervals (0 to skip).
+    alpha
+        Level of the joint and bias-aware intervals in the diagnostics.
+
+    Returns
+    -------
+    Estimate
+        ``params`` indexed by treatment, cluster-robust ``vcov``, ``influence``, and
+        ``diagnostics`` (rows dropped, per-repetition estimates, nuisance R-squared, bias and
+        spread ratios, ``coverage_flag``, ``bias_aware_ci``, ``joint_ci``).
+
+    Examples
+    --------
+    >>> import geocausal as gc
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from geocausal.datasets.panel_dgp import make_fuhr_papies
+    >>> df = make_fuhr_papies(40, 4, shape="linear", seed=2)
+    >>> lr = {"ml_l": LinearRegression(), "ml_m": LinearRegression()}
+    >>> e = gc.dml_panel("y ~ d + x1", df, unit="unit", time="time", approach="fd",
+    ...                  learners=lr, folds=4)
+    >>> e.diagnostics["rows_dropped"]
+    40
+    """
+    if approach not in APPROACHES:
+        raise DataError(f"approach '{approach}' is not one of {APPROACHES}")
+    if score not in SCORES:
+        raise DataError(f"score '{score}' is not one of {SCORES}")
+    fold_type = fold_type or ("random" if approach == "dummies" else "unit")
+    if fold_type not in FOLD_TYPES:
+        raise DataError(f"fold_type '{fold_type}' is not one of {FOLD_TYPES}")
+    if not isinstance(n_rep, int | np.integer) or n_rep < 1:
+        raise DataError(f"n_rep must be a positive integer, got {n_rep}")
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    parsed = parse_formula(formula, data)
+    if parsed.fixed_effects:
+        raise FormulaError(f"dml_panel handles unit effects through approach=, not '| "
+                           f"{' + '.join(parsed.fixed_effects)}' in '{formula}'")
+    d_names, controls = _treatments(parsed, treatments)
+    u_codes, t_codes = _panel_codes(data, unit, time)
+    y = apply_correction(outcome_correction, parsed.outcome_vector(data))
+    d = np.column_stack([replace(parsed, treatment=t).treatment_vector(data) for t in d_names])
+    xdf = replace(parsed, controls=controls).control_matrix(data)
+    x, x_names = xdf.to_numpy(dtype=float), list(map(str, xdf.columns))
+    feats = image_features(images, len(data), seed=seed)
+    if feats is not None:
+        x = np.column_stack([x, feats])
+        x_names += [f"image_{j}" for j in range(feats.shape[1])]
+    if x.shape[1] == 0 and approach not in ("cre", "dummies"):
+        raise FormulaError(f"formula '{formula}' has no controls; the nuisance learners need "
+                           "features (add covariates or images=)")
+
+    tr = transform_panel(approach, y, d, x, u_codes, t_codes, x_names=x_names, d_names=d_names,
+                         time_effects=time_effects)
+    if tr.features.shape[1] == 0:
+        raise DesignError(f"approach '{approach}' leaves no features: every control is "
+                          "time-invariant within units")
+    notes = dict(tr.notes)
+    dropped = _dropped_rows(data, unit, time, tr, approach)
+    if notes.get("singletons_dropped"):
+        warnings.warn(f"dropped {notes['singletons_dropped']} rows of units observed once "
+                      f"(singletons carry no within-unit information for '{approach}')",
+                      GeocausalWarning, stacklevel=2)
+    if notes.get("fd_dropped_after_gap"):
+        warnings.warn(f"first differences dropped {len(dropped)} rows: "
+                      f"{notes['fd_dropped_first_period']} first periods of units and "
+                      f"{notes['fd_dropped_after_gap']} rows whose previous period is missing "
+                      "(gaps); see diagnostics['dropped']", GeocausalWarning, stacklevel=2)
+    if approach == "within" and notes.get("time_invariant_controls"):
+        warnings.warn(f"controls {notes['time_invariant_controls']} are time-invariant and "
+                      "vanish under within demeaning", GeocausalWarning, stacklevel=2)
+    if approach == "dummies" and fold_type == "unit":
+        warnings.warn("unit dummies with unit folds: a held-out unit's indicator is never seen "
+                      "in training, so its effect is not learned and the unit heterogeneity is "
+                      "not removed; use fold_type='random' or 'time'", DiagnosticWarning,
+                      stacklevel=2)
+    within_counts = _check_treatment_variation(tr, d_names, approach)
+
+    vcov = {"cluster": unit} if vcov is None else vcov
+    if isinstance(vcov, str) and vcov.lower() in ("twoway", "two-way"):
+        vcov = {"cluster": [unit, time]}
+    names = set()
+    if isinstance(vcov, Mapping) and "cluster" in vcov:
+        spec = vcov["cluster"]
+        names = {s for s in (spec if isinstance(spec, list | tuple) else [spec])
+                 if isinstance(s, str)}
+    elif isinstance(vcov, str) and vcov in data.columns:
+        names = {vcov}
+    cluster_data = {c: data[c].to_numpy()[tr.rows] for c in names | {unit, time}
+                    if c in data.columns}
+    req = parse_vcov(vcov, tr.y.size, cluster_data)
+
+    lrn = _learners(learners, seed)
+    plan = _fold_plan(folds, fold_type, int(n_rep), tr, seed, crossfit, len(data))
+    fit = fit_panel_dml(tr, lrn, plan, score=score, vcov=req,
+                        gap=gap if fold_type == "neighbours" else 0,
+                        bias_check=bias_check, time_effects=time_effects)
+
+    params = pd.Series(fit.theta, index=d_names)
+    if len(plan) == 1:
+        est_vcov = vcov_from_influence(fit.influence, req)
+    else:
+        base = vcov_from_influence(fit.influence, req)
+        sd = np.sqrt(np.clip(np.diag(base), 1e-300, None))
+        est_vcov = (base / np.outer(sd, sd)) * np.outer(fit.se, fit.se)
+    se = np.sqrt(np.diag(est_vcov))
+    diag = _diagnostics(fit, se, d_names, alpha, req, tr, n_boot, seed)
+    if diag["coverage_flag"]:
+        warnings.warn(diag["coverage_note"], DiagnosticWarning, stacklevel=2)
+    diag.update({
+        "approach": approach, "score": score, "fold_type": fold_type if plan[0] is not None
+        else "none (no cross-fitting)", "folds": int(len(np.unique(plan[0])))
+        if plan[0] is not None else 1, "n_rep": len(plan), "n_units": int(np.unique(tr.unit).size),
+        "n_periods": int(np.unique(tr.time).size),
+        "balanced": bool(len(data) == np.unique(u_codes).size * np.unique(t_codes).size),
+        "rows_dropped": int(len(dropped)), "dropped": dropped, "notes": notes,
+        "units_with_within_variation": within_counts, "features": list(tr.feature_names),
+        "nuisance_r2": dict(fit.nuisance_r2),
+    })
+    prov = make_provenance(formula, seed, approach=approach, score=score, n_rep=len(plan),
+                           learners={k: repr(v) for k, v in lrn.items()})
+    return Estimate(params=params, vcov=pd.DataFrame(est_vcov), vcov_type=req.label,
+                    estimand="ATE (partially linear)", design=f"dml_panel[{approach}]",
+                    nobs=int(tr.y.size), influence=fit.influence, diagnostics=diag,
+                    provenance=prov, cluster_data=cluster_data)
+
+
+def _diagnostics(fit, se, d_names, alpha, req, tr, n_boot, seed) -> dict[str, Any]:
+    from scipy import stats
+
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    diag: dict[str, Any] = {"thetas": fit.thetas.tolist(), "ses": fit.ses.tolist()}
+    ratios = []
+    spread = np.zeros(len(d_names))
+    if fit.thetas.shape[0] > 1:
+        spread = fit.thetas.std(axis=0, ddof=1)
+        diag["rep_sd_over_se"] = dict(zip(d_names, (spread / se).tolist()))
+        ratios.append(spread / se)
+    bias = np.zeros(len(d_names))
+    if fit.thetas_alt is not None:
+        bias = np.median(fit.thetas_alt - fit.thetas, axis=0)
+        diag["bias_estimate"] = dict(zip(d_names, bias.tolist()))
+        diag["bias_over_se"] = dict(zip(d_names, (np.abs(bias) / se).tolist()))
+        ratios.append(np.abs(bias) / se)
+    worst = float(np.max(ratios)) if ratios else 0.0
+    diag["coverage_ratio"] = worst
+    diag["coverage_flag"] = bool(worst > FLAG_RATIO)
+    diag["coverage_note"] = (
+        f"the gap between orthogonal scores or the spread across repetitions is {worst:.2f} "
+        f"standard errors (threshold {FLAG_RATIO}); the nominal {100 * (1 - alpha):.0f}% "
+        "interval may under-cover: see diagnostics['bias_aware_ci'], tune the learners or "
+        "increase n_rep" if worst > FLAG_RATIO else "no sign of bias or repetition spread")
+    half = z * np.sqrt(se**2 + spread**2) + np.abs(bias)
+    diag["bias_aware_ci"] = pd.DataFrame({"term": d_names, "estimate": fit.theta,
+                                          "conf_low": fit.theta - half,
+                                          "conf_high": fit.theta + half})
+    if n_boot:
+        clusters = req.clusters[0] if req.kind == "cluster" else None
+        draws = multiplier_bootstrap(fit.influence, n_boot=n_boot, seed=seed, clusters=clusters)
+        crit = sup_t_critical(draws, se, alpha)
+        diag["sup_t_critical"] = crit
+        diag["joint_ci"] = pd.DataFrame({
+            "term": d_names, "estimate": fit.theta,
+            "conf_low": fit.theta - z * se, "conf_high": fit.theta + z * se,
+            "uniform_low": fit.theta - crit * se, "uniform_high": fit.theta + crit * se})
+    return diag
