@@ -1,0 +1,472 @@
+"""``gc.cate``: heterogeneous effects in experiments from tabular data and image sequences.
+
+The returned :class:`~geocausal.results.estimate.Estimate` holds the ATE (AIPW, with its
+influence-function standard error). Its diagnostics hold
+
+* ``"cate"``: out-of-fold CATE predictions, one per row;
+* ``"model"``: the fitted :class:`~geocausal.designs.cate.CateFit` (``.predict(features)``);
+* ``"features"``: the feature spec (tabular columns, image representation) to rebuild features
+  for new places (see :mod:`geocausal.api.transport`);
+* ``"evaluation"``: a :class:`CateEvaluation` with BLP/GATES/CLAN (median over repeated splits),
+  RATE (AUTOC and QINI, half-sample bootstrap SEs) and the calibration test;
+* scalar summaries (``blp_beta2``, ``autoc``, ...), printed by ``summary()``.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0); n = 600
+>>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
+>>> df["y"] = df.x + df.d * (1 + df.x) + rng.normal(size=n)
+>>> est = cate("y ~ d + x", df, propensity=0.5, n_splits=5, n_boot=50)
+>>> bool(abs(est.params["d"] - 1) < 0.25), est.diagnostics["cate"].shape
+(True, (600,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geocausal.api._correction import apply_correction
+from geocausal.api._images import image_features, summary_features
+from geocausal.designs.cate import LEARNERS, CateFit, check_binary, crossfit_cate
+from geocausal.designs.cate_eval import (
+    GenericMLResult,
+    RateResult,
+    calibration_test,
+    generic_ml,
+    rate,
+)
+from geocausal.errors import DataError, DesignError
+from geocausal.formula import parse_formula
+from geocausal.nuisance.crossfit import make_folds
+from geocausal.results.estimate import Estimate, make_provenance
+
+REPRESENTATIONS = ("sequence", "single", "first", "summary")
+
+
+# ----------------------------------------------------------------------------- features
+def chip_features(chips: np.ndarray, representation: str = "sequence",
+                  mask: np.ndarray | None = None) -> np.ndarray:
+    """Summary features of chips ``(N, T, H, W, C)`` for a representation.
+
+    ``"sequence"``: per-band mean and sd at every period plus the change of each from the first
+    to the last period; ``"single"``: the last period only; ``"first"``: the first period only;
+    ``"summary"``: every period, no change features.
+
+    Examples
+    --------
+    >>> chips = np.zeros((3, 2, 4, 4, 2)); chips[:, 1] += 1
+    >>> chip_features(chips).shape, chip_features(chips, "single").shape
+    ((3, 12), (3, 4))
+    """
+    if representation not in REPRESENTATIONS:
+        raise DataError(f"image representation must be one of {REPRESENTATIONS}, "
+                        f"got '{representation}'")
+    x = np.asarray(chips, dtype=float)
+    if x.ndim == 4:
+        x = x[:, None]
+        mask = None if mask is None else np.asarray(mask)[:, None]
+    if x.ndim != 5:
+        raise DataError(f"chips must be (N, T, H, W, C) or (N, H, W, C), got shape {x.shape}")
+    if representation in ("single", "first"):
+        t = -1 if representation == "single" else 0
+        return summary_features(x[:, t], None if mask is None else mask[:, t])
+    per = summary_features(x, mask).reshape(x.shape[0], x.shape[1], -1)
+    flat = per.reshape(x.shape[0], -1)
+    if representation == "summary" or x.shape[1] == 1:
+        return flat
+    return np.concatenate([flat, per[:, -1] - per[:, 0]], axis=1)
+
+
+def _image_matrix(images: Any, n: int, representation: str, seed: int) -> np.ndarray | None:
+    if images is None:
+        return None
+    arr = images[0] if isinstance(images, tuple) else images
+    if isinstance(arr, np.ndarray) and arr.ndim in (4, 5):
+        mask = images[1] if isinstance(images, tuple) else None
+        feats = chip_features(arr, representation, mask)
+        if feats.shape[0] != n:
+            raise DataError(f"images have {feats.shape[0]} chips but the data have {n} rows")
+        return feats
+    return image_features(images, n, representation="summary", seed=seed)
+
+
+def design_matrix(parsed, data: pd.DataFrame, images: Any, representation: str,
+                  seed: int) -> tuple[np.ndarray, list[str]]:
+    """Tabular controls (formulaic) next to image features; returns the matrix and names."""
+    tab = parsed.control_matrix(data)
+    parts, names = [tab.to_numpy(dtype=float)], list(map(str, tab.columns))
+    img = _image_matrix(images, len(data), representation, seed)
+    if img is not None:
+        parts.append(img)
+        names += [f"img{j}" for j in range(img.shape[1])]
+    X = np.concatenate(parts, axis=1)
+    if X.shape[1] == 0:
+        raise DataError("gc.cate needs effect modifiers: add controls to the formula "
+                        "('y ~ d + x1 + x2') or pass images=")
+    return X, names
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class CateEvaluation:
+    """Evaluation of CATE predictions without ground truth.
+
+    Attributes
+    ----------
+    generic_ml : GenericMLResult or None
+        BLP, GATES and CLAN, median-aggregated over repeated splits.
+    rate : Mapping[str, RateResult]
+        ``"AUTOC"`` and ``"QINI"`` of the out-of-fold CATE as priority.
+    calibration : pandas.DataFrame
+        The calibration test table.
+    """
+
+    generic_ml: GenericMLResult | None
+    rate: Mapping[str, RateResult]
+    calibration: pd.DataFrame = field(repr=False)
+
+    def tidy(self) -> pd.DataFrame:
+        """One table: BLP/GATES/CLAN rows, RATE rows and calibration rows, with a ``part``."""
+        parts = []
+        if self.generic_ml is not None:
+            g = self.generic_ml.tidy()
+            g.insert(0, "part", g["term"].str.split("_").str[0].replace({"beta1": "blp",
+                                                                         "beta2": "blp"}))
+            parts.append(g)
+        for name, r in self.rate.items():
+            lo, hi = r.conf_int()
+            parts.append(pd.DataFrame({"part": ["rate"], "term": [name], "estimate": [r.estimate],
+                                       "std_error": [r.std_error], "conf_low": [lo],
+                                       "conf_high": [hi], "p_value": [r.p_value]}))
+        c = self.calibration.copy()
+        c.insert(0, "part", "calibration")
+        parts.append(c)
+        return pd.concat(parts, ignore_index=True)
+
+    def summary(self) -> str:
+        """Text summary."""
+        t = self.tidy()
+        cols = [c for c in ("part", "term", "estimate", "std_error", "conf_low", "conf_high",
+                            "p_value") if c in t]
+        return t[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def plot(self, axes=None):
+        """GATES and TOC curves side by side."""
+        from geocausal.results.plot_cate import evaluation_plot
+
+        return evaluation_plot(self, axes=axes)
+
+
+def evaluate_cate(fit: CateFit, X: np.ndarray, y: np.ndarray, d: np.ndarray, *,
+                  learners: Mapping[str, Any] | None = None,
+                  propensity: Any = None, outcome_mode: str = "separate",
+                  n_splits: int = 20, n_groups: int = 5, alpha: float = 0.05,
+                  n_boot: int = 200, clusters: np.ndarray | None = None,
+                  features: pd.DataFrame | None = None, truth: np.ndarray | None = None,
+                  seed: int = 0) -> CateEvaluation:
+    """BLP/GATES/CLAN (repeated splits), RATE and calibration for a fitted CATE learner."""
+    gml = None
+    if n_splits:
+        def fit_proxy(rows: np.ndarray, s: int) -> CateFit:
+            f = make_folds(rows.size, 2, s, stratify=d[rows])
+            p = propensity if propensity is None or np.ndim(propensity) == 0 else \
+                np.asarray(propensity)[rows]
+            return crossfit_cate(fit.kind, X[rows], y[rows], d[rows], f, learners=learners,
+                                 propensity=p, outcome_mode=outcome_mode, clip=fit.clip, seed=s)
+
+        gml = generic_ml(y, d, fit_proxy, X, propensity=propensity, n_splits=n_splits,
+                         n_groups=n_groups, alpha=alpha, features=features, truth=truth,
+                         seed=seed)
+    rates = {t: rate(fit.phi, fit.tau, target=t, clusters=clusters, n_boot=n_boot, seed=seed)
+             for t in ("AUTOC", "QINI")}
+    m = fit.e * fit.mu1 + (1 - fit.e) * fit.mu0
+    cal = calibration_test(y, d, fit.e, m, fit.tau)
+    return CateEvaluation(generic_ml=gml, rate=rates, calibration=cal)
+
+
+# ----------------------------------------------------------------------------- API
+def _column_or_array(data: pd.DataFrame, value: Any, name: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise DataError(f"{name}='{value}' is not a column of the data")
+        return data[value].to_numpy()
+    if isinstance(value, Sequence) and not isinstance(value, np.ndarray) and \
+            all(isinstance(v, str) for v in value):
+        miss = [v for v in value if v not in data.columns]
+        if miss:
+            raise DataError(f"{name}= names columns not in the data: {miss}")
+        return data[list(value)].to_numpy()
+    arr = np.asarray(value)
+    if arr.shape[0] != len(data):
+        raise DataError(f"{name}= has {arr.shape[0]} rows, the data {len(data)}")
+    return arr
+
+
+def _check_group_sizes(d: np.ndarray, groups: np.ndarray | None, folds: int) -> None:
+    if groups is None:
+        return
+    n_groups = np.unique(groups).size
+    if n_groups < folds:
+        raise DesignError(f"only {n_groups} groups for {folds} cross-fitting folds; "
+                          "use fewer folds or finer groups")
+
+
+def cate(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    images: Any = None,
+    learner: str = "dr",
+    learners: Mapping[str, Any] | None = None,
+    propensity: float | str | np.ndarray | None = None,
+    folds: int = 5,
+    groups: str | np.ndarray | None = None,
+    coords: Sequence[str] | np.ndarray | None = None,
+    block_size: float | None = None,
+    vcov: Any = "hetero",
+    representation: str = "sequence",
+    outcome_mode: str = "separate",
+    clip: float = 0.01,
+    evaluate: bool = True,
+    n_splits: int = 20,
+    n_groups: int = 5,
+    alpha: float = 0.05,
+    n_boot: int = 200,
+    clan: Sequence[str] | None = None,
+    truth: str | np.ndarray | None = None,
+    outcome_correction: Any = None,
+    seed: int = 0,
+    **ignored: Any,
+) -> Estimate:
+    """Conditional average treatment effects in a randomised (or unconfounded) trial.
+
+    Parameters
+    ----------
+    formula
+        ``"y ~ d + x1 + x2"``: outcome, binary treatment, tabular effect modifiers.
+    data
+        One row per unit.
+    images
+        Chips ``(N, T, H, W, C)`` / ``(N, H, W, C)``, an embeddings frame, a feature array or a
+        chips cache path: image effect modifiers next to the tabular ones.
+    learner
+        ``"dr"``, ``"r"``, ``"x"``, ``"t"``, ``"s"`` or ``"forest"`` (random forest on DR scores).
+    learners
+        Slots ``outcome``, ``propensity``, ``final``, ``marginal`` (scikit-learn compatible).
+    propensity
+        Known treatment probability (number, column name or array); None estimates it.
+    folds
+        Number of cross-fitting folds.
+    groups
+        Column (or array) of groups kept within one fold (villages, clusters); also the
+        clusters of the RATE half-sample bootstrap.
+    coords
+        Two coordinate columns (or an ``(n, 2)`` array) for spatial-block folds of
+        ``block_size``; the blocks are also the bootstrap clusters.
+    vcov
+        Variance of the ATE: ``"hetero"``, ``"iid"`` or ``{"cluster": column}``.
+    representation
+        How chips become features: ``"sequence"`` (all periods plus change), ``"single"``
+        (last period), ``"first"``, ``"summary"``.
+    outcome_mode
+        ``"separate"`` outcome regressions per arm or ``"pooled"`` on ``[X, d]``.
+    clip
+        Clipping of estimated propensities.
+    evaluate
+        Run BLP/GATES/CLAN, RATE and calibration.
+    n_splits, n_groups, alpha
+        Repeated splits, GATES groups and per-split level of the generic ML inference.
+    n_boot
+        Half-samples for the RATE standard errors.
+    clan
+        Columns of ``data`` whose means CLAN compares (default: the formula's plain controls).
+    truth
+        Column or array with the true CATE (simulations): adds oracle BLP values and the
+        correlation of the predictions with the truth.
+    outcome_correction
+        A fitted corrector applied to the outcome first.
+    seed
+        Seed of folds, splits, bootstrap and default forest.
+
+    Returns
+    -------
+    Estimate
+        The ATE; CATE predictions and the evaluation in ``diagnostics``.
+    """
+    if learner not in LEARNERS:
+        raise DataError(f"learner must be one of {LEARNERS}, got '{learner}'")
+    stray = set(ignored) - {"unit", "time", "running", "cutoff", "by"}
+    if stray:
+        raise DataError(f"gc.cate got unknown keywords {sorted(stray)}")
+    parsed = parse_formula(formula, data)
+    y = apply_correction(outcome_correction, parsed.outcome_vector(data))
+    d = check_binary(parsed.treatment_vector(data), parsed.treatment)
+    X, names = design_matrix(parsed, data, images, representation, seed)
+    n = len(data)
+    prop = propensity
+    if isinstance(propensity, str):
+        prop = _column_or_array(data, propensity, "propensity").astype(float)
+    grp = _column_or_array(data, groups, "groups")
+    xy = _column_or_array(data, coords, "coords")
+    if grp is not None and xy is not None:
+        raise DataError("give groups= or coords=, not both")
+    _check_group_sizes(d, grp, folds)
+    if xy is not None:
+        xy = np.asarray(xy, dtype=float)
+        fold_ids = make_folds(n, folds, seed, coords=xy, block_size=block_size)
+        lo = xy.min(axis=0)
+        size = block_size or float(np.max(xy.max(axis=0) - lo)) / (2 * folds) or 1.0
+        cells = np.floor((xy - lo) / size).astype(np.int64)
+        clusters = cells[:, 0] * (cells[:, 1].max() + 1) + cells[:, 1]
+    elif grp is not None:
+        fold_ids = make_folds(n, folds, seed, groups=grp)
+        clusters = grp
+    else:
+        fold_ids = make_folds(n, folds, seed, stratify=d)
+        clusters = None
+    fit = crossfit_cate(learner, X, y, d, fold_ids, learners=learners, propensity=prop,
+                        outcome_mode=outcome_mode, clip=clip, seed=seed)
+    true_tau = None if truth is None else _column_or_array(data, truth, "truth").astype(float)
+    diag: dict[str, Any] = {"cate": fit.tau, "model": fit, "fold_ids": fold_ids,
+                            "features": {"controls": parsed.controls, "names": names,
+                                         "representation": representation,
+                                         "images": images is not None},
+                            "learner": learner, "cate_mean": float(fit.tau.mean()),
+                            "cate_sd": float(fit.tau.std())}
+    if evaluate:
+        clan_cols = list(clan) if clan is not None else \
+            [c for c in parsed.controls if c in data.columns]
+        feats = data[clan_cols].astype(float).reset_index(drop=True) if clan_cols else None
+        ev = evaluate_cate(fit, X, y, d, learners=learners, propensity=prop,
+                           outcome_mode=outcome_mode, n_splits=n_splits, n_groups=n_groups,
+                           alpha=alpha, n_boot=n_boot, clusters=clusters, features=feats,
+                           truth=true_tau, seed=seed)
+        diag["evaluation"] = ev
+        diag.update(_scalar_summary(ev))
+    if true_tau is not None:
+        diag["cor_truth"] = float(np.corrcoef(fit.tau, true_tau)[0, 1]) if np.ptp(fit.tau) > 0 \
+            else float("nan")
+    cluster_data = {}
+    if isinstance(vcov, Mapping):
+        cl = vcov.get("cluster")
+        for c in [cl] if isinstance(cl, str) else (cl or []):
+            if isinstance(c, str) and c in data.columns:
+                cluster_data[c] = data[c].to_numpy()
+    return Estimate.from_influence(
+        params=pd.Series({parsed.treatment: fit.ate}), influence=fit.influence, vcov=vcov,
+        cluster_data=cluster_data, estimand="ATE", design=f"cate-{learner}",
+        diagnostics=diag,
+        provenance=make_provenance(formula, seed, learner=learner, folds=folds,
+                                   representation=representation, n_splits=n_splits))
+
+
+def _scalar_summary(ev: CateEvaluation) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if ev.generic_ml is not None:
+        t = ev.generic_ml.table.set_index("term")
+        out["blp_beta2"] = float(t.loc["beta2", "estimate"])
+        out["blp_beta2_p"] = float(t.loc["beta2", "p_value"])
+        out["gates_top_minus_bottom"] = float(t.loc["gates_top_minus_bottom", "estimate"])
+    for k, r in ev.rate.items():
+        out[k.lower()] = r.estimate
+        out[f"{k.lower()}_se"] = r.std_error
+    cal = ev.calibration.set_index("term")
+    out["calibration_differential"] = float(cal.loc["differential_prediction", "estimate"])
+    return out
+
+
+def compare_representations(
+    formula: str,
+    data: pd.DataFrame,
+    specs: Mapping[str, Mapping[str, Any]],
+    **common: Any,
+) -> pd.DataFrame:
+    """Fit ``gc.cate`` once per representation and compare them in one table.
+
+    Parameters
+    ----------
+    formula
+        Default formula (a spec may override it with ``"formula"``).
+    data
+        The trial data.
+    specs
+        ``{name: keyword overrides}``, e.g. ``{"tabular": {}, "image": {"formula": "y ~ d",
+        "images": chips, "representation": "single"}}``.
+    **common
+        Keywords shared by every fit (``learner``, ``propensity``, ``seed``, ``truth``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per representation: ATE and SE, BLP slope with its aggregated interval and
+        p-value, GATES top minus bottom, AUTOC and QINI with SEs and RATE ratios, calibration,
+        and the correlation with the true CATE when ``truth`` is given.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); n = 400
+    >>> df = pd.DataFrame({"x": rng.normal(size=n), "z": rng.normal(size=n),
+    ...                    "d": rng.integers(0, 2, n)})
+    >>> df["y"] = df.d * (1 + df.x) + rng.normal(size=n)
+    >>> t = compare_representations("y ~ d + x", df, {"x": {}, "z": {"formula": "y ~ d + z"}},
+    ...                             propensity=.5, n_splits=3, n_boot=30)
+    >>> list(t.index), bool(t.loc["x", "autoc"] > t.loc["z", "autoc"])
+    (['x', 'z'], True)
+    """
+    rows = {}
+    for name, spec in specs.items():
+        kw = {**common, **spec}
+        f = kw.pop("formula", formula)
+        est = cate(f, data, **kw)
+        rows[name] = representation_row(est)
+    return pd.DataFrame(rows).T
+
+
+def representation_row(est: Estimate) -> dict[str, float]:
+    """The comparison-table row of one ``gc.cate`` result."""
+    dg = est.diagnostics
+    row = {"ate": float(est.params.iloc[0]), "ate_se": float(est.std_errors.iloc[0])}
+    ev: CateEvaluation | None = dg.get("evaluation")
+    if ev is not None and ev.generic_ml is not None:
+        t = ev.generic_ml.table.set_index("term")
+        row.update(blp_beta2=t.loc["beta2", "estimate"], blp_beta2_low=t.loc["beta2", "conf_low"],
+                   blp_beta2_high=t.loc["beta2", "conf_high"], blp_beta2_p=t.loc["beta2", "p_value"],
+                   gates_top_minus_bottom=t.loc["gates_top_minus_bottom", "estimate"],
+                   gates_diff_p=t.loc["gates_top_minus_bottom", "p_value"])
+    if ev is not None:
+        for k, r in ev.rate.items():
+            row.update({k.lower(): r.estimate, f"{k.lower()}_se": r.std_error,
+                        f"{k.lower()}_ratio": r.ratio})
+        row["calibration_differential"] = dg.get("calibration_differential", np.nan)
+    if "cor_truth" in dg:
+        row["cor_truth"] = dg["cor_truth"]
+    return row
+
+
+def predict_cate(est: Estimate, X: np.ndarray) -> np.ndarray:
+    """CATE predictions at new feature rows from a ``gc.cate`` result.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); n = 300
+    >>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
+    >>> df["y"] = df.d * (1 + df.x) + rng.normal(size=n)
+    >>> est = cate("y ~ d + x", df, propensity=.5, evaluate=False)
+    >>> predict_cate(est, np.array([[0.0], [1.0]])).round(0).tolist()
+    [1.0, 2.0]
+    """
+    model = est.diagnostics.get("model")
+    if not isinstance(model, CateFit):
+        raise DataError("this estimate has no fitted CATE model; use a gc.cate result")
+    return model.predict(np.asarray(X, dtype=float))

@@ -1,0 +1,333 @@
+"""Meta-learners for conditional average treatment effects (CATE), arrays in, arrays out.
+
+One entry point, :func:`crossfit_cate`, fits any of the DR, R, X, T and S learners (and a random
+forest on doubly robust pseudo-outcomes, ``"forest"``) with cross-fitting over given fold ids:
+
+* nuisances (outcome regressions ``mu0``, ``mu1``, the propensity ``e`` unless it is known)
+  are predicted out of fold;
+* the final CATE stage is cross-fitted over the same folds, so every unit gets an out-of-fold
+  CATE prediction ``tau``;
+* every model is also refitted on all units, so :meth:`CateFit.predict` maps new features
+  (other places, a raster grid) to CATE predictions.
+
+The doubly robust (AIPW) score ``phi = mu1 - mu0 + d (y - mu1) / e - (1 - d)(y - mu0)/(1 - e)``
+gives the ATE (its mean) with influence function ``phi - ATE`` whatever the learner.
+
+With ``outcome_mode="pooled"`` one outcome regression is fitted on ``[X, d]`` and evaluated at
+``d = 0, 1`` (the convention of econml's ``DRLearner``); ``"separate"`` fits one per arm.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sklearn.linear_model import LinearRegression
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(400, 2)); d = rng.integers(0, 2, 400)
+>>> y = X[:, 0] + d * (1 + X[:, 1]) + rng.normal(size=400)
+>>> f = np.arange(400) % 4
+>>> fit = crossfit_cate("dr", X, y, d, f, propensity=0.5,
+...                     learners={"outcome": LinearRegression(), "final": LinearRegression()})
+>>> abs(fit.ate - 1) < 0.2, fit.tau.shape
+(True, (400,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone, is_classifier
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from geocausal.errors import DataError, DesignError
+from geocausal.nuisance.crossfit import fold_indices
+
+LEARNERS = ("dr", "r", "x", "t", "s", "forest")
+_SLOTS = ("outcome", "propensity", "final", "marginal")
+
+
+def check_binary(d: np.ndarray, name: str = "treatment") -> np.ndarray:
+    """Return ``d`` as 0/1 floats, or raise :class:`DataError` naming the offending values.
+
+    Examples
+    --------
+    >>> check_binary(np.array([0, 1, 1])).tolist()
+    [0.0, 1.0, 1.0]
+    """
+    d = np.asarray(d, dtype=float)
+    vals = np.unique(d[np.isfinite(d)])
+    if not np.all(np.isfinite(d)) or not set(vals.tolist()) <= {0.0, 1.0}:
+        shown = [v for v in vals.tolist() if v not in (0.0, 1.0)][:5]
+        raise DataError(f"CATE learners need a binary 0/1 {name}; '{name}' has values {shown} "
+                        "(recode it to 0/1 or split it into binary contrasts)")
+    if len(vals) < 2:
+        raise DataError(f"{name} '{name}' takes only the value {vals.tolist()}; both arms are needed")
+    return d
+
+
+def check_folds(d: np.ndarray, fold_ids: np.ndarray, min_per_arm: int = 2) -> None:
+    """Every fold's training part and held-out part must hold ``min_per_arm`` units of each arm.
+
+    Examples
+    --------
+    >>> check_folds(np.array([0, 1] * 10), np.arange(20) // 10)
+    """
+    fold_ids = np.asarray(fold_ids)
+    if fold_ids.shape[0] != d.shape[0]:
+        raise DataError(f"fold ids have length {fold_ids.shape[0]}, the data {d.shape[0]}")
+    for k in np.unique(fold_ids):
+        for part, mask in (("held-out", fold_ids == k), ("training", fold_ids != k)):
+            n1 = int(d[mask].sum())
+            n0 = int(mask.sum()) - n1
+            if min(n0, n1) < min_per_arm:
+                raise DesignError(
+                    f"fold {int(k)} has a {part} part with {n1} treated and {n0} control units; "
+                    f"each needs at least {min_per_arm}: use fewer folds or more units per group")
+
+
+def default_learners(kind: str, seed: int = 0) -> dict[str, Any]:
+    """Default learners per slot: linear outcome, logistic propensity, linear or forest final.
+
+    Examples
+    --------
+    >>> sorted(default_learners("dr"))
+    ['final', 'marginal', 'outcome', 'propensity']
+    """
+    final = (RandomForestRegressor(n_estimators=200, min_samples_leaf=20, max_features=0.5,
+                                   random_state=seed, n_jobs=1)
+             if kind == "forest" else LinearRegression())
+    return {"outcome": LinearRegression(), "propensity": LogisticRegression(max_iter=1000),
+            "final": final, "marginal": None}
+
+
+def _fit(model, X, y, sample_weight=None):
+    m = clone(model)
+    if sample_weight is None:
+        return m.fit(X, y)
+    try:
+        return m.fit(X, y, sample_weight=sample_weight)
+    except TypeError:
+        raise DataError(f"the final learner {type(model).__name__} does not accept sample_weight, "
+                        "which the R-learner needs; pass one that does") from None
+
+
+def _prob(model, X) -> np.ndarray:
+    if is_classifier(model) or hasattr(model, "predict_proba"):
+        return model.predict_proba(X)[:, 1]
+    return np.clip(model.predict(X), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """Outcome regressions fitted on some rows: one per arm or one pooled on ``[X, d]``."""
+
+    mode: str
+    models: tuple
+
+    @classmethod
+    def fit(cls, learner, X, y, d, mode) -> _Outcome:
+        if mode == "pooled":
+            return cls(mode, (_fit(learner, np.column_stack([X, d]), y),))
+        return cls(mode, (_fit(learner, X[d == 0], y[d == 0]), _fit(learner, X[d == 1], y[d == 1])))
+
+    def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
+        if self.mode == "pooled":
+            m = self.models[0]
+            n = X.shape[0]
+            return (m.predict(np.column_stack([X, np.zeros(n)])),
+                    m.predict(np.column_stack([X, np.ones(n)])))
+        return self.models[0].predict(X), self.models[1].predict(X)
+
+
+@dataclass(frozen=True)
+class CateFit:
+    """Cross-fitted CATE learner: per-unit out-of-fold predictions and refitted models.
+
+    Attributes
+    ----------
+    kind : str
+        ``"dr"``, ``"r"``, ``"x"``, ``"t"``, ``"s"`` or ``"forest"``.
+    tau : numpy.ndarray
+        Out-of-fold CATE predictions, one per unit.
+    phi : numpy.ndarray
+        Doubly robust scores (out-of-fold nuisances); their mean is the ATE.
+    mu0, mu1, e : numpy.ndarray
+        Out-of-fold outcome regressions and (clipped) propensity.
+    fold_ids : numpy.ndarray
+        The folds used.
+    models : Mapping
+        Models refitted on all units, used by :meth:`predict` and :meth:`baseline`.
+    """
+
+    kind: str
+    tau: np.ndarray
+    phi: np.ndarray
+    mu0: np.ndarray
+    mu1: np.ndarray
+    e: np.ndarray
+    fold_ids: np.ndarray
+    models: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    propensity_known: float | None = None
+    clip: float = 0.01
+
+    @property
+    def ate(self) -> float:
+        """The AIPW average treatment effect, ``mean(phi)``."""
+        return float(np.mean(self.phi))
+
+    @property
+    def influence(self) -> np.ndarray:
+        """Influence function of the ATE, ``phi - ATE``."""
+        return self.phi - self.ate
+
+    def propensity(self, X: np.ndarray) -> np.ndarray:
+        """Propensity at new features: the known value, or the refitted model (clipped)."""
+        if self.propensity_known is not None:
+            return np.full(X.shape[0], self.propensity_known)
+        return np.clip(_prob(self.models["propensity"], X), self.clip, 1 - self.clip)
+
+    def baseline(self, X: np.ndarray) -> np.ndarray:
+        """Predicted untreated outcome ``mu0(X)`` from the refitted outcome model."""
+        return self.models["outcome"].predict(np.asarray(X, dtype=float))[0]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """CATE predictions at new features from the models refitted on all units."""
+        X = np.asarray(X, dtype=float)
+        return _predict_tau(self.kind, self.models, X, self.propensity(X))
+
+
+def _predict_tau(kind: str, models: Mapping[str, Any], X: np.ndarray, e: np.ndarray) -> np.ndarray:
+    if kind == "t":
+        m0, m1 = models["outcome"].predict(X)
+        return m1 - m0
+    if kind == "s":
+        n = X.shape[0]
+        s = models["s"]
+        return s.predict(np.column_stack([X, np.ones(n)])) - s.predict(np.column_stack([X, np.zeros(n)]))
+    if kind == "x":
+        return e * models["tau0"].predict(X) + (1 - e) * models["tau1"].predict(X)
+    return models["final"].predict(X)
+
+
+def _final_stage(kind, learners, X, y, d, mu0, mu1, e, m, phi, rows) -> dict[str, Any]:
+    """Fit the CATE stage on ``rows`` given out-of-fold nuisances."""
+    Xr, yr, dr = X[rows], y[rows], d[rows]
+    if kind in ("dr", "forest"):
+        return {"final": _fit(learners["final"], Xr, phi[rows])}
+    if kind == "r":
+        res_d = dr - e[rows]
+        res_y = yr - m[rows]
+        w = res_d ** 2
+        ok = w > 1e-12
+        return {"final": _fit(learners["final"], Xr[ok], res_y[ok] / res_d[ok], sample_weight=w[ok])}
+    if kind == "x":
+        t1, t0 = dr == 1, dr == 0
+        return {"tau1": _fit(learners["final"], Xr[t1], yr[t1] - mu0[rows][t1]),
+                "tau0": _fit(learners["final"], Xr[t0], mu1[rows][t0] - yr[t0])}
+    if kind == "t":
+        return {"outcome": _Outcome.fit(learners["outcome"], Xr, yr, dr, "separate")}
+    if kind == "s":
+        return {"s": _fit(learners["outcome"], np.column_stack([Xr, dr]), yr)}
+    raise DataError(f"learner must be one of {LEARNERS}, got '{kind}'")
+
+
+def crossfit_cate(
+    kind: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    d: np.ndarray,
+    fold_ids: np.ndarray,
+    *,
+    learners: Mapping[str, Any] | None = None,
+    propensity: float | np.ndarray | None = None,
+    outcome_mode: str = "separate",
+    clip: float = 0.01,
+    seed: int = 0,
+) -> CateFit:
+    """Cross-fitted CATE meta-learner.
+
+    Parameters
+    ----------
+    kind
+        ``"dr"``, ``"r"``, ``"x"``, ``"t"``, ``"s"`` or ``"forest"`` (random forest on DR scores).
+    X, y, d
+        Features ``(n, p)``, outcome ``(n,)``, binary treatment ``(n,)``.
+    fold_ids
+        Integer fold per unit (see :func:`geocausal.nuisance.crossfit.make_folds`).
+    learners
+        Slots ``"outcome"`` (regressor), ``"propensity"`` (classifier), ``"final"`` (regressor of
+        the CATE stage; must take ``sample_weight`` for ``"r"``), ``"marginal"`` (regressor of
+        ``E[Y|X]`` for ``"r"``; default ``e mu1 + (1 - e) mu0``). Missing slots get defaults.
+    propensity
+        Known treatment probability (scalar or per unit, as in an experiment) or None to
+        estimate it by cross-fitting.
+    outcome_mode
+        ``"separate"`` (one regression per arm) or ``"pooled"`` (one on ``[X, d]``).
+    clip
+        Estimated propensities are clipped to ``[clip, 1 - clip]``.
+    seed
+        Seed for the default forest.
+
+    Returns
+    -------
+    CateFit
+    """
+    if kind not in LEARNERS:
+        raise DataError(f"learner must be one of {LEARNERS}, got '{kind}'")
+    if outcome_mode not in ("separate", "pooled"):
+        raise DataError(f"outcome_mode must be 'separate' or 'pooled', got '{outcome_mode}'")
+    X = np.asarray(X, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    y = np.asarray(y, dtype=float)
+    d = check_binary(d)
+    if X.shape[0] != y.shape[0] or y.shape[0] != d.shape[0]:
+        raise DataError(f"X, y, d have {X.shape[0]}, {y.shape[0]}, {d.shape[0]} rows")
+    if X.shape[1] == 0:
+        X = np.zeros((X.shape[0], 1))
+    fold_ids = np.asarray(fold_ids)
+    check_folds(d, fold_ids)
+    unknown = set(learners or {}) - set(_SLOTS)
+    if unknown:
+        raise DataError(f"unknown learner slots {sorted(unknown)}; use {_SLOTS}")
+    lrn = default_learners(kind, seed)
+    lrn.update({k: v for k, v in (learners or {}).items() if v is not None})
+    n = X.shape[0]
+    known = None
+    if propensity is not None:
+        e_arr = np.broadcast_to(np.asarray(propensity, dtype=float), (n,)).copy()
+        if np.any((e_arr <= 0) | (e_arr >= 1)):
+            raise DataError("known propensity must lie strictly between 0 and 1")
+        if np.ptp(e_arr) == 0:
+            known = float(e_arr[0])
+    mu0, mu1, e, m = (np.empty(n) for _ in range(4))
+    for train, test in fold_indices(fold_ids):
+        out = _Outcome.fit(lrn["outcome"], X[train], y[train], d[train], outcome_mode)
+        mu0[test], mu1[test] = out.predict(X[test])
+        if propensity is None:
+            pm = _fit(lrn["propensity"], X[train], d[train])
+            e[test] = np.clip(_prob(pm, X[test]), clip, 1 - clip)
+        if lrn["marginal"] is not None and kind == "r":
+            m[test] = _fit(lrn["marginal"], X[train], y[train]).predict(X[test])
+    if propensity is not None:
+        e = e_arr
+    if lrn["marginal"] is None or kind != "r":
+        m = e * mu1 + (1 - e) * mu0
+    phi = mu1 - mu0 + d * (y - mu1) / e - (1 - d) * (y - mu0) / (1 - e)
+    tau = np.empty(n)
+    for train, test in fold_indices(fold_ids):
+        models = _final_stage(kind, lrn, X, y, d, mu0, mu1, e, m, phi, train)
+        tau[test] = _predict_tau(kind, models, X[test], e[test])
+    everyone = np.arange(n)
+    models = dict(_final_stage(kind, lrn, X, y, d, mu0, mu1, e, m, phi, everyone))
+    models.setdefault("outcome", _Outcome.fit(lrn["outcome"], X, y, d, outcome_mode))
+    if propensity is None:
+        models["propensity"] = _fit(lrn["propensity"], X, d)
+    elif known is None:
+        # per-unit known propensities: predict new places with their mean
+        known = float(np.mean(e_arr))
+    for arr in (tau, phi, mu0, mu1, e):
+        arr.setflags(write=False)
+    return CateFit(kind=kind, tau=tau, phi=phi, mu0=mu0, mu1=mu1, e=e, fold_ids=fold_ids,
+                   models=models, propensity_known=known, clip=clip)

@@ -1,0 +1,418 @@
+"""Evaluating CATE predictions without ground truth.
+
+* :func:`generic_ml` -- BLP, GATES and CLAN of Chernozhukov, Demirer, Duflo and
+  Fernandez-Val ("generic machine learning inference"): many random splits into an auxiliary
+  half (the CATE learner is trained there) and a main half (weighted regressions of the outcome
+  on the proxy ``S`` and baseline ``B``); estimates and confidence bounds are medians over splits
+  and p-values are ``min(1, 2 * median p)``, so intervals computed at level ``1 - alpha`` per split
+  have level ``1 - 2 alpha`` after aggregation.
+* :func:`rate` -- rank-weighted average treatment effects (AUTOC and QINI, Yadlowsky et al.)
+  from doubly robust scores and a priority rule, with a half-sample (cluster) bootstrap SE.
+* :func:`calibration_test` -- regression of ``y - m(x)`` on ``(d - e) mean(tau)`` and
+  ``(d - e)(tau - mean(tau))`` (the test_calibration of grf), HC3 standard errors.
+
+Examples
+--------
+>>> import numpy as np
+>>> r = rate(np.array([3.0, 1.0, 0.0, -1.0]), np.array([4.0, 3.0, 2.0, 1.0]), n_boot=0)
+>>> round(r.estimate, 4)  # TOC = (2.25, 1.25, .5833, 0), mean 1.0208
+1.0208
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+
+from geocausal.designs.cate import check_binary
+from geocausal.errors import DataError, DesignError
+
+
+# ----------------------------------------------------------------------------- RATE
+def _toc(phi: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """TOC at q = k/n, k = 1..n: mean score of the top k units minus the mean; ties averaged."""
+    order = np.argsort(-priority, kind="stable")
+    p_sorted = priority[order]
+    s = phi[order]
+    # average scores within tied priorities
+    _, start, counts = np.unique(-p_sorted, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        sums = np.add.reduceat(s, start)
+        s = np.repeat(sums / counts, counts)
+    k = np.arange(1, s.size + 1)
+    return np.cumsum(s) / k - s.mean()
+
+
+def _rate_value(phi: np.ndarray, priority: np.ndarray, target: str) -> float:
+    toc = _toc(phi, priority)
+    if target == "AUTOC":
+        return float(toc.mean())
+    q = np.arange(1, toc.size + 1) / toc.size
+    return float((q * toc).mean())
+
+
+@dataclass(frozen=True)
+class RateResult:
+    """A rank-weighted average treatment effect with its bootstrap standard error.
+
+    ``curve`` is the TOC curve (columns ``quantile``, ``estimate``) on a grid of q.
+    """
+
+    target: str
+    estimate: float
+    std_error: float
+    n_boot: int
+    curve: pd.DataFrame = field(repr=False)
+
+    @property
+    def ratio(self) -> float:
+        """The RATE divided by its standard error (the "RATE ratio")."""
+        return self.estimate / self.std_error if self.std_error > 0 else float("nan")
+
+    @property
+    def p_value(self) -> float:
+        """One-sided p-value of "no heterogeneity the priority can find" (RATE <= 0)."""
+        return float(stats.norm.sf(self.ratio)) if np.isfinite(self.ratio) else float("nan")
+
+    def conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
+        """Normal-approximation interval."""
+        z = stats.norm.ppf(1 - alpha / 2)
+        return self.estimate - z * self.std_error, self.estimate + z * self.std_error
+
+
+def rate(
+    phi: np.ndarray,
+    priority: np.ndarray,
+    *,
+    target: str = "AUTOC",
+    clusters: np.ndarray | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    q: Sequence[float] | None = None,
+) -> RateResult:
+    """RATE of a priority rule: AUTOC (``alpha(q) = 1``) or QINI (``alpha(q) = q``).
+
+    The TOC at ``q = k/n`` is the mean doubly robust score of the ``k`` units with the highest
+    priority minus the overall mean (scores averaged within ties of the priority); AUTOC is its
+    average over ``k``, QINI the average of ``q * TOC(q)``. The standard error is the standard
+    deviation over ``n_boot`` half-samples drawn without replacement (of clusters when given),
+    which estimates the full-sample standard error.
+
+    Parameters
+    ----------
+    phi
+        Doubly robust scores (out-of-fold nuisances).
+    priority
+        Priority of each unit, e.g. out-of-fold CATE predictions. Must not be constant.
+    target
+        ``"AUTOC"`` or ``"QINI"``.
+    clusters
+        Cluster labels for the half-sample bootstrap.
+    n_boot
+        Number of half-samples (0: no standard error).
+    seed
+        Seed of the half-samples.
+    q
+        Grid of the returned TOC curve (default 0.05, 0.10, ..., 1).
+
+    Examples
+    --------
+    >>> r = rate(np.array([2.0, 0.0]), np.array([1.0, 0.0]), target="QINI", n_boot=0)
+    >>> round(r.estimate, 4)  # TOC = (1, 0) at q = (.5, 1): mean(q * TOC) = .25
+    0.25
+    """
+    target = target.upper()
+    if target not in ("AUTOC", "QINI"):
+        raise DataError(f"target must be 'AUTOC' or 'QINI', got '{target}'")
+    phi = np.asarray(phi, dtype=float)
+    priority = np.asarray(priority, dtype=float)
+    if phi.shape != priority.shape or phi.ndim != 1:
+        raise DataError(f"scores {phi.shape} and priorities {priority.shape} must be 1-D, same length")
+    if not (np.all(np.isfinite(phi)) and np.all(np.isfinite(priority))):
+        raise DataError("RATE scores and priorities must be finite")
+    if np.ptp(priority) == 0:
+        raise DesignError("the priorities (CATE predictions) are constant, so RATE cannot rank "
+                          "units; use a learner whose predictions vary")
+    est = _rate_value(phi, priority, target)
+    toc = _toc(phi, priority)
+    grid = np.asarray(q if q is not None else np.linspace(0.05, 1, 20), dtype=float)
+    k = np.clip(np.ceil(grid * phi.size).astype(int), 1, phi.size) - 1
+    curve = pd.DataFrame({"quantile": grid, "estimate": toc[k]})
+    se = float("nan")
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        labels = np.arange(phi.size) if clusters is None else np.asarray(clusters)
+        if labels.shape[0] != phi.size:
+            raise DataError(f"clusters has length {labels.shape[0]}, expected {phi.size}")
+        uniq, inv = np.unique(labels, return_inverse=True)
+        if uniq.size < 4:
+            raise DesignError(f"only {uniq.size} clusters for the half-sample bootstrap; need 4+")
+        half = uniq.size // 2
+        draws = np.empty(n_boot)
+        for b in range(n_boot):
+            keep = np.zeros(uniq.size, bool)
+            keep[rng.choice(uniq.size, half, replace=False)] = True
+            rows = keep[inv]
+            pr = priority[rows]
+            draws[b] = _rate_value(phi[rows], pr, target) if np.ptp(pr) > 0 else 0.0
+        se = float(np.std(draws, ddof=1))
+    return RateResult(target=target, estimate=est, std_error=se, n_boot=n_boot, curve=curve)
+
+
+# ----------------------------------------------------------------------------- calibration
+def calibration_test(y, d, e, m, tau) -> pd.DataFrame:
+    """Calibration test of CATE predictions (grf's ``test_calibration``).
+
+    OLS without intercept of ``y - m`` on ``(d - e) * mean(tau)`` ("mean_prediction") and
+    ``(d - e) * (tau - mean(tau))`` ("differential_prediction"), HC3 standard errors. A mean
+    coefficient of 1 says the average prediction is right; a differential coefficient of 1 says
+    the heterogeneity is well calibrated, and its one-sided p-value tests for heterogeneity.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``term, estimate, std_error, statistic, p_value`` (one-sided, H1: coefficient > 0).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> n = 2000; x = rng.normal(size=n); d = rng.integers(0, 2, n).astype(float)
+    >>> y = x + d * (1 + x) + rng.normal(size=n)
+    >>> t = calibration_test(y, d, np.full(n, .5), x + .5 * (1 + x), 1 + x)
+    >>> bool(abs(t.estimate[1] - 1) < 0.2)
+    True
+    """
+    y, d, e, m, tau = (np.asarray(a, dtype=float) for a in (y, d, e, m, tau))
+    tbar = tau.mean()
+    Z = np.column_stack([(d - e) * tbar, (d - e) * (tau - tbar)])
+    if np.ptp(tau) == 0:
+        raise DesignError("constant CATE predictions: the calibration test needs varying ones")
+    res = sm.OLS(y - m, Z).fit(cov_type="HC3")
+    t = np.asarray(res.tvalues)
+    return pd.DataFrame({"term": ["mean_prediction", "differential_prediction"],
+                         "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse),
+                         "statistic": t, "p_value": stats.norm.sf(t)})
+
+
+# ----------------------------------------------------------------------------- generic ML
+def _groups(S: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Group 0..k-1 by rank of S (ties broken at random), equal sizes."""
+    jitter = rng.random(S.size)
+    order = np.lexsort((jitter, S))
+    g = np.empty(S.size, dtype=int)
+    g[order] = np.floor(np.arange(S.size) * k / S.size).astype(int)
+    return g
+
+
+def _wls(y, Z, w):
+    return sm.WLS(y, Z, weights=w).fit(cov_type="HC1")
+
+
+def split_once(y, d, p, S, B, *, n_groups=5, features=None, rng=None) -> dict[str, Any]:
+    """BLP, GATES and CLAN on one main sample.
+
+    BLP: weighted least squares (weights ``1/(p(1-p))``) of ``y`` on ``1, B, d - p,
+    (d - p)(S - mean S)``; ``beta1`` estimates the ATE and ``beta2`` the best linear
+    predictor slope of the CATE on ``S``. GATES: of ``y`` on ``1, B, (d - p) 1{G_k}`` with
+    ``G_k`` the quantile groups of ``S``. CLAN: feature means in the top and bottom group.
+
+    Returns a dict ``term -> (estimate, std_error)``.
+    """
+    rng = rng or np.random.default_rng(0)
+    w = 1.0 / (p * (1 - p))
+    Sc = S - S.mean()
+    out: dict[str, Any] = {}
+    Bc = B - B.mean()
+    cons = np.ones_like(y)
+    Zb = np.column_stack([cons, Bc, d - p, (d - p) * Sc]) if np.ptp(B) > 0 else \
+        np.column_stack([cons, d - p, (d - p) * Sc])
+    r = _wls(y, Zb, w)
+    out["beta1"] = (r.params[-2], r.bse[-2])
+    out["beta2"] = (r.params[-1], r.bse[-1])
+    g = _groups(S, n_groups, rng)
+    G = np.column_stack([(d - p) * (g == k) for k in range(n_groups)])
+    Zg = np.column_stack([cons, Bc, G]) if np.ptp(B) > 0 else np.column_stack([cons, G])
+    r = _wls(y, Zg, w)
+    gam = np.asarray(r.params[-n_groups:])
+    V = np.asarray(r.cov_params())[-n_groups:, -n_groups:]
+    for k in range(n_groups):
+        out[f"gates_{k + 1}"] = (gam[k], np.sqrt(V[k, k]))
+    out["gates_top_minus_bottom"] = (gam[-1] - gam[0],
+                                     np.sqrt(V[-1, -1] + V[0, 0] - 2 * V[0, -1]))
+    if features is not None:
+        top, bot = g == n_groups - 1, g == 0
+        for j, name in enumerate(features.columns):
+            x = features.iloc[:, j].to_numpy(dtype=float)
+            diff = x[top].mean() - x[bot].mean()
+            se = np.sqrt(x[top].var(ddof=1) / top.sum() + x[bot].var(ddof=1) / bot.sum())
+            out[f"clan_{name}"] = (diff, se)
+            out[f"clan_top_{name}"] = (x[top].mean(), x[top].std(ddof=1) / np.sqrt(top.sum()))
+            out[f"clan_bottom_{name}"] = (x[bot].mean(), x[bot].std(ddof=1) / np.sqrt(bot.sum()))
+    return out
+
+
+@dataclass(frozen=True)
+class GenericMLResult:
+    """Median-aggregated BLP, GATES and CLAN over repeated splits.
+
+    ``table`` has columns ``term, estimate, conf_low, conf_high, p_value, level, oracle`` (the
+    last only when the true CATE was supplied); ``splits`` holds every split's estimates and
+    standard errors. ``level`` is the aggregated confidence level ``1 - 2 alpha``.
+    """
+
+    table: pd.DataFrame
+    splits: pd.DataFrame = field(repr=False)
+    alpha: float = 0.05
+    n_splits: int = 0
+    n_groups: int = 5
+
+    def part(self, prefix: str) -> pd.DataFrame:
+        """Rows whose term starts with ``prefix`` ("beta", "gates", "clan")."""
+        return self.table[self.table["term"].str.startswith(prefix)].reset_index(drop=True)
+
+    @property
+    def blp(self) -> pd.DataFrame:
+        """BLP rows: ``beta1`` (ATE) and ``beta2`` (heterogeneity loading)."""
+        return self.part("beta")
+
+    @property
+    def gates(self) -> pd.DataFrame:
+        """GATES rows, group 1 (least affected) to the top group, then top minus bottom."""
+        return self.part("gates")
+
+    @property
+    def clan(self) -> pd.DataFrame:
+        """CLAN rows: top-minus-bottom differences and group means per feature."""
+        return self.part("clan")
+
+    def tidy(self) -> pd.DataFrame:
+        """The whole table."""
+        return self.table.copy()
+
+    def plot(self, ax=None):
+        """GATES with their aggregated intervals."""
+        from geocausal.results.plot_cate import gates_plot
+
+        return gates_plot(self, ax=ax)
+
+
+def aggregate_splits(splits: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Median estimate, median bounds at level ``1 - alpha``, ``min(1, 2 median p)``."""
+    z = stats.norm.ppf(1 - alpha / 2)
+    s = splits.copy()
+    s["lo"] = s["estimate"] - z * s["std_error"]
+    s["hi"] = s["estimate"] + z * s["std_error"]
+    s["p"] = 2 * stats.norm.sf(np.abs(s["estimate"] / s["std_error"]))
+    agg = s.groupby("term", sort=False).agg(estimate=("estimate", "median"),
+                                             conf_low=("lo", "median"), conf_high=("hi", "median"),
+                                             p_value=("p", "median"))
+    agg["p_value"] = np.minimum(1.0, 2 * agg["p_value"])
+    agg["level"] = 1 - 2 * alpha
+    if "oracle" in s:
+        agg["oracle"] = s.groupby("term", sort=False)["oracle"].median()
+    return agg.reset_index()
+
+
+def generic_ml(
+    y: np.ndarray,
+    d: np.ndarray,
+    fit_proxy: Callable[[np.ndarray, int], Any],
+    X: np.ndarray,
+    *,
+    propensity: np.ndarray | float | None = None,
+    n_splits: int = 100,
+    n_groups: int = 5,
+    alpha: float = 0.05,
+    features: pd.DataFrame | None = None,
+    truth: np.ndarray | None = None,
+    seed: int = 0,
+) -> GenericMLResult:
+    """Generic ML inference on heterogeneous effects (BLP, GATES, CLAN).
+
+    Parameters
+    ----------
+    y, d
+        Outcome and binary treatment.
+    fit_proxy
+        ``fit_proxy(aux_rows, seed)`` trains a CATE learner on the auxiliary rows and returns an
+        object with ``predict(X)`` (the proxy ``S``), ``baseline(X)`` (``B``) and
+        ``propensity(X)`` (used when ``propensity`` is None), e.g. a
+        :class:`geocausal.designs.cate.CateFit`.
+    X
+        Features handed to the fitted proxy for the main rows.
+    propensity
+        Known treatment probabilities (as in an experiment); else the proxy's.
+    n_splits, n_groups, alpha
+        Number of random half splits (stratified by treatment), quantile groups, and the
+        per-split level (the aggregate intervals have level ``1 - 2 alpha``).
+    features
+        Covariates for CLAN (columns named).
+    truth
+        The true CATE, for simulations: adds per split oracle values ``Cov(tau, S) / Var(S)``
+        for ``beta2`` and ``mean(tau)`` for ``beta1`` on the main sample.
+    seed
+        Seed of the splits.
+
+    Returns
+    -------
+    GenericMLResult
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from geocausal.designs.cate import crossfit_cate
+    >>> rng = np.random.default_rng(0); n = 600
+    >>> X = rng.normal(size=(n, 1)); d = rng.integers(0, 2, n).astype(float)
+    >>> y = d * (1 + X[:, 0]) + rng.normal(size=n)
+    >>> fp = lambda rows, s: crossfit_cate("dr", X[rows], y[rows], d[rows],
+    ...                                    np.arange(rows.size) % 2, propensity=.5)
+    >>> r = generic_ml(y, d, fp, X, propensity=.5, n_splits=5)
+    >>> bool(r.blp.conf_low[1] > 0)
+    True
+    """
+    d = check_binary(d)
+    y = np.asarray(y, dtype=float)
+    n = y.size
+    if n_splits < 1:
+        raise DataError(f"n_splits must be at least 1, got {n_splits}")
+    n1 = int(d.sum())
+    if min(n1, n - n1) < 4 * n_groups:
+        raise DesignError(f"{n1} treated and {n - n1} control units are too few for {n_groups} "
+                          f"GATES groups on half samples; need {4 * n_groups} per arm")
+    rng = np.random.default_rng(seed)
+    rows = []
+    idx = np.arange(n)
+    for s in range(n_splits):
+        aux = np.zeros(n, bool)
+        for arm in (0.0, 1.0):
+            a = idx[d == arm]
+            aux[rng.choice(a, a.size // 2, replace=False)] = True
+        main = ~aux
+        model = fit_proxy(idx[aux], int(rng.integers(2**31)))
+        S = np.asarray(model.predict(X[main]), dtype=float)
+        B = np.asarray(model.baseline(X[main]), dtype=float)
+        if propensity is None:
+            p = np.asarray(model.propensity(X[main]), dtype=float)
+        else:
+            p = np.broadcast_to(np.asarray(propensity, dtype=float), (n,))[main]
+        feats = None if features is None else features.iloc[np.flatnonzero(main)]
+        res = split_once(y[main], d[main], p, S, B, n_groups=n_groups, features=feats, rng=rng)
+        oracle = {}
+        if truth is not None:
+            t = np.asarray(truth, dtype=float)[main]
+            vs = S.var()
+            oracle = {"beta1": t.mean(), "beta2": np.cov(t, S, ddof=0)[0, 1] / vs if vs > 0 else 0.0}
+        for term, (est, se) in res.items():
+            row = {"split": s, "term": term, "estimate": float(est), "std_error": float(se)}
+            if truth is not None:
+                row["oracle"] = oracle.get(term, np.nan)
+            rows.append(row)
+    splits = pd.DataFrame(rows)
+    return GenericMLResult(table=aggregate_splits(splits, alpha), splits=splits, alpha=alpha,
+                           n_splits=n_splits, n_groups=n_groups)
