@@ -1,0 +1,529 @@
+"""Chip extraction: an image chip around every unit for every period, cached in zarr.
+
+Unit locations (points, or polygon centroids) are reprojected to each raster's CRS; the pixel
+that holds the unit lands at chip position ``(H // 2, W // 2)``. Chips are ``(N, T, H, W, C)``
+float32 (physical values ``raw * scale + offset``) with a validity mask ``(N, T, H, W)``:
+pixels off the raster edge, at nodata, or flagged by the cloud-mask band are masked (and hold
+0). A unit may fall in any of several tiles of a period; aligned neighbouring tiles fill the
+part of a chip that crosses a tile edge. Units outside every raster of a period stay in the
+array, fully masked, and are listed in ``outside_ids`` with a warning.
+
+Reads are batched: units are grouped in spatial tasks, and within a task every tile is read
+in a few windows, each covering a cluster of nearby chips (a recursive split keeps windows
+dense and bounded), with each file opened once per process. Results stream into a zarr cache
+written in a temporary folder with one completion marker per task, then renamed: an
+interrupted run resumes where it stopped, and a finished cache is never half written.
+``workers=N`` (a local Dask cluster) or ``scheduler=ADDRESS`` runs the tasks on Dask; the
+workers must see the cache folder.
+
+Examples
+--------
+>>> import tempfile
+>>> from geocausal.data.rasters import write_example_study
+>>> m = write_example_study(tempfile.mkdtemp())
+>>> res = extract(m, progress=False)
+>>> res.chips.shape, res.mask.shape
+((6, 2, 8, 8, 2), (6, 2, 8, 8))
+>>> print(res.report())  # doctest: +ELLIPSIS
+chips for 6 units x 2 periods x 2 bands (red, nir), chip 8x8 px
+shape (6, 2, 8, 8, 2), valid pixels 100.0%, outside every raster: 0
+cache .../chips-...-8px.zarr
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geocausal.data.manifest import Manifest
+from geocausal.data.rasters import (
+    TileInfo,
+    chip_size_px,
+    close_rasters,
+    open_raster,
+    tile_infos,
+    valid_pixels,
+)
+from geocausal.data.units import as_manifest, load_units, unique_units, unit_points
+from geocausal.errors import DataError, GeocausalWarning
+
+FORMAT = "geocausal-chips-1"
+#: most pixels one window read may cover (per band)
+MAX_WINDOW_PX = 2048 * 2048
+#: a window may cover at most this many times the pixels of the chips it serves
+MAX_WINDOW_SPARSITY = 4.0
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class ChipsCache:
+    """An opened chips cache.
+
+    Attributes
+    ----------
+    path
+        The ``.zarr`` folder.
+    chips
+        ``(N, T, H, W, C)`` float32, a lazy zarr array (``np.asarray`` loads it).
+    mask
+        ``(N, T, H, W)`` bool, True where a pixel is valid (lazy zarr array).
+    unit_ids
+        Unit ids in row order (the units file's order).
+    periods, bands
+        Period labels and image band names.
+    outside_ids
+        Units outside every raster of at least one period (their chips there are fully masked).
+    coverage
+        ``(N, T)`` bool: the unit lies on a raster of that period.
+    chip_size
+        Chip side in pixels.
+    manifest_hash
+        ``Manifest.content_hash()`` of the study the chips came from.
+    """
+
+    path: Path
+    chips: Any
+    mask: Any
+    unit_ids: np.ndarray
+    periods: list
+    bands: list
+    outside_ids: list
+    coverage: np.ndarray
+    chip_size: int
+    manifest_hash: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the chips array."""
+        return tuple(self.chips.shape)
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Chips and mask as numpy arrays (in memory)."""
+        return np.asarray(self.chips[...]), np.asarray(self.mask[...])
+
+
+@dataclass(frozen=True)
+class ChipsResult(ChipsCache):
+    """What :func:`extract` returns: the opened cache plus how it was made."""
+
+    elapsed_s: float = 0.0
+    reused: bool = False
+    tasks_run: int = 0
+
+    def report(self) -> str:
+        """A short human-readable account of the extraction."""
+        n, t, h, w, c = self.shape
+        mask = np.asarray(self.mask[...]) if n * t * h * w <= 50_000_000 else None
+        valid = f"{100 * mask.mean():.1f}%" if mask is not None and mask.size else "n/a"
+        lines = [f"chips for {n} units x {t} periods x {c} bands ({', '.join(map(str, self.bands))}),"
+                 f" chip {h}x{w} px",
+                 f"shape {self.shape}, valid pixels {valid}, outside every raster: "
+                 f"{len(self.outside_ids)}"
+                 + (f" (ids {self.outside_ids[:5]}{'...' if len(self.outside_ids) > 5 else ''})"
+                    if self.outside_ids else ""),
+                 f"cache {self.path}" + (" (reused)" if self.reused else "")]
+        return "\n".join(lines)
+
+
+def open_cache(path: str | Path) -> ChipsCache:
+    """Open a finished chips cache (a ``chips-*.zarr`` folder, or a folder holding exactly one).
+
+    Raises
+    ------
+    DataError
+        The folder is not a finished chips cache.
+    """
+    import zarr
+
+    path = Path(path)
+    if path.is_dir() and not (path / "zarr.json").exists():
+        found = sorted(path.glob("chips-*.zarr"))
+        if len(found) == 1:
+            path = found[0]
+        elif len(found) > 1:
+            raise DataError(f"'{path}' holds {len(found)} chips caches; pass one of "
+                            f"{[p.name for p in found]}")
+    if not (path / "zarr.json").exists():
+        raise DataError(f"'{path}' is not a chips cache (run 'geocausal extract' first)")
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+    if attrs.get("format") != FORMAT:
+        raise DataError(f"'{path}' is not a finished chips cache (format "
+                        f"{attrs.get('format')!r}, expected {FORMAT!r})")
+    return ChipsCache(path=path, chips=group["chips"], mask=group["mask"],
+                      unit_ids=np.asarray(attrs["unit_ids"]), periods=list(attrs["periods"]),
+                      bands=list(attrs["bands"]), outside_ids=list(attrs["outside_ids"]),
+                      coverage=np.asarray(group["coverage"][...], dtype=bool),
+                      chip_size=int(attrs["chip_size"]), manifest_hash=attrs["manifest_hash"])
+
+
+# ----------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class _Task:
+    """One unit of work: units (global indices, sorted) and where their chips sit per tile."""
+
+    index: int
+    units: np.ndarray  # (n,) int, sorted
+    home: np.ndarray  # (n, T) int: home tile per period, -1 outside
+    row0: np.ndarray  # (n, T) int: chip top row in the home tile
+    col0: np.ndarray  # (n, T) int
+    tiles: tuple[TileInfo, ...] = field(repr=False)
+    chip: int = 0
+    n_bands: int = 0
+
+
+def _pixel_positions(points: Any, tile: TileInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (row, col) of the pixel holding each point, in the tile's grid."""
+    from affine import Affine
+    from pyproj import CRS, Transformer
+
+    src_crs = CRS.from_user_input(points.crs) if points.crs is not None else CRS("EPSG:4326")
+    dst_crs = CRS.from_wkt(tile.crs)
+    x, y = np.asarray(points.x, float), np.asarray(points.y, float)
+    if not src_crs.equals(dst_crs):
+        x, y = Transformer.from_crs(src_crs, dst_crs, always_xy=True).transform(x, y)
+        x, y = np.asarray(x, float), np.asarray(y, float)
+    inv = ~Affine(*tile.transform)
+    col = inv.a * x + inv.b * y + inv.c
+    row = inv.d * x + inv.e * y + inv.f
+    bad = ~(np.isfinite(col) & np.isfinite(row))
+    col = np.where(bad, -1e9, col)
+    row = np.where(bad, -1e9, row)
+    return np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
+
+
+def _plan(points: Any, tiles: Sequence[TileInfo], n_periods: int, chip: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Home tile and chip origin of every unit in every period."""
+    n = len(points)
+    home = np.full((n, n_periods), -1, dtype=np.int64)
+    row0 = np.zeros((n, n_periods), dtype=np.int64)
+    col0 = np.zeros((n, n_periods), dtype=np.int64)
+    for k, tile in enumerate(tiles):
+        r, c = _pixel_positions(points, tile)
+        inside = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
+        t = tile.period_index
+        new = inside & (home[:, t] < 0)
+        home[new, t] = k
+        row0[new, t] = r[new] - chip // 2
+        col0[new, t] = c[new] - chip // 2
+    return home, row0, col0
+
+
+def _spatial_order(points: Any) -> np.ndarray:
+    """Order of units along a Morton (Z-order) curve of their coordinates."""
+    x, y = np.asarray(points.x, float), np.asarray(points.y, float)
+
+    def q(v: np.ndarray) -> np.ndarray:
+        lo, hi = np.nanmin(v), np.nanmax(v)
+        span = hi - lo if hi > lo else 1.0
+        return np.clip(((v - lo) / span * 65535), 0, 65535).astype(np.uint64)
+
+    qx, qy = q(x), q(y)
+    code = np.zeros(len(x), dtype=np.uint64)
+    for b in range(16):
+        code |= ((qx >> np.uint64(b)) & np.uint64(1)) << np.uint64(2 * b)
+        code |= ((qy >> np.uint64(b)) & np.uint64(1)) << np.uint64(2 * b + 1)
+    return np.argsort(code, kind="stable")
+
+
+def _units_per_task(n_periods: int, chip: int, n_bands: int, task_mb: float) -> int:
+    per_unit = n_periods * chip * chip * (n_bands * 4 + 1)
+    return max(1, int(task_mb * 2**20 // max(per_unit, 1)))
+
+
+# ----------------------------------------------------------------------------- reading
+def _alignment(a: TileInfo, b: TileInfo) -> tuple[int, int] | None:
+    """Integer (row, col) offset from tile ``a``'s grid to tile ``b``'s, or None if not aligned."""
+    if a is b:
+        return 0, 0
+    if a.crs != b.crs or not (a.north_up and b.north_up):
+        return None
+    if not (np.isclose(a.transform[0], b.transform[0]) and np.isclose(a.transform[4], b.transform[4])):
+        return None
+    dc = (a.transform[2] - b.transform[2]) / b.transform[0]
+    dr = (a.transform[5] - b.transform[5]) / b.transform[4]
+    if abs(dc - round(dc)) > 1e-6 or abs(dr - round(dr)) > 1e-6:
+        return None
+    return int(round(dr)), int(round(dc))
+
+
+def _clusters(r0: np.ndarray, c0: np.ndarray, chip: int, height: int, width: int
+              ) -> list[np.ndarray]:
+    """Split chips (origins in a tile) into groups whose bounding window is dense and bounded."""
+    out = []
+    stack = [np.arange(len(r0))]
+    while stack:
+        ids = stack.pop()
+        rlo = max(int(r0[ids].min()), 0)
+        rhi = min(int(r0[ids].max()) + chip, height)
+        clo = max(int(c0[ids].min()), 0)
+        chi = min(int(c0[ids].max()) + chip, width)
+        area = max(rhi - rlo, 0) * max(chi - clo, 0)
+        if len(ids) == 1 or (area <= MAX_WINDOW_PX
+                             and area <= MAX_WINDOW_SPARSITY * len(ids) * chip * chip):
+            out.append(ids)
+            continue
+        key = r0[ids] if (rhi - rlo) >= (chi - clo) else c0[ids]
+        order = np.argsort(key, kind="stable")
+        half = len(ids) // 2
+        stack.append(ids[order[:half]])
+        stack.append(ids[order[half:]])
+    return out
+
+
+def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
+    """Chips ``(n, T, H, W, C)`` and mask ``(n, T, H, W)`` of one task's units."""
+    from rasterio.windows import Window
+
+    n, n_periods = task.home.shape
+    h = task.chip
+    chips = np.zeros((n, n_periods, h, h, task.n_bands), dtype=np.float32)
+    mask = np.zeros((n, n_periods, h, h), dtype=bool)
+    tiles = task.tiles
+    for tile in tiles:
+        t = tile.period_index
+        sel, rows, cols = [], [], []
+        for home_k in np.unique(task.home[:, t]):
+            if home_k < 0:
+                continue
+            off = _alignment(tiles[home_k], tile)
+            if off is None:
+                continue
+            idx = np.nonzero(task.home[:, t] == home_k)[0]
+            sel.append(idx)
+            rows.append(task.row0[idx, t] + off[0])
+            cols.append(task.col0[idx, t] + off[1])
+        if not sel:
+            continue
+        idx = np.concatenate(sel)
+        r0 = np.concatenate(rows)
+        c0 = np.concatenate(cols)
+        hit = (r0 < tile.height) & (r0 + h > 0) & (c0 < tile.width) & (c0 + h > 0)
+        idx, r0, c0 = idx[hit], r0[hit], c0[hit]
+        if not len(idx):
+            continue
+        src = open_raster(tile.path)
+        bands = list(tile.image_bands) + ([tile.mask_band] if tile.mask_band else [])
+        image_pos = list(range(len(tile.image_bands)))
+        mask_pos = len(tile.image_bands) if tile.mask_band else None
+        for group in _clusters(r0, c0, h, tile.height, tile.width):
+            wr0 = max(int(r0[group].min()), 0)
+            wr1 = min(int(r0[group].max()) + h, tile.height)
+            wc0 = max(int(c0[group].min()), 0)
+            wc1 = min(int(c0[group].max()) + h, tile.width)
+            raw = src.read(bands, window=Window(wc0, wr0, wc1 - wc0, wr1 - wr0))
+            vals, valid = valid_pixels(raw, tile, image_pos, mask_pos)
+            for g in group:
+                i = idx[g]
+                ra, rb = max(r0[g], wr0), min(r0[g] + h, wr1)
+                ca, cb = max(c0[g], wc0), min(c0[g] + h, wc1)
+                if ra >= rb or ca >= cb:
+                    continue
+                win_valid = valid[ra - wr0:rb - wr0, ca - wc0:cb - wc0]
+                dst_r, dst_c = slice(ra - r0[g], rb - r0[g]), slice(ca - c0[g], cb - c0[g])
+                take = win_valid & ~mask[i, t, dst_r, dst_c]
+                if not take.any():
+                    continue
+                chip_view = chips[i, t, dst_r, dst_c]
+                chip_view[take] = vals[ra - wr0:rb - wr0, ca - wc0:cb - wc0][take]
+                mask[i, t, dst_r, dst_c] |= take
+    return chips, mask
+
+
+def _run_task(task: _Task, tmp: str) -> int:
+    """Read one task's chips, write them into the cache at ``tmp`` and mark the task done."""
+    import zarr
+
+    chips, mask = _read_task(task)
+    group = zarr.open_group(tmp, mode="r+")
+    group["chips"].oindex[task.units] = chips
+    group["mask"].oindex[task.units] = mask
+    done = Path(tmp) / "_done"
+    part = done / f".{task.index}.tmp.npy"
+    np.save(part, task.home >= 0)
+    os.replace(part, done / f"{task.index}.npy")  # the marker appears only once data are written
+    return task.index
+
+
+# ----------------------------------------------------------------------------- extract
+def cache_name(manifest: Manifest, chip: int) -> str:
+    """Folder name of a study's chips cache: content hash plus chip size."""
+    return f"chips-{manifest.content_hash()}-{chip}px.zarr"
+
+
+def _create_store(tmp: Path, n: int, n_periods: int, chip: int, n_bands: int,
+                  task_of_unit: np.ndarray) -> None:
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    group = zarr.open_group(str(tmp), mode="w")
+    comp = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    group.create_array("chips", shape=(n, n_periods, chip, chip, n_bands),
+                       chunks=(1, n_periods, chip, chip, n_bands), dtype="float32",
+                       fill_value=0.0, compressors=comp)
+    group.create_array("mask", shape=(n, n_periods, chip, chip),
+                       chunks=(1, n_periods, chip, chip), dtype="bool", fill_value=False,
+                       compressors=comp)
+    (tmp / "_done").mkdir()
+    np.save(tmp / "_tasks.npy", task_of_unit)
+    group.attrs["format"] = "partial"
+
+
+def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | None = None,
+            workers: int | None = None, scheduler: str | None = None, progress: bool = True,
+            task_mb: float = 64.0) -> ChipsResult:
+    """Extract a chip around every unit for every period into a zarr cache.
+
+    Parameters
+    ----------
+    manifest_or_path
+        A manifest or the path of its YAML file.
+    cache_dir
+        Folder that holds caches (default: ``.cache`` next to the manifest). The cache itself is
+        ``cache_dir / chips-<content hash>-<chip>px.zarr``; an existing one is reused.
+    workers
+        Start a local Dask cluster with this many worker processes.
+    scheduler
+        Address of a running Dask scheduler (its workers must see ``cache_dir``).
+    progress
+        Show a tqdm progress bar (units done).
+    task_mb
+        Memory, in MiB, of one task's chips (tasks are the unit of work and of resumption).
+
+    Returns
+    -------
+    ChipsResult
+        The opened cache with ``report()``.
+
+    Warns
+    -----
+    GeocausalWarning
+        With the count of units outside every raster of some period.
+    """
+    start = time.perf_counter()
+    m = as_manifest(manifest_or_path)
+    if not m.rasters:
+        raise DataError(f"{m.file or m.name}: field 'rasters' is empty; there is nothing to extract")
+    chip = chip_size_px(m)
+    base = Path(cache_dir) if cache_dir is not None else m.base_dir / ".cache"
+    final = base / cache_name(m, chip)
+    if final.exists():
+        cache = open_cache(final)
+        return _finish(cache, start, reused=True, tasks_run=0)
+
+    units = unique_units(load_units(m), m.units.id)
+    ids = units[m.units.id].tolist()
+    points = unit_points(units)
+    periods = m.ordered_periods
+    tiles = tuple(tile_infos(m))
+    n_bands = len(m.band_names)
+    home, row0, col0 = _plan(points, tiles, len(periods), chip)
+
+    tmp = base / (final.name + ".partial")
+    per_task = _units_per_task(len(periods), chip, n_bands, task_mb)
+    if (tmp / "_tasks.npy").exists() and (tmp / "zarr.json").exists():
+        task_of_unit = np.load(tmp / "_tasks.npy")
+        if len(task_of_unit) != len(ids):
+            raise DataError(f"'{tmp}' is a partial cache of another study; delete it")
+    else:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        order = _spatial_order(points)
+        task_of_unit = np.empty(len(ids), dtype=np.int64)
+        task_of_unit[order] = np.arange(len(ids)) // per_task
+        _create_store(tmp, len(ids), len(periods), chip, n_bands, task_of_unit)
+
+    n_tasks = int(task_of_unit.max()) + 1 if len(task_of_unit) else 0
+    done = {int(p.stem) for p in (tmp / "_done").glob("*.npy") if not p.name.startswith(".")}
+    todo = []
+    for k in range(n_tasks):
+        if k in done:
+            continue
+        u = np.nonzero(task_of_unit == k)[0]
+        todo.append(_Task(index=k, units=u, home=home[u], row0=row0[u], col0=col0[u],
+                          tiles=tiles, chip=chip, n_bands=n_bands))
+    sizes = {task.index: len(task.units) for task in todo}
+    try:
+        _run_all(todo, str(tmp), sizes, len(ids), len(ids) - sum(sizes.values()), workers,
+                 scheduler, progress)
+    finally:
+        close_rasters()
+    _finalize(tmp, final, m, ids, periods, chip, n_tasks, task_of_unit)
+    return _finish(open_cache(final), start, reused=False, tasks_run=len(todo))
+
+
+def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, initial: int,
+             workers: int | None, scheduler: str | None, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    from geocausal.parallel import dask_client
+
+    bar = tqdm(total=total, initial=initial, disable=not progress, desc="extract",
+               unit="unit", leave=False)
+    try:
+        with dask_client(address=scheduler, workers=workers) as client:
+            if client is None:
+                for task in todo:
+                    _run_task(task, tmp)
+                    bar.update(sizes[task.index])
+            else:
+                from dask.distributed import as_completed
+
+                futures = client.map(_run_task, todo, tmp=tmp, pure=False)
+                for fut in as_completed(futures):
+                    bar.update(sizes[fut.result()])
+    finally:
+        bar.close()
+
+
+def _finalize(tmp: Path, final: Path, m: Manifest, ids: list, periods: list, chip: int,
+              n_tasks: int, task_of_unit: np.ndarray) -> None:
+    import zarr
+
+    coverage = np.zeros((len(ids), len(periods)), dtype=bool)
+    for k in range(n_tasks):
+        marker = tmp / "_done" / f"{k}.npy"
+        if not marker.exists():
+            raise DataError(f"chips cache '{tmp}': task {k} did not finish; run extract again")
+        coverage[task_of_unit == k] = np.load(marker)
+    group = zarr.open_group(str(tmp), mode="r+")
+    group.create_array("coverage", data=coverage, chunks=coverage.shape or (1,))
+    outside = [ids[i] for i in np.nonzero(~coverage.all(axis=1))[0]]
+    group.attrs.update({"unit_ids": _jsonable(ids), "periods": _jsonable(periods),
+                        "bands": m.band_names, "outside_ids": _jsonable(outside),
+                        "chip_size": chip, "manifest_hash": m.content_hash(),
+                        "manifest_file": str(m.file) if m.file else None,
+                        "outside_per_period": (~coverage).sum(axis=0).tolist()})
+    group.attrs["format"] = FORMAT
+    shutil.rmtree(tmp / "_done")
+    (tmp / "_tasks.npy").unlink()
+    os.replace(tmp, final)
+
+
+def _jsonable(values: Sequence) -> list:
+    return json.loads(json.dumps(list(values), default=lambda v: v.item() if hasattr(v, "item")
+                                 else str(v)))
+
+
+def _finish(cache: ChipsCache, start: float, *, reused: bool, tasks_run: int) -> ChipsResult:
+    if cache.outside_ids:
+        per = (~cache.coverage).sum(axis=0)
+        detail = ", ".join(f"{p}: {int(k)}" for p, k in zip(cache.periods, per) if k)
+        warnings.warn(f"{len(cache.outside_ids)} units lie outside every raster of at least one "
+                      f"period ({detail}); their chips there are fully masked (ids "
+                      f"{cache.outside_ids[:5]}{'...' if len(cache.outside_ids) > 5 else ''})",
+                      GeocausalWarning, stacklevel=3)
+    fields = {f: getattr(cache, f) for f in cache.__dataclass_fields__}
+    return ChipsResult(**fields, elapsed_s=time.perf_counter() - start, reused=reused,
+                       tasks_run=tasks_run)

@@ -1,0 +1,233 @@
+"""Raster helpers: per-process open files, band lookup, chip size, and a tiny example study.
+
+Every process (the main one or a Dask worker) keeps each raster it reads open once, in
+:func:`open_raster`'s cache; :func:`close_rasters` closes them.
+
+Examples
+--------
+>>> import tempfile
+>>> m = write_example_study(tempfile.mkdtemp())
+>>> chip_size_px(m), m.band_names
+(8, ['red', 'nir'])
+>>> src = open_raster(m.resolve(m.rasters[0].paths[0]))
+>>> src.count, src.width
+(2, 64)
+>>> close_rasters()
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geocausal.data.manifest import Manifest, RasterSpec, manifest_from_dict
+from geocausal.errors import DataError
+
+_OPEN: dict[str, Any] = {}
+
+
+def open_raster(path: str | Path) -> Any:
+    """Open ``path`` with rasterio once per process and keep it open (a small cache)."""
+    import rasterio
+
+    key = str(path)
+    src = _OPEN.get(key)
+    if src is None or src.closed:
+        try:
+            src = rasterio.open(key)
+        except Exception as exc:
+            raise DataError(f"cannot open raster '{key}': {exc}") from None
+        _OPEN[key] = src
+    return src
+
+
+def close_rasters() -> None:
+    """Close every raster opened by :func:`open_raster` in this process."""
+    while _OPEN:
+        _, src = _OPEN.popitem()
+        src.close()
+
+
+@dataclass(frozen=True)
+class TileInfo:
+    """What a reader needs to know about one raster file of one period."""
+
+    period_index: int
+    path: str
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+    image_bands: tuple[int, ...]
+    mask_band: int | None
+    clear_values: tuple[int, ...]
+    nodata: float | None
+    scale: float
+    offset: float
+
+    @property
+    def north_up(self) -> bool:
+        """True when the grid has no rotation."""
+        return self.transform[1] == 0 and self.transform[3] == 0
+
+
+def band_indexes(spec: RasterSpec, count: int, path: str) -> tuple[tuple[int, ...], int | None]:
+    """1-based indexes of the image bands and of the cloud-mask band of a raster file."""
+    if count != len(spec.bands):
+        raise DataError(f"raster '{path}' has {count} bands but the manifest lists "
+                        f"{len(spec.bands)} ({spec.bands}) for period {spec.period}; "
+                        "list every band of the file in 'bands'")
+    image = tuple(spec.bands.index(b) + 1 for b in spec.image_bands)
+    mask = spec.bands.index(spec.cloud_mask.band) + 1 if spec.cloud_mask else None
+    return image, mask
+
+
+def tile_infos(manifest: Manifest) -> list[TileInfo]:
+    """One :class:`TileInfo` per raster file, in period order then manifest order."""
+    periods = manifest.ordered_periods
+    out = []
+    for spec in manifest.rasters:
+        t = periods.index(spec.period)
+        for rel in spec.paths:
+            path = str(manifest.resolve(rel))
+            src = open_raster(path)
+            if src.crs is None:
+                raise DataError(f"raster '{path}' has no CRS; give the file a CRS (e.g. with "
+                                "gdal_edit.py -a_srs)")
+            image, mask = band_indexes(spec, src.count, path)
+            nodata = spec.nodata if spec.nodata is not None else src.nodata
+            out.append(TileInfo(
+                period_index=t, path=path, crs=src.crs.to_wkt(),
+                transform=tuple(src.transform)[:6], width=src.width, height=src.height,
+                image_bands=image, mask_band=mask,
+                clear_values=tuple(spec.cloud_mask.clear_values) if spec.cloud_mask else (),
+                nodata=None if nodata is None else float(nodata),
+                scale=spec.scale, offset=spec.offset))
+    out.sort(key=lambda ti: ti.period_index)
+    return out
+
+
+def resolution_m(path: str | Path) -> float:
+    """Pixel height of a raster in metres (approximate for geographic CRSs)."""
+    src = open_raster(path)
+    res = abs(src.transform.e) or abs(src.transform.a)
+    if src.crs.is_geographic:
+        return res * 111_320.0
+    factor = src.crs.linear_units_factor[1] if src.crs.linear_units else 1.0
+    return res * factor
+
+
+def chip_size_px(manifest: Manifest) -> int:
+    """Chip side in pixels: ``chip.size_px``, or ``chip.size_m`` over the first raster's pixel size."""
+    if manifest.chip.size_px is not None:
+        return int(manifest.chip.size_px)
+    if not manifest.rasters:
+        raise DataError("field 'chip.size_m' needs a raster to convert metres to pixels; "
+                        "give 'chip.size_px' or add 'rasters'")
+    res = resolution_m(manifest.resolve(manifest.rasters[0].paths[0]))
+    return max(1, int(round(manifest.chip.size_m / res)))
+
+
+def valid_pixels(raw: np.ndarray, tile: TileInfo, image_pos: list[int],
+                 mask_pos: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled values ``(h, w, C)`` float32 and validity ``(h, w)`` of a block read from a tile.
+
+    ``raw`` is ``(B, h, w)`` as read; ``image_pos``/``mask_pos`` index its first axis. A pixel is
+    valid when every image band is finite and differs from nodata, and the cloud-mask value
+    (if any) is one of the clear values.
+    """
+    img = raw[image_pos]
+    valid = np.ones(raw.shape[1:], dtype=bool)
+    if np.issubdtype(img.dtype, np.floating):
+        valid &= np.isfinite(img).all(axis=0)
+    if tile.nodata is not None:
+        if math.isnan(tile.nodata):
+            valid &= ~np.isnan(img).any(axis=0)
+        else:
+            valid &= (img != tile.nodata).all(axis=0)
+    if mask_pos is not None:
+        valid &= np.isin(raw[mask_pos], tile.clear_values)
+    vals = np.moveaxis(img, 0, -1).astype(np.float32)
+    if tile.scale != 1.0 or tile.offset != 0.0:
+        vals = vals * np.float32(tile.scale) + np.float32(tile.offset)
+    return vals, valid
+
+
+def write_geotiff(path: str | Path, data: np.ndarray, crs: str, transform: Any, *,
+                  nodata: float | None = None, blocksize: int | None = None,
+                  compress: str | None = None) -> Path:
+    """Write a ``(bands, rows, cols)`` array as a GeoTIFF (tiled when ``blocksize`` is given)."""
+    import rasterio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile: dict[str, Any] = dict(driver="GTiff", width=data.shape[2], height=data.shape[1],
+                                   count=data.shape[0], dtype=data.dtype, crs=crs,
+                                   transform=transform, nodata=nodata)
+    if blocksize:
+        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    if compress:
+        profile["compress"] = compress
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def write_example_study(folder: str | Path, *, n_units: int = 6, size: int = 64,
+                        periods: tuple[int, ...] = (2020, 2021), seed: int = 0) -> Manifest:
+    """Write a tiny study (a UTM raster per period with red/nir bands, a units CSV, a manifest).
+
+    Pixel ``(r, c)`` of band ``b`` in period ``t`` holds ``1000 * t_index + 100 * b + r + c / 100``
+    (so values say where they came from); units sit at pixel centres away from the edges.
+
+    Returns
+    -------
+    Manifest
+        The loaded manifest (also written as ``manifest.yaml`` in ``folder``).
+    """
+    from pyproj import Transformer
+    from rasterio.transform import from_origin
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    crs = "EPSG:32633"
+    transform = from_origin(500_000.0, 5_000_000.0, 10.0, 10.0)
+    rr, cc = np.mgrid[0:size, 0:size].astype(np.float32)
+    rasters = []
+    for t, p in enumerate(periods):
+        data = np.stack([1000 * t + 100 * b + rr + cc / 100 for b in range(2)]).astype(np.float32)
+        name = f"img_{p}.tif"
+        write_geotiff(folder / name, data, crs, transform, nodata=-9999.0, blocksize=16)
+        rasters.append({"period": p, "paths": [name], "bands": ["red", "nir"]})
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(8, size - 8, n_units)
+    cols = rng.integers(8, size - 8, n_units)
+    x = 500_000.0 + 10.0 * (cols + 0.5)
+    y = 5_000_000.0 - 10.0 * (rows + 0.5)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    import pandas as pd
+
+    pd.DataFrame({"unit": np.arange(1, n_units + 1), "lon": lon, "lat": lat,
+                  "x1": rng.normal(size=n_units),
+                  "treat": rng.integers(0, 2, n_units)}).to_csv(folder / "units.csv", index=False)
+    data = {"name": "example", "units": {"path": "units.csv", "id": "unit", "lon": "lon",
+                                         "lat": "lat"},
+            "rasters": rasters, "periods": list(periods), "chip": {"size_px": 8},
+            "columns": {"treatment": ["treat"], "covariates": ["x1"]}}
+    import yaml
+
+    (folder / "manifest.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return manifest_from_dict(data, base_dir=folder, file=folder / "manifest.yaml")
+
+
+def cpu_count() -> int:
+    """Usable CPU cores of this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
