@@ -1,0 +1,101 @@
+"""How predictable is treatment placement? Cross-validated AUCs with DeLong (or paired
+bootstrap) covariances, so that AUCs of several feature sets on the same units can be compared.
+
+DeLong, DeLong and Clarke-Pearson (1988), computed with the midrank algorithm of Sun and Xu
+(2014). The structural components also give an influence function per unit, used for
+cluster-robust variances.
+
+Examples
+--------
+>>> import numpy as np
+>>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([[.1, .4, .35, .8, .2, .9]])
+>>> auc, cov, psi = delong(s, y)
+>>> round(float(auc[0]), 4)
+0.8889
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
+
+from geocausal.errors import DesignError
+
+
+def delong(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AUCs of ``k`` score vectors on the same units, their DeLong covariance and influence.
+
+    Parameters
+    ----------
+    scores
+        ``(k, n)`` scores (higher = more likely treated).
+    labels
+        ``(n,)`` binary labels.
+
+    Returns
+    -------
+    aucs : (k,) array
+    cov : (k, k) DeLong covariance
+    influence : (n, k) array with ``cov ~ influence' influence / n^2`` (up to (m-1)/m factors)
+    """
+    s = np.atleast_2d(np.asarray(scores, dtype=float))
+    lab = np.asarray(labels).astype(bool)
+    m, n = int(lab.sum()), int((~lab).sum())
+    if m < 2 or n < 2:
+        raise DesignError(f"an AUC needs at least 2 treated and 2 control units, got {m} and {n}")
+    pos, neg = s[:, lab], s[:, ~lab]
+    tx = np.apply_along_axis(rankdata, 1, pos)
+    ty = np.apply_along_axis(rankdata, 1, neg)
+    tz = np.apply_along_axis(rankdata, 1, np.concatenate([pos, neg], axis=1))
+    aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1.0) / (2.0 * n)
+    v01 = (tz[:, :m] - tx) / n
+    v10 = 1.0 - (tz[:, m:] - ty) / m
+    cov = np.atleast_2d(np.cov(v01)) / m + np.atleast_2d(np.cov(v10)) / n
+    N = m + n
+    psi = np.empty((N, s.shape[0]))
+    idx_pos, idx_neg = np.flatnonzero(lab), np.flatnonzero(~lab)
+    psi[idx_pos] = ((v01 - aucs[:, None]) * N / m).T
+    psi[idx_neg] = ((v10 - aucs[:, None]) * N / n).T
+    return aucs, cov, psi
+
+
+def bootstrap_auc(scores: np.ndarray, labels: np.ndarray, n_boot: int = 500,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs and their paired, arm-stratified bootstrap covariance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0); y = rng.integers(0, 2, 200)
+    >>> s = np.vstack([y + rng.normal(size=200), rng.normal(size=200)])
+    >>> a, c = bootstrap_auc(s, y, n_boot=100)
+    >>> a.shape, c.shape
+    ((2,), (2, 2))
+    """
+    s = np.atleast_2d(np.asarray(scores, dtype=float))
+    lab = np.asarray(labels).astype(int)
+    aucs = np.array([roc_auc_score(lab, row) for row in s])
+    rng = np.random.default_rng(seed)
+    ip, ineg = np.flatnonzero(lab == 1), np.flatnonzero(lab == 0)
+    draws = np.empty((n_boot, s.shape[0]))
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(ip, ip.size), rng.choice(ineg, ineg.size)])
+        draws[b] = [roc_auc_score(lab[idx], row[idx]) for row in s]
+    return aucs, np.atleast_2d(np.cov(draws, rowvar=False))
+
+
+def contrast_matrix(k: int, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Rows: identity for the ``k`` AUCs, then ``e_a - e_b`` for each pair ``(a, b)``.
+
+    Examples
+    --------
+    >>> contrast_matrix(2, [(1, 0)]).tolist()
+    [[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0]]
+    """
+    L = [np.eye(k)]
+    for a, b in pairs:
+        r = np.zeros(k)
+        r[a], r[b] = 1.0, -1.0
+        L.append(r[None])
+    return np.vstack(L)
