@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.metrics import roc_auc_score
 
 from geocausal.errors import DesignError
 
@@ -75,14 +74,22 @@ def bootstrap_auc(scores: np.ndarray, labels: np.ndarray, n_boot: int = 500,
     """
     s = np.atleast_2d(np.asarray(scores, dtype=float))
     lab = np.asarray(labels).astype(int)
-    aucs = np.array([roc_auc_score(lab, row) for row in s])
+    aucs = _auc(s, lab)
     rng = np.random.default_rng(seed)
     ip, ineg = np.flatnonzero(lab == 1), np.flatnonzero(lab == 0)
     draws = np.empty((n_boot, s.shape[0]))
     for b in range(n_boot):
         idx = np.concatenate([rng.choice(ip, ip.size), rng.choice(ineg, ineg.size)])
-        draws[b] = [roc_auc_score(lab[idx], row[idx]) for row in s]
+        draws[b] = _auc(s[:, idx], lab[idx])
     return aucs, np.atleast_2d(np.cov(draws, rowvar=False))
+
+
+def _auc(s: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC of each row of ``s`` (ties count one half)."""
+    pos = lab.astype(bool)
+    m, n = int(pos.sum()), int((~pos).sum())
+    r = rankdata(s, axis=1)
+    return (r[:, pos].sum(axis=1) - m * (m + 1) / 2.0) / (m * n)
 
 
 def contrast_matrix(k: int, pairs: list[tuple[int, int]]) -> np.ndarray:
