@@ -95,7 +95,8 @@ def default_learners(kind: str, seed: int = 0) -> dict[str, Any]:
     >>> sorted(default_learners("dr"))
     ['final', 'marginal', 'outcome', 'propensity']
     """
-    final = (RandomForestRegressor(n_estimators=200, min_samples_leaf=20, max_features=0.5,
+    final = (RandomForestRegressor(n_estimators=100, min_samples_leaf=20, max_features=0.5,
+                                   max_samples=0.5,
                                    random_state=seed, n_jobs=1)
              if kind == "forest" else LinearRegression())
     return {"outcome": LinearRegression(), "propensity": LogisticRegression(max_iter=1000),

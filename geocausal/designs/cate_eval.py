@@ -35,22 +35,24 @@ from geocausal.errors import DataError, DesignError
 
 
 # ----------------------------------------------------------------------------- RATE
-def _toc(phi: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """TOC at q = k/n, k = 1..n: mean score of the top k units minus the mean; ties averaged."""
+def _sorted(phi: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores sorted by decreasing priority, with tie ids (equal priorities share an id)."""
     order = np.argsort(-priority, kind="stable")
     p_sorted = priority[order]
-    s = phi[order]
-    # average scores within tied priorities
-    _, start, counts = np.unique(-p_sorted, return_index=True, return_counts=True)
-    if np.any(counts > 1):
-        sums = np.add.reduceat(s, start)
-        s = np.repeat(sums / counts, counts)
+    ties = np.concatenate([[0], np.cumsum(p_sorted[1:] != p_sorted[:-1])])
+    return phi[order], ties
+
+
+def _toc_sorted(s: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """TOC at q = k/n, k = 1..n: mean score of the top k units minus the mean; ties averaged."""
+    if ties[-1] + 1 < s.size:
+        _, inv, counts = np.unique(ties, return_inverse=True, return_counts=True)
+        s = (np.bincount(inv, weights=s) / counts)[inv]
     k = np.arange(1, s.size + 1)
     return np.cumsum(s) / k - s.mean()
 
 
-def _rate_value(phi: np.ndarray, priority: np.ndarray, target: str) -> float:
-    toc = _toc(phi, priority)
+def _value(toc: np.ndarray, target: str) -> float:
     if target == "AUTOC":
         return float(toc.mean())
     q = np.arange(1, toc.size + 1) / toc.size
@@ -139,8 +141,9 @@ def rate(
     if np.ptp(priority) == 0:
         raise DesignError("the priorities (CATE predictions) are constant, so RATE cannot rank "
                           "units; use a learner whose predictions vary")
-    est = _rate_value(phi, priority, target)
-    toc = _toc(phi, priority)
+    s_sorted, ties = _sorted(phi, priority)
+    toc = _toc_sorted(s_sorted, ties)
+    est = _value(toc, target)
     grid = np.asarray(q if q is not None else np.linspace(0.05, 1, 20), dtype=float)
     k = np.clip(np.ceil(grid * phi.size).astype(int), 1, phi.size) - 1
     curve = pd.DataFrame({"quantile": grid, "estimate": toc[k]})
@@ -153,14 +156,15 @@ def rate(
         uniq, inv = np.unique(labels, return_inverse=True)
         if uniq.size < 4:
             raise DesignError(f"only {uniq.size} clusters for the half-sample bootstrap; need 4+")
+        inv_sorted = inv[np.argsort(-priority, kind="stable")]
         half = uniq.size // 2
         draws = np.empty(n_boot)
         for b in range(n_boot):
             keep = np.zeros(uniq.size, bool)
             keep[rng.choice(uniq.size, half, replace=False)] = True
-            rows = keep[inv]
-            pr = priority[rows]
-            draws[b] = _rate_value(phi[rows], pr, target) if np.ptp(pr) > 0 else 0.0
+            rows = keep[inv_sorted]
+            t = ties[rows]
+            draws[b] = _value(_toc_sorted(s_sorted[rows], t), target) if t[-1] > t[0] else 0.0
         se = float(np.std(draws, ddof=1))
     return RateResult(target=target, estimate=est, std_error=se, n_boot=n_boot, curve=curve)
 
