@@ -157,6 +157,7 @@ def _fit_one(
     outcome_correction: Any,
     n_pcs: int,
     stabilized: bool,
+    clip: float | None = None,
     name: str = "",
 ) -> Estimate:
     n = len(data)
@@ -188,6 +189,12 @@ def _fit_one(
                if "mu1" in predictions else None)
         nu = Nuisances(nu.e, mu0, mu1)
 
+    n_clipped = 0
+    if clip is not None:
+        if not 0.0 < float(clip) < 0.5:
+            raise DataError(f"clip must be in (0, 0.5), got {clip}")
+        n_clipped = int(((nu.e < clip) | (nu.e > 1 - clip)).sum())
+        nu = Nuisances(np.clip(nu.e, clip, 1 - clip), nu.mu0, nu.mu1)
     tr = ov.trim(nu.e, d, trim)
     if trim is None:
         ov.check_propensity(nu.e, d)
@@ -218,7 +225,7 @@ def _fit_one(
                             "treated": np.quantile(nk.e[dk == 1], q),
                             "control": np.quantile(nk.e[dk == 0], q)})
     diags: dict[str, Any] = {
-        "n_treated": n1, "n_control": n0, "n_trimmed": tr.n_trimmed,
+        "n_treated": n1, "n_control": n0, "n_trimmed": tr.n_trimmed, "n_clipped": n_clipped,
         "trimming": tr.as_dict(),
         "propensity_min": float(nk.e.min()), "propensity_max": float(nk.e.max()),
         "max_weight": float(w.max()), "ess_treated": ess["treated"], "ess_control": ess["control"],
@@ -316,6 +323,7 @@ def aipw(
     fold_groups: Any = None,
     n_pcs: int = 5,
     stabilized: bool = True,
+    clip: float | None = None,
     **_roles: Any,
 ) -> Estimate | EstimateSet:
     """Doubly robust (augmented IPW) ATE or ATT with cross-fitted nuisances.
@@ -353,6 +361,9 @@ def aipw(
         Leading image principal components in the balance table.
     stabilized
         Report balance and weight diagnostics with stabilised weights.
+    clip
+        Clip propensities to ``[clip, 1 - clip]`` before weighting (DoubleML clips at 0.01 by
+        default); units are kept, unlike ``trim``. The number clipped is in the diagnostics.
 
     Returns
     -------
@@ -362,7 +373,7 @@ def aipw(
                 learners=learners, folds=folds, seed=seed, images=images,
                 outcome_correction=outcome_correction, trim=trim, propensity=propensity,
                 predictions=predictions, fold_groups=fold_groups, n_pcs=n_pcs,
-                stabilized=stabilized)
+                stabilized=stabilized, clip=clip)
 
 
 def ipw(
@@ -383,6 +394,7 @@ def ipw(
     propensity: Any = None,
     fold_groups: Any = None,
     n_pcs: int = 5,
+    clip: float | None = None,
     **_roles: Any,
 ) -> Estimate | EstimateSet:
     """Inverse-probability weighting: Hajek (``normalized=True``) or Horvitz-Thompson.
@@ -405,7 +417,7 @@ def ipw(
                 estimand=estimand, vcov=vcov, learners=learners, folds=folds, seed=seed,
                 images=images, outcome_correction=outcome_correction, trim=trim,
                 propensity=propensity, predictions=None, fold_groups=fold_groups,
-                n_pcs=n_pcs, stabilized=stabilized)
+                n_pcs=n_pcs, stabilized=stabilized, clip=clip)
 
 
 def balance(

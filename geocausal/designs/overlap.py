@@ -60,7 +60,7 @@ def check_propensity(e: np.ndarray, d: np.ndarray, *, warn_below: float = 0.01) 
         warnings.warn(
             f"{lo} propensities are below {warn_below} and {hi} above {1 - warn_below} "
             f"({int(d[(e < warn_below) | (e > 1 - warn_below)].sum())} of them treated); "
-            "weights are extreme, consider trim=",
+            "weights are extreme; consider trim=0.01, trim='crump' or clip=",
             DiagnosticWarning,
             stacklevel=3,
         )
