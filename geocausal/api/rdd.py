@@ -240,10 +240,11 @@ def rdd(
     bandwidth: str = "mse",
     per_side: bool = False,
     bias_correction: str = "implicit",
+    vce: str = "hc2",
     donut: float = 0.0,
     n_boot: int = 2000,
     alpha: float = 0.05,
-    studentize: bool = False,
+    studentize: bool = True,
     multiplier: str = "normal",
     xi: np.ndarray | None = None,
     tests: Sequence[str] = ("nullity", "homogeneity", "dominance"),
@@ -299,6 +300,9 @@ def rdd(
         Separate selected bandwidths on each side.
     bias_correction
         ``"implicit"`` (p = s + 1 with the order-s bandwidth) or ``"explicit"`` (CCT).
+    vce
+        Residual scaling of the scores: ``"hc0"`` (matches rdrobust's ``vce="hc0"``),
+        ``"hc1"``, ``"hc2"`` (default) or ``"hc3"``.
     donut
         Drop units with ``|running - cutoff| < donut``.
     n_boot, alpha, studentize, multiplier, xi
@@ -348,7 +352,7 @@ def rdd(
 
 
 def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_grid, method, p,
-             s, kernel, h, h_den, b, bandwidth, per_side, bias_correction, donut, n_boot, alpha,
+             s, kernel, h, h_den, b, bandwidth, per_side, bias_correction, vce, donut, n_boot, alpha,
              studentize, multiplier, xi, tests, test_range, functionals, density_test, placebo,
              sensitivity, donuts, vcov, seed, images, outcome_correction, unit, time, folds,
              learners, reference_quirks) -> Estimate:
@@ -405,7 +409,7 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
     _mass_points(x)
     fit_kw = dict(method=method, p=p, s=s, kernel=kernel, h=h, h_den=h_den, b=b,
                   bandwidth=bandwidth, per_side=per_side, bias_correction=bias_correction,
-                  positive_weights_only=reference_quirks)
+                  positive_weights_only=reference_quirks, vce=vce)
     res = fit_r3d(x, Q, g, T=T, **fit_kw)
     G = x.size if clusters is None else np.unique(clusters).size
     if xi is None:

@@ -123,24 +123,27 @@ def _global_pilot(x, Q, s, side):
 def _local_constants(x, Q, h, s, kern, side):
     """Local polynomial of order s+1 at the pilot bandwidth: derivative and local variance."""
     fit = local_poly(x, Q, h, s + 1, kern, side)
-    deriv = fit.coef[s + 1] * math.factorial(s + 1) / h ** (s + 1)
+    scale = math.factorial(s + 1) / h ** (s + 1)
+    deriv = fit.coef[s + 1] * scale
     mask = ((x >= 0) if side == "plus" else (x < 0))[:, None]
     kw = kernel(x[:, None] / h[None, :], kern) * mask
-    sig2 = np.sum(kw * (Q - fit.fitted) ** 2, axis=0) / np.sum(kw, axis=0)
-    return deriv, sig2
+    resid = Q - fit.fitted
+    sig2 = np.sum(kw * resid**2, axis=0) / np.sum(kw, axis=0)
+    var_deriv = np.sum((fit.weights[..., s + 1] * resid) ** 2, axis=0) * scale**2
+    return deriv, sig2, var_deriv
 
 
-def _optimal(Bp, Bm, Vp, Vm, n, s, common, per_side):
+def _optimal(Bp, Bm, Vp, Vm, n, s, common, per_side, Rp=0.0, Rm=0.0):
     rate = 1.0 / (2 * s + 3)
     if per_side:
         with np.errstate(divide="ignore"):
-            hp = (Vp / (2 * (s + 1) * Bp**2 * n)) ** rate
-            hm = (Vm / (2 * (s + 1) * Bm**2 * n)) ** rate
+            hp = (Vp / (2 * (s + 1) * (Bp**2 + Rp) * n)) ** rate
+            hm = (Vm / (2 * (s + 1) * (Bm**2 + Rm) * n)) ** rate
         if common:
-            hp = np.full_like(Vp, (Vp.mean() / (2 * (s + 1) * np.mean(Bp**2) * n)) ** rate)
-            hm = np.full_like(Vm, (Vm.mean() / (2 * (s + 1) * np.mean(Bm**2) * n)) ** rate)
+            hp = np.full_like(Vp, (Vp.mean() / (2 * (s + 1) * np.mean(Bp**2 + Rp) * n)) ** rate)
+            hm = np.full_like(Vm, (Vm.mean() / (2 * (s + 1) * np.mean(Bm**2 + Rm) * n)) ** rate)
         return hp, hm
-    B2 = (Bp - Bm) ** 2
+    B2 = (Bp - Bm) ** 2 + Rp + Rm
     V = Vp + Vm
     if common:
         B2, V = np.full_like(B2, B2.mean()), np.full_like(V, V.mean())
@@ -157,6 +160,7 @@ def select_bandwidth(
     common: bool = False,
     per_side: bool = False,
     coverage: bool = False,
+    regularize: bool = True,
 ) -> Bandwidths:
     """MSE-optimal bandwidth per quantile (or IMSE-optimal common bandwidth).
 
@@ -177,6 +181,10 @@ def select_bandwidth(
         Separate MSE-optimal bandwidths on each side.
     coverage
         Shrink by ``n^(-s/((2s+3)(s+3)))``, the coverage-error rule of thumb.
+    regularize
+        Add three times the estimated variance of the bias term to its square in the final
+        step (as rdrobust's ``scaleregul=1``), which stabilises the bandwidth when the
+        curvature is near zero.
     """
     kern = kernel_name(kernel)
     x = np.asarray(x, dtype=float)
@@ -196,10 +204,14 @@ def select_bandwidth(
     Bp, Bm, Vp, Vm = constants(dp, dm, sp, sm)
     pilot, _ = _optimal(Bp, Bm, Vp, Vm, n, s, common, False)
     pilot = _guard(pilot, x, s, "pilot")
-    dp, sp = _local_constants(x, Q, pilot, s, kern, "plus")
-    dm, sm = _local_constants(x, Q, pilot, s, kern, "minus")
+    dp, sp, vdp = _local_constants(x, Q, pilot, s, kern, "plus")
+    dm, sm, vdm = _local_constants(x, Q, pilot, s, kern, "minus")
     Bp, Bm, Vp, Vm = constants(dp, dm, sp, sm)
-    hp, hm = _optimal(Bp, Bm, Vp, Vm, n, s, common, per_side)
+    # regularisation (Calonico, Cattaneo and Titiunik 2014): add the variance of the estimated
+    # bias to its square, so that a bias estimated near zero does not blow the bandwidth up
+    reg = 3.0 * float(regularize)
+    Rp, Rm = reg * vdp * (cb_p / fact) ** 2, reg * vdm * (cb_m / fact) ** 2
+    hp, hm = _optimal(Bp, Bm, Vp, Vm, n, s, common, per_side, Rp, Rm)
     hp, hm = _guard(hp, x, s, "final"), _guard(hm, x, s, "final")
     if coverage:
         shrink = n ** (-s / ((2 * s + 3) * (s + 3)))
@@ -210,12 +222,11 @@ def select_bandwidth(
 
 
 def _guard(h: np.ndarray, x: np.ndarray, s: int, step: str) -> np.ndarray:
-    """Replace bandwidths with a vanishing bias (infinite h) by the rule of thumb, and cap them."""
+    """Replace bandwidths with a vanishing bias (infinite h) by the rule of thumb."""
     rot = 1.06 * np.std(x, ddof=1) * x.size ** (-1.0 / (2 * s + 1))
-    cap = np.max(np.abs(x))
     bad = ~np.isfinite(h)
     if bad.any():
         warnings.warn(f"{int(bad.sum())} quantile(s) have an estimated bias of zero at the {step} "
                       f"step; using the rule-of-thumb bandwidth {rot:.4g} there",
                       DiagnosticWarning, stacklevel=3)
-    return np.minimum(np.where(bad, rot, h), cap)
+    return np.where(bad, rot, h)

@@ -105,8 +105,26 @@ def _side_bandwidths(h: Any, K: int) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only):
+def _leverage(fit: LocPolyFit, x: np.ndarray) -> np.ndarray:
+    """Diagonal of the local hat matrix, ``K_i r_i' G^-1 r_i``, shape ``(n, K)``."""
+    u = x[:, None] / fit.h[None, :]
+    R = u[..., None] ** np.arange(fit.weights.shape[-1])
+    return np.sum(fit.weights * R, axis=-1)
+
+
+def _vce_scale(vce: str, fit: LocPolyFit, x: np.ndarray) -> np.ndarray | float:
+    if vce == "hc0":
+        return 1.0
+    if vce == "hc1":
+        k = fit.weights.shape[-1]
+        return np.sqrt(fit.n_eff / np.maximum(fit.n_eff - k, 1))[None, :]
+    lev = np.clip(_leverage(fit, x), 0.0, 0.99)
+    return 1.0 / np.sqrt(1.0 - lev) if vce == "hc2" else 1.0 / (1.0 - lev)
+
+
+def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only, vce="hc0"):
     fit = local_poly(x, Y, h, p, kern, side)
+    res_fit = fit
     w = fit.w0
     m = fit.intercept
     fitted = fit.fitted
@@ -119,6 +137,7 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only)
         m = m - c * beta
         w = w - c * wq
         fitted = fq.fitted
+        res_fit = fq
     raw = m.copy()
     resid_fitted = fitted
     if method == "frechet":
@@ -126,7 +145,7 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only)
         rows = np.flatnonzero(np.any(w != 0, axis=1))
         resid_fitted = fitted.copy()
         resid_fitted[rows] = isotonic_rows(fitted[rows])
-    e = Y - resid_fitted
+    e = (Y - resid_fitted) * _vce_scale(vce, res_fit, x)
     keep = (w > 0) if positive_only else (w != 0)
     score = np.where(keep, w * e, 0.0)
     if method == "simple":
@@ -153,6 +172,7 @@ def fit_r3d(
     per_side: bool = False,
     bias_correction: str = "implicit",
     positive_weights_only: bool = False,
+    vce: str = "hc2",
 ) -> R3DResult:
     """Fit the distributional RD at every quantile of ``q_grid``.
 
@@ -185,6 +205,10 @@ def fit_r3d(
         Select a separate bandwidth on each side.
     bias_correction
         ``"implicit"`` or ``"explicit"``.
+    vce
+        Residual scaling of the scores: ``"hc0"`` (plain residuals; rdrobust's ``vce="hc0"``),
+        ``"hc1"`` (degrees of freedom), ``"hc2"`` (default; leverage ``1/sqrt(1 - h_ii)``) or
+        ``"hc3"`` (``1/(1 - h_ii)``), with the leverage of the local fit.
     positive_weights_only
         Reproduce the reference implementation's quirk of dropping units with negative
         equivalent-kernel weights from the scores (for golden tests only; biased variance).
@@ -193,6 +217,8 @@ def fit_r3d(
         raise DataError(f"method '{method}' is not one of {METHODS}")
     if bias_correction not in ("implicit", "explicit"):
         raise DataError(f"bias_correction '{bias_correction}' is not 'implicit' or 'explicit'")
+    if vce not in ("hc0", "hc1", "hc2", "hc3"):
+        raise DataError(f"vce '{vce}' is not one of 'hc0', 'hc1', 'hc2', 'hc3'")
     if bandwidth not in ("mse", "cer"):
         raise DataError(f"bandwidth rule '{bandwidth}' is not 'mse' or 'cer'")
     if int(p) != p or p < 0:
@@ -212,9 +238,10 @@ def fit_r3d(
         raise DataError("the 'frechet' estimator uses one common bandwidth; pass a scalar h")
     bp, bm = (hp, hm) if b is None else _side_bandwidths(b, K)
     args = (p, kern)
-    plus = _one_side(x, Q, hp, bp, *args, "plus", method, bias_correction, positive_weights_only)
+    plus = _one_side(x, Q, hp, bp, *args, "plus", method, bias_correction, positive_weights_only,
+                     vce)
     minus = _one_side(x, Q, hm, bm, *args, "minus", method, bias_correction,
-                      positive_weights_only)
+                      positive_weights_only, vce)
     delta = plus.m - minus.m
     score = plus.score - minus.score
     first = None
@@ -226,10 +253,10 @@ def fit_r3d(
             hd = float(h_den)
         tp = _one_side(x, T[:, None], np.array([hd]), np.array([hd if b is None else
                        float(np.mean(bp))]), *args, "plus", "simple", bias_correction,
-                       positive_weights_only)
+                       positive_weights_only, vce)
         tm = _one_side(x, T[:, None], np.array([hd]), np.array([hd if b is None else
                        float(np.mean(bm))]), *args, "minus", "simple", bias_correction,
-                       positive_weights_only)
+                       positive_weights_only, vce)
         jump = float(tp.m[0] - tm.m[0])
         if abs(jump) < 1e-8:
             raise DesignError(f"the first-stage jump in treatment at the cutoff is {jump:.3g}: "

@@ -140,9 +140,11 @@ def local_poly(
     if np.any(~np.isfinite(h)) or np.any(h <= 0):
         raise DataError(f"bandwidths must be positive and finite; got min {np.nanmin(h)}")
     mask = (x >= 0) if side == "plus" else (x < 0)
-    u = x[:, None] / h[None, :]                               # (n, K)
-    kw = _k(u, kernel) * mask[:, None]
-    n_eff = (kw > 0).sum(axis=0)
+    idx = np.flatnonzero(mask)
+    xs = x[idx]
+    u = xs[None, :] / h[:, None]                               # (K, m) on this side only
+    kw = _k(u, kernel)
+    n_eff = (kw > 0).sum(axis=1)
     bad = np.flatnonzero(n_eff < p + 1)
     if bad.size:
         j = bad[0]
@@ -151,16 +153,22 @@ def local_poly(
             f"{'right (treated)' if side == 'plus' else 'left (control)'} side of the cutoff; "
             f"a local polynomial of order {p} needs at least {p + 1}. Widen the bandwidth, "
             "lower p, or check the cutoff")
-    R = u[..., None] ** np.arange(p + 1)                       # (n, K, p+1)
-    G = np.einsum("nkj,nk,nkl->kjl", R, kw, R)                  # (K, p+1, p+1)
+    R = u[..., None] ** np.arange(p + 1)                       # (K, m, p+1)
+    RK = R * kw[..., None]
+    G = np.matmul(RK.transpose(0, 2, 1), R)                    # (K, p+1, p+1)
     try:
         Ginv = np.linalg.inv(G)
     except np.linalg.LinAlgError:
         raise DesignError(f"the local polynomial design on the {side} side is singular; the "
                           "running variable has too few distinct values in the window") from None
-    W = np.einsum("kjl,nkl,nk->nkj", Ginv, R, kw)               # (n, K, p+1)
-    coef = np.einsum("nkj,nk->jk", W, y)
-    fitted = np.einsum("nkj,jk->nk", R, coef)
+    Ws = np.matmul(RK, Ginv.transpose(0, 2, 1))                # (K, m, p+1): rows G^-1 r_i K_i
+    ys = y[idx].T                                              # (K, m)
+    coef = np.matmul(ys[:, None, :], Ws)[:, 0, :].T            # (p+1, K)
+    W = np.zeros((x.size, K, p + 1))
+    W[idx] = Ws.transpose(1, 0, 2)
+    uf = x[:, None] / h[None, :]
+    fitted = \
+        np.einsum("nkj,jk->nk", uf[..., None] ** np.arange(p + 1), coef)
     return LocPolyFit(coef=coef, weights=W, fitted=fitted, h=h, n_eff=n_eff)
 
 
