@@ -6,7 +6,7 @@ When the outcome column is a prediction (a poverty map from satellite images), e
   calibration set of predictions and truths and returns the corrected Hajek IPW effect, with an
   interval that carries the calibration uncertainty (a joint bootstrap over the calibration set
   and the downstream sample, or the delta method for LCC).
-* ``gc.debias.fit(yhat_cal, y_cal, method="lcc")`` returns just the fitted corrector, which every
+* ``gc.debias.fit(yhat_cal, y_cal, method="lcc")`` (``fit_corrector``) returns just the fitted corrector, which every
   design accepts as ``outcome_correction=``.
 * ``gc.compare_debiasers(cal)`` runs K-fold pseudo-trials on the calibration data and reports
   the slope and MAE of corrected against true contrasts, with a recommendation.
@@ -28,6 +28,8 @@ True
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +56,7 @@ from geocausal.formula import parse_formula
 from geocausal.nuisance.crossfit import crossfit_predict, make_folds
 from geocausal.results.estimate import Estimate, make_provenance
 
-__all__ = ["LinearCalibration", "Tweedie", "DebiaserComparison", "compare_debiasers", "debias",
+__all__ = ["LCC", "LinearCalibration", "Tweedie", "fit", "DebiaserComparison", "compare_debiasers", "debias",
            "fit_corrector", "ppi"]
 
 Corrector = LinearCalibration | Tweedie
@@ -308,9 +310,19 @@ def _clusters(vcov: Any, data: pd.DataFrame) -> dict[str, np.ndarray]:
     return {}
 
 
-debias.fit = fit_corrector                 # type: ignore[attr-defined]
-debias.LCC = LinearCalibration             # type: ignore[attr-defined]
-debias.Tweedie = Tweedie                   # type: ignore[attr-defined]
+fit = fit_corrector
+LCC = LinearCalibration
+
+
+class _CallableModule(types.ModuleType):
+    """``gc.debias`` resolves to this module; calling it calls :func:`debias`, and
+    ``gc.debias.fit`` / ``gc.debias.LCC`` / ``gc.debias.Tweedie`` reach the correctors."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Estimate:
+        return debias(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 # ----------------------------------------------------------------------------- comparison
