@@ -181,17 +181,25 @@ class _Task:
     n_bands: int = 0
 
 
-def _pixel_positions(points: Any, tile: TileInfo) -> tuple[np.ndarray, np.ndarray]:
-    """Integer (row, col) of the pixel holding each point, in the tile's grid."""
-    from affine import Affine
+def _project(points: Any, crs_wkt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of ``points`` in the CRS given as WKT."""
     from pyproj import CRS, Transformer
 
     src_crs = CRS.from_user_input(points.crs) if points.crs is not None else CRS("EPSG:4326")
-    dst_crs = CRS.from_wkt(tile.crs)
+    dst_crs = CRS.from_wkt(crs_wkt)
     x, y = np.asarray(points.x, float), np.asarray(points.y, float)
     if not src_crs.equals(dst_crs):
         x, y = Transformer.from_crs(src_crs, dst_crs, always_xy=True).transform(x, y)
         x, y = np.asarray(x, float), np.asarray(y, float)
+    return x, y
+
+
+def _pixel_positions(xy: tuple[np.ndarray, np.ndarray], tile: TileInfo
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (row, col) of the pixel holding each point (given in the tile's CRS)."""
+    from affine import Affine
+
+    x, y = xy
     inv = ~Affine(*tile.transform)
     col = inv.a * x + inv.b * y + inv.c
     row = inv.d * x + inv.e * y + inv.f
@@ -208,8 +216,11 @@ def _plan(points: Any, tiles: Sequence[TileInfo], n_periods: int, chip: int
     home = np.full((n, n_periods), -1, dtype=np.int64)
     row0 = np.zeros((n, n_periods), dtype=np.int64)
     col0 = np.zeros((n, n_periods), dtype=np.int64)
+    projected: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for k, tile in enumerate(tiles):
-        r, c = _pixel_positions(points, tile)
+        if tile.crs not in projected:
+            projected[tile.crs] = _project(points, tile.crs)
+        r, c = _pixel_positions(projected[tile.crs], tile)
         inside = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
         t = tile.period_index
         new = inside & (home[:, t] < 0)
