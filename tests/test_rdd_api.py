@@ -1,0 +1,209 @@
+"""gc.rdd: input forms, options, diagnostics, bad input, geography and plots."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import geocausal as gc
+from geocausal.api.rdd import outcome_quantiles
+from geocausal.designs.rdd.diagnostics import density_test
+from geocausal.designs.rdd.estimator import fit_r3d
+from geocausal.designs.rdd.quantiles import unit_quantiles
+from geocausal.designs.rdd.simulate import simulate
+from geocausal.errors import DataError, DesignError, DiagnosticWarning
+
+GRID = np.arange(1, 10) / 10
+
+
+@pytest.fixture(scope="module")
+def sim():
+    x, Y = simulate("dgp1", 400, 30, delta=2.0, seed=3)
+    return x, Y
+
+
+def _fast(**kw):
+    return dict(q_grid=GRID, n_boot=200, density_test=False, **kw)
+
+
+def test_input_forms_agree(sim):
+    x, Y = sim
+    samples = list(Y)
+    a = gc.rdd(outcome=samples, running=x, **_fast())
+    Q = unit_quantiles(samples, GRID)
+    b = gc.rdd(outcome=Q, running=x, **_fast())
+    c = gc.rdd(outcome={"values": samples, "weights": [np.ones(30)] * len(x)}, running=x, **_fast())
+    df = pd.DataFrame({"x": x, "y": samples})
+    d = gc.rdd("y ~ 1", df, running="x", **_fast())
+
+    class Dist:  # the shape of a per-unit distributions result
+        quantiles = Q
+        q_grid = GRID
+
+    e = gc.rdd(outcome=Dist(), running=x, n_boot=200, density_test=False)
+    for other in (b, c, d, e):
+        np.testing.assert_allclose(other.curve.estimate, a.curve.estimate, atol=1e-12)
+    assert set(a.params.index) == {"mean", "variance", "gini"}
+    assert list(a.curve.columns) == ["quantile", "estimate", "std_error", "conf_low",
+                                     "conf_high", "uniform_low", "uniform_high"]
+    # the effect on the mean is the delta of DGP1 (2); sd ~0.07 at n=400 -> 5 sd tolerance
+    assert a.params["mean"] == pytest.approx(2.0, abs=0.35)
+
+
+def test_weighted_samples_change_quantiles():
+    Q = unit_quantiles([np.array([0.0, 1.0, 2.0])], np.array([0.5]),
+                       weights=[np.array([1.0, 1.0, 6.0])])
+    assert Q[0, 0] > 1.0
+
+
+def test_seed_reproducible_and_cluster(sim):
+    x, Y = sim
+    df = pd.DataFrame({"x": x, "y": list(Y), "g": np.arange(len(x)) // 4})
+    a = gc.rdd("y ~ 1", df, running="x", seed=5, **_fast())
+    b = gc.rdd("y ~ 1", df, running="x", seed=5, **_fast())
+    pd.testing.assert_frame_equal(a.curve, b.curve)
+    cl = gc.rdd("y ~ 1", df, running="x", vcov={"cluster": "g"}, seed=5, **_fast())
+    assert cl.vcov_type == "cluster(cluster)"
+    np.testing.assert_allclose(cl.curve.estimate, a.curve.estimate)
+    assert not np.allclose(cl.curve.std_error, a.curve.std_error)
+
+
+def test_scalar_cli_call_and_options(sim):
+    x, Y = sim
+    df = pd.DataFrame({"x": x + 1.0, "y": Y.mean(axis=1)})
+    est = gc.rdd("y ~ 1", df, running="x", cutoff=1.0, seed=0, n_boot=200)
+    assert est.curve.shape[0] == 1 and est.estimand == "QTE"
+    assert est.params["mean"] == pytest.approx(2.0, abs=0.5)
+    assert "p_density" in est.diagnostics
+    for kw in ({"method": "frechet"}, {"bandwidth": "cer"}, {"per_side": True},
+               {"kernel": "uniform", "p": 1}, {"bias_correction": "explicit"},
+               {"studentize": False}, {"multiplier": "rademacher"}):
+        e = gc.rdd("y ~ 1", df, running="x", cutoff=1.0, n_boot=100, density_test=False, **kw)
+        assert np.isfinite(e.params["mean"])
+    bw = select = gc.rdd(outcome=list(Y), running=x, per_side=True, **_fast())
+    h = bw.diagnostics["bandwidths"]
+    assert not np.allclose(h.h_plus, h.h_minus)
+    del select
+
+
+def test_fuzzy_delta_method():
+    rng = np.random.default_rng(0)
+    n = 800
+    x = rng.uniform(-1, 1, n)
+    t = (rng.uniform(size=n) < 0.1 + 0.8 * (x >= 0)).astype(float)
+    samples = [rng.normal(5 + x[i] + 2 * t[i], 1, 30) for i in range(n)]
+    df = pd.DataFrame({"x": x, "y": samples, "d": t})
+    est = gc.rdd("y ~ d", df, running="x", **_fast())
+    assert est.estimand.startswith("LQTE")
+    assert est.diagnostics["first_stage_jump"] == pytest.approx(0.8, abs=0.2)
+    # Wald ratio of the effect 2; the fuzzy se is ~0.3 here, 4 se tolerance
+    assert est.params["mean"] == pytest.approx(2.0, abs=1.2)
+    # the delta-method score equals the numerical derivative of the ratio
+    r = fit_r3d(x - 0, unit_quantiles(samples, GRID), GRID, T=t, h=0.5)
+    dy = r.plus.m - r.minus.m
+    j = r.first_stage["jump"]
+    np.testing.assert_allclose(r.tau, dy / j)
+
+
+def test_tests_size_and_power(sim):
+    x, Y = sim
+    est = gc.rdd(outcome=list(Y), running=x, **_fast())
+    assert est.diagnostics["p_nullity"] < 0.01          # delta = 2, tiny se
+    assert est.diagnostics["p_dominance"] > 0.05        # tau > 0: no evidence against FOSD
+    x0, Y0 = simulate("dgp1", 400, 30, delta=0.0, seed=4)
+    null = gc.rdd(outcome=list(Y0), running=x0, **_fast())
+    assert null.diagnostics["p_homogeneity"] > 0.001
+    fun = est.diagnostics["functionals"].set_index("functional")
+    assert fun.loc["mean", "p_value"] < 0.01
+
+
+def test_diagnostics_placebo_donut_sensitivity(sim):
+    x, Y = sim
+    est = gc.rdd(outcome=list(Y), running=x, placebo=[-0.5, 0.5], sensitivity=[0.75, 1.5],
+                 donuts=[0.05], donut=0.01, **_fast())
+    pl = est.diagnostics["placebo"]
+    assert list(pl.cutoff) == [-0.5, 0.5]
+    # no jump at the placebo cutoffs: effects far smaller than the true jump of 2
+    assert np.all(np.abs(pl.mean_effect) < 1.0)
+    sens = est.diagnostics["sensitivity"]
+    assert np.all(np.abs(sens.mean_effect - 2.0) < 0.5)
+    assert est.diagnostics["donut"].n_dropped[0] > 0
+
+
+def test_density_test_detects_manipulation():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, 2000)
+    bunched = np.r_[x, rng.uniform(0, 0.1, 300)]
+    assert density_test(bunched)["p_value"] < 0.001
+    assert density_test(x)["p_value"] > 0.001
+
+
+def test_bad_input(sim):
+    x, Y = sim
+    samples = list(Y)
+    with pytest.raises(DesignError, match="within bandwidth"):
+        fit_r3d(x, unit_quantiles(samples, GRID), GRID, h=1e-3)
+    with pytest.raises(DesignError, match="no units on the right"):
+        gc.rdd(outcome=samples, running=x - 5, **_fast())
+    with pytest.raises(DataError, match="empty"):
+        gc.rdd(outcome=[np.array([])] + samples[1:], running=x, **_fast())
+    bad = [s.copy() for s in samples]
+    bad[3][0] = np.nan
+    with pytest.raises(DataError, match="unit 3"):
+        gc.rdd(outcome=bad, running=x, **_fast())
+    xn = x.copy()
+    xn[0] = np.nan
+    with pytest.raises(DataError, match="running"):
+        gc.rdd(outcome=samples, running=xn, **_fast())
+    const = [np.full(5, 1.0)] + samples[1:]
+    with pytest.warns(DiagnosticWarning, match="constant"):
+        gc.rdd(outcome=const, running=x, **_fast())
+    with pytest.warns(DiagnosticWarning, match="mass points"):
+        gc.rdd(outcome=samples, running=np.round(x, 2) + 0.005, **_fast())
+    with pytest.raises(DataError, match="q_grid"):
+        outcome_quantiles(samples, [0.0, 0.5])
+    with pytest.raises(DesignError, match="first-stage"):
+        fit_r3d(x, unit_quantiles(samples, GRID), GRID, T=np.ones_like(x), h=0.5)
+
+
+def test_by_groups_and_plots(sim, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from geocausal.results import plot_rdd
+
+    x, Y = sim
+    df = pd.DataFrame({"x": x, "y": list(Y), "grp": np.where(np.arange(len(x)) % 2, "a", "b")})
+    res = gc.rdd("y ~ 1", df, running="x", by="grp", **_fast())
+    assert res.names == ("b", "a") and len(res.tidy()) == 6
+    est = res["a"]
+    plot_rdd.effect_plot(est, truth=2.0)
+    plot_rdd.quantile_functions_plot(est)
+    plot_rdd.rd_plot(est, quantiles=(0.1, 0.9))
+    plot_rdd.bandwidth_plot(est)
+
+
+def test_signed_distance_polygon_and_line():
+    import geopandas as gpd
+    from shapely.geometry import LineString, Point, box
+
+    pts = gpd.GeoDataFrame(geometry=[Point(5, 5), Point(12, 5), Point(5, -3)], crs=32633)
+    d = gc_signed = __import__("geocausal.api.rdd_geo", fromlist=["x"]).signed_distance
+    poly = box(0, 0, 10, 10)
+    np.testing.assert_allclose(d(pts, poly), [5.0, -2.0, -3.0])
+    line = LineString([(0, 0), (20, 0)])
+    np.testing.assert_allclose(d(pts, line, treated_side=Point(0, -1)), [-5.0, -5.0, 3.0])
+    with pytest.raises(DataError, match="geographic"):
+        d(pts.to_crs(4326), poly)
+    del gc_signed
+
+
+def test_images_are_ignored_with_warning(sim):
+    x, Y = sim
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        gc.rdd(outcome=list(Y), running=x, images=np.zeros((len(x), 2)), **_fast())
+    assert any("images" in str(w.message) for w in rec)
