@@ -245,3 +245,4 @@ def test_cli_extract(tmp_path, capsys):
                  "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "chips for 4 units x 2 periods" in out and "cache" in out
+

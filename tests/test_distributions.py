@@ -162,3 +162,18 @@ def test_weighted_quantiles_equal_weights_match_numpy():
     np.testing.assert_allclose(weighted_quantiles(x, np.ones_like(x), grid),
                                np.quantile(x, grid, method="inverted_cdf"))
     assert pd.isna(weighted_quantiles(x, np.zeros_like(x), [0.5])[0])
+
+
+def test_scheduler_chunks_equal_serial(raster):
+    from dask.distributed import LocalCluster
+
+    path, *_ = raster
+    units = gpd.GeoDataFrame({"id": range(6)}, geometry=[_rect(*r) for r in RECTS * 2], crs=CRS)
+    kw = dict(band="red", bands=["red", "nir"], quantiles=7, chunk_units=2)
+    serial = pixel_distributions(path, units, **kw)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        par = pixel_distributions(path, units, scheduler=cluster.scheduler_address, **kw)
+    np.testing.assert_array_equal(serial.quantiles, par.quantiles)
+    for a, b in zip(serial.weights, par.weights):
+        np.testing.assert_array_equal(a, b)

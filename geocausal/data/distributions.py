@@ -177,7 +177,9 @@ def pixel_distributions(manifest_or_rasters: Manifest | str | Path | Sequence[st
                         buffer_m: float | None = None, polygon: bool = True,
                         quantiles: Sequence[float] | int | None = None, samples: bool = True,
                         supersample: int = 4, bands: Sequence[str] | None = None,
-                        id_col: str | None = None) -> PixelDistributions:
+                        id_col: str | None = None, workers: int | None = None,
+                        scheduler: str | None = None, chunk_units: int = 2000
+                        ) -> PixelDistributions:
     """The distribution of a band or index over the pixels of each unit's region.
 
     Parameters
@@ -207,6 +209,9 @@ def pixel_distributions(manifest_or_rasters: Manifest | str | Path | Sequence[st
         Band names of rasters given directly (default: the file's band descriptions).
     id_col
         Id column of ``units`` (default: the manifest's, else the row index).
+    workers, scheduler
+        Run chunks of ``chunk_units`` units as Dask tasks on a local cluster of ``workers``
+        processes, or on the scheduler at this address.
 
     Returns
     -------
@@ -224,8 +229,7 @@ def pixel_distributions(manifest_or_rasters: Manifest | str | Path | Sequence[st
             if period not in periods:
                 raise DataError(f"period {period!r} is not in the manifest's periods {periods}")
             tiles = [t for t in tile_infos(manifest) if t.period_index == periods.index(period)]
-            spec = manifest.rasters_for(period)[0]
-            names = list(spec.bands)
+            names = list(manifest.rasters_for(period)[0].bands)
             units = load_units(manifest) if units is None else units
             id_col = id_col or manifest.units.id
         else:
@@ -234,10 +238,60 @@ def pixel_distributions(manifest_or_rasters: Manifest | str | Path | Sequence[st
             tiles, names = _raster_tiles(paths, bands)
             if units is None:
                 raise DataError("give 'units' (a GeoDataFrame) with rasters given directly")
-        return _collect(tiles, names, units, band, index, period, buffer_m, polygon, quantiles,
-                        samples, supersample, id_col)
     finally:
         close_rasters()
+    if units.crs is None:
+        raise DataError("the units have no CRS; set one (e.g. units.set_crs('EPSG:4326'))")
+    if id_col is not None and id_col not in units.columns:
+        raise DataError(f"id column '{id_col}' not in the units' columns {list(units.columns)}")
+    grid = None
+    if quantiles is not None:
+        grid = (np.arange(quantiles) + 0.5) / quantiles if isinstance(quantiles, int) \
+            else np.asarray(quantiles, float)
+        if grid.ndim != 1 or np.any((grid < 0) | (grid > 1)):
+            raise DataError(f"'quantiles' must be levels in [0, 1], got {quantiles}")
+    variable, need = _variable(names, tiles, band, index)
+    ids = np.asarray(units[id_col]) if id_col else np.asarray(units.index)
+    values, weights = _run_chunks(tiles, names, units, need, index, buffer_m, polygon,
+                                  supersample, workers, scheduler, chunk_units)
+    total = np.array([w.sum() for w in weights])
+    empty = int((total == 0).sum())
+    if empty:
+        warnings.warn(f"{empty} units have no valid pixel in their region (ids "
+                      f"{ids[total == 0][:5].tolist()}); their quantiles are NaN",
+                      GeocausalWarning, stacklevel=2)
+    qmat = None
+    if grid is not None:
+        qmat = np.vstack([weighted_quantiles(v, w, grid) for v, w in zip(values, weights)]) \
+            if len(values) else np.empty((0, len(grid)))
+    return PixelDistributions(unit_ids=ids, variable=variable, period=period,
+                              values=tuple(values) if samples else None,
+                              weights=tuple(weights) if samples else None, grid=grid,
+                              quantiles=qmat, total_weight=total)
+
+
+def _run_chunks(tiles: list[TileInfo], names: list[str], units: Any, need: list[str],
+                index: Any, buffer_m: float | None, polygon: bool, s: int,
+                workers: int | None, scheduler: str | None, chunk_units: int
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Collect samples serially or, with ``workers``/``scheduler``, as Dask tasks of units."""
+    from geocausal.parallel import dask_client
+
+    values: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    starts = range(0, len(units), max(1, chunk_units))
+    with dask_client(address=scheduler, workers=workers) as client:
+        if client is None:
+            parts = [_collect(tiles, names, units.iloc[a:a + chunk_units], need, index,
+                              buffer_m, polygon, s) for a in starts]
+        else:
+            futures = [client.submit(_collect, tiles, names, units.iloc[a:a + chunk_units], need,
+                                     index, buffer_m, polygon, s, pure=False) for a in starts]
+            parts = client.gather(futures)
+    for v, w in parts:
+        values.extend(v)
+        weights.extend(w)
+    return values, weights
 
 
 def _as_manifest_or_none(obj: Any) -> Manifest | None:
@@ -248,16 +302,9 @@ def _as_manifest_or_none(obj: Any) -> Manifest | None:
     return None
 
 
-def _collect(tiles: list[TileInfo], names: list[str], units: Any, band: Any, index: Any,
-             period: Any, buffer_m: float | None, polygon: bool, quantiles: Any, samples: bool,
-             s: int, id_col: str | None) -> PixelDistributions:
-    from affine import Affine
-    from pyproj import CRS
-    from rasterio.windows import Window
-    from rasterio.windows import transform as window_transform
-
-    if units.crs is None:
-        raise DataError("the units have no CRS; set one (e.g. units.set_crs('EPSG:4326'))")
+def _variable(names: list[str], tiles: list[TileInfo], band: Any, index: Any
+              ) -> tuple[str, list[str]]:
+    """The variable's name and the bands to read for it."""
     if band is not None:
         if isinstance(band, int):
             if not 1 <= band <= len(names):
@@ -265,13 +312,31 @@ def _collect(tiles: list[TileInfo], names: list[str], units: Any, band: Any, ind
             band = names[band - 1]
         if band not in names:
             raise DataError(f"band '{band}' not in the raster's bands {names}")
-        need = [band]
-        variable = band
-    else:
-        need = [b for b in names if all(b != t.mask_band for t in tiles)]
-        variable = index if isinstance(index, str) else getattr(index, "__name__", "index")
+        return str(band), [band]
+    masks = {names[t.mask_band - 1] for t in tiles if t.mask_band}
+    variable = index if isinstance(index, str) else getattr(index, "__name__", "index")
+    return str(variable), [b for b in names if b not in masks]
+
+
+def _collect(tiles: list[TileInfo], names: list[str], units: Any, need: list[str],
+             index: Any, buffer_m: float | None, polygon: bool, s: int
+             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per unit, the valid pixel values in its region and their coverage weights."""
+    try:
+        return _collect_open(tiles, names, units, need, index, buffer_m, polygon, s)
+    finally:
+        close_rasters()
+
+
+def _collect_open(tiles: list[TileInfo], names: list[str], units: Any, need: list[str],
+                  index: Any, buffer_m: float | None, polygon: bool, s: int
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from affine import Affine
+    from pyproj import CRS
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
     n = len(units)
-    ids = np.asarray(units[id_col]) if id_col else np.asarray(units.index)
     vals: list[list[np.ndarray]] = [[] for _ in range(n)]
     wts: list[list[np.ndarray]] = [[] for _ in range(n)]
     regions_by_crs: dict[str, Any] = {}
@@ -301,31 +366,13 @@ def _collect(tiles: list[TileInfo], names: list[str], units: Any, band: Any, ind
             v, valid = valid_pixels(raw, tile, image_pos, mask_pos)
             cov = _coverage(geom, window_transform(win, Affine(*tile.transform)),
                             (r1 - r0, c1 - c0), s)
-            if band is not None:
+            if index is None:
                 x = v[..., 0].astype(np.float64)
             else:
                 x = _index_values(index, {b: v[..., k] for k, b in enumerate(need)})
             keep = valid & (cov > 0) & np.isfinite(x)
             vals[i].append(x[keep])
             wts[i].append(cov[keep])
-    values = tuple(np.concatenate(v) if v else np.empty(0) for v in vals)
-    weights = tuple(np.concatenate(w) if w else np.empty(0) for w in wts)
-    total = np.array([w.sum() for w in weights])
-    empty = int((total == 0).sum())
-    if empty:
-        warnings.warn(f"{empty} units have no valid pixel in their region (ids "
-                      f"{ids[total == 0][:5].tolist()}); their quantiles are NaN",
-                      GeocausalWarning, stacklevel=3)
-    grid = None
-    qmat = None
-    if quantiles is not None:
-        grid = (np.arange(quantiles) + 0.5) / quantiles if isinstance(quantiles, int) \
-            else np.asarray(quantiles, float)
-        if grid.ndim != 1 or np.any((grid < 0) | (grid > 1)):
-            raise DataError(f"'quantiles' must be levels in [0, 1], got {quantiles}")
-        qmat = np.vstack([weighted_quantiles(v, w, grid) for v, w in zip(values, weights)]) \
-            if n else np.empty((0, len(grid)))
-    return PixelDistributions(unit_ids=ids, variable=str(variable), period=period,
-                              values=values if samples else None,
-                              weights=weights if samples else None, grid=grid, quantiles=qmat,
-                              total_weight=total)
+    values = [np.concatenate(v) if v else np.empty(0) for v in vals]
+    weights = [np.concatenate(w) if w else np.empty(0) for w in wts]
+    return values, weights

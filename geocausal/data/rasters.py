@@ -1,7 +1,8 @@
 """Raster helpers: per-process open files, band lookup, chip size, and a tiny example study.
 
 Every process (the main one or a Dask worker) keeps each raster it reads open once, in
-:func:`open_raster`'s cache; :func:`close_rasters` closes them.
+:func:`open_raster`'s cache (one per thread: rasterio datasets are not shared between
+threads); :func:`close_rasters` closes them.
 
 Examples
 --------
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,28 +30,37 @@ import numpy as np
 from geocausal.data.manifest import Manifest, RasterSpec, manifest_from_dict
 from geocausal.errors import DataError
 
-_OPEN: dict[str, Any] = {}
+_LOCAL = threading.local()
+
+
+def _open_files() -> dict[str, Any]:
+    files = getattr(_LOCAL, "files", None)
+    if files is None:
+        files = _LOCAL.files = {}
+    return files
 
 
 def open_raster(path: str | Path) -> Any:
-    """Open ``path`` with rasterio once per process and keep it open (a small cache)."""
+    """Open ``path`` with rasterio once per process (per thread) and keep it open."""
     import rasterio
 
     key = str(path)
-    src = _OPEN.get(key)
+    files = _open_files()
+    src = files.get(key)
     if src is None or src.closed:
         try:
             src = rasterio.open(key)
         except Exception as exc:
             raise DataError(f"cannot open raster '{key}': {exc}") from None
-        _OPEN[key] = src
+        files[key] = src
     return src
 
 
 def close_rasters() -> None:
-    """Close every raster opened by :func:`open_raster` in this process."""
-    while _OPEN:
-        _, src = _OPEN.popitem()
+    """Close every raster opened by :func:`open_raster` in this thread."""
+    files = _open_files()
+    while files:
+        _, src = files.popitem()
         src.close()
 
 
