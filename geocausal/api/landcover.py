@@ -47,6 +47,7 @@ def landcover_fractions(
     n_classes: int = 4,
     method: str = "kmeans",
     period: int = -1,
+    change_from: int | None = None,
     max_pixels: int = 50_000,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -67,6 +68,9 @@ def landcover_fractions(
         bands standardised.
     period
         Which period of a sequence to classify (default the last).
+    change_from
+        Also classify this earlier period with the same classifier and add ``<class>_change``
+        columns (fraction at ``period`` minus fraction at ``change_from``).
     seed
         Seed of the pixel sample and the classifier.
 
@@ -78,6 +82,10 @@ def landcover_fractions(
     """
     x = _as_chips(chips, period).astype(float)
     n, h, w, c = x.shape
+    if change_from is not None:
+        if np.asarray(chips).ndim != 5:
+            raise DataError("change_from needs a chip sequence (N, T, H, W, C)")
+        x = np.concatenate([x, _as_chips(chips, change_from).astype(float)])
     if band is not None:
         if not 0 <= band < c:
             raise DataError(f"band {band} is out of range for chips with {c} bands")
@@ -113,12 +121,16 @@ def landcover_fractions(
     order = np.argsort(centers[:, 0])
     rank = np.empty(n_classes, int)
     rank[order] = np.arange(n_classes)
-    lab = np.where(lab >= 0, rank[np.clip(lab, 0, None)], -1).reshape(n, -1)
+    lab = np.where(lab >= 0, rank[np.clip(lab, 0, None)], -1).reshape(x.shape[0], -1)
     valid = (lab >= 0).sum(axis=1)
     frac = np.column_stack([(lab == k).sum(axis=1) for k in range(n_classes)])
     frac = frac / np.maximum(valid, 1)[:, None]
-    out = pd.DataFrame(frac, columns=[f"class_{k}" for k in range(n_classes)])
-    out.attrs["centers"] = centers[order] * sd + mu
+    names = [f"class_{k}" for k in range(n_classes)]
+    out = pd.DataFrame(frac[:n], columns=names)
+    if change_from is not None:
+        out = pd.concat([out, pd.DataFrame(frac[:n] - frac[n:], columns=names).add_suffix("_change")],
+                        axis=1)
+    out.attrs["centers"] = (centers[order] * sd + mu).tolist()
     return out
 
 

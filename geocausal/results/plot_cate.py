@@ -74,8 +74,8 @@ def evaluation_plot(ev, axes=None):
 
 
 def cate_map(values, ax=None, transform=None, title: str | None = "Predicted CATE",
-             sites: pd.DataFrame | None = None, cmap: str = "RdYlBu_r"):
-    """Map of a CATE raster (array, or a GeoTIFF path) with optional trial sites (x, y columns)."""
+             sites: np.ndarray | None = None, cmap: str = "RdYlBu_r"):
+    """Map of a CATE raster (array, or a GeoTIFF path) with optional trial sites ``(n, 2)`` x, y."""
     ax = _axes(ax, (6, 5))
     extent = None
     if isinstance(values, str | Path):
@@ -88,13 +88,14 @@ def cate_map(values, ax=None, transform=None, title: str | None = "Predicted CAT
         arr = np.asarray(values, dtype=float)
     if transform is not None:
         h, w = arr.shape
-        x0, y0 = transform * (0, 0)
-        x1, y1 = transform * (w, h)
+        x0, y0 = transform @ (0, 0)
+        x1, y1 = transform @ (w, h)
         extent = (x0, x1, y1, y0)
     im = ax.imshow(arr, cmap=cmap, extent=extent)
     plt.colorbar(im, ax=ax, label="CATE")
     if sites is not None:
-        ax.scatter(sites["x"], sites["y"], s=6, c="k", marker="s", label="trial sites")
+        xy = np.asarray(sites, dtype=float)
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, c="k", marker="s", label="trial sites")
         ax.legend(fontsize=8, loc="lower right")
     if title:
         ax.set_title(title)
