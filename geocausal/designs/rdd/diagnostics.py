@@ -51,7 +51,8 @@ def density_test(x: np.ndarray, h: float | None = None, bin_width: float | None 
             f2 = X[:, :3] @ np.array([2 * beta[2], 6 * beta[3], 12 * beta[4]])
             rng = np.ptp(m)
             hs.append(3.348 * (resid2 * rng / max(np.sum(f2**2), 1e-12)) ** 0.2)
-        h = float(np.mean(hs))
+        # at least five bins on each side, so that the local linear fits are defined
+        h = max(float(np.mean(hs)), 5 * b)
     fp = local_poly(mids, dens, h, 1, "triangular", "plus").intercept[0]
     fm = local_poly(mids, dens, h, 1, "triangular", "minus").intercept[0]
     if fp <= 0 or fm <= 0:
