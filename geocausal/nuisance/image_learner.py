@@ -1,0 +1,187 @@
+"""A scikit-learn learner that sees images: ``ImageLearner``.
+
+``ImageLearner`` trains an encoder with a supervised head (logistic for a 0/1 target, squared
+error otherwise) and offers ``fit``, ``predict``, ``predict_proba`` and ``transform``
+(embeddings), so it fills any learner slot of any design (``learners={"propensity":
+ImageLearner()}``) and survives ``sklearn.base.clone``.
+
+``X`` may be
+
+- a chips array ``(N, H, W, C)`` or ``(N, T, H, W, C)`` (with ``encoder="sequence"``);
+- a 2-D array whose first ``prod(image_shape)`` columns are the flattened chips and the rest
+  tabular covariates, with ``image_shape=(H, W, C)`` (or ``(T, H, W, C)``): this form is what
+  generic cross-fitting code that slices ``X[rows]`` passes around;
+- a tuple ``(chips, tabular)``.
+
+Tabular covariates are standardised and concatenated with the image embedding before the head.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sklearn.base import clone
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(40, 8, 8, 2)).astype("float32"); y = rng.integers(0, 2, 40)
+>>> lr = clone(ImageLearner(epochs=1, widths=(4,), embed_dim=4))
+>>> lr.fit(X, y).predict_proba(X).shape
+(40, 2)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+from sklearn.base import BaseEstimator
+
+from geocausal.encoders.modules import ModelSpec, build_model
+from geocausal.encoders.objectives import binary, is_binary, regression
+from geocausal.encoders.train import TrainConfig, embed_array, fit, predict
+from geocausal.errors import DataError
+
+
+class ImageLearner(BaseEstimator):
+    """Image (+ tabular) classifier or regressor with the scikit-learn interface.
+
+    Parameters
+    ----------
+    encoder
+        ``"cnn"``, ``"vit"`` or ``"sequence"``.
+    image_shape
+        Shape of one chip (without the unit axis) when ``X`` is a flattened 2-D array.
+    task
+        ``"auto"`` (0/1 targets -> classification), ``"classification"`` or ``"regression"``.
+    epochs, batch_size, learning_rate, weight_decay, val_frac, patience, band_dropout
+        Training settings (:class:`~geocausal.encoders.train.TrainConfig`).
+    embed_dim, widths, patch, dim, depth, aggregator
+        Architecture (:class:`~geocausal.encoders.modules.ModelSpec`).
+    seed
+        Seeds initialisation, the held-out split, batches and augmentations.
+    progress
+        Show a progress bar while training.
+    """
+
+    def __init__(self, encoder: str = "cnn", image_shape: tuple[int, ...] | None = None,
+                 task: str = "auto", epochs: int = 10, batch_size: int = 64,
+                 learning_rate: float = 2e-3, weight_decay: float = 1e-4,
+                 val_frac: float = 0.2, patience: int = 3, band_dropout: float = 0.1,
+                 embed_dim: int = 32, widths: tuple[int, ...] = (16, 32), patch: int = 4,
+                 dim: int = 32, depth: int = 2, aggregator: str = "transformer",
+                 seed: int = 0, progress: bool = False):
+        self.encoder = encoder
+        self.image_shape = image_shape
+        self.task = task
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.val_frac = val_frac
+        self.patience = patience
+        self.band_dropout = band_dropout
+        self.embed_dim = embed_dim
+        self.widths = widths
+        self.patch = patch
+        self.dim = dim
+        self.depth = depth
+        self.aggregator = aggregator
+        self.seed = seed
+        self.progress = progress
+
+    def _split_X(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+        if isinstance(X, tuple):
+            chips, tab = X
+            return np.asarray(chips, np.float32), None if tab is None else np.asarray(tab, float)
+        X = np.asarray(X)
+        if X.ndim >= 4:
+            return X.astype(np.float32), None
+        if X.ndim == 2 and self.image_shape is not None:
+            k = int(np.prod(self.image_shape))
+            if X.shape[1] < k:
+                raise DataError(f"X has {X.shape[1]} columns, fewer than image_shape="
+                                f"{self.image_shape} needs ({k})")
+            chips = X[:, :k].astype(np.float32).reshape((X.shape[0], *self.image_shape))
+            tab = X[:, k:].astype(float) if X.shape[1] > k else None
+            return chips, tab
+        raise DataError(f"ImageLearner needs chips (N, H, W, C), a (chips, tabular) tuple or a "
+                        f"2-D array with image_shape set; got X of shape {X.shape}")
+
+    def _spec(self, chips: np.ndarray, n_tab: int) -> ModelSpec:
+        return ModelSpec(encoder=self.encoder, in_bands=chips.shape[-1],
+                         embed_dim=self.embed_dim, widths=tuple(self.widths), patch=self.patch,
+                         dim=self.dim, depth=self.depth, aggregator=self.aggregator,
+                         n_outputs=1, n_tabular=n_tab)
+
+    def _tab(self, tab):
+        if tab is None:
+            return None
+        return ((tab - self.tab_mean_) / self.tab_scale_).astype(np.float32)
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on images (and tabular covariates) ``X`` and target ``y``."""
+        if sample_weight is not None:
+            raise DataError("ImageLearner does not support sample_weight; pass None")
+        chips, tab = self._split_X(X)
+        y = np.asarray(y, float).ravel()
+        if y.shape[0] != chips.shape[0]:
+            raise DataError(f"y has {y.shape[0]} rows, X has {chips.shape[0]}")
+        if self.task not in ("auto", "classification", "regression"):
+            raise DataError(f"task={self.task!r} must be 'auto', 'classification' or "
+                            "'regression'")
+        clf = self.task == "classification" or (self.task == "auto" and is_binary(y))
+        if clf:
+            self.classes_ = np.unique(y)
+            if len(self.classes_) != 2 or not is_binary(y):
+                raise DataError(f"classification needs 0/1 targets with both classes, got "
+                                f"classes {self.classes_.tolist()}")
+            target, self.y_loc_, self.y_scale_ = y, 0.0, 1.0
+        else:
+            self.y_loc_ = float(y.mean())
+            self.y_scale_ = float(y.std()) or 1.0
+            target = (y - self.y_loc_) / self.y_scale_
+        self.is_classifier_ = clf
+        if tab is not None:
+            self.tab_mean_ = tab.mean(axis=0)
+            sd = tab.std(axis=0)
+            self.tab_scale_ = np.where(sd > 0, sd, 1.0)
+        self.n_tabular_ = 0 if tab is None else tab.shape[1]
+        spec = self._spec(chips, self.n_tabular_)
+        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
+                          learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+                          val_frac=self.val_frac, patience=self.patience,
+                          band_dropout=self.band_dropout, progress=self.progress)
+        res = fit(build_model(spec, self.seed), binary() if clf else regression(), chips,
+                  target, tab=self._tab(tab), config=cfg, seed=self.seed)
+        self.model_ = res.model
+        self.history_ = res
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise DataError("this ImageLearner is not fitted yet; call fit first")
+
+    def decision_function(self, X) -> np.ndarray:
+        """Raw head output (logit for classification, standardised scale otherwise)."""
+        self._check_fitted()
+        chips, tab = self._split_X(X)
+        if (tab is None) != (self.n_tabular_ == 0):
+            raise DataError(f"the learner was fitted with {self.n_tabular_} tabular columns")
+        return predict(self.model_, chips, self._tab(tab))[:, 0]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``(N, 2)`` class probabilities (classification only)."""
+        if not getattr(self, "is_classifier_", True):
+            raise DataError("predict_proba needs a 0/1 target; this learner was fitted as a "
+                            "regression")
+        p = expit(self.decision_function(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels (classification) or predicted values (regression)."""
+        out = self.decision_function(X)
+        if self.is_classifier_:
+            return self.classes_[(out > 0).astype(int)]
+        return out * self.y_scale_ + self.y_loc_
+
+    def transform(self, X) -> np.ndarray:
+        """Image embeddings ``(N, embed_dim)`` from the fitted encoder."""
+        self._check_fitted()
+        chips, _ = self._split_X(X)
+        return embed_array(self.model_, chips)
