@@ -130,10 +130,13 @@ def _salience(learner, chips, e, d) -> Any:
     fn = getattr(sal, "salience_maps", None) or getattr(sal, "salience", None)
     if fn is None:
         return "unavailable: no salience function in geocausal.encoders.salience"
+    from sklearn.base import clone
+
     order = np.argsort(e)
     idx = np.concatenate([order[d[order] == 1][-3:], order[d[order] == 0][:3]])
-    try:
-        return {"units": idx.tolist(), "maps": fn(learner, chips[idx])}
+    try:  # the propensity model refit on all units, explained on the 3 most likely treated
+        model = clone(learner).fit(chips, d.astype(int))  # and the 3 least likely controls
+        return {"units": idx.tolist(), "maps": fn(model, chips[idx])}
     except Exception as exc:  # salience is a diagnostic: never fail the estimate
         return f"unavailable: {type(exc).__name__}: {exc}"
 
