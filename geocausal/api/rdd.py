@@ -175,11 +175,23 @@ def _cluster_factor(G: int) -> float:
 
 
 def _summarise(res: R3DResult, xi: np.ndarray, clusters, alpha: float, studentize: bool,
-               tests, test_range, functionals) -> dict[str, Any]:
-    S = cluster_scores(res.score, clusters)
+               tests, test_range, functionals, rows: np.ndarray) -> dict[str, Any]:
+    """Bands, tests and functionals from the bootstrap over the units in ``rows``.
+
+    ``rows`` are the units with a non-zero score (every other unit adds exactly zero to each
+    draw), so multipliers are drawn for them only.
+    """
+    cl = None if clusters is None else clusters[rows]
+    S = cluster_scores(res.score[rows], cl)
     fac = _cluster_factor(S.shape[0]) if clusters is not None else 1.0
     se = np.sqrt(fac * np.sum(S**2, axis=0))
-    D = draws(S, xi)
+    if clusters is None and not res.fuzzy and functionals and res.q_grid.size > 1:
+        Dp = draws(res.plus.score[rows], xi)
+        Dm = draws(res.minus.score[rows], xi)
+        D = Dp - Dm                       # the score of tau is plus minus minus
+    else:
+        Dp = Dm = None
+        D = draws(S, xi)
     from scipy import stats as _st
 
     z = _st.norm.ppf(1 - alpha / 2)
@@ -192,8 +204,9 @@ def _summarise(res: R3DResult, xi: np.ndarray, clusters, alpha: float, studentiz
                                                                     "p_value"])
     ft = None
     if functionals and not res.fuzzy and res.q_grid.size > 1:
-        Dp = draws(cluster_scores(res.plus.score, clusters), xi)
-        Dm = draws(cluster_scores(res.minus.score, clusters), xi)
+        if Dp is None:
+            Dp = draws(cluster_scores(res.plus.score[rows], cl), xi)
+            Dm = draws(cluster_scores(res.minus.score[rows], cl), xi)
         ft = pd.DataFrame(functional_effects(res.plus.m, res.minus.m, Dp, Dm, res.q_grid,
                                              functionals, alpha))
     return {"curve": curve, "tests": tt, "functionals": ft, "crit": crit, "draws": D}
@@ -411,15 +424,23 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
                   bandwidth=bandwidth, per_side=per_side, bias_correction=bias_correction,
                   positive_weights_only=reference_quirks, vce=vce)
     res = fit_r3d(x, Q, g, T=T, **fit_kw)
-    G = x.size if clusters is None else np.unique(clusters).size
+    rows = np.any(res.plus.score != 0, axis=1) | np.any(res.minus.score != 0, axis=1)
+    if res.fuzzy:
+        rows |= res.first_stage["score"] != 0
+    rows = np.flatnonzero(rows)
+    G = rows.size if clusters is None else np.unique(clusters[rows]).size
     if xi is None:
         xi_m = _multipliers(G, n_boot, seed, multiplier)
     else:
         xi_m = np.asarray(xi, dtype=float)
+        if clusters is None and x.size in xi_m.shape and G not in xi_m.shape:
+            xi_m = xi_m[rows] if xi_m.shape[0] == x.size else xi_m[:, rows]
         xi_m = xi_m.T if xi_m.shape[0] == G and xi_m.shape[1] != G else xi_m
         if xi_m.shape[1] != G:
-            raise DataError(f"xi must have one row per unit or cluster ({G}); got {xi_m.shape}")
-    summ = _summarise(res, xi_m, clusters, alpha, studentize, tests, test_range, functionals)
+            raise DataError(f"xi must have one row per unit (or cluster) with a non-zero weight "
+                            f"({G}) or per unit ({x.size}); got {xi_m.shape}")
+    summ = _summarise(res, xi_m, clusters, alpha, studentize, tests, test_range, functionals,
+                      rows)
     params, infl = _params_influence(res, functionals)
     # ---- diagnostics
     diag: dict[str, Any] = {
@@ -427,6 +448,7 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
         "bias_correction": bias_correction, "n_boot": int(xi_m.shape[0]),
         "outcome_kind": kind, "n_quantiles": int(g.size),
         "n_left": int((x < 0).sum()), "n_right": int((x >= 0).sum()),
+        "n_bootstrap_units": int(rows.size),
         "h_median": float(np.median(np.r_[res.plus.h, res.minus.h])),
         "uniform_critical_value": summ["crit"], "studentized": bool(studentize),
         "bandwidths": pd.DataFrame({
@@ -455,10 +477,11 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
                                       columns=["running", *[f"q{v:g}" for v in g]])
     sub_kw = dict(fit_kw, h=None if h is None else h)
     if placebo is not None:
-        diag["placebo"] = _placebo(x, Q, g, placebo, cutoff, fit_kw, xi_m, seed, n_boot,
+        diag["placebo"] = _placebo(x, Q, g, placebo, cutoff, fit_kw, seed, n_boot,
                                    multiplier, T)
     if sensitivity is not None:
-        diag["sensitivity"] = _sensitivity(x, Q, g, T, res, sensitivity, fit_kw, xi_m, clusters)
+        diag["sensitivity"] = _sensitivity(x, Q, g, T, res, sensitivity, fit_kw,
+                                           (seed, n_boot, multiplier))
     if donuts is not None:
         diag["donut"] = _donuts(x, Q, g, T, donuts, sub_kw, seed, n_boot, multiplier)
     cluster_data = {} if clusters is None else {"cluster": clusters}
@@ -476,21 +499,21 @@ def _has_rhs(formula: str) -> bool:
     return rhs not in ("", "1", "0")
 
 
-def _quick(x, Q, g, T, fit_kw, xi_m):
+def _quick(x, Q, g, T, fit_kw, boot):
     """Mean effect, its standard error and the nullity p-value of one refit."""
     res = fit_r3d(x, Q, g, T=T, **fit_kw)
     params, infl = _params_influence(res, ("mean",))
     se = float(np.sqrt(np.sum(infl[:, 0] ** 2)) / x.size)
-    D = draws(res.score, xi_m[:, : x.size]) if xi_m.shape[1] >= x.size else None
-    p = np.nan
-    if D is not None and g.size > 1:
+    seed, n_boot, multiplier = boot
+    D = draws(res.score, _multipliers(x.size, n_boot, seed, multiplier))
+    if g.size > 1:
         p = curve_tests(res.tau, res.se, D, g, ("nullity",))[0]["p_value"]
-    elif D is not None:
+    else:
         p = float(np.mean(np.abs(D[:, 0]) >= abs(res.tau[0])))
     return float(params["mean"]), se, p, res
 
 
-def _placebo(x, Q, g, cutoffs, cutoff, fit_kw, xi_m, seed, n_boot, multiplier, T):
+def _placebo(x, Q, g, cutoffs, cutoff, fit_kw, seed, n_boot, multiplier, T):
     rows = []
     for c in cutoffs:
         shift = float(c) - float(cutoff)
@@ -499,9 +522,7 @@ def _placebo(x, Q, g, cutoffs, cutoff, fit_kw, xi_m, seed, n_boot, multiplier, T
         try:
             if T is not None:
                 raise DesignError("placebo cutoffs are computed for sharp designs")
-            xi_p = _multipliers(xs.size, n_boot, seed, multiplier)
-            eff, se, p, _ = _quick(xs, Q[side], g, None, dict(fit_kw, h=None if fit_kw["h"] is
-                                                               None else fit_kw["h"]), xi_p)
+            eff, se, p, _ = _quick(xs, Q[side], g, None, fit_kw, (seed, n_boot, multiplier))
             rows.append({"cutoff": float(c), "mean_effect": eff, "std_error": se,
                          "nullity_p": p, "error": ""})
         except DesignError as exc:
@@ -510,7 +531,7 @@ def _placebo(x, Q, g, cutoffs, cutoff, fit_kw, xi_m, seed, n_boot, multiplier, T
     return pd.DataFrame(rows)
 
 
-def _sensitivity(x, Q, g, T, res, factors, fit_kw, xi_m, clusters):
+def _sensitivity(x, Q, g, T, res, factors, fit_kw, boot):
     rows = []
     for f in factors:
         hk = {"plus": res.plus.h * f, "minus": res.minus.h * f}
@@ -520,7 +541,7 @@ def _sensitivity(x, Q, g, T, res, factors, fit_kw, xi_m, clusters):
         if T is not None:
             kw["h_den"] = res.first_stage["h"]
         try:
-            eff, se, p, _ = _quick(x, Q, g, T, kw, xi_m)
+            eff, se, p, _ = _quick(x, Q, g, T, kw, boot)
         except DesignError:
             eff, se, p = np.nan, np.nan, np.nan
         rows.append({"factor": float(f), "h_median": float(np.median(res.plus.h) * f),
@@ -533,9 +554,8 @@ def _donuts(x, Q, g, T, radii, fit_kw, seed, n_boot, multiplier):
     for r in radii:
         keep = np.abs(x) >= r
         try:
-            xi_d = _multipliers(int(keep.sum()), n_boot, seed, multiplier)
             eff, se, p, _ = _quick(x[keep], Q[keep], g, None if T is None else T[keep], fit_kw,
-                                   xi_d)
+                                   (seed, n_boot, multiplier))
         except DesignError:
             eff, se, p = np.nan, np.nan, np.nan
         rows.append({"radius": float(r), "n_dropped": int((~keep).sum()), "mean_effect": eff,

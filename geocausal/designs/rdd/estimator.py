@@ -108,8 +108,12 @@ def _side_bandwidths(h: Any, K: int) -> tuple[np.ndarray, np.ndarray]:
 def _leverage(fit: LocPolyFit, x: np.ndarray) -> np.ndarray:
     """Diagonal of the local hat matrix, ``K_i r_i' G^-1 r_i``, shape ``(n, K)``."""
     u = x[:, None] / fit.h[None, :]
-    R = u[..., None] ** np.arange(fit.weights.shape[-1])
-    return np.sum(fit.weights * R, axis=-1)
+    lev = np.zeros(u.shape)
+    uj = np.ones(u.shape)
+    for j in range(fit.weights.shape[-1]):   # loop over the polynomial order only
+        lev += fit.weights[..., j] * uj
+        uj = uj * u
+    return lev
 
 
 def _vce_scale(vce: str, fit: LocPolyFit, x: np.ndarray) -> np.ndarray | float:

@@ -153,27 +153,49 @@ def local_poly(
             f"{'right (treated)' if side == 'plus' else 'left (control)'} side of the cutoff; "
             f"a local polynomial of order {p} needs at least {p + 1}. Widen the bandwidth, "
             "lower p, or check the cutoff")
-    R = u[..., None] ** np.arange(p + 1)                       # (K, m, p+1)
+    R = powers(u, p)                                           # (K, m, p+1)
     RK = R * kw[..., None]
-    G = np.matmul(RK.transpose(0, 2, 1), R)                    # (K, p+1, p+1)
+    G = np.sum(RK[..., :, None] * R[..., None, :], axis=1)     # (K, p+1, p+1)
     try:
         Ginv = np.linalg.inv(G)
     except np.linalg.LinAlgError:
         raise DesignError(f"the local polynomial design on the {side} side is singular; the "
                           "running variable has too few distinct values in the window") from None
-    Ws = np.matmul(RK, Ginv.transpose(0, 2, 1))                # (K, m, p+1): rows G^-1 r_i K_i
+    # rows G^-1 r_i K_i; a short loop over the polynomial order only
+    Ws = sum(RK[..., j, None] * Ginv[:, None, :, j] for j in range(p + 1))   # (K, m, p+1)
     ys = y[idx].T                                              # (K, m)
-    coef = np.matmul(ys[:, None, :], Ws)[:, 0, :].T            # (p+1, K)
+    coef = np.sum(Ws * ys[..., None], axis=1).T                # (p+1, K)
     W = np.zeros((x.size, K, p + 1))
     W[idx] = Ws.transpose(1, 0, 2)
     uf = x[:, None] / h[None, :]
-    fitted = \
-        np.einsum("nkj,jk->nk", uf[..., None] ** np.arange(p + 1), coef)
+    fitted = polyval_scaled(uf, coef)
     return LocPolyFit(coef=coef, weights=W, fitted=fitted, h=h, n_eff=n_eff)
+
+
+def powers(u: np.ndarray, p: int) -> np.ndarray:
+    """``u ** j`` for ``j = 0..p`` stacked on a new last axis (by repeated products).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> powers(np.array([2.0]), 3).tolist()
+    [[1.0, 2.0, 4.0, 8.0]]
+    """
+    out = np.empty(u.shape + (p + 1,))
+    out[..., 0] = 1.0
+    for j in range(1, p + 1):
+        out[..., j] = out[..., j - 1] * u
+    return out
+
+
+def polyval_scaled(u: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``sum_j coef[j, k] u[i, k]^j`` by Horner's rule, shape of ``u``."""
+    out = np.broadcast_to(coef[-1], u.shape).copy()
+    for j in range(coef.shape[0] - 2, -1, -1):
+        out = out * u + coef[j]
+    return out
 
 
 def _k(u: np.ndarray, name: str) -> np.ndarray:
     return kernel(u, name)
 
-
-kernel_fn = kernel
