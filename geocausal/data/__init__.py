@@ -1,5 +1,7 @@
 """The data layer: manifests, units, chips, pixel distributions and studies.
 
+Names load on first use, so a Dask worker that only reads chips does not import geopandas.
+
 Examples
 --------
 >>> from geocausal.data import load_manifest, extract, pixel_distributions, load_study
@@ -9,24 +11,31 @@ True
 
 from __future__ import annotations
 
-from geocausal.data.chips import ChipsCache, ChipsResult, extract, open_cache
-from geocausal.data.distributions import PixelDistributions, pixel_distributions
-from geocausal.data.manifest import Manifest, json_schema, load_manifest, manifest_from_dict
-from geocausal.data.study import Study, load_study
-from geocausal.data.units import load_units
+import importlib
+from typing import Any
 
-__all__ = [
-    "ChipsCache",
-    "ChipsResult",
-    "Manifest",
-    "PixelDistributions",
-    "Study",
-    "extract",
-    "json_schema",
-    "load_manifest",
-    "load_study",
-    "load_units",
-    "manifest_from_dict",
-    "open_cache",
-    "pixel_distributions",
-]
+_LAZY: dict[str, str] = {
+    "ChipsCache": "geocausal.data.chips",
+    "ChipsResult": "geocausal.data.chips",
+    "extract": "geocausal.data.chips",
+    "open_cache": "geocausal.data.chips",
+    "PixelDistributions": "geocausal.data.distributions",
+    "pixel_distributions": "geocausal.data.distributions",
+    "Manifest": "geocausal.data.manifest",
+    "json_schema": "geocausal.data.manifest",
+    "load_manifest": "geocausal.data.manifest",
+    "manifest_from_dict": "geocausal.data.manifest",
+    "Study": "geocausal.data.study",
+    "load_study": "geocausal.data.study",
+    "load_units": "geocausal.data.units",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'geocausal.data' has no attribute '{name}'")

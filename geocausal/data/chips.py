@@ -53,7 +53,6 @@ from geocausal.data.rasters import (
     tile_infos,
     valid_pixels,
 )
-from geocausal.data.units import as_manifest, load_units, unique_units, unit_points
 from geocausal.errors import DataError, GeocausalWarning
 
 FORMAT = "geocausal-chips-1"
@@ -421,6 +420,8 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
     GeocausalWarning
         With the count of units outside every raster of some period.
     """
+    from geocausal.data.units import as_manifest, load_units, unique_units, unit_points
+
     start = time.perf_counter()
     m = as_manifest(manifest_or_path)
     if not m.rasters:
