@@ -32,10 +32,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, clone
 
 from geocausal.api._correction import apply_correction
 from geocausal.api._images import image_features, summary_features
-from geocausal.designs.cate import LEARNERS, CateFit, check_binary, crossfit_cate
+from geocausal.designs.cate import (
+    LEARNERS,
+    CateFit,
+    check_binary,
+    crossfit_cate,
+    default_learners,
+)
 from geocausal.designs.cate_eval import (
     GenericMLResult,
     RateResult,
@@ -112,6 +119,74 @@ def design_matrix(parsed, data: pd.DataFrame, images: Any, representation: str,
         raise DataError("gc.cate needs effect modifiers: add controls to the formula "
                         "('y ~ d + x1 + x2') or pass images=")
     return X, names
+
+
+# ----------------------------------------------------------------------------- image learners
+class DropColumns(BaseEstimator):
+    """Fit ``estimator`` on ``X`` without the columns ``[start, stop)`` (scikit-learn meta).
+
+    ``gc.cate`` hands image learners the raw flattened chips (dropping the summary features)
+    and every other learner the summary features (dropping the raw chips).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X = np.c_[np.arange(6.0), np.ones(6) * 9]
+    >>> DropColumns(LinearRegression(), 1, 2).fit(X, 2 * X[:, 0]).predict(X[:2]).round(6).tolist()
+    [0.0, 2.0]
+    """
+
+    def __init__(self, estimator=None, start: int = 0, stop: int = 0):
+        self.estimator = estimator
+        self.start = start
+        self.stop = stop
+
+    def _cols(self, X):
+        X = np.asarray(X)
+        return np.concatenate([X[:, :self.start], X[:, self.stop:]], axis=1)
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit a clone of the estimator on the kept columns."""
+        kw = {} if sample_weight is None else {"sample_weight": sample_weight}
+        self.estimator_ = clone(self.estimator).fit(self._cols(X), y, **kw)
+        return self
+
+    def predict(self, X):
+        """Predictions from the kept columns."""
+        return self.estimator_.predict(self._cols(X))
+
+    def predict_proba(self, X):
+        """Class probabilities from the kept columns."""
+        return self.estimator_.predict_proba(self._cols(X))
+
+
+def _is_image_learner(obj: Any) -> bool:
+    return obj is not None and hasattr(obj, "image_shape") and hasattr(obj, "encoder")
+
+
+def _with_image_learners(kind: str, learners: Mapping[str, Any] | None, X: np.ndarray,
+                         images: Any, n_summary: int, seed: int):
+    """Put raw chips in front of ``X`` and route columns: raw to image learners, rest to others."""
+    if not any(_is_image_learner(v) for v in (learners or {}).values()):
+        return X, learners, False
+    chips = images[0] if isinstance(images, tuple) else images
+    chips = np.asarray(chips)
+    if chips.ndim not in (4, 5):
+        raise DataError("an image learner needs images= as chips (N, H, W, C) or (N, T, H, W, C)")
+    raw = chips.reshape(chips.shape[0], -1).astype(float)
+    k, p = raw.shape[1], X.shape[1]
+    full = default_learners(kind, seed)
+    full.update({s: v for s, v in (learners or {}).items() if v is not None})
+    routed = {}
+    for slot, lrn in full.items():
+        if lrn is None:
+            routed[slot] = None
+        elif _is_image_learner(lrn):
+            lrn = clone(lrn).set_params(image_shape=tuple(chips.shape[1:]))
+            routed[slot] = DropColumns(lrn, k + p - n_summary, k + p)
+        else:
+            routed[slot] = DropColumns(lrn, 0, k)
+    return np.concatenate([raw, X], axis=1), routed, True
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -315,6 +390,8 @@ def cate(
     y = apply_correction(outcome_correction, parsed.outcome_vector(data))
     d = check_binary(parsed.treatment_vector(data), parsed.treatment)
     X, names = design_matrix(parsed, data, images, representation, seed)
+    n_summary = len(names) - len(parsed.control_matrix(data).columns)
+    X, learners, raw = _with_image_learners(learner, learners, X, images, n_summary, seed)
     n = len(data)
     prop = propensity
     if isinstance(propensity, str):
@@ -343,7 +420,7 @@ def cate(
     diag: dict[str, Any] = {"cate": fit.tau, "model": fit, "fold_ids": fold_ids,
                             "features": {"controls": parsed.controls, "names": names,
                                          "representation": representation,
-                                         "images": images is not None},
+                                         "images": images is not None, "raw_chips": raw},
                             "learner": learner, "cate_mean": float(fit.tau.mean()),
                             "cate_sd": float(fit.tau.std())}
     if evaluate:

@@ -118,6 +118,9 @@ def transport_cate(
     spec = estimate.diagnostics.get("features")
     if not isinstance(spec, dict) or not spec.get("images"):
         raise DataError("transport_cate needs a gc.cate result fitted with images=")
+    if spec.get("raw_chips"):
+        raise DataError("transport_cate supports models on chip summary features; this one uses "
+                        "an image learner on raw chips")
     if spec.get("controls"):
         raise DataError(f"the CATE model also uses tabular controls {list(spec['controls'])}, "
                         "unknown outside the trial sites; refit with images only")
