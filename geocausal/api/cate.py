@@ -254,7 +254,8 @@ def evaluate_cate(fit: CateFit, X: np.ndarray, y: np.ndarray, d: np.ndarray, *,
     gml = None
     if n_splits:
         def fit_proxy(rows: np.ndarray, s: int) -> CateFit:
-            f = make_folds(rows.size, 2, s, stratify=d[rows])
+            f = make_folds(rows.size, 2, s, stratify=d[rows]) if clusters is None else \
+                make_folds(rows.size, 2, s, groups=np.asarray(clusters)[rows])
             p = propensity if propensity is None or np.ndim(propensity) == 0 else \
                 np.asarray(propensity)[rows]
             return crossfit_cate(fit.kind, X[rows], y[rows], d[rows], f, learners=learners,
@@ -262,7 +263,7 @@ def evaluate_cate(fit: CateFit, X: np.ndarray, y: np.ndarray, d: np.ndarray, *,
 
         gml = generic_ml(y, d, fit_proxy, X, propensity=propensity, n_splits=n_splits,
                          n_groups=n_groups, alpha=alpha, features=features, truth=truth,
-                         seed=seed)
+                         clusters=clusters, seed=seed)
     rates = {t: rate(fit.phi, fit.tau, target=t, clusters=clusters, n_boot=n_boot, seed=seed)
              for t in ("AUTOC", "QINI")}
     m = fit.e * fit.mu1 + (1 - fit.e) * fit.mu0

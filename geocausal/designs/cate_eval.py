@@ -214,11 +214,14 @@ def _groups(S: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return g
 
 
-def _wls(y, Z, w):
-    return sm.WLS(y, Z, weights=w).fit(cov_type="HC1")
+def _wls(y, Z, w, clusters=None):
+    if clusters is None:
+        return sm.WLS(y, Z, weights=w).fit(cov_type="HC1")
+    return sm.WLS(y, Z, weights=w).fit(cov_type="cluster", cov_kwds={"groups": clusters})
 
 
-def split_once(y, d, p, S, B, *, n_groups=5, features=None, rng=None) -> dict[str, Any]:
+def split_once(y, d, p, S, B, *, n_groups=5, features=None, rng=None,
+               clusters=None) -> dict[str, Any]:
     """BLP, GATES and CLAN on one main sample.
 
     BLP: weighted least squares (weights ``1/(p(1-p))``) of ``y`` on ``1, B, d - p,
@@ -226,6 +229,7 @@ def split_once(y, d, p, S, B, *, n_groups=5, features=None, rng=None) -> dict[st
     predictor slope of the CATE on ``S``. GATES: of ``y`` on ``1, B, (d - p) 1{G_k}`` with
     ``G_k`` the quantile groups of ``S``. CLAN: feature means in the top and bottom group.
 
+    Standard errors are HC1, or cluster-robust when ``clusters`` (integer codes) are given.
     Returns a dict ``term -> (estimate, std_error)``.
     """
     rng = rng or np.random.default_rng(0)
@@ -236,13 +240,13 @@ def split_once(y, d, p, S, B, *, n_groups=5, features=None, rng=None) -> dict[st
     cons = np.ones_like(y)
     Zb = np.column_stack([cons, Bc, d - p, (d - p) * Sc]) if np.ptp(B) > 0 else \
         np.column_stack([cons, d - p, (d - p) * Sc])
-    r = _wls(y, Zb, w)
+    r = _wls(y, Zb, w, clusters)
     out["beta1"] = (r.params[-2], r.bse[-2])
     out["beta2"] = (r.params[-1], r.bse[-1])
     g = _groups(S, n_groups, rng)
     G = np.column_stack([(d - p) * (g == k) for k in range(n_groups)])
     Zg = np.column_stack([cons, Bc, G]) if np.ptp(B) > 0 else np.column_stack([cons, G])
-    r = _wls(y, Zg, w)
+    r = _wls(y, Zg, w, clusters)
     gam = np.asarray(r.params[-n_groups:])
     V = np.asarray(r.cov_params())[-n_groups:, -n_groups:]
     for k in range(n_groups):
@@ -335,6 +339,7 @@ def generic_ml(
     alpha: float = 0.05,
     features: pd.DataFrame | None = None,
     truth: np.ndarray | None = None,
+    clusters: np.ndarray | None = None,
     seed: int = 0,
 ) -> GenericMLResult:
     """Generic ML inference on heterogeneous effects (BLP, GATES, CLAN).
@@ -360,6 +365,8 @@ def generic_ml(
     truth
         The true CATE, for simulations: adds per split oracle values ``Cov(tau, S) / Var(S)``
         for ``beta2`` and ``mean(tau)`` for ``beta1`` on the main sample.
+    clusters
+        Cluster labels: splits then keep clusters whole and standard errors are clustered.
     seed
         Seed of the splits.
 
@@ -392,11 +399,20 @@ def generic_ml(
     rng = np.random.default_rng(seed)
     rows = []
     idx = np.arange(n)
+    codes = None
+    if clusters is not None:
+        _, codes = np.unique(np.asarray(clusters), return_inverse=True)
+        if codes.max() + 1 < 4:
+            raise DesignError(f"only {codes.max() + 1} clusters; repeated half splits need 4+")
     for s in range(n_splits):
-        aux = np.zeros(n, bool)
-        for arm in (0.0, 1.0):
-            a = idx[d == arm]
-            aux[rng.choice(a, a.size // 2, replace=False)] = True
+        if codes is None:
+            aux = np.zeros(n, bool)
+            for arm in (0.0, 1.0):
+                a = idx[d == arm]
+                aux[rng.choice(a, a.size // 2, replace=False)] = True
+        else:
+            k = codes.max() + 1
+            aux = np.isin(codes, rng.choice(k, k // 2, replace=False))
         main = ~aux
         model = fit_proxy(idx[aux], int(rng.integers(2**31)))
         S = np.asarray(model.predict(X[main]), dtype=float)
@@ -406,7 +422,8 @@ def generic_ml(
         else:
             p = np.broadcast_to(np.asarray(propensity, dtype=float), (n,))[main]
         feats = None if features is None else features.iloc[np.flatnonzero(main)]
-        res = split_once(y[main], d[main], p, S, B, n_groups=n_groups, features=feats, rng=rng)
+        res = split_once(y[main], d[main], p, S, B, n_groups=n_groups, features=feats, rng=rng,
+                         clusters=None if codes is None else codes[main])
         oracle = {}
         if truth is not None:
             t = np.asarray(truth, dtype=float)[main]
