@@ -429,7 +429,11 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
         rows |= res.first_stage["score"] != 0
     rows = np.flatnonzero(rows)
     G = rows.size if clusters is None else np.unique(clusters[rows]).size
-    if xi is None:
+    if xi is None and multiplier == "normal":
+        # single precision halves the cost of drawing and multiplying the (B, G) multipliers;
+        # sup statistics and their quantiles need no more than that
+        xi_m = np.random.default_rng(seed).standard_normal((n_boot, G), dtype=np.float32)
+    elif xi is None:
         xi_m = _multipliers(G, n_boot, seed, multiplier)
     else:
         xi_m = np.asarray(xi, dtype=float)

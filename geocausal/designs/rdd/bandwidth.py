@@ -114,7 +114,7 @@ def _global_pilot(x, Q, s, side):
     if xs.size <= s + 2:
         raise DataError(f"only {xs.size} units on the {side} side of the cutoff; the bandwidth "
                         f"pilot needs more than {s + 2}")
-    beta, *_ = np.linalg.lstsq(X, Qs, rcond=None)
+    beta = np.linalg.solve(X.T @ X, X.T @ Qs)          # normal equations: (s+2) x (s+2)
     resid = Qs - X @ beta
     deriv = beta[s + 1] * math.factorial(s + 1)
     return deriv, np.sum(resid**2, axis=0) / (xs.size - 1)

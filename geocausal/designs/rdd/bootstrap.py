@@ -42,9 +42,14 @@ def cluster_scores(S: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
 
 
 def draws(S: np.ndarray, xi: np.ndarray) -> np.ndarray:
-    """Bootstrap draws ``xi @ S``: ``(B, K)`` from multipliers ``(B, n)`` and scores ``(n, K)``."""
+    """Bootstrap draws ``xi @ S``: ``(B, K)`` from multipliers ``(B, n)`` and scores ``(n, K)``.
+
+    Single-precision multipliers give a single-precision product (returned as float64).
+    """
     if xi.shape[1] != S.shape[0]:
         raise DataError(f"multipliers have {xi.shape[1]} columns for {S.shape[0]} score rows")
+    if xi.dtype == np.float32:
+        return (xi @ S.astype(np.float32)).astype(np.float64)
     return xi @ S
 
 

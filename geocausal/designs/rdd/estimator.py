@@ -43,7 +43,7 @@ import numpy as np
 
 from geocausal.designs.rdd.bandwidth import Bandwidths, select_bandwidth
 from geocausal.designs.rdd.frechet import isotonic_rows, rearrange
-from geocausal.designs.rdd.locpoly import LocPolyFit, kernel_name, local_poly
+from geocausal.designs.rdd.locpoly import LocPolyFit, kernel_name, local_poly, polyval_scaled
 from geocausal.errors import DataError, DesignError
 
 METHODS = ("simple", "frechet")
@@ -105,24 +105,13 @@ def _side_bandwidths(h: Any, K: int) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def _leverage(fit: LocPolyFit, x: np.ndarray) -> np.ndarray:
-    """Diagonal of the local hat matrix, ``K_i r_i' G^-1 r_i``, shape ``(n, K)``."""
-    u = x[:, None] / fit.h[None, :]
-    lev = np.zeros(u.shape)
-    uj = np.ones(u.shape)
-    for j in range(fit.weights.shape[-1]):   # loop over the polynomial order only
-        lev += fit.weights[..., j] * uj
-        uj = uj * u
-    return lev
-
-
 def _vce_scale(vce: str, fit: LocPolyFit, x: np.ndarray) -> np.ndarray | float:
     if vce == "hc0":
         return 1.0
     if vce == "hc1":
         k = fit.weights.shape[-1]
         return np.sqrt(fit.n_eff / np.maximum(fit.n_eff - k, 1))[None, :]
-    lev = np.clip(_leverage(fit, x), 0.0, 0.99)
+    lev = np.clip(fit.leverage, 0.0, 0.99)
     return 1.0 / np.sqrt(1.0 - lev) if vce == "hc2" else 1.0 / (1.0 - lev)
 
 
@@ -140,7 +129,10 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
         beta = fq.coef[p + 1] / b ** (p + 1)
         m = m - c * beta
         w = w - c * wq
-        fitted = fq.fitted
+        # residuals of the order p+1 fit wherever the corrected weights are non-zero (as
+        # rdrobust: its polynomial evaluated on the side's units, also beyond b when h > b)
+        on_side = ((x >= 0) if side == "plus" else (x < 0))[:, None]
+        fitted = np.where(on_side, polyval_scaled(x[:, None] / b[None, :], fq.coef), 0.0)
         res_fit = fq
     raw = m.copy()
     resid_fitted = fitted

@@ -77,11 +77,14 @@ class LocPolyFit:
     weights : ndarray, shape (n, K, p + 1)
         Equivalent-kernel weights of each coefficient (zero off the side and outside the window).
     fitted : ndarray, shape (n, K)
-        The fitted polynomial evaluated at every unit's running variable.
+        The fitted polynomial at each unit's running variable (units on the side within the
+        largest bandwidth; 0 elsewhere, where every weight is 0).
     h : ndarray, shape (K,)
         Bandwidths.
     n_eff : ndarray, shape (K,)
         Units with positive kernel weight.
+    leverage : ndarray, shape (n, K)
+        Diagonal of the local hat matrix ``K_i r_i' G^-1 r_i``.
     """
 
     coef: np.ndarray
@@ -89,6 +92,7 @@ class LocPolyFit:
     fitted: np.ndarray
     h: np.ndarray
     n_eff: np.ndarray
+    leverage: np.ndarray
 
     @property
     def intercept(self) -> np.ndarray:
@@ -140,6 +144,7 @@ def local_poly(
     if np.any(~np.isfinite(h)) or np.any(h <= 0):
         raise DataError(f"bandwidths must be positive and finite; got min {np.nanmin(h)}")
     mask = (x >= 0) if side == "plus" else (x < 0)
+    mask &= np.abs(x) <= h.max()                               # the kernels vanish beyond h
     idx = np.flatnonzero(mask)
     xs = x[idx]
     u = xs[None, :] / h[:, None]                               # (K, m) on this side only
@@ -153,23 +158,37 @@ def local_poly(
             f"{'right (treated)' if side == 'plus' else 'left (control)'} side of the cutoff; "
             f"a local polynomial of order {p} needs at least {p + 1}. Widen the bandwidth, "
             "lower p, or check the cutoff")
-    R = powers(u, p)                                           # (K, m, p+1)
-    RK = R * kw[..., None]
-    G = np.sum(RK[..., :, None] * R[..., None, :], axis=1)     # (K, p+1, p+1)
-    try:
-        Ginv = np.linalg.inv(G)
-    except np.linalg.LinAlgError:
-        raise DesignError(f"the local polynomial design on the {side} side is singular; the "
-                          "running variable has too few distinct values in the window") from None
-    # rows G^-1 r_i K_i; a short loop over the polynomial order only
-    Ws = sum(RK[..., j, None] * Ginv[:, None, :, j] for j in range(p + 1))   # (K, m, p+1)
+    # R'WR has Hankel structure: only the 2p + 1 kernel moments sum_i K_i u_i^r are needed
     ys = y[idx].T                                              # (K, m)
-    coef = np.sum(Ws * ys[..., None], axis=1).T                # (p+1, K)
+    ku = [kw]
+    for _ in range(2 * p):
+        ku.append(ku[-1] * u)
+    mom = np.stack([a.sum(axis=1) for a in ku], axis=-1)       # (K, 2p+1)
+    jj = np.arange(p + 1)
+    G = mom[:, jj[:, None] + jj[None, :]]                      # (K, p+1, p+1)
+    with np.errstate(all="ignore"):
+        cond = np.linalg.cond(G)
+    if np.any(~np.isfinite(cond)) or np.any(cond > 1e14):
+        raise DesignError(f"the local polynomial design on the {side} side is singular; the "
+                          "running variable has too few distinct values in the window")
+    Ginv = np.linalg.inv(G)
+    rhs = np.stack([(ku[r] * ys).sum(axis=1) for r in range(p + 1)], axis=-1)   # (K, p+1)
+    coef = np.einsum("kjl,kl->jk", Ginv, rhs)                  # (p+1, K)
+    # equivalent-kernel weights G^-1 r_i K_i (a loop over the polynomial order only)
     W = np.zeros((x.size, K, p + 1))
-    W[idx] = Ws.transpose(1, 0, 2)
-    uf = x[:, None] / h[None, :]
-    fitted = polyval_scaled(uf, coef)
-    return LocPolyFit(coef=coef, weights=W, fitted=fitted, h=h, n_eff=n_eff)
+    lev = np.zeros((K, idx.size))
+    upow = np.ones_like(u)
+    for a in range(p + 1):
+        wa = sum(Ginv[:, a, b, None] * ku[b] for b in range(p + 1))
+        W[idx, :, a] = wa.T
+        lev += wa * upow
+        upow = upow * u
+    # fitted values on the side's window only; rows with zero weight everywhere get 0
+    fitted = np.zeros((x.size, K))
+    fitted[idx] = polyval_scaled(u.T, coef)
+    leverage = np.zeros((x.size, K))
+    leverage[idx] = lev.T
+    return LocPolyFit(coef=coef, weights=W, fitted=fitted, h=h, n_eff=n_eff, leverage=leverage)
 
 
 def powers(u: np.ndarray, p: int) -> np.ndarray:
