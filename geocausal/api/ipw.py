@@ -111,7 +111,10 @@ def _folds(folds: int | np.ndarray, n: int, seed: int, d: np.ndarray,
 
 
 def _group_labels(data: pd.DataFrame, by: str | Sequence[str]) -> tuple[list[str], pd.Series]:
-    cols = [by] if isinstance(by, str) else list(by)
+    if isinstance(by, str):  # "funder,sector" from the command line
+        cols = [by] if by in data.columns else [c.strip() for c in by.split(",")]
+    else:
+        cols = list(by)
     missing = [c for c in cols if c not in data.columns]
     if missing:
         raise DataError(f"by= columns {missing} are not in the data")
@@ -264,7 +267,7 @@ def _run(formula: str, data: pd.DataFrame, *, by: Any, method: str, **kw: Any
     pf = parse_formula(formula, data)
     used = pf.columns()
     if by is not None:
-        used |= set([by] if isinstance(by, str) else by)
+        used |= set(_group_labels(data, by)[0])
     _check_nan(data, used & set(data.columns))
     if kw["estimand"] not in ("ATE", "ATT"):
         raise DataError(f"estimand '{kw['estimand']}' is not 'ATE' or 'ATT'")
@@ -525,7 +528,7 @@ def placement(
     else:
         treat, controls = pf.treatment, pf.controls
     pf2 = ParsedFormula(formula, treat, treat, tuple(c for c in controls), ())
-    _check_nan(data, pf2.columns() | ({by} if isinstance(by, str) else set(by or ())))
+    _check_nan(data, pf2.columns() | (set(_group_labels(data, by)[0]) if by is not None else set()))
     if by is None:
         return _placement_one(pf2, data, images, learners, folds, seed, ci, n_boot, vcov)
     _, labels = _group_labels(data, by)
