@@ -23,12 +23,11 @@ nominal level may not hold and ``diagnostics["bias_aware_ci"]`` widens the inter
 
 Examples
 --------
->>> import geocausal as gc
 >>> from sklearn.linear_model import LinearRegression
 >>> from geocausal.datasets.panel_dgp import make_fuhr_papies
 >>> df = make_fuhr_papies(60, 5, shape="linear", seed=0)
 >>> lin = {"ml_l": LinearRegression(), "ml_m": LinearRegression(), "ml_g": LinearRegression()}
->>> est = gc.dml_panel("y ~ d + x1", df, unit="unit", time="time", learners=lin, folds=3)
+>>> est = dml_panel("y ~ d + x1", df, unit="unit", time="time", learners=lin, folds=3)
 >>> bool(abs(est.params["d"] - 1) < 0.2)
 True
 """
@@ -261,12 +260,11 @@ def dml_panel(
 
     Examples
     --------
-    >>> import geocausal as gc
     >>> from sklearn.linear_model import LinearRegression
     >>> from geocausal.datasets.panel_dgp import make_fuhr_papies
     >>> df = make_fuhr_papies(40, 4, shape="linear", seed=2)
     >>> lr = {"ml_l": LinearRegression(), "ml_m": LinearRegression()}
-    >>> e = gc.dml_panel("y ~ d + x1", df, unit="unit", time="time", approach="fd",
+    >>> e = dml_panel("y ~ d + x1", df, unit="unit", time="time", approach="fd",
     ...                  learners=lr, folds=4)
     >>> e.diagnostics["rows_dropped"]
     40
