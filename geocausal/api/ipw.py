@@ -126,6 +126,10 @@ def _salience(learner, chips, e, d) -> Any:
     """Salience maps from the encoders when an image propensity learner is used."""
     if chips is None or not bool(getattr(learner, "uses_images", False)):
         return None
+    import sys
+
+    if "jax" not in sys.modules:  # gradient salience needs a JAX image model
+        return "unavailable: the image propensity learner is not a JAX model"
     try:
         from geocausal.encoders import salience as sal
     except ImportError:
