@@ -199,9 +199,12 @@ def calibration_test(y, d, e, m, tau) -> pd.DataFrame:
         raise DesignError("constant CATE predictions: the calibration test needs varying ones")
     res = sm.OLS(y - m, Z).fit(cov_type="HC3")
     t = np.asarray(res.tvalues)
+    est, se = np.asarray(res.params), np.asarray(res.bse)
+    z = stats.norm.ppf(0.975)
     return pd.DataFrame({"term": ["mean_prediction", "differential_prediction"],
-                         "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse),
-                         "statistic": t, "p_value": stats.norm.sf(t)})
+                         "estimate": est, "std_error": se, "statistic": t,
+                         "p_value": stats.norm.sf(t), "conf_low": est - z * se,
+                         "conf_high": est + z * se})
 
 
 # ----------------------------------------------------------------------------- generic ML
@@ -231,6 +234,15 @@ def split_once(y, d, p, S, B, *, n_groups=5, features=None, rng=None,
 
     Standard errors are HC1, or cluster-robust when ``clusters`` (integer codes) are given.
     Returns a dict ``term -> (estimate, std_error)``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); n = 4000
+    >>> S = rng.normal(size=n); d = rng.integers(0, 2, n).astype(float)
+    >>> y = d * (1 + 2 * S) + rng.normal(size=n)
+    >>> r = split_once(y, d, np.full(n, .5), S, np.zeros(n))
+    >>> [bool(abs(r[k][0] - v) < 3 * r[k][1]) for k, v in (("beta1", 1), ("beta2", 2))]
+    [True, True]
     """
     rng = rng or np.random.default_rng(0)
     w = 1.0 / (p * (1 - p))
@@ -311,7 +323,15 @@ class GenericMLResult:
 
 
 def aggregate_splits(splits: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Median estimate, median bounds at level ``1 - alpha``, ``min(1, 2 median p)``."""
+    """Median estimate, median bounds at level ``1 - alpha``, ``min(1, 2 median p)``.
+
+    Examples
+    --------
+    >>> sp = pd.DataFrame({"term": ["b"] * 3, "estimate": [1.0, 2.0, 3.0],
+    ...                    "std_error": [1.0, 1.0, 1.0]})
+    >>> aggregate_splits(sp, 0.05)[["estimate", "level"]].values.round(2).tolist()
+    [[2.0, 0.9]]
+    """
     z = stats.norm.ppf(1 - alpha / 2)
     s = splits.copy()
     s["lo"] = s["estimate"] - z * s["std_error"]
