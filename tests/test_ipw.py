@@ -296,3 +296,26 @@ def test_chips_and_image_learner_routes():
     est2 = gc.ipw("y ~ d + x", df, images=chips, learners={"propensity": _ChipMeanLogit()})
     assert abs(est2.params["d"] - 1.0) < 4 * est2.std_errors["d"]
     assert est2.diagnostics["salience"].startswith("unavailable") or "maps" in est2.diagnostics["salience"]
+
+
+def test_image_learner_propensity_with_salience(tmp_path):
+    """The JAX ImageLearner fills the propensity slot; salience maps come back and draw."""
+    from geocausal.nuisance.image_learner import ImageLearner
+    from geocausal.results.plot import save
+    from geocausal.results.plot_ipw import salience_plot
+
+    rng = np.random.default_rng(12)
+    n = 160
+    signal = rng.normal(size=n)
+    chips = (rng.normal(size=(n, 8, 8, 3)) * 0.3
+             + signal[:, None, None, None] * np.array([1.0, 0.0, 0.0])).astype("float32")
+    d = rng.binomial(1, 1 / (1 + np.exp(-signal)))
+    df = pd.DataFrame({"y": d + signal + rng.normal(size=n), "d": d, "x": rng.normal(size=n)})
+    lrn = ImageLearner(epochs=2, widths=(4,), embed_dim=4, batch_size=32, seed=0)
+    est = gc.ipw("y ~ d + x", df, images=chips, learners={"propensity": lrn}, folds=2)
+    e = est.diagnostics["propensity"]["propensity"]
+    assert e.between(0, 1).all() and np.isfinite(est.params["d"])
+    sal = est.diagnostics["salience"]
+    assert isinstance(sal, dict), sal
+    assert np.asarray(sal["maps"]).shape == (6, 8, 8) and np.all(np.isfinite(sal["maps"]))
+    assert save(salience_plot(est), tmp_path / "salience.png").stat().st_size > 0

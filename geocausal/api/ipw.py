@@ -41,6 +41,8 @@ from geocausal.designs.ipw import (
     check_treatment,
     crossfit_nuisances,
     estimate,
+    learner_input,
+    uses_images,
 )
 from geocausal.designs.placement import bootstrap_auc, contrast_matrix, delong
 from geocausal.errors import DataError, DesignError, DiagnosticWarning
@@ -122,28 +124,36 @@ def _group_labels(data: pd.DataFrame, by: str | Sequence[str]) -> tuple[list[str
     return cols, lab
 
 
-def _salience(learner, chips, e, d) -> Any:
-    """Salience maps from the encoders when an image propensity learner is used."""
-    if chips is None or not bool(getattr(learner, "uses_images", False)):
+def _salience(learner, Xfit, chips, e, d) -> Any:
+    """Causal salience maps when the propensity learner is a JAX image learner.
+
+    The propensity model is refit on all units and the gradient of its logit with respect to
+    the pixels (L2 over bands) is computed for the 3 most likely treated units and the 3 least
+    likely controls.
+    """
+    if chips is None or not uses_images(learner):
         return None
     import sys
 
     if "jax" not in sys.modules:  # gradient salience needs a JAX image model
         return "unavailable: the image propensity learner is not a JAX model"
-    try:
-        from geocausal.encoders import salience as sal
-    except ImportError:
-        return "unavailable: geocausal.encoders.salience is not installed"
-    fn = getattr(sal, "salience_maps", None) or getattr(sal, "salience", None)
-    if fn is None:
-        return "unavailable: no salience function in geocausal.encoders.salience"
     from sklearn.base import clone
 
     order = np.argsort(e)
     idx = np.concatenate([order[d[order] == 1][-3:], order[d[order] == 0][:3]])
-    try:  # the propensity model refit on all units, explained on the 3 most likely treated
-        model = clone(learner).fit(chips, d.astype(int))  # and the 3 least likely controls
-        return {"units": idx.tolist(), "maps": fn(model, chips[idx])}
+    try:
+        from geocausal.encoders.salience import gradient_salience
+
+        model = clone(learner).fit(Xfit, d.astype(int))
+        inner = getattr(model, "model_", None)
+        if inner is None:
+            return "unavailable: the fitted image learner exposes no JAX model (model_)"
+        tab = None
+        if getattr(model, "n_tabular_", 0):
+            tab = model._tab(model._split_X(Xfit[idx])[1])
+        maps = gradient_salience(inner, chips[idx].astype(np.float32), tab=tab)
+        return {"units": idx.tolist(), "maps": maps, "images": chips[idx],
+                "propensity": e[idx].tolist(), "treated": d[idx].astype(int).tolist()}
     except Exception as exc:  # salience is a diagnostic: never fail the estimate
         return f"unavailable: {type(exc).__name__}: {exc}"
 
@@ -187,12 +197,12 @@ def _fit_one(
         nu = Nuisances(e)
         if need_outcome:
             o = crossfit_nuisances(X, y, d, fold_ids, lrn["propensity"], lrn["outcome"],
-                                   images=chips, need_mu1=estimand == "ATE")
+                                   images=chips, X_tab=X_tab, need_mu1=estimand == "ATE")
             nu = Nuisances(e, o.mu0, o.mu1)
     else:
         nu = crossfit_nuisances(X, y, d, fold_ids, lrn["propensity"],
                                 lrn["outcome"] if need_outcome else None, images=chips,
-                                need_mu1=estimand == "ATE")
+                                X_tab=X_tab, need_mu1=estimand == "ATE")
     if predictions is not None:
         mu0 = _vector(data, predictions["mu0"], "predictions['mu0']", n)
         mu1 = (_vector(data, predictions["mu1"], "predictions['mu1']", n)
@@ -249,7 +259,10 @@ def _fit_one(
     if method == "aipw":
         diags["outcome_rmse"] = float(np.sqrt(np.mean(
             (yk - np.where(dk == 1, nk.mu1 if nk.mu1 is not None else nk.mu0, nk.mu0)) ** 2)))
-    sal = _salience(lrn["propensity"], chips, nu.e, d) if propensity is None else None
+    sal = None
+    if propensity is None and chips is not None and uses_images(lrn["propensity"]):
+        sal = _salience(lrn["propensity"], learner_input(lrn["propensity"], X, chips, X_tab),
+                        chips, nu.e, d)
     if sal is not None:
         diags["salience"] = sal
     cluster_data = {str(c): data[c].to_numpy()[keep] for c in data.columns}
@@ -468,7 +481,7 @@ def balance(
         X = X_tab if F_img is None else np.column_stack([X_tab, F_img])
         lrn = {**default_learners(seed), **dict(learners or {})}
         e = crossfit_nuisances(X, pf.outcome_vector(data), d, _folds(folds, n, seed, d, None),
-                               lrn["propensity"], images=chips).e
+                               lrn["propensity"], images=chips, X_tab=X_tab).e
     else:
         e = _vector(data, propensity, "propensity", n)
     ov.check_propensity(e, d)
@@ -563,7 +576,7 @@ def _placement_one(pf, data, images, learners, folds, seed, ci, n_boot, vcov) ->
     fold_ids = make_folds(n, folds, seed, stratify=d)
     sets: dict[str, tuple[Any, Any]] = {}
     if F_img is not None or chips is not None:
-        img_X = chips if bool(getattr(img_clf, "uses_images", False)) else F_img
+        img_X = chips if uses_images(img_clf) else F_img
         sets["image"] = (img_clf, img_X)
     if X_tab.shape[1]:
         sets["tabular"] = (clf, X_tab)

@@ -133,8 +133,28 @@ def estimate(y, d, nuisances: Nuisances, method: str = "aipw",
     return ESTIMATORS[key](np.asarray(y, float), np.asarray(d, float), nuisances)
 
 
-def _uses_images(learner) -> bool:
+def uses_images(learner) -> bool:
+    """Whether a learner wants the chips (an image learner) rather than a feature matrix."""
     return bool(getattr(learner, "uses_images", False)) or type(learner).__name__ == "ImageLearner"
+
+
+def learner_input(learner, X: np.ndarray, images: np.ndarray | None, X_tab: np.ndarray | None = None):
+    """The array a learner is fitted on.
+
+    Feature learners get ``X``. Image learners get the chips; an image learner with an
+    ``image_shape`` gets the flattened chips followed by the tabular columns ``X_tab`` (the
+    2-D form that row slicing in cross-fitting keeps aligned).
+    """
+    if not uses_images(learner):
+        if X.shape[1] == 0:
+            raise DataError("no features: the formula has no controls and images= is None")
+        return X
+    if images is None:
+        raise DataError("an image learner needs images= as a chips array (N, H, W, C) or "
+                        "(N, T, H, W, C)")
+    if getattr(learner, "image_shape", None) is not None and X_tab is not None and X_tab.shape[1]:
+        return np.column_stack([images.reshape(images.shape[0], -1), X_tab])
+    return images
 
 
 def crossfit_nuisances(
@@ -146,6 +166,7 @@ def crossfit_nuisances(
     outcome_learner=None,
     *,
     images: np.ndarray | None = None,
+    X_tab: np.ndarray | None = None,
     need_mu1: bool = True,
 ) -> Nuisances:
     """Cross-fitted propensity and arm-specific outcome predictions.
@@ -160,22 +181,19 @@ def crossfit_nuisances(
         Integer fold of each unit.
     propensity_learner, outcome_learner
         scikit-learn compatible classifier / regressor (cloned per fold). A learner with a
-        true ``uses_images`` attribute (an image learner) is fed ``images`` instead of ``X``.
+        true ``uses_images`` attribute or an ``ImageLearner`` is fed the chips (see
+        :func:`learner_input`).
     images
         Raw chips aligned with the rows, for image learners.
+    X_tab
+        Tabular columns appended to flattened chips for image learners with ``image_shape``.
     need_mu1
         Fit the treated-arm outcome regression (not needed for the ATT).
     """
     d = np.asarray(d, dtype=float)
 
     def feats(learner):
-        if _uses_images(learner):
-            if images is None:
-                raise DataError("an image learner needs images= as a chips array")
-            return images
-        if X.shape[1] == 0:
-            raise DataError("no features: the formula has no controls and images= is None")
-        return X
+        return learner_input(learner, X, images, X_tab)
 
     e = crossfit_predict(propensity_learner, feats(propensity_learner), d.astype(int), fold_ids,
                          method="predict_proba")

@@ -1,4 +1,5 @@
-"""Figures for weighting designs: propensity overlap by arm and a love plot of balance.
+"""Figures for weighting designs: propensity overlap by arm, a love plot of balance, and
+causal salience maps of an image propensity model.
 
 Both accept either an :class:`~geocausal.results.estimate.Estimate` from ``gc.ipw`` /
 ``gc.aipw`` (reading its diagnostics) or the raw arrays / table.
@@ -72,3 +73,35 @@ def love_plot(table_or_estimate, ax=None, threshold: float = 0.1, title: str | N
     ax.legend(loc="lower right")
     ax.set_title(title or "Covariate balance")
     return ax
+
+
+def salience_plot(estimate_or_salience, bands: tuple[int, ...] = (0, 1, 2), title: str | None = None):
+    """Each explained unit's image (first period, ``bands`` as RGB) beside its salience map.
+
+    Takes an Estimate whose ``diagnostics["salience"]`` came from a JAX image propensity
+    learner, or that dict itself. Returns the figure.
+    """
+    sal = estimate_or_salience
+    if not isinstance(sal, dict):
+        sal = getattr(estimate_or_salience, "diagnostics", {}).get("salience")
+    if not isinstance(sal, dict):
+        raise DataError(f"no salience maps to draw ({sal!r}); use an image propensity learner")
+    imgs, maps = np.asarray(sal["images"], float), np.asarray(sal["maps"], float)
+    if imgs.ndim == 5:  # (N, T, H, W, C): show the first period
+        imgs, maps = imgs[:, 0], maps[:, 0] if maps.ndim == 4 else maps
+    k = imgs.shape[0]
+    fig, axes = plt.subplots(2, k, figsize=(2.2 * k, 4.6), squeeze=False)
+    for j in range(k):
+        b = [c for c in bands if c < imgs.shape[-1]] or [0]
+        rgb = imgs[j][..., b]
+        lo, hi = np.percentile(rgb, 2), np.percentile(rgb, 98)
+        rgb = np.clip((rgb - lo) / (hi - lo + 1e-12), 0, 1)
+        axes[0, j].imshow(rgb if rgb.shape[-1] == 3 else rgb[..., 0], cmap=None if rgb.shape[-1] == 3 else "gray")
+        arm = "treated" if sal["treated"][j] else "control"
+        axes[0, j].set_title(f"{arm}, e={sal['propensity'][j]:.2f}", fontsize=8)
+        axes[1, j].imshow(np.sign(maps[j]) * np.log1p(np.abs(maps[j]) / (np.abs(maps[j]).max() + 1e-12) * 100), cmap="magma")
+        for a in axes[:, j]:
+            a.set_xticks([])
+            a.set_yticks([])
+    fig.suptitle(title or "Causal salience: |d logit(e) / d pixel|")
+    return fig
