@@ -44,7 +44,21 @@ def test_input_forms_agree(sim):
         q_grid = GRID
 
     e = gc.rdd(outcome=Dist(), running=x, n_boot=200, density_test=False)
-    for other in (b, c, d, e):
+
+    class Pixels:  # geocausal.data.distributions.PixelDistributions without samples
+        grid = GRID
+        quantiles = Q
+        values = None
+        weights = None
+
+    f = gc.rdd(outcome=Pixels(), running=x, n_boot=200, density_test=False)
+
+    class PixelSamples(Pixels):  # with samples: requantiled on the grid asked for
+        values = tuple(samples)
+        weights = tuple(np.ones(30) for _ in samples)
+
+    h = gc.rdd(outcome=PixelSamples(), running=x, **_fast())
+    for other in (b, c, d, e, f, h):
         np.testing.assert_allclose(other.curve.estimate, a.curve.estimate, atol=1e-12)
     assert set(a.params.index) == {"mean", "variance", "gini"}
     assert list(a.curve.columns) == ["quantile", "estimate", "std_error", "conf_low",

@@ -87,13 +87,17 @@ def outcome_quantiles(outcome: Any, q_grid: Sequence[float] | None, n: int | Non
     >>> Q.tolist(), g.tolist(), kind
     ([[1.0], [2.0]], [0.5], 'scalar')
     """
-    if hasattr(outcome, "quantiles") and hasattr(outcome, "q_grid") and \
-            outcome.quantiles is not None:
-        Qm = np.asarray(outcome.quantiles, dtype=float)
-        return _check_matrix(Qm, check_grid(outcome.q_grid)), check_grid(outcome.q_grid), "quantiles"
-    if hasattr(outcome, "values") and not isinstance(outcome, pd.Series | pd.DataFrame | np.ndarray | dict):
+    # a per-unit distributions object: samples when kept (any grid), else its quantile matrix
+    obj_grid = getattr(outcome, "q_grid", getattr(outcome, "grid", None))
+    obj_q = getattr(outcome, "quantiles", None)
+    obj_v = getattr(outcome, "values", None) if not isinstance(
+        outcome, pd.Series | pd.DataFrame | np.ndarray | dict | list | tuple) else None
+    if obj_q is not None and obj_grid is not None and (obj_v is None or q_grid is None):
+        g = check_grid(obj_grid)
+        return _check_matrix(np.asarray(obj_q, dtype=float), g), g, "quantiles"
+    if obj_v is not None:
         weights = getattr(outcome, "weights", None) if weights is None else weights
-        outcome = list(outcome.values)
+        outcome = list(obj_v)
     if isinstance(outcome, Mapping):
         if "values" not in outcome:
             raise DataError("an outcome dict needs a 'values' entry (one array per unit)")
