@@ -282,6 +282,11 @@ def test_unit_dummies_with_unit_folds_warn(two_treatments):
     with pytest.warns(DiagnosticWarning, match="unit dummies with unit folds"):
         dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", approach="dummies",
                   fold_type="unit", learners=_lin(Ridge(1.0)), n_boot=0, bias_check=False)
+    # explicit fold ids that keep units together are caught too
+    by_unit = two_treatments.unit.to_numpy() % 3
+    with pytest.warns(DiagnosticWarning, match="unit dummies with unit folds"):
+        dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", approach="dummies",
+                  folds=by_unit, learners=_lin(Ridge(1.0)), n_boot=0, bias_check=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DiagnosticWarning)
         est = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time",

@@ -141,6 +141,12 @@ def _fold_plan(folds, fold_type, n_rep, tr, seed, crossfit, n_rows) -> list[np.n
     return out
 
 
+def _units_nested(fold_ids: np.ndarray, unit: np.ndarray) -> bool:
+    """Whether every unit sits in a single fold (unit-grouped folds)."""
+    per_unit = pd.Series(fold_ids).groupby(unit).nunique()
+    return bool((per_unit == 1).all())
+
+
 def _dropped_rows(data, unit, time, tr, approach) -> pd.DataFrame:
     kept = np.zeros(len(data), dtype=bool)
     kept[tr.rows] = True
@@ -317,11 +323,6 @@ def dml_panel(
     if approach == "within" and notes.get("time_invariant_controls"):
         warnings.warn(f"controls {notes['time_invariant_controls']} are time-invariant and "
                       "vanish under within demeaning", GeocausalWarning, stacklevel=2)
-    if approach == "dummies" and fold_type == "unit":
-        warnings.warn("unit dummies with unit folds: a held-out unit's indicator is never seen "
-                      "in training, so its effect is not learned and the unit heterogeneity is "
-                      "not removed; use fold_type='random' or 'time'", DiagnosticWarning,
-                      stacklevel=2)
     within_counts = _check_treatment_variation(tr, d_names, approach)
 
     vcov = {"cluster": unit} if vcov is None else vcov
@@ -340,6 +341,11 @@ def dml_panel(
 
     lrn = _learners(learners, seed)
     plan = _fold_plan(folds, fold_type, int(n_rep), tr, seed, crossfit, len(data))
+    if approach == "dummies" and plan[0] is not None and _units_nested(plan[0], tr.unit):
+        warnings.warn("unit dummies with unit folds: a held-out unit's indicator is never seen "
+                      "in training, so its effect is not learned and the unit heterogeneity is "
+                      "not removed; use fold_type='random' or 'time'", DiagnosticWarning,
+                      stacklevel=2)
     fit = fit_panel_dml(tr, lrn, plan, score=score, vcov=req,
                         gap=gap if fold_type == "neighbours" else 0,
                         bias_check=bias_check, time_effects=time_effects)
