@@ -48,3 +48,13 @@ def test_robust_bias_correction_matches(senate):
     # the curve's pointwise interval is the same robust interval (about [4.094, 10.919])
     assert est.curve.conf_low[0] == pytest.approx(float(ref.ci.iloc[2, 0]), abs=1e-6)
     assert 4.0 < est.curve.conf_low[0] < 4.2 and 10.8 < est.curve.conf_high[0] < 11.0
+
+
+def test_robust_bias_correction_with_h_larger_than_b(senate):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = rdr(senate.vote, senate.margin, h=28.028, b=17.754, p=1, kernel="tri", vce="hc0")
+    est = gc.rdd("vote ~ 1", senate, running="margin", p=1, kernel="triangular", h=28.028,
+                 b=17.754, bias_correction="explicit", vce="hc0", n_boot=200)
+    assert est.params["mean"] == pytest.approx(float(ref.coef.iloc[1, 0]), abs=1e-6)
+    assert est.std_errors["mean"] == pytest.approx(float(ref.se.iloc[2, 0]), abs=1e-6)

@@ -23,6 +23,21 @@ with ``beta_(p+1)`` from an order ``p + 1`` fit at bandwidth ``b``; the scores t
 bias-corrected equivalent kernel and residuals of the order ``p + 1`` fit (rdrobust's robust
 variance with ``vce="hc0"``).
 
+Deviations from the reference R implementation (R3D), each tested
+-----------------------------------------------------------------
+- Bootstrap scores use every unit with a non-zero equivalent-kernel weight; the reference keeps
+  only positive weights (about a quarter of the weight mass is lost for p = 2).
+  ``positive_weights_only=True`` reproduces it for golden comparisons.
+- Effects on functionals (Gini, variance, mean) are tested with a recentred bootstrap.
+- Bandwidth pilots use the chosen kernel; the second step uses the ``(s+1)``-th derivative with
+  its kernel constants; within-unit weights reach the selector through the weighted quantiles.
+- In the fuzzy design the first-stage scores use the first stage's own weights and residuals
+  (the reference picks its residual rows from the outcome weights).
+- Rearrangement is the exact sort on the grid (the reference's interpolating rearrangement moves
+  monotone curves by up to about 1e-3).
+- Scores are leverage-scaled (``vce="hc2"``) by default; ``vce="hc0"`` gives the reference's
+  plain residuals and rdrobust's ``vce="hc0"``.
+
 Examples
 --------
 >>> import numpy as np
