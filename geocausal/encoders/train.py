@@ -270,7 +270,11 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
             b["y"] = y[idx]
         if tab is not None:
             b["tab"] = tab[idx]
-        return sharding.shard_batch(b, mesh) if mesh is not None else jax.device_put(b)
+        if mesh is None:
+            return jax.device_put(b)
+        if len(idx) % ndev:  # a ragged held-out remainder: copy it to every device
+            return sharding.replicate(b, mesh)
+        return sharding.shard_batch(b, mesh)
 
     best = (np.inf, params, -1)
     train_hist, val_hist, step_hist = [], [], []
@@ -295,10 +299,6 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
             tot = 0.0
             for s in range(0, len(val_idx), bs):
                 idx = val_idx[s:s + bs]
-                if mesh is not None and len(idx) % ndev:
-                    idx = idx[: len(idx) // ndev * ndev] if len(idx) >= ndev else idx
-                    if len(idx) < ndev:
-                        continue
                 tot += float(eval_loss(params, rest, batch_of(idx),
                                        jax.random.key(seed + 1))) * len(idx)
             vl = tot / len(val_idx)

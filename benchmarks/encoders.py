@@ -1,0 +1,147 @@
+"""Training and inference images/s of the default encoder against the same network in PyTorch.
+
+The default encoder is the ResNet-style CNN of ``ModelSpec()`` (3x3 stem, two residual stages
+16 and 32 wide, mean+max pooling, 32-d embedding) with a one-output logistic head. Both
+frameworks run the same network on the same 64x64x6 batches of 64 images with AdamW after
+global-norm clipping; augmentation is off in both so only the network and the optimiser are
+timed. Inference is the forward pass to the head. Both are timed in this process, one after
+the other; the ratio is JAX/PyTorch images per second (above 1 = JAX faster).
+
+PyTorch is imported only here (``pip install torch``, CPU wheel); it is not a dependency.
+
+Run: ``python benchmarks/encoders.py`` (``--small`` for a quick check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from geocausal.encoders.modules import ModelSpec, build_model
+from geocausal.encoders.objectives import binary
+from geocausal.encoders.train import TrainConfig, _forward, make_optimizer, make_train_step
+
+
+def bench_jax(x, y, steps, spec):
+    model = build_model(spec, 0)
+    cfg = TrainConfig(flips=False, band_dropout=0.0, compute_dtype="float32")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = make_optimizer(cfg).init(params)
+    step = make_train_step(graphdef, binary(), cfg, "float32")
+    batch = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
+    key = jax.random.key(0)
+    lr = jnp.float32(1e-3)
+    for _ in range(2):  # compile and warm up
+        params, opt_state, loss = step(params, rest, opt_state, batch, key, lr)
+    jax.block_until_ready(loss)
+    t = time.perf_counter()
+    for i in range(steps):
+        params, opt_state, loss = step(params, rest, opt_state, batch, jax.random.key(i), lr)
+    jax.block_until_ready(loss)
+    train = steps * x.shape[0] / (time.perf_counter() - t)
+    fwd = _forward(graphdef, "head", "float32", False, False)
+    xb = jnp.asarray(x)
+    for _ in range(2):
+        out = fwd(params, rest, xb, None, None)
+    jax.block_until_ready(out)
+    t = time.perf_counter()
+    for _ in range(steps):
+        out = fwd(params, rest, xb, None, None)
+    jax.block_until_ready(out)
+    infer = steps * x.shape[0] / (time.perf_counter() - t)
+    return train, infer
+
+
+def bench_torch(x, y, steps, spec):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+            self.skip = nn.Conv2d(cin, cout, 1, stride) if stride != 1 or cin != cout else None
+
+        def forward(self, v):
+            h = self.conv2(torch.relu(self.conv1(v)))
+            return torch.relu(h + (v if self.skip is None else self.skip(v)))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            w = spec.widths
+            self.stem = nn.Conv2d(spec.in_bands, w[0], 3, 1, 1)
+            blocks, cin = [], w[0]
+            for c in w:
+                blocks.append(Block(cin, c, 2))
+                cin = c
+            self.blocks = nn.Sequential(*blocks)
+            self.proj = nn.Linear(2 * cin, spec.embed_dim)
+            self.head = nn.Linear(spec.embed_dim, 1)
+
+        def forward(self, v):
+            h = self.blocks(torch.relu(self.stem(v)))
+            h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+            return self.head(self.proj(h))
+
+    net = Net()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    lossf = nn.BCEWithLogitsLoss()
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(net(xt), yt)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return loss
+
+    for _ in range(2):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    train = steps * x.shape[0] / (time.perf_counter() - t)
+    with torch.inference_mode():
+        for _ in range(2):
+            net(xt)
+        t = time.perf_counter()
+        for _ in range(steps):
+            net(xt)
+        infer = steps * x.shape[0] / (time.perf_counter() - t)
+    return train, infer, torch.__version__, torch.get_num_threads()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", action="store_true", help="quick run (few steps, 32x32)")
+    args = ap.parse_args(argv)
+    size, steps = (32, 3) if args.small else (64, 20)
+    batch, bands = 64, 6
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, size, size, bands)).astype("float32")
+    y = rng.integers(0, 2, (batch, 1)).astype("float32")
+    spec = ModelSpec(encoder="cnn", in_bands=bands, n_outputs=1)
+    jt, ji = bench_jax(x, y, steps, spec)
+    tt, ti, tver, threads = bench_torch(x, y, steps, spec)
+    print(f"default encoder: CNN widths={spec.widths} embed_dim={spec.embed_dim}; "
+          f"{size}x{size}x{bands}, batch {batch}, {steps} timed steps; cpu cores {os.cpu_count()}")
+    print(f"jax {jax.__version__} ({jax.default_backend()}), torch {tver} ({threads} threads)")
+    print(f"{'':10s}{'jax img/s':>12s}{'torch img/s':>14s}{'ratio':>8s}")
+    print(f"{'train':10s}{jt:12.1f}{tt:14.1f}{jt / tt:8.2f}")
+    print(f"{'inference':10s}{ji:12.1f}{ti:14.1f}{ji / ti:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
