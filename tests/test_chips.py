@@ -188,8 +188,7 @@ def test_cache_resumes_after_crash(tmp_path, monkeypatch):
             # die half-way through a task: its chunks are partly written, its marker is not
             import zarr
 
-            zarr.open_group(tmp, mode="r+")["chips"].oindex[task.units[:1]] = np.full(
-                (1, *clean.shape[1:]), 7.0, np.float32)
+            zarr.open_group(tmp, mode="r+")["chips"][task.start:task.stop] = 7.0
             raise KeyboardInterrupt("simulated crash")
         calls["n"] += 1
         return real(task, tmp)
@@ -246,3 +245,23 @@ def test_cli_extract(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "chips for 4 units x 2 periods" in out and "cache" in out
 
+
+
+def test_unit_order_view_indexing(tmp_path):
+    res = extract(_dense_study(tmp_path, n=25), progress=False, task_mb=0.004)
+    full = np.asarray(res.chips)
+    assert res.chips.array.chunks[0] > 1  # several units per stored chunk
+    assert not np.array_equal(res.chips.rows, np.arange(25))  # stored in spatial order
+    np.testing.assert_array_equal(res.chips[3], full[3])
+    np.testing.assert_array_equal(res.chips[5:9], full[5:9])
+    np.testing.assert_array_equal(res.chips[[7, 2, 7]], full[[7, 2, 7]])
+    np.testing.assert_array_equal(res.chips[2:4, 1, :, :, 0], full[2:4, 1, :, :, 0])
+    np.testing.assert_array_equal(res.chips[..., 1], full[..., 1])
+    units, block, mask = next(res.iter_blocks(units=10))
+    np.testing.assert_array_equal(block, full[units])
+    np.testing.assert_array_equal(mask, np.asarray(res.mask)[units])
+    # in unit order, every chip is centred on its own unit's pixel
+    rng = np.random.default_rng(1)  # the draws of _dense_study
+    rows, cols = rng.uniform(0, SIZE, 25), rng.uniform(0, SIZE, 25)
+    np.testing.assert_allclose(full[:, 0, 3, 3, 0], np.floor(rows) + np.floor(cols) / 100,
+                               atol=1e-3)

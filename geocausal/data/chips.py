@@ -8,11 +8,13 @@ pixels off the raster edge, at nodata, or flagged by the cloud-mask band are mas
 part of a chip that crosses a tile edge. Units outside every raster of a period stay in the
 array, fully masked, and are listed in ``outside_ids`` with a warning.
 
-Reads are batched: units are grouped in spatial tasks, and within a task every tile is read
-in a few windows, each covering a cluster of nearby chips (a recursive split keeps windows
-dense and bounded), with each file opened once per process. Results stream into a zarr cache
-written in a temporary folder with one completion marker per task, then renamed: an
-interrupted run resumes where it stopped, and a finished cache is never half written.
+Reads are batched: units are sorted along a Z-order curve and cut into spatial tasks, and
+within a task every tile is read in a few windows, each covering a cluster of nearby chips (a
+recursive split keeps windows dense and bounded), with each file opened once per process.
+The zarr store keeps units in that spatial order, so a task writes whole chunks of several
+units; :class:`ChipsCache` shows them in unit order. Results stream into the cache, written in
+a temporary folder with one completion marker per task, then renamed: an interrupted run
+resumes where it stopped, and a finished cache is never half written.
 ``workers=N`` (a local Dask cluster) or ``scheduler=ADDRESS`` runs the tasks on Dask; the
 workers must see the cache folder.
 
@@ -63,6 +65,64 @@ MAX_WINDOW_SPARSITY = 4.0
 
 
 # ----------------------------------------------------------------------------- results
+class UnitOrderArray:
+    """A lazy view, in unit order, of a zarr array stored in spatial order.
+
+    Indexing the first axis with an int, slice or integer array reads only the chunks needed;
+    ``numpy.asarray`` loads the whole array block by block.
+    """
+
+    def __init__(self, array: Any, rows: np.ndarray) -> None:
+        self.array = array
+        self.rows = np.asarray(rows, dtype=np.int64)  # rows[i]: storage row of unit i
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"UnitOrderArray(shape={self.shape}, dtype={self.dtype})"
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self._all()
+        return out if dtype is None else out.astype(dtype)
+
+    def _all(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=self.dtype)
+        unit_of_row = np.empty_like(self.rows)
+        unit_of_row[self.rows] = np.arange(len(self.rows))
+        step = max(1, self.array.chunks[0]) * max(1, 2**28 // max(
+            1, int(np.prod(self.array.chunks)) * self.dtype.itemsize))
+        for a in range(0, len(self.rows), step):
+            b = min(a + step, len(self.rows))
+            out[unit_of_row[a:b]] = self.array[a:b]
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if not key or key[0] is Ellipsis:
+            return self._all()[key] if key else self._all()
+        first, rest = key[0], key[1:]
+        if isinstance(first, int | np.integer):
+            return np.asarray(self.array[(int(self.rows[first]), *rest)])
+        units = np.arange(len(self.rows))[first]
+        wanted = self.rows[units]
+        uniq, inv = np.unique(wanted, return_inverse=True)
+        data = np.asarray(self.array.oindex[uniq])[inv.reshape(-1)]
+        return data[(slice(None), *rest)] if rest else data
+
+
 @dataclass(frozen=True)
 class ChipsCache:
     """An opened chips cache.
@@ -72,9 +132,10 @@ class ChipsCache:
     path
         The ``.zarr`` folder.
     chips
-        ``(N, T, H, W, C)`` float32, a lazy zarr array (``np.asarray`` loads it).
+        ``(N, T, H, W, C)`` float32 in unit order, a lazy :class:`UnitOrderArray` over the zarr
+        array (``np.asarray`` loads it; the store keeps units in spatial order).
     mask
-        ``(N, T, H, W)`` bool, True where a pixel is valid (lazy zarr array).
+        ``(N, T, H, W)`` bool, True where a pixel is valid (lazy, unit order).
     unit_ids
         Unit ids in row order (the units file's order).
     periods, bands
@@ -107,7 +168,17 @@ class ChipsCache:
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Chips and mask as numpy arrays (in memory)."""
-        return np.asarray(self.chips[...]), np.asarray(self.mask[...])
+        return np.asarray(self.chips), np.asarray(self.mask)
+
+    def iter_blocks(self, units: int = 512) -> Any:
+        """Yield ``(unit_indices, chips, mask)`` blocks in storage order (reads each chunk once)."""
+        raw_c, raw_m = self.chips.array, self.mask.array
+        unit_of_row = np.empty_like(self.chips.rows)
+        unit_of_row[self.chips.rows] = np.arange(len(unit_of_row))
+        step = max(raw_c.chunks[0], units // raw_c.chunks[0] * raw_c.chunks[0])
+        for a in range(0, len(unit_of_row), step):
+            b = min(a + step, len(unit_of_row))
+            yield unit_of_row[a:b], np.asarray(raw_c[a:b]), np.asarray(raw_m[a:b])
 
 
 @dataclass(frozen=True)
@@ -121,7 +192,7 @@ class ChipsResult(ChipsCache):
     def report(self) -> str:
         """A short human-readable account of the extraction."""
         n, t, h, w, c = self.shape
-        mask = np.asarray(self.mask[...]) if n * t * h * w <= 50_000_000 else None
+        mask = np.asarray(self.mask.array[...]) if n * t * h * w <= 50_000_000 else None
         valid = f"{100 * mask.mean():.1f}%" if mask is not None and mask.size else "n/a"
         lines = [f"chips for {n} units x {t} periods x {c} bands ({', '.join(map(str, self.bands))}),"
                  f" chip {h}x{w} px",
@@ -158,7 +229,9 @@ def open_cache(path: str | Path) -> ChipsCache:
     if attrs.get("format") != FORMAT:
         raise DataError(f"'{path}' is not a finished chips cache (format "
                         f"{attrs.get('format')!r}, expected {FORMAT!r})")
-    return ChipsCache(path=path, chips=group["chips"], mask=group["mask"],
+    rows = np.asarray(group["rows"][...], dtype=np.int64)
+    return ChipsCache(path=path, chips=UnitOrderArray(group["chips"], rows),
+                      mask=UnitOrderArray(group["mask"], rows),
                       unit_ids=np.asarray(attrs["unit_ids"]), periods=list(attrs["periods"]),
                       bands=list(attrs["bands"]), outside_ids=list(attrs["outside_ids"]),
                       coverage=np.asarray(group["coverage"][...], dtype=bool),
@@ -171,7 +244,8 @@ class _Task:
     """One unit of work: units (global indices, sorted) and where their chips sit per tile."""
 
     index: int
-    units: np.ndarray  # (n,) int, sorted
+    start: int  # storage rows start:stop (whole chunks)
+    stop: int
     home: np.ndarray  # (n, T) int: home tile per period, -1 outside
     row0: np.ndarray  # (n, T) int: chip top row in the home tile
     col0: np.ndarray  # (n, T) int
@@ -246,9 +320,13 @@ def _spatial_order(points: Any) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
-def _units_per_task(n_periods: int, chip: int, n_bands: int, task_mb: float) -> int:
+def _chunking(n_periods: int, chip: int, n_bands: int, task_mb: float) -> tuple[int, int]:
+    """Units per zarr chunk (about 8 MiB, at most 64) and per task (whole chunks)."""
     per_unit = n_periods * chip * chip * (n_bands * 4 + 1)
-    return max(1, int(task_mb * 2**20 // max(per_unit, 1)))
+    per_chunk = int(min(64, max(1, 8 * 2**20 // per_unit)))
+    per_task = max(1, int(task_mb * 2**20 // per_unit))
+    per_chunk = min(per_chunk, per_task)
+    return per_chunk, max(per_chunk, per_task // per_chunk * per_chunk)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -333,20 +411,26 @@ def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
             wc1 = min(int(c0[group].max()) + h, tile.width)
             raw = src.read(bands, window=Window(wc0, wr0, wc1 - wc0, wr1 - wr0))
             vals, valid = valid_pixels(raw, tile, image_pos, mask_pos)
+            if not valid.all():
+                vals[~valid] = 0.0
             for g in group:
                 i = idx[g]
                 ra, rb = max(r0[g], wr0), min(r0[g] + h, wr1)
                 ca, cb = max(c0[g], wc0), min(c0[g] + h, wc1)
                 if ra >= rb or ca >= cb:
                     continue
-                win_valid = valid[ra - wr0:rb - wr0, ca - wc0:cb - wc0]
+                src_r, src_c = slice(ra - wr0, rb - wr0), slice(ca - wc0, cb - wc0)
                 dst_r, dst_c = slice(ra - r0[g], rb - r0[g]), slice(ca - c0[g], cb - c0[g])
-                take = win_valid & ~mask[i, t, dst_r, dst_c]
-                if not take.any():
+                have = mask[i, t, dst_r, dst_c]
+                if not have.any():  # first tile to serve this chip: plain copies
+                    chips[i, t, dst_r, dst_c] = vals[src_r, src_c]
+                    mask[i, t, dst_r, dst_c] = valid[src_r, src_c]
                     continue
-                chip_view = chips[i, t, dst_r, dst_c]
-                chip_view[take] = vals[ra - wr0:rb - wr0, ca - wc0:cb - wc0][take]
-                mask[i, t, dst_r, dst_c] |= take
+                take = valid[src_r, src_c] & ~have
+                if take.any():  # another tile already filled part of it: fill the gaps
+                    chip_view = chips[i, t, dst_r, dst_c]
+                    chip_view[take] = vals[src_r, src_c][take]
+                    have |= take
     return chips, mask
 
 
@@ -356,8 +440,8 @@ def _run_task(task: _Task, tmp: str) -> int:
 
     chips, mask = _read_task(task)
     group = zarr.open_group(tmp, mode="r+")
-    group["chips"].oindex[task.units] = chips
-    group["mask"].oindex[task.units] = mask
+    group["chips"][task.start:task.stop] = chips
+    group["mask"][task.start:task.stop] = mask
     done = Path(tmp) / "_done"
     part = done / f".{task.index}.tmp.npy"
     np.save(part, task.home >= 0)
@@ -372,20 +456,21 @@ def cache_name(manifest: Manifest, chip: int) -> str:
 
 
 def _create_store(tmp: Path, n: int, n_periods: int, chip: int, n_bands: int,
-                  task_of_unit: np.ndarray) -> None:
+                  per_chunk: int, order: np.ndarray, per_task: int) -> None:
     import zarr
     from zarr.codecs import BloscCodec
 
     group = zarr.open_group(str(tmp), mode="w")
     comp = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
     group.create_array("chips", shape=(n, n_periods, chip, chip, n_bands),
-                       chunks=(1, n_periods, chip, chip, n_bands), dtype="float32",
+                       chunks=(per_chunk, n_periods, chip, chip, n_bands), dtype="float32",
                        fill_value=0.0, compressors=comp)
     group.create_array("mask", shape=(n, n_periods, chip, chip),
-                       chunks=(1, n_periods, chip, chip), dtype="bool", fill_value=False,
+                       chunks=(per_chunk, n_periods, chip, chip), dtype="bool", fill_value=False,
                        compressors=comp)
     (tmp / "_done").mkdir()
-    np.save(tmp / "_tasks.npy", task_of_unit)
+    np.save(tmp / "_order.npy", order)
+    (tmp / "_per_task.txt").write_text(str(per_task))
     group.attrs["format"] = "partial"
 
 
@@ -442,36 +527,36 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
     home, row0, col0 = _plan(points, tiles, len(periods), chip)
 
     tmp = base / (final.name + ".partial")
-    per_task = _units_per_task(len(periods), chip, n_bands, task_mb)
-    if (tmp / "_tasks.npy").exists() and (tmp / "zarr.json").exists():
-        task_of_unit = np.load(tmp / "_tasks.npy")
-        if len(task_of_unit) != len(ids):
+    per_chunk, per_task = _chunking(len(periods), chip, n_bands, task_mb)
+    if (tmp / "_order.npy").exists() and (tmp / "zarr.json").exists():
+        order = np.load(tmp / "_order.npy")  # resume with the plan of the interrupted run
+        per_task = int((tmp / "_per_task.txt").read_text())
+        if len(order) != len(ids):
             raise DataError(f"'{tmp}' is a partial cache of another study; delete it")
     else:
         if tmp.exists():
             shutil.rmtree(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        order = _spatial_order(points)
-        task_of_unit = np.empty(len(ids), dtype=np.int64)
-        task_of_unit[order] = np.arange(len(ids)) // per_task
-        _create_store(tmp, len(ids), len(periods), chip, n_bands, task_of_unit)
+        order = _spatial_order(points)  # storage row -> unit index
+        _create_store(tmp, len(ids), len(periods), chip, n_bands, per_chunk, order, per_task)
 
-    n_tasks = int(task_of_unit.max()) + 1 if len(task_of_unit) else 0
+    starts = list(range(0, len(ids), per_task))
     done = {int(p.stem) for p in (tmp / "_done").glob("*.npy") if not p.name.startswith(".")}
     todo = []
-    for k in range(n_tasks):
+    for k, a in enumerate(starts):
         if k in done:
             continue
-        u = np.nonzero(task_of_unit == k)[0]
-        todo.append(_Task(index=k, units=u, home=home[u], row0=row0[u], col0=col0[u],
+        b = min(a + per_task, len(ids))
+        u = order[a:b]
+        todo.append(_Task(index=k, start=a, stop=b, home=home[u], row0=row0[u], col0=col0[u],
                           tiles=tiles, chip=chip, n_bands=n_bands))
-    sizes = {task.index: len(task.units) for task in todo}
+    sizes = {task.index: task.stop - task.start for task in todo}
     try:
         _run_all(todo, str(tmp), sizes, len(ids), len(ids) - sum(sizes.values()), workers,
                  scheduler, progress)
     finally:
         close_rasters()
-    _finalize(tmp, final, m, ids, periods, chip, n_tasks, task_of_unit)
+    _finalize(tmp, final, m, ids, periods, chip, starts, per_task, order)
     return _finish(open_cache(final), start, reused=False, tasks_run=len(todo))
 
 
@@ -500,17 +585,20 @@ def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, ini
 
 
 def _finalize(tmp: Path, final: Path, m: Manifest, ids: list, periods: list, chip: int,
-              n_tasks: int, task_of_unit: np.ndarray) -> None:
+              starts: list[int], per_task: int, order: np.ndarray) -> None:
     import zarr
 
     coverage = np.zeros((len(ids), len(periods)), dtype=bool)
-    for k in range(n_tasks):
+    for k, a in enumerate(starts):
         marker = tmp / "_done" / f"{k}.npy"
         if not marker.exists():
             raise DataError(f"chips cache '{tmp}': task {k} did not finish; run extract again")
-        coverage[task_of_unit == k] = np.load(marker)
+        coverage[order[a:a + per_task]] = np.load(marker)
+    rows = np.empty_like(order)
+    rows[order] = np.arange(len(order))
     group = zarr.open_group(str(tmp), mode="r+")
     group.create_array("coverage", data=coverage, chunks=coverage.shape or (1,))
+    group.create_array("rows", data=rows, chunks=rows.shape or (1,))
     outside = [ids[i] for i in np.nonzero(~coverage.all(axis=1))[0]]
     group.attrs.update({"unit_ids": _jsonable(ids), "periods": _jsonable(periods),
                         "bands": m.band_names, "outside_ids": _jsonable(outside),
@@ -519,7 +607,8 @@ def _finalize(tmp: Path, final: Path, m: Manifest, ids: list, periods: list, chi
                         "outside_per_period": (~coverage).sum(axis=0).tolist()})
     group.attrs["format"] = FORMAT
     shutil.rmtree(tmp / "_done")
-    (tmp / "_tasks.npy").unlink()
+    (tmp / "_order.npy").unlink()
+    (tmp / "_per_task.txt").unlink()
     os.replace(tmp, final)
 
 

@@ -89,22 +89,28 @@ def _summary(cache: Any, rows: np.ndarray, periods: np.ndarray | None) -> tuple[
 
     n, t = cache.chips.shape[:2]
     bands = list(cache.bands)
-    parts, empty = [], []
-    for a in range(0, n, BATCH_UNITS):
-        b = min(a + BATCH_UNITS, n)
-        chips = np.asarray(cache.chips[a:b])
-        mask = np.asarray(cache.mask[a:b])
+    parts, empty, where = [], [], []
+    for units, chips, mask in cache.iter_blocks(BATCH_UNITS):
+        where.append(units)
         if periods is None:
             parts.append(summary_features(chips, mask))
             empty.append(np.repeat(~mask.any(axis=(2, 3)), 2 * len(bands), axis=1))
         else:
-            k = b - a
+            k = len(units)
             flat = chips.reshape(k * t, *chips.shape[2:])
             fmask = mask.reshape(k * t, *mask.shape[2:])
             parts.append(summary_features(flat, fmask))
             empty.append(np.repeat(~fmask.any(axis=(1, 2))[:, None], 2 * len(bands), axis=1))
-    feats = np.vstack(parts)
-    bad = np.vstack(empty)
+    # blocks come in storage order: put unit i's rows (one, or one per period) at i
+    order = np.concatenate(where) if where else np.empty(0, dtype=np.int64)
+    per = 1 if periods is None else t
+    dest = (order[:, None] * per + np.arange(per)[None, :]).reshape(-1)
+    stacked = np.vstack(parts)
+    feats = np.empty_like(stacked)
+    feats[dest] = stacked
+    bad_stacked = np.vstack(empty)
+    bad = np.empty_like(bad_stacked)
+    bad[dest] = bad_stacked
     feats[bad] = np.nan
     col_mean = np.nanmean(feats, axis=0) if feats.size else np.zeros(feats.shape[1])
     feats = np.where(np.isnan(feats), np.nan_to_num(col_mean)[None, :], feats)
