@@ -31,6 +31,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 import warnings
@@ -47,6 +48,7 @@ from geocausal.designs.rdd.bootstrap import (
     draws,
     functional_effects,
     functional_gradient,
+    gaussian_draws,
     uniform_band,
 )
 from geocausal.designs.rdd.diagnostics import density_test as _density_test
@@ -189,13 +191,20 @@ def _summarise(res: R3DResult, xi: np.ndarray, clusters, alpha: float, studentiz
     S = cluster_scores(res.score[rows], cl)
     fac = _cluster_factor(S.shape[0]) if clusters is not None else 1.0
     se = np.sqrt(fac * np.sum(S**2, axis=0))
-    if clusters is None and not res.fuzzy and functionals and res.q_grid.size > 1:
-        Dp = draws(res.plus.score[rows], xi)
-        Dm = draws(res.minus.score[rows], xi)
+    K = res.q_grid.size
+    sides = not res.fuzzy and bool(functionals) and K > 1
+    blocks = [cluster_scores(res.plus.score[rows], cl),
+              cluster_scores(res.minus.score[rows], cl)] if sides else [S]
+    if isinstance(xi, tuple):             # ("gaussian", n_boot, seed): draw from the exact law
+        D_all = gaussian_draws(np.hstack(blocks), xi[1], xi[2])
+    else:
+        D_all = np.hstack([draws(b, xi) for b in blocks])
+    if sides:
+        Dp, Dm = D_all[:, :K], D_all[:, K:]
         D = Dp - Dm                       # the score of tau is plus minus minus
     else:
         Dp = Dm = None
-        D = draws(S, xi)
+        D = D_all
     from scipy import stats as _st
 
     z = _st.norm.ppf(1 - alpha / 2)
@@ -208,9 +217,6 @@ def _summarise(res: R3DResult, xi: np.ndarray, clusters, alpha: float, studentiz
                                                                     "p_value"])
     ft = None
     if functionals and not res.fuzzy and res.q_grid.size > 1:
-        if Dp is None:
-            Dp = draws(cluster_scores(res.plus.score[rows], cl), xi)
-            Dm = draws(cluster_scores(res.minus.score[rows], cl), xi)
         ft = pd.DataFrame(functional_effects(res.plus.m, res.minus.m, Dp, Dm, res.q_grid,
                                              functionals, alpha))
     return {"curve": curve, "tests": tt, "functionals": ft, "crit": crit, "draws": D}
@@ -434,9 +440,8 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
     rows = np.flatnonzero(rows)
     G = rows.size if clusters is None else np.unique(clusters[rows]).size
     if xi is None and multiplier == "normal":
-        # single precision halves the cost of drawing and multiplying the (B, G) multipliers;
-        # sup statistics and their quantiles need no more than that
-        xi_m = np.random.default_rng(seed).standard_normal((n_boot, G), dtype=np.float32)
+        # Gaussian multipliers: draws from their exact law N(0, S'S) (see gaussian_draws)
+        xi_m = ("gaussian", int(n_boot), int(seed))
     elif xi is None:
         xi_m = _multipliers(G, n_boot, seed, multiplier)
     else:
@@ -449,11 +454,12 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
                             f"({G}) or per unit ({x.size}); got {xi_m.shape}")
     summ = _summarise(res, xi_m, clusters, alpha, studentize, tests, test_range, functionals,
                       rows)
+    n_draws = xi_m[1] if isinstance(xi_m, tuple) else int(xi_m.shape[0])
     params, infl = _params_influence(res, functionals)
     # ---- diagnostics
     diag: dict[str, Any] = {
         "method": method, "kernel": res.kernel, "p": p, "s": s, "cutoff": float(cutoff),
-        "bias_correction": bias_correction, "n_boot": int(xi_m.shape[0]),
+        "bias_correction": bias_correction, "n_boot": n_draws,
         "outcome_kind": kind, "n_quantiles": int(g.size),
         "n_left": int((x < 0).sum()), "n_right": int((x >= 0).sum()),
         "n_bootstrap_units": int(rows.size),
@@ -494,12 +500,25 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
         diag["donut"] = _donuts(x, Q, g, T, donuts, sub_kw, seed, n_boot, multiplier)
     cluster_data = {} if clusters is None else {"cluster": clusters}
     vspec = "hetero" if clusters is None else {"cluster": "cluster"}
-    prov = make_provenance(formula if isinstance(formula, str) else None, seed,
-                           method=method, n_boot=int(xi_m.shape[0]))
+    prov = _provenance(formula if isinstance(formula, str) else None, seed, method=method,
+                       n_boot=n_draws)
     estimand = "QTE" if not res.fuzzy else "LQTE (fuzzy)"
     return Estimate.from_influence(params, infl, vcov=vspec, estimand=estimand, design="rdd",
                                    curve=summ["curve"], diagnostics=diag, provenance=prov,
                                    cluster_data=cluster_data)
+
+
+@functools.lru_cache(maxsize=1)
+def _base_provenance() -> dict[str, Any]:
+    return make_provenance()
+
+
+def _provenance(formula: str | None, seed: int, **extra: Any) -> dict[str, Any]:
+    """make_provenance's record with the package versions looked up once per process."""
+    import datetime as _dt
+
+    return {**_base_provenance(), "formula": formula, "seed": seed,
+            "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **extra}
 
 
 def _has_rhs(formula: str) -> bool:
@@ -513,7 +532,10 @@ def _quick(x, Q, g, T, fit_kw, boot):
     params, infl = _params_influence(res, ("mean",))
     se = float(np.sqrt(np.sum(infl[:, 0] ** 2)) / x.size)
     seed, n_boot, multiplier = boot
-    D = draws(res.score, _multipliers(x.size, n_boot, seed, multiplier))
+    if multiplier == "normal":
+        D = gaussian_draws(res.score, n_boot, seed)
+    else:
+        D = draws(res.score, _multipliers(x.size, n_boot, seed, multiplier))
     if g.size > 1:
         p = curve_tests(res.tau, res.se, D, g, ("nullity",))[0]["p_value"]
     else:

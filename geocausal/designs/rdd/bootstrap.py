@@ -53,6 +53,41 @@ def draws(S: np.ndarray, xi: np.ndarray) -> np.ndarray:
     return xi @ S
 
 
+def gaussian_draws(S: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Gaussian-multiplier draws ``xi @ S`` drawn from their exact law, ``N(0, S'S)``.
+
+    With standard normal multipliers, each draw ``sum_i xi_i s_i`` is exactly Gaussian with
+    covariance ``S'S``: every unit (or cluster) enters through that ``K x K`` matrix. Drawing
+    ``Z @ R'`` with ``R R' = S'S`` (Cholesky; rank-deficient ``S`` allowed by a 1e-12 relative
+    jitter) costs
+    ``O(n K^2 + B K^2)`` instead of ``O(B n K)``, so thousands of draws over thousands of units
+    take milliseconds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> S = np.random.default_rng(0).normal(size=(300, 4))
+    >>> D = gaussian_draws(S, 20000, seed=1)
+    >>> C = S.T @ S
+    >>> bool(np.abs(np.cov(D.T) - C).max() < 0.05 * C.diagonal().max())
+    True
+    """
+    C = S.T @ S
+    K = C.shape[0]
+    scale = max(float(np.trace(C)) / K, 1e-300)
+    eps = 1e-12
+    while True:  # Cholesky factor; a relative jitter of 1e-12 handles rank-deficient S
+        try:
+            root = np.linalg.cholesky(C + eps * scale * np.eye(K))
+            break
+        except np.linalg.LinAlgError:
+            eps *= 100
+            if eps > 1e-4:
+                raise
+    Z = np.random.default_rng(seed).standard_normal((n_boot, K))
+    return Z @ root.T
+
+
 def critical_value(sup_stats: np.ndarray, alpha: float) -> float:
     """Order statistic ``ceil((1 - alpha)(B + 1))`` of the ``B`` sup statistics.
 
