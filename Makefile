@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/geocausal demo --out results
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --durations=15
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=20
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet torch==2.13.0
