@@ -355,7 +355,7 @@ def cate(
         Chips ``(N, T, H, W, C)`` / ``(N, H, W, C)``, an embeddings frame, a feature array or a
         chips cache path: image effect modifiers next to the tabular ones.
     learner
-        ``"dr"``, ``"r"``, ``"x"``, ``"t"``, ``"s"`` or ``"forest"`` (random forest on DR scores).
+        ``"dr"``, ``"r"``, ``"x"``, ``"t"``, ``"s"`` or ``"forest"`` (honest random forest on DR scores).
     learners
         Slots ``outcome``, ``propensity``, ``final``, ``marginal`` (scikit-learn compatible).
     propensity
