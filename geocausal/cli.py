@@ -77,11 +77,21 @@ def _vcov(text: str | None) -> Any:
 
 
 # ----------------------------------------------------------------------------- commands
+def _materialise_shipped(manifest: Path) -> None:
+    """Generate a shipped study's files (``data_manifests/<name>.yaml``) on first use."""
+    from geocausal.datasets import STUDIES, ensure_study, manifests_dir
+
+    name = manifest.stem
+    if name in STUDIES and manifest.exists() and manifest.resolve() == (manifests_dir() / f"{name}.yaml").resolve():
+        ensure_study(name)
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     if args.design not in DESIGNS:
         raise CliError(f"unknown design '{args.design}'; choose one of {sorted(DESIGNS)}")
     from geocausal.data.manifest import load_manifest
 
+    _materialise_shipped(Path(args.manifest))
     load_manifest(args.manifest)  # fail fast, naming the field and the file
     from geocausal.data.study import load_study
     from geocausal.results.export import write_outputs
