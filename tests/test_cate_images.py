@@ -44,6 +44,19 @@ def test_chip_features_change():
         chip_features(chips, "video")
 
 
+def test_multiscale_images_concatenate_features():
+    rng = np.random.default_rng(1)
+    n = 200
+    fine, wide = rng.normal(size=(n, 2, 4, 4, 2)), rng.normal(size=(n, 2, 12, 12, 2))
+    df = pd.DataFrame({"d": rng.integers(0, 2, n)})
+    df["y"] = df.d * (1 + wide[:, -1, ..., 0].mean(axis=(1, 2)) * 10) + rng.normal(size=n)
+    est = gc.cate("y ~ d", df, images={"fine": fine, "wide": wide}, propensity=.5,
+                  evaluate=False)
+    assert len(est.diagnostics["features"]["names"]) == 2 * chip_features(fine).shape[1]
+    with pytest.raises(DataError, match="empty"):
+        gc.cate("y ~ d", df, images={}, propensity=.5, evaluate=False)
+
+
 def test_sequence_beats_single_date_on_change_driven_effects():
     """The effect depends on built-up growth, invisible at one date: report both fits."""
     sim_mod = _pipeline()

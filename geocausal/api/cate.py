@@ -95,6 +95,12 @@ def chip_features(chips: np.ndarray, representation: str = "sequence",
 def _image_matrix(images: Any, n: int, representation: str, seed: int) -> np.ndarray | None:
     if images is None:
         return None
+    if isinstance(images, Mapping):
+        # multi-scale: chips of the same sites at several sizes, features concatenated
+        if not images:
+            raise DataError("images= is an empty mapping; give {scale name: chips}")
+        return np.concatenate([_image_matrix(v, n, representation, seed)
+                               for v in images.values()], axis=1)
     arr = images[0] if isinstance(images, tuple) else images
     if isinstance(arr, np.ndarray) and arr.ndim in (4, 5):
         mask = images[1] if isinstance(images, tuple) else None
@@ -353,7 +359,9 @@ def cate(
         One row per unit.
     images
         Chips ``(N, T, H, W, C)`` / ``(N, H, W, C)``, an embeddings frame, a feature array or a
-        chips cache path: image effect modifiers next to the tabular ones.
+        chips cache path: image effect modifiers next to the tabular ones. A mapping
+        ``{name: chips}`` of the same sites at several chip sizes (multi-scale) concatenates
+        the features of every scale.
     learner
         ``"dr"``, ``"r"``, ``"x"``, ``"t"``, ``"s"`` or ``"forest"`` (honest random forest on DR scores).
     learners
@@ -437,7 +445,8 @@ def cate(
     diag: dict[str, Any] = {"cate": fit.tau, "model": fit, "fold_ids": fold_ids,
                             "features": {"controls": parsed.controls, "names": names,
                                          "representation": representation,
-                                         "images": images is not None, "raw_chips": raw},
+                                         "images": images is not None, "raw_chips": raw,
+                                         "multiscale": isinstance(images, Mapping)},
                             "learner": learner, "cate_mean": float(fit.tau.mean()),
                             "cate_sd": float(fit.tau.std())}
     if evaluate:

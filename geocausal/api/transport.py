@@ -118,6 +118,9 @@ def transport_cate(
     spec = estimate.diagnostics.get("features")
     if not isinstance(spec, dict) or not spec.get("images"):
         raise DataError("transport_cate needs a gc.cate result fitted with images=")
+    if spec.get("multiscale"):
+        raise DataError("transport_cate reads one chip size; this model uses several (images= "
+                        "was a mapping of scales); refit on one scale to transport")
     if spec.get("raw_chips"):
         raise DataError("transport_cate supports models on chip summary features; this one uses "
                         "an image learner on raw chips")
