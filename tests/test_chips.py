@@ -265,3 +265,17 @@ def test_unit_order_view_indexing(tmp_path):
     rows, cols = rng.uniform(0, SIZE, 25), rng.uniform(0, SIZE, 25)
     np.testing.assert_allclose(full[:, 0, 3, 3, 0], np.floor(rows) + np.floor(cols) / 100,
                                atol=1e-3)
+
+
+def test_cache_of_an_older_layout_is_rebuilt(tmp_path):
+    import zarr
+
+    path = _dense_study(tmp_path, n=4)
+    first = extract(path, progress=False)
+    before = first.load()[0]
+    zarr.open_group(str(first.path), mode="r+").attrs["format"] = "geocausal-chips-0"
+    with pytest.raises(gc.DataError, match="not a finished chips cache"):
+        open_cache(first.path)
+    again = extract(path, progress=False)
+    assert not again.reused and again.path == first.path
+    np.testing.assert_array_equal(before, again.load()[0])

@@ -57,7 +57,7 @@ from geocausal.data.rasters import (
 )
 from geocausal.errors import DataError, GeocausalWarning
 
-FORMAT = "geocausal-chips-1"
+FORMAT = "geocausal-chips-2"
 #: most pixels one window read may cover (per band)
 MAX_WINDOW_PX = 2048 * 2048
 #: a window may cover at most this many times the pixels of the chips it serves
@@ -226,7 +226,7 @@ def open_cache(path: str | Path) -> ChipsCache:
         raise DataError(f"'{path}' is not a chips cache (run 'geocausal extract' first)")
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
-    if attrs.get("format") != FORMAT:
+    if attrs.get("format") != FORMAT or "rows" not in group:
         raise DataError(f"'{path}' is not a finished chips cache (format "
                         f"{attrs.get('format')!r}, expected {FORMAT!r})")
     rows = np.asarray(group["rows"][...], dtype=np.int64)
@@ -515,8 +515,12 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
     base = Path(cache_dir) if cache_dir is not None else m.base_dir / ".cache"
     final = base / cache_name(m, chip)
     if final.exists():
-        cache = open_cache(final)
-        return _finish(cache, start, reused=True, tasks_run=0)
+        try:
+            cache = open_cache(final)
+        except (DataError, KeyError):  # a cache of an older layout: rebuild it
+            shutil.rmtree(final)
+        else:
+            return _finish(cache, start, reused=True, tasks_run=0)
 
     units = unique_units(load_units(m), m.units.id)
     ids = units[m.units.id].tolist()
