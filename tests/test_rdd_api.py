@@ -80,7 +80,7 @@ def test_seed_reproducible_and_cluster(sim):
     b = gc.rdd("y ~ 1", df, running="x", seed=5, **_fast())
     pd.testing.assert_frame_equal(a.curve, b.curve)
     cl = gc.rdd("y ~ 1", df, running="x", vcov={"cluster": "g"}, seed=5, **_fast())
-    assert cl.vcov_type == "cluster(cluster)"
+    assert cl.vcov_type == "cluster(g)"
     np.testing.assert_allclose(cl.curve.estimate, a.curve.estimate)
     assert not np.allclose(cl.curve.std_error, a.curve.std_error)
 

@@ -195,6 +195,8 @@ def _summarise(res: R3DResult, xi: np.ndarray, clusters, alpha: float, studentiz
     sides = not res.fuzzy and bool(functionals) and K > 1
     blocks = [cluster_scores(res.plus.score[rows], cl),
               cluster_scores(res.minus.score[rows], cl)] if sides else [S]
+    # the small-cluster factor G / (G - 1) of the variance applies to the draws too
+    blocks = [np.sqrt(fac) * blk for blk in blocks]
     if isinstance(xi, tuple):             # ("gaussian", n_boot, seed): draw from the exact law
         D_all = gaussian_draws(np.hstack(blocks), xi[1], xi[2])
     else:
@@ -489,7 +491,6 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
     if x.size * g.size <= 200_000:
         diag["points"] = pd.DataFrame(np.column_stack([x + float(cutoff), Q]),
                                       columns=["running", *[f"q{v:g}" for v in g]])
-    sub_kw = dict(fit_kw, h=None if h is None else h)
     if placebo is not None:
         diag["placebo"] = _placebo(x, Q, g, placebo, cutoff, fit_kw, seed, n_boot,
                                    multiplier, T)
@@ -497,9 +498,10 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
         diag["sensitivity"] = _sensitivity(x, Q, g, T, res, sensitivity, fit_kw,
                                            (seed, n_boot, multiplier))
     if donuts is not None:
-        diag["donut"] = _donuts(x, Q, g, T, donuts, sub_kw, seed, n_boot, multiplier)
-    cluster_data = {} if clusters is None else {"cluster": clusters}
-    vspec = "hetero" if clusters is None else {"cluster": "cluster"}
+        diag["donut"] = _donuts(x, Q, g, T, donuts, fit_kw, seed, n_boot, multiplier)
+    cname = req.names[0] if clusters is not None else None
+    cluster_data = {} if clusters is None else {cname: clusters}
+    vspec = "hetero" if clusters is None else {"cluster": cname}
     prov = _provenance(formula if isinstance(formula, str) else None, seed, method=method,
                        n_boot=n_draws)
     estimand = "QTE" if not res.fuzzy else "LQTE (fuzzy)"
