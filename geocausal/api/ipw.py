@@ -67,7 +67,7 @@ def default_learners(seed: int = 0) -> dict[str, Any]:
 
     return {
         "propensity": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
-        "outcome": HistGradientBoostingRegressor(max_iter=200, random_state=seed),
+        "outcome": HistGradientBoostingRegressor(max_iter=100, random_state=seed),
     }
 
 
