@@ -25,8 +25,6 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import time
 import warnings
@@ -37,15 +35,6 @@ import numpy as np
 import pandas as pd
 
 from geocausal.results.estimate import Estimate, make_provenance
-
-
-def _learned_available() -> bool:
-    try:
-        return importlib.util.find_spec("geocausal.encoders.embed") is not None and hasattr(
-            importlib.import_module("geocausal.encoders.embed"), "learned_features")
-    except ImportError:
-        return False
-
 
 
 def difference_in_means(y: np.ndarray, d: np.ndarray, clusters: np.ndarray | None = None,
@@ -73,52 +62,28 @@ def difference_in_means(y: np.ndarray, d: np.ndarray, clusters: np.ndarray | Non
 LEARNED_OPTIONS: dict[str, Any] = {"encoder": "cnn", "epochs": 3, "embed_dim": 16}
 
 
-def image_representations(chips: np.ndarray, mask: np.ndarray, seed: int
-                          ) -> dict[str, np.ndarray]:
-    """Image features for the demo: per-band chip summaries and, when the encoders are
-    installed, self-supervised learned embeddings (no labels are used, so no leakage into the
-    cross-fitted nuisance models).
+def image_representations(chips: np.ndarray, mask: np.ndarray, seed: int,
+                          learned: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Image features for the demo: per-band chip summaries and self-supervised learned
+    embeddings (no labels are used, so nothing leaks into the cross-fitted nuisance models).
+
+    ``learned`` holds options of :func:`geocausal.encoders.embed.learned_features` (default
+    :data:`LEARNED_OPTIONS`).
 
     Examples
     --------
     >>> chips = np.random.default_rng(0).random((3, 2, 4, 4, 3), dtype="float32")
-    >>> image_representations(chips, np.ones((3, 2, 4, 4), bool), 0)["summary"].shape
-    (3, 12)
+    >>> f = image_representations(chips, np.ones((3, 2, 4, 4), bool), 0,
+    ...                           learned={"encoder": "random", "embed_dim": 4})
+    >>> f["summary"].shape, f["learned"].shape[0]
+    ((3, 12), 3)
     """
     from geocausal.api._images import image_features
 
     n = chips.shape[0]
-    feats = {"summary": image_features((chips, mask), n, representation="summary")}
-    if _learned_available():
-        feats["learned"] = image_features((chips, mask), n, representation="learned", seed=seed,
-                                          progress=False, **LEARNED_OPTIONS)
-    return feats
-
-
-def _overlap_figure(est: Estimate, path: Path) -> None:
-    from geocausal.results.plot import save
-
-    plot_mod = None
-    if importlib.util.find_spec("geocausal.results.plot_ipw") is not None:
-        plot_mod = importlib.import_module("geocausal.results.plot_ipw")
-    if plot_mod is not None and hasattr(plot_mod, "overlap_plot"):
-        save(plot_mod.overlap_plot(est), path)
-        return
-    import matplotlib.pyplot as plt
-
-    ps = est.diagnostics["propensity"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(0, 1, 31)
-    ax.hist(ps.loc[ps.treated == 1, "propensity"], bins=bins, alpha=0.5, label="treated",
-            density=True)
-    ax.hist(ps.loc[ps.treated == 0, "propensity"], bins=bins, alpha=0.5, label="control",
-            density=True)
-    ax.set_xlabel("cross-fitted propensity score")
-    ax.set_ylabel("density")
-    ax.set_title("Overlap (image-aware propensity)")
-    ax.legend()
-    save(fig, path)
-    plt.close(fig)
+    return {"summary": image_features((chips, mask), n, representation="summary"),
+            "learned": image_features((chips, mask), n, representation="learned", seed=seed,
+                                      progress=False, **(learned or LEARNED_OPTIONS))}
 
 
 def _estimates_table(ests: dict[str, Estimate], truth: float) -> pd.DataFrame:
@@ -173,6 +138,7 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
     from geocausal.data.units import load_units
     from geocausal.datasets import synthetic_world
     from geocausal.results.plot import coef_plot, save
+    from geocausal.results.plot_ipw import love_plot, overlap_plot
 
     console = Console(quiet=quiet)
     out = Path(out)
@@ -204,7 +170,6 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
     with console.status("image features"):
         feats = image_representations(chips, mask, seed)
     timings["features_s"] = time.perf_counter() - t
-    rep = "learned" if "learned" in feats else "summary"
     console.print("image features: " + ", ".join(f"{k} ({v.shape[1]} per unit)"
                                                   for k, v in feats.items()))
 
@@ -236,7 +201,10 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
         bal.to_csv(out / "tables" / "balance.csv", index=False)
     img.diagnostics["overlap"].to_csv(out / "tables" / "overlap.csv", index=False)
     pd.DataFrame([world.truth_summary]).to_csv(out / "tables" / "truth.csv", index=False)
-    _overlap_figure(img, out / "figures" / "overlap.png")
+    save(overlap_plot(img, title="Overlap: propensity from tabular + learned image features"),
+         out / "figures" / "overlap.png")
+    if isinstance(bal, pd.DataFrame) and len(bal):
+        save(love_plot(img), out / "figures" / "balance.png")
     ax = coef_plot(table.assign(term=table["method"]), truth=world.ate,
                    title="ATE estimates and the true ATE")
     save(ax, out / "figures" / "estimates.png")
@@ -246,7 +214,7 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
     timings["total_s"] = time.perf_counter() - t0
     prov = make_provenance(formula, seed, manifest.content_hash(), design="demo",
                            n_units=n_units, size=size, periods=list(world.periods),
-                           representation=rep, vcov=vcov, truth=world.truth_summary,
+                           representation=LEARNED_OPTIONS, vcov=vcov, truth=world.truth_summary,
                            estimates=table.to_dict(orient="records"), timings=timings)
     (out / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
     console.print(f"tables and figures in [bold]{out}[/bold] ({timings['total_s']:.1f} s)")

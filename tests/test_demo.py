@@ -18,9 +18,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "results"
     assert main(["demo", "--out", str(out), "--units", "120", "--size", "8", "--seed", "1"]) == 0
     table = pd.read_csv(out / "tables" / "estimates.csv").set_index("method")
-    assert len(table) == 3 + demo._learned_available()
-    if demo._learned_available():
-        assert "AIPW, tabular + learned image" in table.index
+    assert len(table) == 4 and "AIPW, tabular + learned image" in table.index
     truth = json.loads((out / "provenance.json").read_text())["truth"]
     assert (table["truth"] == truth["ate"]).all()
     assert (table["std_error"] > 0).all()
@@ -31,7 +29,8 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     # AIPW on per-band summaries (which recover the confounders linearly) is closer to the
     # truth than the naive contrast
     assert abs(table.loc["AIPW, tabular + band summaries", "bias"]) < naive["bias"]
-    for f in ("figures/overlap.png", "figures/estimates.png", "tables/balance.csv",
+    for f in ("figures/overlap.png", "figures/estimates.png", "figures/balance.png",
+              "tables/balance.csv",
               "tables/overlap.csv", "provenance.json"):
         assert (out / f).stat().st_size > 0, f
     prov = json.loads((out / "provenance.json").read_text())
