@@ -70,7 +70,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        value = module if module.__name__.endswith("." + name) else getattr(module, name)
+        value = getattr(module, name) if hasattr(module, name) else module
         globals()[name] = value
         return value
     raise AttributeError(f"module 'geocausal' has no attribute '{name}'")

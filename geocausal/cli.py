@@ -156,7 +156,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
     path = _paper_dir(args.name)
     spec = importlib.util.spec_from_file_location(f"paper_{args.name}", path)
     module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
+    if spec.loader is None:
+        raise CliError(f"cannot load '{path}'")
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
     out = Path(args.out) if args.out else path.parent
     module.run(full=args.full, out=out, seed=args.seed)

@@ -24,8 +24,6 @@ Examples
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -575,13 +573,3 @@ def predict_cate(est: Estimate, X: np.ndarray) -> np.ndarray:
     if not isinstance(model, CateFit):
         raise DataError("this estimate has no fitted CATE model; use a gc.cate result")
     return model.predict(np.asarray(X, dtype=float))
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``gc.cate`` (which may resolve to this module) be called as the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Estimate:
-        return cate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -119,15 +119,3 @@ def fe(
                                                  "group_debias": group_debias}),
         cluster_data=cluster_data,
     )
-
-
-class _CallableModule(type(np)):
-    """Lets ``geocausal.fe`` (which resolves to this module) be called as the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Estimate:
-        return fe(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule

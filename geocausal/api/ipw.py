@@ -618,15 +618,3 @@ def _placement_one(pf, data, images, learners, folds, seed, ci, n_boot, vcov) ->
                                    cluster_data={str(c): data[c].to_numpy() for c in data.columns},
                                    estimand="AUC", design="placement", diagnostics=diags,
                                    provenance=prov)
-
-
-class _CallableModule(type(np)):
-    """Lets ``geocausal.ipw`` (which resolves to this module) be called as the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Estimate | EstimateSet:
-        return ipw(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule

@@ -31,9 +31,6 @@ True
 
 from __future__ import annotations
 
-import functools
-import sys
-import types
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -502,25 +499,12 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
     cname = req.names[0] if clusters is not None else None
     cluster_data = {} if clusters is None else {cname: clusters}
     vspec = "hetero" if clusters is None else {"cluster": cname}
-    prov = _provenance(formula if isinstance(formula, str) else None, seed, method=method,
-                       n_boot=n_draws)
+    prov = make_provenance(formula if isinstance(formula, str) else None, seed, method=method,
+                           n_boot=n_draws)
     estimand = "QTE" if not res.fuzzy else "LQTE (fuzzy)"
     return Estimate.from_influence(params, infl, vcov=vspec, estimand=estimand, design="rdd",
                                    curve=summ["curve"], diagnostics=diag, provenance=prov,
                                    cluster_data=cluster_data)
-
-
-@functools.lru_cache(maxsize=1)
-def _base_provenance() -> dict[str, Any]:
-    return make_provenance()
-
-
-def _provenance(formula: str | None, seed: int, **extra: Any) -> dict[str, Any]:
-    """make_provenance's record with the package versions looked up once per process."""
-    import datetime as _dt
-
-    return {**_base_provenance(), "formula": formula, "seed": seed,
-            "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **extra}
 
 
 def _has_rhs(formula: str) -> bool:
@@ -593,13 +577,3 @@ def _donuts(x, Q, g, T, radii, fit_kw, seed, n_boot, multiplier):
         rows.append({"radius": float(r), "n_dropped": int((~keep).sum()), "mean_effect": eff,
                      "std_error": se, "nullity_p": p})
     return pd.DataFrame(rows)
-
-
-class _CallableModule(types.ModuleType):
-    """``gc.rdd`` resolves to this module (its name ends in ``.rdd``); calling it calls rdd()."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Estimate | EstimateSet:
-        return rdd(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import html
 import platform
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,7 @@ _TRACKED = ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "jax", "f
             "rasterio", "geopandas", "formulaic")
 
 
+@functools.cache
 def _version(pkg: str) -> str | None:
     try:
         return metadata.version(pkg)
