@@ -50,6 +50,8 @@ _LAZY: dict[str, str] = {
     "pixel_distributions": "geocausal.data.distributions",
     "embed": "geocausal.encoders.embed",
     "datasets": "geocausal.datasets",
+    "data": "geocausal.data",
+    "load_study": "geocausal.data.study",
     "encoders": "geocausal.encoders",
 }
 
