@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import geocausal as gc
 from geocausal.api.debias import fit_corrector
@@ -165,3 +166,29 @@ def test_outcome_correction_hook_with_fe():
     naive = gc.fe("yhat ~ d | unit + t", df)
     assert abs(hooked.params["d"] - naive.params["d"] / lcc.slope) < 1e-8
     assert abs(hooked.params["d"] - 2.0) < 0.4
+
+
+def test_outcome_correction_hook_with_ipw_and_aipw():
+    rng = np.random.default_rng(9)
+    n = 1500
+    c = rng.normal(size=n)
+    e = 1 / (1 + np.exp(-c))
+    d = (rng.random(n) < e).astype(int)
+    y = 1.0 * d + c + rng.normal(size=n)
+    df = pd.DataFrame({"yhat": 0.6 * y + rng.normal(0, 0.4, n), "d": d, "c": c, "e": e})
+    yc = rng.normal(0.3, 1.5, 600)
+    cal = (0.6 * yc + rng.normal(0, 0.4, 600), yc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticWarning)
+        tw = fit_corrector(*cal, method="tweedie")
+        hooked = gc.ipw("yhat ~ d", df, propensity="e", outcome_correction=tw)
+        manual = gc.ipw("yc ~ d", df.assign(yc=tw.transform(df.yhat)), propensity="e")
+        own = gc.debias("yhat ~ d", df, calibration=tw, propensity="e", interval="fixed")
+        light = {"propensity": LogisticRegression(), "outcome": LinearRegression()}
+        a_hooked = gc.aipw("yhat ~ d + c", df, outcome_correction=tw, seed=1, learners=light,
+                           folds=2)
+        a_manual = gc.aipw("yc ~ d + c", df.assign(yc=tw.transform(df.yhat)), seed=1,
+                           learners=light, folds=2)
+    assert abs(hooked.params["d"] - manual.params["d"]) < 1e-10
+    assert abs(hooked.params["d"] - own.params["d"]) < 1e-8
+    assert abs(a_hooked.params["d"] - a_manual.params["d"]) < 1e-10

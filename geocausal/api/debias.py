@@ -290,7 +290,8 @@ def debias(
     lo, hi = np.quantile(draws, [0.025, 0.975])
     diag.update({"n_boot": int(n_boot), "boot_percentile_95": (float(lo), float(hi)),
                  "boot_bias": float(draws.mean() - tau)})
-    return Estimate(params=pd.Series({term: tau}), vcov=pd.DataFrame([[se ** 2]]),
+    return Estimate(params=pd.Series({term: tau}),
+                    vcov=pd.DataFrame([[se ** 2]], index=[term], columns=[term]),
                     vcov_type="bootstrap(calibration+downstream)", nobs=int(yhat.size),
                     diagnostics=diag, **common)
 
