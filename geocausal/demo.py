@@ -38,7 +38,7 @@ from geocausal.results.estimate import Estimate, make_provenance
 
 
 def difference_in_means(y: np.ndarray, d: np.ndarray, clusters: np.ndarray | None = None,
-                        name: str = "d") -> Estimate:
+                        name: str = "d", cluster_name: str = "cluster") -> Estimate:
     """The naive difference in means with its influence function (cluster-robust if asked).
 
     Examples
@@ -52,8 +52,8 @@ def difference_in_means(y: np.ndarray, d: np.ndarray, clusters: np.ndarray | Non
     p = d.mean()
     m1, m0 = y[d == 1].mean(), y[d == 0].mean()
     psi = d * (y - m1) / p - (1 - d) * (y - m0) / (1 - p)
-    vcov: Any = "hetero" if clusters is None else {"cluster": "cluster"}
-    cd = {} if clusters is None else {"cluster": np.asarray(clusters)}
+    vcov: Any = "hetero" if clusters is None else {"cluster": cluster_name}
+    cd = {} if clusters is None else {cluster_name: np.asarray(clusters)}
     return Estimate.from_influence(pd.Series({name: m1 - m0}), psi[:, None], vcov=vcov,
                                    cluster_data=cd, estimand="ATE", design="difference-in-means")
 
@@ -181,7 +181,8 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
     with console.status("estimating"), warnings.catch_warnings(), \
             threadpool_limits(limits=1, user_api="openmp"):
         warnings.simplefilter("ignore")
-        naive = difference_in_means(units["y"], units["d"], units["country"])
+        naive = difference_in_means(units["y"], units["d"], units["country"],
+                                    cluster_name="country")
         ests = {"naive difference in means": naive,
                 "AIPW, tabular": gc.aipw(formula, units, vcov=vcov, seed=seed)}
         names = {"summary": "band summaries", "learned": "learned image"}

@@ -21,7 +21,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     assert len(table) == 4 and "AIPW, tabular + learned image" in table.index
     truth = json.loads((out / "provenance.json").read_text())["truth"]
     assert (table["truth"] == truth["ate"]).all()
-    assert (table["std_error"] > 0).all()
+    assert (table["std_error"] > 0).all() and (table["vcov"] == "cluster(country)").all()
     # the naive contrast carries the planted confounding bias (+0.55 for this seed, three
     # times its cluster-robust SE of 0.18), so its CI misses the truth from above
     naive = table.loc["naive difference in means"]
