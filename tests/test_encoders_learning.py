@@ -96,7 +96,7 @@ def test_sequence_model_sees_change_single_date_model_cannot():
     x, y = change_world(500, 10)
     xt, yt = change_world(250, 11)
     seq = build_model(ModelSpec("sequence", in_bands=BANDS, embed_dim=16, widths=(8, 16),
-                                aggregator="variance", n_outputs=1), 0)
+                                aggregator="meandiff", n_outputs=1), 0)
     r_seq = fit(seq, binary(), x, y, config=CFG)
     auc_seq = roc_auc_score(yt, predict(r_seq.model, xt)[:, 0])
     single = build_model(ModelSpec("cnn", in_bands=BANDS, embed_dim=16, widths=(8, 16),
@@ -104,7 +104,8 @@ def test_sequence_model_sees_change_single_date_model_cannot():
     r_one = fit(single, binary(), x[:, -1], y, config=CFG)
     auc_one = roc_auc_score(yt, predict(r_one.model, xt[:, -1])[:, 0])
     print(f"held-out AUC, change signal: sequence {auc_seq:.3f}, last date only {auc_one:.3f}")
-    # the last date is independent of treatment: its AUC is 0.5 +- 0.037 (one s.e. at 250)
-    assert auc_one < 0.65
-    assert auc_seq >= 0.8
-    assert auc_seq - auc_one >= 0.2
+    # the last date carries AUC ~0.54 (see change_world), s.e. ~0.037 at 250 held-out units:
+    # 0.7 is more than 4 s.e. above it; the change itself separates the arms almost perfectly
+    assert auc_one < 0.7
+    assert auc_seq >= 0.9
+    assert auc_seq - auc_one >= 0.25

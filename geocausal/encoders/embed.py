@@ -48,7 +48,7 @@ def _as_sequences(chips: np.ndarray, mask: np.ndarray | None):
 
 def train_self_supervised(x: np.ndarray, mask: np.ndarray | None, spec: ModelSpec, *,
                           seed: int = 0, epochs: int = 3, batch_size: int = 128,
-                          max_train: int | None = 1536, learning_rate: float = 3e-3,
+                          max_train: int | None = 1024, learning_rate: float = 3e-3,
                           progress: bool = True):
     """Contrastive training of ``spec`` on (a random subset of at most ``max_train``) images.
 
@@ -73,7 +73,7 @@ def train_self_supervised(x: np.ndarray, mask: np.ndarray | None, spec: ModelSpe
 def learned_features(chips: np.ndarray, mask: np.ndarray | None = None, seed: int = 0, *,
                      encoder: str = "cnn", epochs: int = 3, embed_dim: int = 16,
                      widths: tuple[int, ...] = (8, 16), batch_size: int = 128,
-                     max_train: int | None = 1536, progress: bool = True,
+                     max_train: int | None = 1024, progress: bool = True,
                      **kwargs: Any) -> np.ndarray:
     """Self-supervised embeddings of every unit: ``(N, T * embed_dim)``.
 
