@@ -195,7 +195,7 @@ def _summarise(res: R3DResult, xi: np.ndarray, clusters, alpha: float, studentiz
     # the small-cluster factor G / (G - 1) of the variance applies to the draws too
     blocks = [np.sqrt(fac) * blk for blk in blocks]
     if isinstance(xi, tuple):             # ("gaussian", n_boot, seed): draw from the exact law
-        D_all = gaussian_draws(np.hstack(blocks), xi[1], xi[2])
+        D_all = gaussian_draws(blocks, xi[1], xi[2])
     else:
         D_all = np.hstack([draws(b, xi) for b in blocks])
     if sides:

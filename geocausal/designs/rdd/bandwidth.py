@@ -125,11 +125,11 @@ def _local_constants(x, Q, h, s, kern, side):
     fit = local_poly(x, Q, h, s + 1, kern, side)
     scale = math.factorial(s + 1) / h ** (s + 1)
     deriv = fit.coef[s + 1] * scale
-    mask = ((x >= 0) if side == "plus" else (x < 0))[:, None]
-    kw = kernel(x[:, None] / h[None, :], kern) * mask
-    resid = Q - fit.fitted
+    kw = fit.kw                                     # kernel weights on the fit's window
+    resid = np.subtract(fit.y_win, fit.fitted_window)
     sig2 = np.sum(kw * resid**2, axis=0) / np.sum(kw, axis=0)
-    var_deriv = np.sum((fit.weights[..., s + 1] * resid) ** 2, axis=0) * scale**2
+    resid *= fit.weight_window(s + 1)
+    var_deriv = np.sum(resid**2, axis=0) * scale**2
     return deriv, sig2, var_deriv
 
 

@@ -53,7 +53,7 @@ def draws(S: np.ndarray, xi: np.ndarray) -> np.ndarray:
     return xi @ S
 
 
-def gaussian_draws(S: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+def gaussian_draws(S: np.ndarray | Sequence[np.ndarray], n_boot: int, seed: int) -> np.ndarray:
     """Gaussian-multiplier draws ``xi @ S`` drawn from their exact law, ``N(0, S'S)``.
 
     With standard normal multipliers, each draw ``sum_i xi_i s_i`` is exactly Gaussian with
@@ -63,6 +63,12 @@ def gaussian_draws(S: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     ``O(n K^2 + B K^2)`` instead of ``O(B n K)``, so thousands of draws over thousands of units
     take milliseconds.
 
+    ``S`` may be given as a list of column blocks ``[S_1, S_2, ...]`` (the columns of
+    ``hstack(S)``), e.g. the scores of the two sides of a cutoff. Cross products are then
+    taken over the rows where both blocks are non-zero only, and when the blocks share no
+    such row (the two sides of a cutoff without clusters) the covariance is block diagonal
+    and each block is factored and drawn on its own: the same draws at a fraction of the cost.
+
     Examples
     --------
     >>> import numpy as np
@@ -71,21 +77,56 @@ def gaussian_draws(S: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     >>> C = S.T @ S
     >>> bool(np.abs(np.cov(D.T) - C).max() < 0.05 * C.diagonal().max())
     True
+    >>> bool(np.allclose(gaussian_draws([S[:, :2], S[:, 2:]], 50, 3), gaussian_draws(S, 50, 3)))
+    True
     """
-    C = S.T @ S
-    K = C.shape[0]
-    scale = max(float(np.trace(C)) / K, 1e-300)
+    blocks = [np.asarray(S, dtype=float)] if isinstance(S, np.ndarray) else \
+        [np.asarray(b, dtype=float) for b in S]
+    sizes = [b.shape[1] for b in blocks]
+    K = sum(sizes)
+    grams = [b.T @ b for b in blocks]
+    support = [np.flatnonzero(np.any(b != 0, axis=1)) for b in blocks] if len(blocks) > 1 else []
+    cross = {}
+    for i in range(len(blocks)):
+        for j in range(i + 1, len(blocks)):
+            both = np.intersect1d(support[i], support[j], assume_unique=True)
+            if both.size:
+                cross[i, j] = blocks[i][both].T @ blocks[j][both]
+    scale = max(sum(float(np.trace(g)) for g in grams) / K, 1e-300)
+    Z = np.random.default_rng(seed).standard_normal((n_boot, K))
+    if cross:                                    # one covariance matrix, factored as a whole
+        edges = np.cumsum([0, *sizes])
+        C = np.zeros((K, K))
+        for i, g in enumerate(grams):
+            C[edges[i]:edges[i + 1], edges[i]:edges[i + 1]] = g
+        for (i, j), g in cross.items():
+            C[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = g
+            C[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = g.T
+        grams, sizes = [C], [K]
+    roots = _cholesky_jittered(grams, scale)
+    out = np.empty((n_boot, K))
+    start = 0
+    for root, k in zip(roots, sizes):
+        out[:, start:start + k] = Z[:, start:start + k] @ root.T
+        start += k
+    return out
+
+
+def _cholesky_jittered(grams: list[np.ndarray], scale: float) -> list[np.ndarray]:
+    """Cholesky factors of the diagonal blocks of a covariance matrix, with a common jitter.
+
+    A relative jitter of ``1e-12 * scale`` (``scale`` the mean variance) is added to every
+    diagonal, raised a hundredfold until every block factors (up to ``1e-4``), handling
+    rank-deficient scores.
+    """
     eps = 1e-12
-    while True:  # Cholesky factor; a relative jitter of 1e-12 handles rank-deficient S
+    while True:
         try:
-            root = np.linalg.cholesky(C + eps * scale * np.eye(K))
-            break
+            return [np.linalg.cholesky(g + eps * scale * np.eye(g.shape[0])) for g in grams]
         except np.linalg.LinAlgError:
             eps *= 100
             if eps > 1e-4:
                 raise
-    Z = np.random.default_rng(seed).standard_normal((n_boot, K))
-    return Z @ root.T
 
 
 def critical_value(sup_stats: np.ndarray, alpha: float) -> float:
@@ -162,13 +203,14 @@ def functional_effects(m_plus, m_minus, Dp, Dm, q_grid, names=("mean", "variance
     Returns a list of dicts with ``functional``, ``estimate``, ``boot_se``, ``p_value``,
     ``conf_low``, ``conf_high`` (percentile-of-deviation interval).
     """
+    Qp, Qm = m_plus + Dp, m_minus + Dm                # every draw's side curves, built once
     out = []
     for name in names:
         if name not in FUNCTIONALS:
             raise DataError(f"functional '{name}' is not one of {sorted(FUNCTIONALS)}")
         F = FUNCTIONALS[name]
         est = float(F(m_plus, q_grid) - F(m_minus, q_grid))
-        dev = F(m_plus + Dp, q_grid) - F(m_minus + Dm, q_grid) - est
+        dev = F(Qp, q_grid) - F(Qm, q_grid) - est
         dev = dev[np.isfinite(dev)]
         lo, hi = np.quantile(dev, [alpha / 2, 1 - alpha / 2])
         out.append({"functional": name, "estimate": est, "boot_se": float(np.std(dev, ddof=1)),

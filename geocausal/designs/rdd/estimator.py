@@ -52,13 +52,14 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from geocausal.designs.rdd.bandwidth import Bandwidths, select_bandwidth
 from geocausal.designs.rdd.frechet import isotonic_rows, rearrange
-from geocausal.designs.rdd.locpoly import LocPolyFit, kernel_name, local_poly, polyval_scaled
+from geocausal.designs.rdd.locpoly import LocPolyFit, kernel_name, local_poly, side_window
 from geocausal.errors import DataError, DesignError
 
 METHODS = ("simple", "frechet")
@@ -70,10 +71,18 @@ class SideFit:
 
     m: np.ndarray            # (K,) side limits (monotone)
     score: np.ndarray        # (n, K) scores of m
-    weights: np.ndarray      # (n, K) effective intercept weights (bias-corrected if explicit)
     fit: LocPolyFit
     h: np.ndarray            # (K,)
     raw: np.ndarray          # (K,) limits before the monotone projection
+    rows: np.ndarray         # (m,) the window units (every other unit has a zero weight)
+    weights_window: np.ndarray   # (m, K) effective intercept weights on the window
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        """Effective intercept weights (bias-corrected if explicit), ``(n, K)``."""
+        out = np.zeros((self.score.shape[0], self.weights_window.shape[1]))
+        out[self.rows] = self.weights_window
+        return out
 
 
 @dataclass(frozen=True)
@@ -120,50 +129,61 @@ def _side_bandwidths(h: Any, K: int) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def _vce_scale(vce: str, fit: LocPolyFit, x: np.ndarray) -> np.ndarray | float:
+def _vce_scale(vce: str, fit: LocPolyFit) -> np.ndarray | float:
+    """Residual scaling of the scores on the fit's window."""
     if vce == "hc0":
         return 1.0
     if vce == "hc1":
-        k = fit.weights.shape[-1]
+        k = fit.coef.shape[0]
         return np.sqrt(fit.n_eff / np.maximum(fit.n_eff - k, 1))[None, :]
-    lev = np.clip(fit.leverage, 0.0, 0.99)
-    return 1.0 / np.sqrt(1.0 - lev) if vce == "hc2" else 1.0 / (1.0 - lev)
+    lev = np.clip(fit.leverage_window, 0.0, 0.99)
+    np.subtract(1.0, lev, out=lev)
+    if vce == "hc2":
+        np.sqrt(lev, out=lev)
+    return np.divide(1.0, lev, out=lev)
 
 
 def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only, vce="hc0"):
-    fit = local_poly(x, Y, h, p, kern, side)
+    """Side limits and their scores; every array lives on the side's window of units."""
+    explicit = bias_correction == "explicit"
+    rows = side_window(x, max(h.max(), b.max()) if explicit else h.max(), side)
+    fit = local_poly(x, Y, h, p, kern, side, rows=rows)
     res_fit = fit
-    w = fit.w0
+    w = fit.w0_window                                            # (m, K)
     m = fit.intercept
-    fitted = fit.fitted
-    if bias_correction == "explicit":
-        fq = local_poly(x, Y, b, p + 1, kern, side)
-        xp1 = (x ** (p + 1))[:, None]
-        c = np.sum(w * xp1, axis=0)                              # bias of m per unit beta
-        wq = fq.weights[..., p + 1] / b ** (p + 1)               # raw-unit weights of beta_(p+1)
+    fitted = fit.fitted_window
+    if explicit:
+        fq = local_poly(x, Y, b, p + 1, kern, side, rows=rows)
+        xp1 = x[rows] ** (p + 1)
+        c = xp1 @ w                                              # bias of m per unit beta
+        wq = fq.weight_window(p + 1) / b ** (p + 1)              # raw-unit weights of beta_(p+1)
         beta = fq.coef[p + 1] / b ** (p + 1)
         m = m - c * beta
         w = w - c * wq
         # residuals of the order p+1 fit wherever the corrected weights are non-zero (as
         # rdrobust: its polynomial evaluated on the side's units, also beyond b when h > b)
-        on_side = ((x >= 0) if side == "plus" else (x < 0))[:, None]
-        fitted = np.where(on_side, polyval_scaled(x[:, None] / b[None, :], fq.coef), 0.0)
+        fitted = fq.fitted_window
         res_fit = fq
     raw = m.copy()
     resid_fitted = fitted
     if method == "frechet":
         m = isotonic_rows(m[None, :])[0]
-        rows = np.flatnonzero(np.any(w != 0, axis=1))
+        nz = np.flatnonzero(np.any(w != 0, axis=1))
         resid_fitted = fitted.copy()
-        resid_fitted[rows] = isotonic_rows(fitted[rows])
-    e = (Y - resid_fitted) * _vce_scale(vce, res_fit, x)
+        resid_fitted[nz] = isotonic_rows(fitted[nz])
+    e = np.subtract(fit.y_win, resid_fitted)
+    e *= _vce_scale(vce, res_fit)
     keep = (w > 0) if positive_only else (w != 0)
-    score = np.where(keep, w * e, 0.0)
+    e *= w
+    score_w = np.where(keep, e, 0.0)
     if method == "simple":
         m, order = rearrange(m)
-        score = score[:, order]
+        score_w = score_w[:, order]
         w = w[:, order]
-    return SideFit(m=m, score=score, weights=w, fit=fit, h=np.asarray(h, float), raw=raw)
+    score = np.zeros((x.size, score_w.shape[1]))
+    score[rows] = score_w
+    return SideFit(m=m, score=score, fit=fit, h=np.asarray(h, float), raw=raw, rows=rows,
+                   weights_window=w)
 
 
 def fit_r3d(

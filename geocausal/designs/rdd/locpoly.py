@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,39 +71,152 @@ def kernel(u: np.ndarray, name: str) -> np.ndarray:
 class LocPolyFit:
     """A one-sided local polynomial fit at every quantile.
 
+    The fit lives on its *window*: the units on the side with ``|x| <= max(h)`` (``rows``);
+    every weight is zero elsewhere. Window arrays have one row per window unit and one column
+    per quantile; the full ``(n, ...)`` arrays are built on first access.
+
     Attributes
     ----------
     coef : ndarray, shape (p + 1, K)
         Coefficients in bandwidth-scaled units; row 0 is the side limit at the cutoff.
+    h : ndarray, shape (K,)
+        Bandwidths.
+    n_eff : ndarray, shape (K,)
+        Units with positive kernel weight.
+    rows : ndarray, shape (m,)
+        Indices of the window units.
+    n : int
+        Number of units.
+    kw : ndarray, shape (m, K)
+        Kernel weights ``K(x_i / h_k)`` on the window.
+    y_win : ndarray, shape (m, K)
+        The outcomes on the window.
+    xpow : ndarray, shape (m, 2p + 1)
+        Powers ``x_i^r`` of the running variable on the window.
+    ginv : ndarray, shape (K, p + 1, p + 1)
+        Inverse of the scaled design moment matrix ``sum_i K_i r_i r_i'`` (``r_i`` the powers
+        of ``x_i / h``).
     weights : ndarray, shape (n, K, p + 1)
         Equivalent-kernel weights of each coefficient (zero off the side and outside the window).
     fitted : ndarray, shape (n, K)
         The fitted polynomial at each unit's running variable (units on the side within the
         largest bandwidth; 0 elsewhere, where every weight is 0).
-    h : ndarray, shape (K,)
-        Bandwidths.
-    n_eff : ndarray, shape (K,)
-        Units with positive kernel weight.
     leverage : ndarray, shape (n, K)
         Diagonal of the local hat matrix ``K_i r_i' G^-1 r_i``.
     """
 
     coef: np.ndarray
-    weights: np.ndarray
-    fitted: np.ndarray
     h: np.ndarray
     n_eff: np.ndarray
-    leverage: np.ndarray
+    rows: np.ndarray
+    n: int
+    kw: np.ndarray
+    y_win: np.ndarray
+    xpow: np.ndarray
+    ginv: np.ndarray
+
+    @property
+    def p(self) -> int:
+        """Polynomial order."""
+        return self.coef.shape[0] - 1
 
     @property
     def intercept(self) -> np.ndarray:
         """The side limits ``m(k)``, shape ``(K,)``."""
         return self.coef[0]
 
+    def _hpow(self, r: int) -> np.ndarray:
+        """``h_k^j`` for ``j = 0..r``, shape ``(K, r + 1)``."""
+        return powers(self.h, r)
+
+    def weight_window(self, a: int) -> np.ndarray:
+        """Equivalent-kernel weights of coefficient ``a`` on the window, ``(m, K)``.
+
+        ``w_ia(k) = K_i(k) sum_b [G_k^-1]_ab (x_i / h_k)^b``: one matrix product with the raw
+        powers of ``x`` (the ``1 / h_k^b`` scaling moved onto the coefficients).
+        """
+        p = self.p
+        C = self.ginv[:, a, :] / self._hpow(p)                    # (K, p+1)
+        out = self.xpow[:, : p + 1] @ C.T
+        out *= self.kw
+        return out
+
+    @cached_property
+    def w0_window(self) -> np.ndarray:
+        """Intercept weights on the window, ``(m, K)``."""
+        return self.weight_window(0)
+
+    @cached_property
+    def fitted_window(self) -> np.ndarray:
+        """The fitted polynomial at the window units, ``(m, K)``."""
+        p = self.p
+        return self.xpow[:, : p + 1] @ (self.coef / self._hpow(p).T)
+
+    @cached_property
+    def leverage_window(self) -> np.ndarray:
+        """``K_i r_i' G^-1 r_i`` on the window, ``(m, K)``: a polynomial of degree ``2p``."""
+        p = self.p
+        jj = np.arange(p + 1)
+        rsum = jj[:, None] + jj[None, :]
+        coefs = np.zeros((self.h.size, 2 * p + 1))
+        for r in range(2 * p + 1):                                   # anti-diagonal sums
+            coefs[:, r] = self.ginv[:, rsum == r].sum(axis=1)
+        out = self.xpow @ (coefs / self._hpow(2 * p)).T
+        out *= self.kw
+        return out
+
+    def _full(self, win: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.n,) + win.shape[1:])
+        out[self.rows] = win
+        return out
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        """Equivalent-kernel weights of every coefficient, ``(n, K, p + 1)``."""
+        W = np.stack([self.weight_window(a) for a in range(self.p + 1)], axis=-1)
+        return self._full(W)
+
     @property
     def w0(self) -> np.ndarray:
         """Intercept weights, shape ``(n, K)``."""
-        return self.weights[..., 0]
+        return self._full(self.w0_window)
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        """Fitted values ``(n, K)`` (0 off the window)."""
+        return self._full(self.fitted_window)
+
+    @cached_property
+    def leverage(self) -> np.ndarray:
+        """Leverage ``(n, K)`` (0 off the window)."""
+        return self._full(self.leverage_window)
+
+
+def side_window(x: np.ndarray, h_max: float, side: str) -> np.ndarray:
+    """Indices of the units on ``side`` of 0 with ``|x| <= h_max`` (where kernels may be > 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> side_window(np.array([-0.5, 0.1, 0.7, 2.0]), 1.0, "plus").tolist()
+    [1, 2]
+    """
+    mask = (x >= 0) if side == "plus" else (x < 0)
+    mask &= np.abs(x) <= h_max                                  # the kernels vanish beyond h
+    return np.flatnonzero(mask)
+
+
+def _kernel_of_ratio(a: np.ndarray, name: str) -> np.ndarray:
+    """Kernel values at ``a = |u| >= 0``, computed in place (same values as :func:`kernel`)."""
+    if name == "triangular":                   # 1 - a where a <= 1, else 0
+        np.subtract(1.0, a, out=a)
+        return np.maximum(a, 0.0, out=a)
+    if name == "epanechnikov":                 # .75 (1 - a^2) where a <= 1, else 0
+        np.multiply(a, a, out=a)
+        np.subtract(1.0, a, out=a)
+        np.multiply(a, 0.75, out=a)
+        return np.maximum(a, 0.0, out=a)
+    return np.where(a <= 1.0, 0.5, 0.0)
 
 
 def local_poly(
@@ -112,8 +226,13 @@ def local_poly(
     p: int,
     kernel: str,
     side: str,
+    rows: np.ndarray | None = None,
 ) -> LocPolyFit:
     """Fit a one-sided local polynomial of order ``p`` at every quantile at once.
+
+    The design moments ``sum_i K_i(k) (x_i / h_k)^r`` of all quantiles come from one matrix
+    product of the kernel weights with the raw powers of ``x`` (``R'WR`` has Hankel structure,
+    so ``2p + 1`` moments give it), and so do the right-hand sides.
 
     Parameters
     ----------
@@ -129,6 +248,9 @@ def local_poly(
         ``"triangular"``, ``"epanechnikov"`` or ``"uniform"``.
     side
         ``"plus"`` (``x >= 0``) or ``"minus"`` (``x < 0``).
+    rows
+        The window units (default :func:`side_window` at ``max(h)``); a larger window on the
+        same side gives the same fit (the extra units have zero kernel weight).
 
     Raises
     ------
@@ -143,13 +265,10 @@ def local_poly(
     h = np.broadcast_to(np.asarray(h, dtype=float), (K,)).copy()
     if np.any(~np.isfinite(h)) or np.any(h <= 0):
         raise DataError(f"bandwidths must be positive and finite; got min {np.nanmin(h)}")
-    mask = (x >= 0) if side == "plus" else (x < 0)
-    mask &= np.abs(x) <= h.max()                               # the kernels vanish beyond h
-    idx = np.flatnonzero(mask)
+    idx = side_window(x, h.max(), side) if rows is None else np.asarray(rows)
     xs = x[idx]
-    u = xs[None, :] / h[:, None]                               # (K, m) on this side only
-    kw = _k(u, kernel)
-    n_eff = (kw > 0).sum(axis=1)
+    kw = _kernel_of_ratio(np.abs(xs)[:, None] / h[None, :], kernel)   # (m, K)
+    n_eff = np.count_nonzero(kw, axis=0)
     bad = np.flatnonzero(n_eff < p + 1)
     if bad.size:
         j = bad[0]
@@ -158,12 +277,9 @@ def local_poly(
             f"{'right (treated)' if side == 'plus' else 'left (control)'} side of the cutoff; "
             f"a local polynomial of order {p} needs at least {p + 1}. Widen the bandwidth, "
             "lower p, or check the cutoff")
-    # R'WR has Hankel structure: only the 2p + 1 kernel moments sum_i K_i u_i^r are needed
-    ys = y[idx].T                                              # (K, m)
-    ku = [kw]
-    for _ in range(2 * p):
-        ku.append(ku[-1] * u)
-    mom = np.stack([a.sum(axis=1) for a in ku], axis=-1)       # (K, 2p+1)
+    xpow = powers(xs, 2 * p)                                   # (m, 2p+1)
+    hpow = powers(h, 2 * p)                                    # (K, 2p+1)
+    mom = (kw.T @ xpow) / hpow                                 # (K, 2p+1) scaled moments
     jj = np.arange(p + 1)
     G = mom[:, jj[:, None] + jj[None, :]]                      # (K, p+1, p+1)
     with np.errstate(all="ignore"):
@@ -172,23 +288,11 @@ def local_poly(
         raise DesignError(f"the local polynomial design on the {side} side is singular; the "
                           "running variable has too few distinct values in the window")
     Ginv = np.linalg.inv(G)
-    rhs = np.stack([(ku[r] * ys).sum(axis=1) for r in range(p + 1)], axis=-1)   # (K, p+1)
+    ys = y[idx]                                                # (m, K)
+    rhs = ((kw * ys).T @ xpow[:, : p + 1]) / hpow[:, : p + 1]  # (K, p+1)
     coef = np.einsum("kjl,kl->jk", Ginv, rhs)                  # (p+1, K)
-    # equivalent-kernel weights G^-1 r_i K_i (a loop over the polynomial order only)
-    W = np.zeros((x.size, K, p + 1))
-    lev = np.zeros((K, idx.size))
-    upow = np.ones_like(u)
-    for a in range(p + 1):
-        wa = sum(Ginv[:, a, b, None] * ku[b] for b in range(p + 1))
-        W[idx, :, a] = wa.T
-        lev += wa * upow
-        upow = upow * u
-    # fitted values on the side's window only; rows with zero weight everywhere get 0
-    fitted = np.zeros((x.size, K))
-    fitted[idx] = polyval_scaled(u.T, coef)
-    leverage = np.zeros((x.size, K))
-    leverage[idx] = lev.T
-    return LocPolyFit(coef=coef, weights=W, fitted=fitted, h=h, n_eff=n_eff, leverage=leverage)
+    return LocPolyFit(coef=coef, h=h, n_eff=n_eff, rows=idx, n=x.size, kw=kw, y_win=ys,
+                      xpow=xpow, ginv=Ginv)
 
 
 def powers(u: np.ndarray, p: int) -> np.ndarray:
