@@ -28,8 +28,6 @@ True
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -313,17 +311,10 @@ def _clusters(vcov: Any, data: pd.DataFrame) -> dict[str, np.ndarray]:
 
 fit = fit_corrector
 LCC = LinearCalibration
-
-
-class _CallableModule(types.ModuleType):
-    """``gc.debias`` resolves to this module; calling it calls :func:`debias`, and
-    ``gc.debias.fit`` / ``gc.debias.LCC`` / ``gc.debias.Tweedie`` reach the correctors."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Estimate:
-        return debias(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# ``gc.debias`` is this function; ``gc.debias.fit`` / ``.LCC`` / ``.Tweedie`` reach the correctors
+debias.fit = fit_corrector              # type: ignore[attr-defined]
+debias.LCC = LinearCalibration          # type: ignore[attr-defined]
+debias.Tweedie = Tweedie                # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- comparison
