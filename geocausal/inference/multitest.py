@@ -9,8 +9,6 @@ Examples
 from __future__ import annotations
 
 import numpy as np
-from statsmodels.stats.multitest import multipletests
-
 from geocausal.errors import DataError
 
 _METHODS = {"holm": "holm", "bh": "fdr_bh", "fdr_bh": "fdr_bh", "bonferroni": "bonferroni"}
@@ -20,6 +18,8 @@ def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
     """Adjusted p-values; ``method`` is ``"holm"``, ``"bh"`` or ``"bonferroni"``."""
     if method not in _METHODS:
         raise DataError(f"p-value adjustment '{method}' is not one of {sorted(_METHODS)}")
+    from statsmodels.stats.multitest import multipletests  # lazy: statsmodels is slow to import
+
     p = np.asarray(pvalues, dtype=float)
     if p.size == 0:
         return p

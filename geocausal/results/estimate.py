@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from geocausal.errors import DataError
 from geocausal.inference.multitest import adjust_pvalues
@@ -175,6 +174,8 @@ class Estimate:
                          index=self.params.index)
 
     def _dist(self):
+        from scipy import stats  # imported here: keeps `import geocausal` light for workers
+
         return stats.t(self.dof) if self.dof else stats.norm()
 
     @property
