@@ -9,6 +9,7 @@ Examples
 from __future__ import annotations
 
 import numpy as np
+
 from geocausal.errors import DataError
 
 _METHODS = {"holm": "holm", "bh": "fdr_bh", "fdr_bh": "fdr_bh", "bonferroni": "bonferroni"}
