@@ -184,20 +184,32 @@ def _summarise(res: R3DResult, xi: np.ndarray, clusters, alpha: float, studentiz
     ``rows`` are the units with a non-zero score (every other unit adds exactly zero to each
     draw), so multipliers are drawn for them only.
     """
-    cl = None if clusters is None else clusters[rows]
-    S = cluster_scores(res.score[rows], cl)
-    fac = _cluster_factor(S.shape[0]) if clusters is not None else 1.0
-    se = np.sqrt(fac * np.sum(S**2, axis=0))
     K = res.q_grid.size
     sides = not res.fuzzy and bool(functionals) and K > 1
-    blocks = [cluster_scores(res.plus.score[rows], cl),
-              cluster_scores(res.minus.score[rows], cl)] if sides else [S]
-    # the small-cluster factor G / (G - 1) of the variance applies to the draws too
-    blocks = [np.sqrt(fac) * blk for blk in blocks]
-    if isinstance(xi, tuple):             # ("gaussian", n_boot, seed): draw from the exact law
-        D_all = gaussian_draws(blocks, xi[1], xi[2])
+    gaussian = isinstance(xi, tuple)      # ("gaussian", n_boot, seed): draw from the exact law
+    if clusters is None and sides:
+        # the two sides' scores live on disjoint units: draw each side from its own window
+        Sp = res.plus.score_window[res.plus.support]
+        Sm = res.minus.score_window[res.minus.support]
+        se = np.sqrt(np.sum(Sp**2, axis=0) + np.sum(Sm**2, axis=0))
+        if gaussian:
+            D_all = gaussian_draws([Sp, Sm], xi[1], xi[2], disjoint=True)
+        else:
+            cols = [np.searchsorted(rows, s.rows[s.support]) for s in (res.plus, res.minus)]
+            D_all = np.hstack([draws(Sp, xi[:, cols[0]]), draws(Sm, xi[:, cols[1]])])
     else:
-        D_all = np.hstack([draws(b, xi) for b in blocks])
+        cl = None if clusters is None else clusters[rows]
+        S = cluster_scores(res.score[rows], cl)
+        fac = _cluster_factor(S.shape[0]) if clusters is not None else 1.0
+        se = np.sqrt(fac * np.sum(S**2, axis=0))
+        blocks = [cluster_scores(res.plus.score[rows], cl),
+                  cluster_scores(res.minus.score[rows], cl)] if sides else [S]
+        # the small-cluster factor G / (G - 1) of the variance applies to the draws too
+        blocks = [np.sqrt(fac) * blk for blk in blocks]
+        if gaussian:
+            D_all = gaussian_draws(blocks, xi[1], xi[2])
+        else:
+            D_all = np.hstack([draws(b, xi) for b in blocks])
     if sides:
         Dp, Dm = D_all[:, :K], D_all[:, K:]
         D = Dp - Dm                       # the score of tau is plus minus minus
@@ -221,13 +233,23 @@ def _summarise(res: R3DResult, xi: np.ndarray, clusters, alpha: float, studentiz
     return {"curve": curve, "tests": tt, "functionals": ft, "crit": crit, "draws": D}
 
 
+def _side_column(res: R3DResult, vp: np.ndarray, vm: np.ndarray) -> np.ndarray:
+    """``n (S_+ vp - S_- vm)`` per unit, from the two sides' windows (disjoint units)."""
+    n = res.plus.n
+    col = np.zeros(n)
+    col[res.plus.rows] = res.plus.score_window @ vp
+    col[res.minus.rows] = -(res.minus.score_window @ vm)
+    return n * col
+
+
 def _params_influence(res: R3DResult, functionals) -> tuple[pd.Series, np.ndarray]:
-    n = res.score.shape[0]
+    n = res.plus.n
     g = res.q_grid
     if g.size == 1:
         return pd.Series({"mean": float(res.tau[0])}), n * res.score[:, :1]
     wmean = functional_gradient(mean_functional, res.tau, g)
-    names, vals, cols = ["mean"], [float(mean_functional(res.tau, g))], [n * res.score @ wmean]
+    mean_col = n * res.score @ wmean if res.fuzzy else _side_column(res, wmean, wmean)
+    names, vals, cols = ["mean"], [float(mean_functional(res.tau, g))], [mean_col]
     if not res.fuzzy:
         for name in functionals or ():
             if name == "mean":
@@ -237,7 +259,7 @@ def _params_influence(res: R3DResult, functionals) -> tuple[pd.Series, np.ndarra
             gm = functional_gradient(F, res.minus.m, g)
             names.append(name)
             vals.append(float(F(res.plus.m, g) - F(res.minus.m, g)))
-            cols.append(n * (res.plus.score @ gp - res.minus.score @ gm))
+            cols.append(_side_column(res, gp, gm))
     return pd.Series(dict(zip(names, vals))), np.column_stack(cols)
 
 
@@ -433,10 +455,7 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
                   bandwidth=bandwidth, per_side=per_side, bias_correction=bias_correction,
                   positive_weights_only=reference_quirks, vce=vce)
     res = fit_r3d(x, Q, g, T=T, **fit_kw)
-    rows = np.any(res.plus.score != 0, axis=1) | np.any(res.minus.score != 0, axis=1)
-    if res.fuzzy:
-        rows |= res.first_stage["score"] != 0
-    rows = np.flatnonzero(rows)
+    rows = res.support                    # units with a non-zero score
     G = rows.size if clusters is None else np.unique(clusters[rows]).size
     if xi is None and multiplier == "normal":
         # Gaussian multipliers: draws from their exact law N(0, S'S) (see gaussian_draws)

@@ -53,7 +53,8 @@ def draws(S: np.ndarray, xi: np.ndarray) -> np.ndarray:
     return xi @ S
 
 
-def gaussian_draws(S: np.ndarray | Sequence[np.ndarray], n_boot: int, seed: int) -> np.ndarray:
+def gaussian_draws(S: np.ndarray | Sequence[np.ndarray], n_boot: int, seed: int,
+                   disjoint: bool = False) -> np.ndarray:
     """Gaussian-multiplier draws ``xi @ S`` drawn from their exact law, ``N(0, S'S)``.
 
     With standard normal multipliers, each draw ``sum_i xi_i s_i`` is exactly Gaussian with
@@ -68,6 +69,8 @@ def gaussian_draws(S: np.ndarray | Sequence[np.ndarray], n_boot: int, seed: int)
     taken over the rows where both blocks are non-zero only, and when the blocks share no
     such row (the two sides of a cutoff without clusters) the covariance is block diagonal
     and each block is factored and drawn on its own: the same draws at a fraction of the cost.
+    With ``disjoint=True`` the blocks' rows are different units (they may differ in number)
+    and the covariance is block diagonal by construction.
 
     Examples
     --------
@@ -79,19 +82,26 @@ def gaussian_draws(S: np.ndarray | Sequence[np.ndarray], n_boot: int, seed: int)
     True
     >>> bool(np.allclose(gaussian_draws([S[:, :2], S[:, 2:]], 50, 3), gaussian_draws(S, 50, 3)))
     True
+    >>> S[:150, 2:] = 0; S[150:, :2] = 0
+    >>> bool(np.allclose(gaussian_draws([S[:150, :2], S[150:, 2:]], 50, 3, disjoint=True),
+    ...                  gaussian_draws(S, 50, 3)))
+    True
     """
     blocks = [np.asarray(S, dtype=float)] if isinstance(S, np.ndarray) else \
         [np.asarray(b, dtype=float) for b in S]
     sizes = [b.shape[1] for b in blocks]
     K = sum(sizes)
-    grams = [b.T @ b for b in blocks]
-    support = [np.flatnonzero(np.any(b != 0, axis=1)) for b in blocks] if len(blocks) > 1 else []
     cross = {}
-    for i in range(len(blocks)):
-        for j in range(i + 1, len(blocks)):
-            both = np.intersect1d(support[i], support[j], assume_unique=True)
-            if both.size:
-                cross[i, j] = blocks[i][both].T @ blocks[j][both]
+    if len(blocks) > 1 and not disjoint:
+        support = [np.flatnonzero(np.any(b != 0, axis=1)) for b in blocks]
+        for i in range(len(blocks)):
+            for j in range(i + 1, len(blocks)):
+                both = np.intersect1d(support[i], support[j], assume_unique=True)
+                if both.size:
+                    cross[i, j] = blocks[i][both].T @ blocks[j][both]
+        # rows of zeros add nothing to a block's cross-product matrix
+        blocks = [b[s] if s.size < b.shape[0] else b for b, s in zip(blocks, support)]
+    grams = [b.T @ b for b in blocks]
     scale = max(sum(float(np.trace(g)) for g in grams) / K, 1e-300)
     Z = np.random.default_rng(seed).standard_normal((n_boot, K))
     if cross:                                    # one covariance matrix, factored as a whole

@@ -67,21 +67,43 @@ METHODS = ("simple", "frechet")
 
 @dataclass(frozen=True)
 class SideFit:
-    """One side of the cutoff: limits, scores, the fit behind them."""
+    """One side of the cutoff: limits, scores, the fit behind them.
 
-    m: np.ndarray            # (K,) side limits (monotone)
-    score: np.ndarray        # (n, K) scores of m
+    Scores and weights are kept on the side's window of units (``rows``; every other unit has
+    a zero weight and score); ``score`` and ``weights`` give the full ``(n, K)`` arrays.
+    """
+
+    m: np.ndarray                # (K,) side limits (monotone)
     fit: LocPolyFit
-    h: np.ndarray            # (K,)
-    raw: np.ndarray          # (K,) limits before the monotone projection
-    rows: np.ndarray         # (m,) the window units (every other unit has a zero weight)
-    weights_window: np.ndarray   # (m, K) effective intercept weights on the window
+    h: np.ndarray                # (K,)
+    raw: np.ndarray              # (K,) limits before the monotone projection
+    rows: np.ndarray             # (m,) the window units, increasing
+    score_window: np.ndarray     # (m, K) scores of m on the window (columns in the order of m)
+    weights_unsorted: np.ndarray  # (m, K) effective intercept weights, columns of ``raw``
+    order: np.ndarray            # (K,) the permutation from ``raw`` to ``m``'s columns
+
+    @property
+    def n(self) -> int:
+        """Number of units."""
+        return self.fit.n
+
+    @cached_property
+    def support(self) -> np.ndarray:
+        """Boolean mask of the window rows with a non-zero score at some quantile, ``(m,)``."""
+        return np.any(self.score_window != 0, axis=1)
+
+    @cached_property
+    def score(self) -> np.ndarray:
+        """Scores of ``m``, ``(n, K)``."""
+        out = np.zeros((self.n, self.score_window.shape[1]))
+        out[self.rows] = self.score_window
+        return out
 
     @cached_property
     def weights(self) -> np.ndarray:
         """Effective intercept weights (bias-corrected if explicit), ``(n, K)``."""
-        out = np.zeros((self.score.shape[0], self.weights_window.shape[1]))
-        out[self.rows] = self.weights_window
+        out = np.zeros((self.n, self.weights_unsorted.shape[1]))
+        out[self.rows] = self.weights_unsorted[:, self.order]
         return out
 
 
@@ -91,7 +113,6 @@ class R3DResult:
 
     q_grid: np.ndarray
     tau: np.ndarray
-    score: np.ndarray
     plus: SideFit
     minus: SideFit
     method: str
@@ -102,6 +123,16 @@ class R3DResult:
     first_stage: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def score(self) -> np.ndarray:
+        """Scores ``s_i(q)`` of ``tau``, ``(n, K)``: plus minus minus (delta method if fuzzy)."""
+        score = self.plus.score - self.minus.score
+        if self.first_stage is None:
+            return score
+        jump, sT = self.first_stage["jump"], self.first_stage["score"]
+        delta = self.plus.m - self.minus.m
+        return score / jump - np.outer(sT, delta) / jump**2
+
     @property
     def se(self) -> np.ndarray:
         """Pointwise standard errors ``sqrt(sum_i s_i(q)^2)``."""
@@ -111,6 +142,14 @@ class R3DResult:
     def fuzzy(self) -> bool:
         """Whether a first stage was estimated."""
         return self.first_stage is not None
+
+    @cached_property
+    def support(self) -> np.ndarray:
+        """Increasing indices of the units with a non-zero score (plus, minus or first stage)."""
+        parts = [self.plus.rows[self.plus.support], self.minus.rows[self.minus.support]]
+        if self.first_stage is not None:
+            parts.append(np.flatnonzero(self.first_stage["score"] != 0))
+        return np.unique(np.concatenate(parts))
 
 
 def _side_bandwidths(h: Any, K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,17 +212,18 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
         resid_fitted[nz] = isotonic_rows(fitted[nz])
     e = np.subtract(fit.y_win, resid_fitted)
     e *= _vce_scale(vce, res_fit)
-    keep = (w > 0) if positive_only else (w != 0)
     e *= w
-    score_w = np.where(keep, e, 0.0)
+    if positive_only:
+        score_w = np.where(w > 0, e, 0.0)
+    else:
+        # where w == 0 (outside the kernel support) the product is already 0 (e is finite)
+        score_w = e
+    order = np.arange(m.size)
     if method == "simple":
         m, order = rearrange(m)
         score_w = score_w[:, order]
-        w = w[:, order]
-    score = np.zeros((x.size, score_w.shape[1]))
-    score[rows] = score_w
-    return SideFit(m=m, score=score, fit=fit, h=np.asarray(h, float), raw=raw, rows=rows,
-                   weights_window=w)
+    return SideFit(m=m, fit=fit, h=np.asarray(h, float), raw=raw, rows=rows,
+                   score_window=score_w, weights_unsorted=w, order=order)
 
 
 def fit_r3d(
@@ -274,7 +314,6 @@ def fit_r3d(
     minus = _one_side(x, Q, hm, bm, *args, "minus", method, bias_correction,
                       positive_weights_only, vce)
     delta = plus.m - minus.m
-    score = plus.score - minus.score
     first = None
     if T is not None:
         T = np.asarray(T, dtype=float)
@@ -294,11 +333,10 @@ def fit_r3d(
                               "no discontinuity in take-up, so the fuzzy design is not identified")
         sT = (tp.score - tm.score)[:, 0]
         tau = delta / jump
-        score = score / jump - np.outer(sT, delta) / jump**2
         se_T = float(np.sqrt(np.sum(sT**2)))
         first = {"jump": jump, "se": se_T, "h": hd, "score": sT, "plus": tp, "minus": tm}
     else:
         tau = delta
-    return R3DResult(q_grid=np.asarray(q_grid, float), tau=tau, score=score, plus=plus,
+    return R3DResult(q_grid=np.asarray(q_grid, float), tau=tau, plus=plus,
                      minus=minus, method=method, p=p, kernel=kern,
                      bias_correction=bias_correction, bandwidths=bws, first_stage=first)
