@@ -12,7 +12,6 @@ Examples
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from geocausal.errors import DataError
 from geocausal.inference.variance import cluster_sums
@@ -91,4 +90,6 @@ def sup_t_critical(draws: np.ndarray, se: np.ndarray, alpha: float = 0.05) -> fl
 
 def normal_critical(alpha: float = 0.05) -> float:
     """Two-sided normal critical value, e.g. 1.96 for ``alpha=0.05``."""
+    from scipy import stats
+
     return float(stats.norm.ppf(1 - alpha / 2))
