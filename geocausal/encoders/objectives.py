@@ -85,9 +85,9 @@ class Objective:
         x = batch["x"].astype(dtype)
         if self.kind == "contrastive":
             k1, k2 = jax.random.split(key)
-            z1 = model.projector(model.encode(aug(k1, x)))
-            z2 = model.projector(model.encode(aug(k2, x)))
-            return nt_xent(z1, z2, self.temperature)
+            views = jnp.concatenate([aug(k1, x), aug(k2, x)], axis=0)  # one encoder pass
+            z = model.projector(model.encode(views))
+            return nt_xent(z[: x.shape[0]], z[x.shape[0]:], self.temperature)
         tab = batch.get("tab")
         out = model.predict_head(model.encode(aug(key, x)),
                                  None if tab is None else tab.astype(dtype))

@@ -28,7 +28,9 @@ Examples
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +44,26 @@ from geocausal.encoders.augment import augment
 from geocausal.encoders.modules import ImageModel, set_normaliser
 from geocausal.encoders.objectives import Objective
 from geocausal.errors import DataError
+
+
+def enable_compilation_cache() -> None:
+    """Keep compiled XLA programs on disk so later runs skip compilation.
+
+    Uses ``$GEOCAUSAL_JAX_CACHE`` or ``~/.cache/geocausal/jax``; ``GEOCAUSAL_JAX_CACHE=0``
+    turns it off, and a cache folder the user already configured is left alone.
+    """
+    where = os.environ.get("GEOCAUSAL_JAX_CACHE", "")
+    if where == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    path = Path(where) if where else Path.home() / ".cache" / "geocausal" / "jax"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+
+
+enable_compilation_cache()
 
 
 @dataclass(frozen=True)
