@@ -115,9 +115,11 @@ def _global_pilot(x, Q, s, side):
         raise DataError(f"only {xs.size} units on the {side} side of the cutoff; the bandwidth "
                         f"pilot needs more than {s + 2}")
     beta = np.linalg.solve(X.T @ X, X.T @ Qs)          # normal equations: (s+2) x (s+2)
-    resid = Qs - X @ beta
+    resid = X @ beta
+    np.subtract(Qs, resid, out=resid)
+    resid *= resid
     deriv = beta[s + 1] * math.factorial(s + 1)
-    return deriv, np.sum(resid**2, axis=0) / (xs.size - 1)
+    return deriv, np.sum(resid, axis=0) / (xs.size - 1)
 
 
 def _local_constants(x, Q, h, s, kern, side):
@@ -127,9 +129,13 @@ def _local_constants(x, Q, h, s, kern, side):
     deriv = fit.coef[s + 1] * scale
     kw = fit.kw                                     # kernel weights on the fit's window
     resid = np.subtract(fit.y_win, fit.fitted_window)
-    sig2 = np.sum(kw * resid**2, axis=0) / np.sum(kw, axis=0)
-    resid *= fit.weight_window(s + 1)
-    var_deriv = np.sum(resid**2, axis=0) * scale**2
+    wr = fit.weight_window(s + 1)
+    wr *= resid
+    wr *= wr
+    var_deriv = np.sum(wr, axis=0) * scale**2
+    resid *= resid
+    resid *= kw
+    sig2 = np.sum(resid, axis=0) / np.sum(kw, axis=0)
     return deriv, sig2, var_deriv
 
 

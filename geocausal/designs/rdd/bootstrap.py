@@ -165,8 +165,11 @@ def _range_mask(q_grid: np.ndarray, rng: Sequence[float] | None) -> np.ndarray:
 def uniform_band(tau, se, D, alpha=0.05, studentize=False):
     """Uniform band ``tau +- c`` (or ``tau +- c se`` when studentized) and its critical value."""
     scale = se if studentize else np.ones_like(se)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sup = np.nanmax(np.abs(D / np.where(scale > 0, scale, np.nan)), axis=1)
+    if np.all(scale > 0):
+        sup = np.abs(D / scale).max(axis=1)
+    else:                                   # quantiles with a zero scale are left out
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sup = np.nanmax(np.abs(D / np.where(scale > 0, scale, np.nan)), axis=1)
     c = critical_value(sup, alpha)
     return tau - c * scale, tau + c * scale, c
 
@@ -182,19 +185,22 @@ def curve_tests(tau, se, D, q_grid, tests=("nullity", "homogeneity", "dominance"
     Returns a list of dicts with ``test``, ``range``, ``statistic``, ``p_value``.
     """
     mask = _range_mask(q_grid, test_range)
-    t, d = tau[mask], D[:, mask]
+    t, d = (tau, D) if mask.all() else (tau[mask], D[:, mask])
     sc = se[mask] if studentize else np.ones(mask.sum())
     sc = np.where(sc > 0, sc, np.inf)
     out = []
     label = f"[{q_grid[mask][0]:.4g}, {q_grid[mask][-1]:.4g}]"
+    dn = d / sc
+    # max |d/sc| = max(max, -min) and max(-d/sc) = -min: one pass over the draws for both
+    lo, hi = dn.min(axis=1), dn.max(axis=1)
     for name in tests:
         if name == "nullity":
-            stat, null = np.max(np.abs(t / sc)), np.max(np.abs(d / sc), axis=1)
+            stat, null = np.max(np.abs(t / sc)), np.maximum(hi, -lo)
         elif name == "homogeneity":
             stat = np.max(np.abs((t - t.mean()) / sc))
             null = np.max(np.abs((d - d.mean(axis=1, keepdims=True)) / sc), axis=1)
         elif name == "dominance":
-            stat, null = np.max(-t / sc), np.max(-d / sc, axis=1)
+            stat, null = np.max(-t / sc), -lo
         else:
             raise DataError(f"test '{name}' is not one of 'nullity', 'homogeneity', 'dominance'")
         out.append({"test": name, "range": label, "statistic": float(stat),
