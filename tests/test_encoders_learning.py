@@ -96,7 +96,7 @@ def test_sequence_model_sees_change_single_date_model_cannot():
     x, y = change_world(500, 10)
     xt, yt = change_world(250, 11)
     seq = build_model(ModelSpec("sequence", in_bands=BANDS, embed_dim=16, widths=(8, 16),
-                                aggregator="meandiff", n_outputs=1), 0)
+                                dim=16, heads=2, aggregator="transformer", n_outputs=1), 0)
     r_seq = fit(seq, binary(), x, y, config=CFG)
     auc_seq = roc_auc_score(yt, predict(r_seq.model, xt)[:, 0])
     single = build_model(ModelSpec("cnn", in_bands=BANDS, embed_dim=16, widths=(8, 16),

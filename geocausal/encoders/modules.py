@@ -202,7 +202,9 @@ class SequenceEncoder(nnx.Module):
     """Image-sequence encoder: ``(B, T, H, W, C) -> (B, embed_dim)``.
 
     A frame encoder with shared weights embeds each date. ``aggregator="transformer"`` projects
-    the frame embeddings, adds learned time embeddings (index ``0..T-1``, at most ``max_len``)
+    each frame embedding together with its first difference (the change since the previous
+    date, zero for the first), adds learned time embeddings (index ``0..T-1``, at most
+    ``max_len``)
     and runs a temporal transformer with its own weights followed by attention pooling; the
     cheap aggregators return ``mean``, ``[mean, mean first difference]`` or
     ``[mean, variance]`` of the frame embeddings.
@@ -217,7 +219,7 @@ class SequenceEncoder(nnx.Module):
         self.aggregator = aggregator
         fd = frame.embed_dim
         if aggregator == "transformer":
-            self.in_proj = nnx.Linear(fd, dim, rngs=rngs)
+            self.in_proj = nnx.Linear(2 * fd, dim, rngs=rngs)
             self.time_embed = nnx.Embed(max_len, dim, rngs=rngs)
             self.blocks = nnx.List([TransformerBlock(dim, heads, rngs=rngs)
                                     for _ in range(depth)])
@@ -246,7 +248,10 @@ class SequenceEncoder(nnx.Module):
             return jnp.concatenate([f.mean(axis=1), f.var(axis=1)], axis=-1)
         if t > self.max_len:
             raise DataError(f"sequence length {t} exceeds max_len={self.max_len}")
-        h = self.in_proj(f) + self.time_embed(jnp.arange(t))[None].astype(f.dtype)
+        # each date's token sees its embedding and its change since the previous date
+        change = jnp.concatenate([jnp.zeros_like(f[:, :1]), jnp.diff(f, axis=1)], axis=1)
+        h = self.in_proj(jnp.concatenate([f, change], axis=-1))
+        h = h + self.time_embed(jnp.arange(t))[None].astype(f.dtype)
         for blk in self.blocks:
             h = blk(h)
         return self.proj(self.pool(h))
