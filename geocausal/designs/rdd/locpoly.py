@@ -9,6 +9,12 @@ so ``alpha_j`` is the ``j``-th coefficient in bandwidth-scaled units (the raw de
 ``j! alpha_j / h^j``). The equivalent-kernel weights ``w_i(k) = e_j' (R'WR)^-1 r_i K_i`` are
 returned for every coefficient, so ``alpha_j(k) = sum_i w_ij(k) Q_ik`` exactly.
 
+Only the units on the side within the largest bandwidth (the *window*) can have a non-zero
+kernel weight, so every array is computed on the window, ``(m, K)``. The moments of all
+quantiles are one matrix product of the kernel weights with the powers of ``x``; weights,
+fitted values and leverages are matrix products of those powers with per-quantile
+coefficients (the ``1 / h_k^j`` scaling moved onto the coefficients).
+
 Examples
 --------
 >>> import numpy as np
@@ -309,16 +315,3 @@ def powers(u: np.ndarray, p: int) -> np.ndarray:
     for j in range(1, p + 1):
         out[..., j] = out[..., j - 1] * u
     return out
-
-
-def polyval_scaled(u: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """``sum_j coef[j, k] u[i, k]^j`` by Horner's rule, shape of ``u``."""
-    out = np.broadcast_to(coef[-1], u.shape).copy()
-    for j in range(coef.shape[0] - 2, -1, -1):
-        out = out * u + coef[j]
-    return out
-
-
-def _k(u: np.ndarray, name: str) -> np.ndarray:
-    return kernel(u, name)
-
