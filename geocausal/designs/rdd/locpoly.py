@@ -225,6 +225,18 @@ def _kernel_of_ratio(a: np.ndarray, name: str) -> np.ndarray:
     return np.where(a <= 1.0, 0.5, 0.0)
 
 
+def _n_positive(ax: np.ndarray, h: np.ndarray, kw: np.ndarray, name: str) -> np.ndarray:
+    """Units with a positive kernel weight per bandwidth.
+
+    For the triangular and Epanechnikov kernels the weight is positive exactly when
+    ``|x| < h`` (``|x| / h`` rounds below 1 then, and its square too), so the counts come
+    from a search in the sorted ``|x|``; the uniform kernel counts the weights.
+    """
+    if name == "uniform":
+        return np.count_nonzero(kw, axis=0)
+    return np.searchsorted(np.sort(ax), h, side="left")
+
+
 def local_poly(
     x: np.ndarray,
     y: np.ndarray,
@@ -273,8 +285,9 @@ def local_poly(
         raise DataError(f"bandwidths must be positive and finite; got min {np.nanmin(h)}")
     idx = side_window(x, h.max(), side) if rows is None else np.asarray(rows)
     xs = x[idx]
-    kw = _kernel_of_ratio(np.abs(xs)[:, None] / h[None, :], kernel)   # (m, K)
-    n_eff = np.count_nonzero(kw, axis=0)
+    ax = np.abs(xs)
+    kw = _kernel_of_ratio(ax[:, None] / h[None, :], kernel)   # (m, K)
+    n_eff = _n_positive(ax, h, kw, kernel)
     bad = np.flatnonzero(n_eff < p + 1)
     if bad.size:
         j = bad[0]
@@ -294,7 +307,7 @@ def local_poly(
         raise DesignError(f"the local polynomial design on the {side} side is singular; the "
                           "running variable has too few distinct values in the window")
     Ginv = np.linalg.inv(G)
-    ys = y[idx]                                                # (m, K)
+    ys = np.take(y, idx, axis=0)                               # (m, K)
     rhs = ((kw * ys).T @ xpow[:, : p + 1]) / hpow[:, : p + 1]  # (K, p+1)
     coef = np.einsum("kjl,kl->jk", Ginv, rhs)                  # (p+1, K)
     return LocPolyFit(coef=coef, h=h, n_eff=n_eff, rows=idx, n=x.size, kw=kw, y_win=ys,

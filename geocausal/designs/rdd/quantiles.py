@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -174,13 +175,19 @@ def variance_functional(Q: np.ndarray, q_grid: np.ndarray) -> np.ndarray:
 
 
 def _lorenz_forms(q_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors ``a, t`` with ``int_0^1 L = (Q @ a) / (Q @ t)`` for the rule of :func:`gini`."""
+    return _lorenz_forms_cached(q_grid.size, q_grid.tobytes())
+
+
+@lru_cache(maxsize=32)
+def _lorenz_forms_cached(K: int, grid_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Vectors ``a, t`` with ``int_0^1 L = (Q @ a) / (Q @ t)`` for the rule of :func:`gini`.
 
     The trapezoid areas ``A_j = int_0^(p_j) Q`` on ``[0, grid, 1]`` (the curve extended flat to
     both ends) are linear in ``Q``, ``L_j = A_j / A_last``, and the trapezoid integral of ``L``
     is ``sum_j c_j A_j / A_last``; so both numerator and denominator are linear forms.
     """
-    K = q_grid.size
+    q_grid = np.frombuffer(grid_bytes, dtype=float)
     d = np.diff(np.concatenate([[0.0], q_grid, [1.0]]))           # (K + 1,)
     ext = np.zeros((K + 2, K))                                      # flat extension to 0 and 1
     ext[0, 0] = 1.0
@@ -188,7 +195,10 @@ def _lorenz_forms(q_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ext[K + 1, K - 1] = 1.0
     area = np.cumsum((ext[1:] + ext[:-1]) / 2 * d[:, None], axis=0)   # (K + 1, K)
     c = (d + np.concatenate([d[1:], [0.0]])) / 2
-    return c @ area, area[-1]
+    a, t = c @ area, area[-1].copy()
+    a.flags.writeable = False
+    t.flags.writeable = False
+    return a, t
 
 
 def gini(Q: np.ndarray, q_grid: np.ndarray) -> np.ndarray:
@@ -208,7 +218,7 @@ def gini(Q: np.ndarray, q_grid: np.ndarray) -> np.ndarray:
     True
     """
     Q = np.asarray(Q, dtype=float)
-    a, t = _lorenz_forms(np.asarray(q_grid, dtype=float))
+    a, t = _lorenz_forms(np.ascontiguousarray(q_grid, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
         return 1.0 - 2.0 * (Q @ a) / (Q @ t)
 
