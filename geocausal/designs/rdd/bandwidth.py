@@ -194,7 +194,7 @@ def select_bandwidth(
     """
     kern = kernel_name(kernel)
     x = np.asarray(x, dtype=float)
-    Q = np.asarray(Q, dtype=float)
+    Q = np.ascontiguousarray(Q, dtype=float)     # row-major: window rows are gathered often
     Q = Q[:, None] if Q.ndim == 1 else Q
     n = x.size
     f, _ = density_at_cutoff(x, kern)

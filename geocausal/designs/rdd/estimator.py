@@ -296,7 +296,7 @@ def fit_r3d(
         raise DataError(f"polynomial order p={p} must be a non-negative integer")
     kern = kernel_name(kernel)
     x = np.asarray(x, dtype=float)
-    Q = np.asarray(Q, dtype=float)
+    Q = np.ascontiguousarray(Q, dtype=float)     # row-major: window rows are gathered often
     K = Q.shape[1]
     bws = None
     if h is None:
