@@ -489,12 +489,12 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
             "n_plus": res.plus.fit.n_eff, "n_minus": res.minus.fit.n_eff}),
         "tests": summ["tests"],
     }
-    for _, row in summ["tests"].iterrows():
-        diag[f"p_{row['test']}"] = float(row["p_value"])
+    for name, pv in zip(summ["tests"]["test"], summ["tests"]["p_value"]):
+        diag[f"p_{name}"] = float(pv)
     if summ["functionals"] is not None:
         diag["functionals"] = summ["functionals"]
-        for _, row in summ["functionals"].iterrows():
-            diag[f"p_{row['functional']}_boot"] = float(row["p_value"])
+        for name, pv in zip(summ["functionals"]["functional"], summ["functionals"]["p_value"]):
+            diag[f"p_{name}_boot"] = float(pv)
     if res.fuzzy:
         fs = res.first_stage
         diag.update({"first_stage_jump": fs["jump"], "first_stage_se": fs["se"], "h_den": fs["h"]})

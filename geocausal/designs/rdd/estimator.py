@@ -221,7 +221,8 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
     order = np.arange(m.size)
     if method == "simple":
         m, order = rearrange(m)
-        score_w = score_w[:, order]
+        if np.any(order != np.arange(order.size)):      # already monotone: nothing to permute
+            score_w = score_w[:, order]
     return SideFit(m=m, fit=fit, h=np.asarray(h, float), raw=raw, rows=rows,
                    score_window=score_w, weights_unsorted=w, order=order)
 
