@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -86,6 +87,18 @@ def _materialise_shipped(manifest: Path) -> None:
         ensure_study(name)
 
 
+def _accepted(fn, design: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Keep the keywords ``fn`` takes; image features are dropped for designs without images."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    kwargs = {k: v for k, v in kwargs.items() if k in params or k != "images"}
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise CliError(f"design '{design}' does not take {unknown}; see its docstring for options")
+    return kwargs
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     if args.design not in DESIGNS:
         raise CliError(f"unknown design '{args.design}'; choose one of {sorted(DESIGNS)}")
@@ -109,7 +122,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         kwargs["images"] = study.features
     kwargs.update(_options(args.set))
     fn = _load(DESIGNS[args.design])
-    result = fn(args.formula, study.table, **kwargs)
+    result = fn(args.formula, study.table, **_accepted(fn, args.design, kwargs))
     out = Path(args.out)
     paths = write_outputs(result, out, stem=args.design, manifest_hash=study.manifest_hash)
     print(result)

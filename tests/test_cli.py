@@ -52,3 +52,35 @@ def test_parser_lists_every_design():
     text = build_parser().format_help()
     for cmd in ("estimate", "extract", "embed", "demo", "paper"):
         assert cmd in text
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    from geocausal.datasets import synthetic_world
+
+    return synthetic_world(tmp_path_factory.mktemp("world"), seed=3, n_units=120, size=8,
+                           periods=(2012, 2018))
+
+
+def test_estimate_end_to_end_writes_tidy_csv_json_and_figure(tiny_world, tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "out"
+    rc = main(["estimate", "--design", "aipw", "--manifest", str(tiny_world.manifest_path),
+               "--formula", "y ~ d + x1 + x2", "--vcov", "cluster:country", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    tidy = pd.read_csv(out / "aipw.csv")
+    payload = json.loads((out / "aipw.json").read_text())
+    assert tidy.term.tolist() == ["d"] and tidy.std_error[0] > 0
+    assert payload["vcov_type"] == "cluster(country)"
+    assert payload["manifest_hash"] and payload["provenance"]["formula"] == "y ~ d + x1 + x2"
+    assert (out / "aipw.png").stat().st_size > 0
+
+
+def test_estimate_rejects_options_a_design_does_not_take(tiny_world, tmp_path, capsys):
+    rc = main(["estimate", "--design", "fe", "--manifest", str(tiny_world.manifest_path),
+               "--formula", "y ~ d + x1 | country", "--set", "bogus=1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not take ['bogus']" in err and len(err.strip().splitlines()) == 1

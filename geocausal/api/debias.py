@@ -163,7 +163,6 @@ def debias(
     seed: int = 0,
     images: Any = None,
     outcome_correction: Any = None,
-    **_ignored: Any,
 ) -> Estimate:
     """Average effect on an ML-predicted outcome, corrected for shrinkage.
 
@@ -471,7 +470,6 @@ def ppi(
     seed: int = 0,
     images: Any = None,
     outcome_correction: Any = None,
-    **_ignored: Any,
 ) -> Estimate:
     """Prediction-powered inference: a mean, OLS coefficients or an ATE from predictions plus a
     few labels.

@@ -44,8 +44,6 @@ def fe(
     debiased: bool = True,
     seed: int = 0,
     outcome_correction=None,
-    images=None,
-    **_ignored: Any,
 ) -> Estimate:
     """Two-way (or multi-way) fixed-effects regression.
 
@@ -66,8 +64,6 @@ def fe(
         Recorded in the provenance (the estimator is deterministic).
     outcome_correction
         A fitted corrector applied to the outcome before estimation.
-    images
-        Accepted for a uniform command line; unused (no image covariates in a FE regression).
 
     Returns
     -------
