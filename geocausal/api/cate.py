@@ -345,7 +345,6 @@ def cate(
     truth: str | np.ndarray | None = None,
     outcome_correction: Any = None,
     seed: int = 0,
-    **ignored: Any,
 ) -> Estimate:
     """Conditional average treatment effects in a randomised (or unconfounded) trial.
 
@@ -406,9 +405,6 @@ def cate(
     """
     if learner not in LEARNERS:
         raise DataError(f"learner must be one of {LEARNERS}, got '{learner}'")
-    stray = set(ignored) - {"unit", "time", "running", "cutoff", "by"}
-    if stray:
-        raise DataError(f"gc.cate got unknown keywords {sorted(stray)}")
     parsed = parse_formula(formula, data)
     y = apply_correction(outcome_correction, parsed.outcome_vector(data))
     d = check_binary(parsed.treatment_vector(data), parsed.treatment)
