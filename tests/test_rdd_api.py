@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,8 +87,7 @@ def test_scalar_cli_call_and_options(sim):
     x, Y = sim
     df = pd.DataFrame({"x": x + 1.0, "y": Y.mean(axis=1)})
     # the keywords the command line passes
-    est = gc.rdd("y ~ 1", df, running="x", cutoff=1.0, seed=0, folds=5, vcov="hetero",
-                 n_boot=200)
+    est = gc.rdd("y ~ 1", df, running="x", cutoff=1.0, seed=0, vcov="hetero", n_boot=200)
     assert est.curve.shape[0] == 1 and est.estimand == "QTE"
     assert est.params["mean"] == pytest.approx(2.0, abs=0.5)
     assert "p_density" in est.diagnostics
@@ -217,12 +214,15 @@ def test_signed_distance_polygon_and_line():
     del gc_signed
 
 
-def test_images_are_ignored_with_warning(sim):
-    x, Y = sim
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        gc.rdd(outcome=list(Y), running=x, images=np.zeros((len(x), 2)), **_fast())
-    assert any("images" in str(w.message) for w in rec)
+def test_rdd_takes_no_image_or_learner_keywords():
+    from geocausal.cli import CliError, _accepted
+
+    # the command line drops image features for rdd and refuses options it does not take
+    assert "images" not in _accepted(gc.rdd, "rdd", {"images": np.zeros((3, 2)), "seed": 0})
+    with pytest.raises(CliError, match=r"does not take \['folds'\]"):
+        _accepted(gc.rdd, "rdd", {"folds": 5})
+    with pytest.raises(TypeError, match="learners"):
+        gc.rdd(outcome=[np.ones(3)], running=np.zeros(1), learners={})
 
 
 def test_exact_gaussian_law_matches_explicit_multipliers(sim):

@@ -57,7 +57,7 @@ from geocausal.designs.rdd.quantiles import (
     mean_functional,
     unit_quantiles,
 )
-from geocausal.errors import DataError, DesignError, DiagnosticWarning, GeocausalWarning
+from geocausal.errors import DataError, DesignError, DiagnosticWarning
 from geocausal.formula import parse_formula
 from geocausal.inference.bootstrap import multipliers as _multipliers
 from geocausal.inference.variance import parse_vcov
@@ -300,13 +300,8 @@ def rdd(
     donuts: Sequence[float] | None = None,
     vcov: Any = "hetero",
     seed: int = 0,
-    images: Any = None,
     outcome_correction: Any = None,
     by: str | None = None,
-    unit: str | None = None,
-    time: str | None = None,
-    folds: int | None = None,
-    learners: Any = None,
     reference_quirks: bool = False,
 ) -> Estimate | EstimateSet:
     """Distributional (or scalar) regression discontinuity at ``cutoff``.
@@ -364,8 +359,6 @@ def rdd(
         ``"hetero"`` or ``{"cluster": column}``; clusters also get one bootstrap multiplier each.
     seed
         Seed of the multipliers.
-    images, learners, unit, time, folds
-        Accepted for the shared CLI convention; the R3D estimator uses no covariates.
     outcome_correction
         A fitted corrector applied to scalar outcomes or to every draw of a sample.
     by
@@ -398,11 +391,7 @@ def rdd(
 def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_grid, method, p,
              s, kernel, h, h_den, b, bandwidth, per_side, bias_correction, vce, donut, n_boot, alpha,
              studentize, multiplier, xi, tests, test_range, functionals, density_test, placebo,
-             sensitivity, donuts, vcov, seed, images, outcome_correction, unit, time, folds,
-             learners, reference_quirks) -> Estimate:
-    if images is not None:
-        warnings.warn("images= is not used by the rdd design (no covariates); ignored",
-                      GeocausalWarning, stacklevel=3)
+             sensitivity, donuts, vcov, seed, outcome_correction, reference_quirks) -> Estimate:
     # ---- outcome and take-up
     if isinstance(outcome, str) and formula is None:
         formula, outcome = outcome, None
