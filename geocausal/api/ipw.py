@@ -347,7 +347,6 @@ def aipw(
     n_pcs: int = 5,
     stabilized: bool = True,
     clip: float | None = None,
-    **_roles: Any,
 ) -> Estimate | EstimateSet:
     """Doubly robust (augmented IPW) ATE or ATT with cross-fitted nuisances.
 
@@ -418,7 +417,6 @@ def ipw(
     fold_groups: Any = None,
     n_pcs: int = 5,
     clip: float | None = None,
-    **_roles: Any,
 ) -> Estimate | EstimateSet:
     """Inverse-probability weighting: Hajek (``normalized=True``) or Horvitz-Thompson.
 
@@ -455,7 +453,6 @@ def balance(
     seed: int = 0,
     n_pcs: int = 5,
     stabilized: bool = True,
-    **_roles: Any,
 ) -> pd.DataFrame:
     """Balance table: standardised mean differences before and after weighting.
 
@@ -505,7 +502,6 @@ def placement(
     ci: str = "delong",
     n_boot: int = 500,
     vcov: Any = "delong",
-    **_roles: Any,
 ) -> Estimate | EstimateSet:
     """How predictable is placement: cross-validated AUCs of image-only, tabular-only and
     combined propensity models, with confidence intervals and tests of AUC differences.
