@@ -80,8 +80,12 @@ def train_predictors(x_tr, y_tr, x_va, y_va, cfg: dict, seed: int):
     """Train one MLP per trial (leading axis), all at once; return a predict function.
 
     Adam with L2 weight decay added to the gradient (PyTorch's ``Adam(weight_decay=...)``),
-    MSE loss, early stopping when the validation loss has not improved for ``patience`` epochs
-    (the weights at that point are kept). ``batch_size=None`` is full-batch.
+    MSE loss, early stopping when the validation loss has not improved for ``patience`` epochs.
+    ``batch_size=None`` is full-batch. ``keep="final"`` keeps the weights at the stop (the
+    paper's notebook: with full-batch Adam at lr 1e-4 they sit within 200 tiny steps of the
+    validation optimum); ``keep="best"`` keeps the weights of the best validation epoch, the
+    minibatch analogue of that near-optimum predictor (with minibatch steps the weights drift far
+    past the optimum within the patience window and the predictions become over-dispersed).
     """
     import jax
     import jax.numpy as jnp
@@ -117,7 +121,9 @@ def train_predictors(x_tr, y_tr, x_va, y_va, cfg: dict, seed: int):
     def loss(state, x, y):
         return jnp.mean((nnx.merge(graphdef, state)(x) - y) ** 2)
 
-    def one_epoch(state, opt, best, wait, stopped, xt, yt, xv, yv, perm):
+    keep_best = cfg.get("keep", "final") == "best"
+
+    def one_epoch(state, opt, best, wait, stopped, kept, xt, yt, xv, yv, perm):
         def step(carry, idx):
             s, o = carry
             g = jax.grad(loss)(s, xt[idx], yt[idx])
@@ -132,10 +138,12 @@ def train_predictors(x_tr, y_tr, x_va, y_va, cfg: dict, seed: int):
         better = vl < best
         best = jnp.where(stopped, best, jnp.where(better, vl, best))
         wait = jnp.where(stopped, wait, jnp.where(better, 0, wait + 1))
+        if keep_best:
+            kept = jax.tree.map(lambda a, b: jnp.where(better & ~stopped, b, a), kept, s_new)
         stopped = stopped | (wait >= cfg["patience"])
-        return s_new, o_new, best, wait, stopped
+        return s_new, o_new, best, wait, stopped, kept
 
-    vepoch = jax.vmap(one_epoch, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, None))
+    vepoch = jax.vmap(one_epoch, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None))
     chunk = int(min(cfg["epochs"], 500 if cfg["batch_size"] is None else 5))
 
     @jax.jit
@@ -148,7 +156,7 @@ def train_predictors(x_tr, y_tr, x_va, y_va, cfg: dict, seed: int):
         return carry
 
     carry = (states, opts, jnp.full(n_trials, jnp.inf), jnp.zeros(n_trials, jnp.int32),
-             jnp.zeros(n_trials, bool))
+             jnp.zeros(n_trials, bool), states if keep_best else ())
     key = keys[0]
     done = 0
     while done < cfg["epochs"]:
@@ -157,7 +165,7 @@ def train_predictors(x_tr, y_tr, x_va, y_va, cfg: dict, seed: int):
         done += chunk
         if bool(carry[4].all()):
             break
-    final = carry[0]
+    final = carry[5] if keep_best else carry[0]
     predict = jax.jit(jax.vmap(lambda s, x: nnx.merge(graphdef, s)(x)))
     info = {"epochs_run": done, "stopped": int(np.asarray(carry[4]).sum()),
             "best_val_mse": np.asarray(carry[2]).tolist()}
