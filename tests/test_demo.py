@@ -18,7 +18,8 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "results"
     assert main(["demo", "--out", str(out), "--units", "120", "--size", "8", "--seed", "1"]) == 0
     table = pd.read_csv(out / "tables" / "estimates.csv").set_index("method")
-    assert len(table) == 4 and "AIPW, tabular + learned image" in table.index
+    assert len(table) == 5 and "AIPW, tabular + learned image" in table.index
+    assert "AIPW, tabular + learned image, fold-wise encoders" in table.index
     truth = json.loads((out / "provenance.json").read_text())["truth"]
     assert (table["truth"] == truth["ate"]).all()
     assert (table["std_error"] > 0).all() and (table["vcov"] == "cluster(country)").all()

@@ -108,6 +108,50 @@ def learned_features(chips: np.ndarray, mask: np.ndarray | None = None, seed: in
     return z.reshape(n, t * z.shape[1]).astype(np.float64)
 
 
+def foldwise_learned_features(chips: np.ndarray, fold_ids: np.ndarray,
+                               mask: np.ndarray | None = None, seed: int = 0, *,
+                               encoder: str = "cnn", epochs: int = 3, embed_dim: int = 16,
+                               widths: tuple[int, ...] = (8, 16), batch_size: int = 128,
+                               max_train: int | None = 1024, progress: bool = True,
+                               **kwargs: Any) -> np.ndarray:
+    """Cross-fitted self-supervised embeddings: ``(K, N, T * embed_dim)``.
+
+    For each fold ``k`` an encoder is trained (as in :func:`learned_features`) only on the
+    images of units outside fold ``k``, then embeds every unit. A nuisance model for fold ``k``
+    is then fit on the other folds' rows of ``out[k]`` and predicts fold ``k``'s rows, so
+    neither the representation nor the nuisance model has seen the units it predicts.
+
+    Examples
+    --------
+    >>> chips = np.random.default_rng(0).random((6, 2, 4, 4, 3), dtype="float32")
+    >>> z = foldwise_learned_features(chips, np.array([0, 0, 0, 1, 1, 1]), encoder="random",
+    ...                               embed_dim=4, progress=False)
+    >>> z.shape
+    (2, 6, 8)
+    """
+    if encoder not in ("cnn", "vit", "random"):
+        raise DataError(f"encoder={encoder!r} must be 'cnn', 'vit' or 'random'")
+    x, m = _as_sequences(chips, mask)
+    n, t = x.shape[:2]
+    fold_ids = np.asarray(fold_ids)
+    if fold_ids.shape != (n,):
+        raise DataError(f"fold_ids has shape {fold_ids.shape}, expected ({n},)")
+    frames = x.reshape((n * t, *x.shape[2:]))
+    fmask = None if m is None else m.reshape((n * t, *m.shape[2:]))
+    frame_fold = np.repeat(fold_ids, t)
+    spec = ModelSpec(encoder=encoder, in_bands=x.shape[-1], embed_dim=embed_dim,
+                     widths=tuple(widths), **kwargs)
+    out = []
+    for j, k in enumerate(np.unique(fold_ids)):
+        train = frame_fold != k
+        model = train_self_supervised(frames[train], None if fmask is None else fmask[train],
+                                      spec, seed=seed + j, epochs=epochs, batch_size=batch_size,
+                                      max_train=max_train, progress=progress)
+        z = embed_array(model, frames, fmask)
+        out.append(z.reshape(n, t * z.shape[1]).astype(np.float64))
+    return np.stack(out)
+
+
 def embed(cache_path: str | Path, out: str | Path, *, encoder: str = "cnn", seed: int = 0,
           epochs: int = 5, embed_dim: int = 32, batch_size: int = 64,
           max_train: int | None = None, progress: bool = True) -> Path:
