@@ -37,7 +37,6 @@ from geocausal.api._images import image_features, summary_features
 from geocausal.designs.cate import (
     LEARNERS,
     CateFit,
-    check_binary,
     crossfit_cate,
     default_learners,
 )
@@ -48,6 +47,7 @@ from geocausal.designs.cate_eval import (
     generic_ml,
     rate,
 )
+from geocausal.designs.common import check_treatment
 from geocausal.errors import DataError, DesignError
 from geocausal.formula import parse_formula
 from geocausal.nuisance.crossfit import make_folds
@@ -407,7 +407,7 @@ def cate(
         raise DataError(f"learner must be one of {LEARNERS}, got '{learner}'")
     parsed = parse_formula(formula, data)
     y = apply_correction(outcome_correction, parsed.outcome_vector(data))
-    d = check_binary(parsed.treatment_vector(data), parsed.treatment)
+    d = check_treatment(parsed.treatment_vector(data), parsed.treatment)
     X, names = design_matrix(parsed, data, images, representation, seed)
     n_summary = len(names) - len(parsed.control_matrix(data).columns)
     X, learners, raw = _with_image_learners(learner, learners, X, images, n_summary, seed)

@@ -29,7 +29,7 @@ from geocausal.api._correction import apply_correction
 from geocausal.designs.fe import fe_ols
 from geocausal.errors import DataError, FormulaError
 from geocausal.formula import parse_formula
-from geocausal.inference.variance import parse_vcov
+from geocausal.inference.variance import cluster_data_from, parse_vcov
 from geocausal.results.estimate import Estimate, make_provenance
 
 
@@ -92,7 +92,7 @@ def fe(
     names = list(mm.columns)
     y = apply_correction(outcome_correction, pf.outcome_vector(data))
     n = len(data)
-    cluster_data = {str(c): data[c].to_numpy() for c in data.columns}
+    cluster_data = cluster_data_from(data)
     req = parse_vcov(vcov, n, cluster_data)
     kind = "cluster" if req.kind == "cluster" else req.kind
     res = fe_ols(y, X, [data[c].to_numpy() for c in effects],

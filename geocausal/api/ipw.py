@@ -36,9 +36,9 @@ import pandas as pd
 from geocausal.api._correction import apply_correction
 from geocausal.api._images import image_features
 from geocausal.designs import overlap as ov
+from geocausal.designs.common import check_treatment
 from geocausal.designs.ipw import (
     Nuisances,
-    check_treatment,
     crossfit_nuisances,
     estimate,
     learner_input,
@@ -47,6 +47,7 @@ from geocausal.designs.ipw import (
 from geocausal.designs.placement import bootstrap_auc, contrast_matrix, delong
 from geocausal.errors import DataError, DesignError, DiagnosticWarning
 from geocausal.formula import ParsedFormula, parse_formula
+from geocausal.inference.variance import cluster_data_from
 from geocausal.nuisance.crossfit import crossfit_predict, make_folds
 from geocausal.results.estimate import Estimate, EstimateSet, make_provenance
 
@@ -265,7 +266,7 @@ def _fit_one(
                         chips, nu.e, d)
     if sal is not None:
         diags["salience"] = sal
-    cluster_data = {str(c): data[c].to_numpy()[keep] for c in data.columns}
+    cluster_data = cluster_data_from(data, keep)
     label = {"aipw": "aipw", "hajek": "ipw-hajek", "ht": "ipw-ht"}[method]
     prov = make_provenance(
         pf.formula, seed, method=method, estimand=estimand, trim=trim, group=name or None,
@@ -609,8 +610,8 @@ def _placement_one(pf, data, images, learners, folds, seed, ci, n_boot, vcov) ->
         return Estimate(params=params, vcov=pd.DataFrame(L @ cov @ L.T), vcov_type=f"{ci}",
                         estimand="AUC", design="placement", nobs=n, influence=psi_all,
                         diagnostics=diags, provenance=prov,
-                        cluster_data={str(c): data[c].to_numpy() for c in data.columns})
+                        cluster_data=cluster_data_from(data))
     return Estimate.from_influence(params, psi_all, vcov=vcov,
-                                   cluster_data={str(c): data[c].to_numpy() for c in data.columns},
+                                   cluster_data=cluster_data_from(data),
                                    estimand="AUC", design="placement", diagnostics=diags,
                                    provenance=prov)

@@ -60,7 +60,7 @@ from geocausal.designs.rdd.quantiles import (
 from geocausal.errors import DataError, DesignError, DiagnosticWarning
 from geocausal.formula import parse_formula
 from geocausal.inference.bootstrap import multipliers as _multipliers
-from geocausal.inference.variance import parse_vcov
+from geocausal.inference.variance import cluster_data_from, parse_vcov
 from geocausal.results.estimate import Estimate, EstimateSet, make_provenance
 
 __all__ = ["rdd", "outcome_quantiles"]
@@ -424,8 +424,7 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
     n = Q.shape[0]
     x = _column_or_array(data, running, "running variable", n) - float(cutoff)
     T = None if treatment is None else _column_or_array(data, treatment, "treatment", n)
-    req = parse_vcov(vcov, n, None if data is None else {c: data[c].to_numpy()
-                                                         for c in data.columns})
+    req = parse_vcov(vcov, n, cluster_data_from(data) or None)
     if req.kind == "cluster" and len(req.clusters) > 1:
         raise DataError("the rdd bootstrap takes one cluster variable; pass {'cluster': name}")
     clusters = req.clusters[0] if req.kind == "cluster" else None

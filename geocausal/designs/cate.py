@@ -42,30 +42,12 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone, is_classifier
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from geocausal.designs.common import check_treatment
 from geocausal.errors import DataError, DesignError
 from geocausal.nuisance.crossfit import fold_indices
 
 LEARNERS = ("dr", "r", "x", "t", "s", "forest")
 _SLOTS = ("outcome", "propensity", "final", "marginal")
-
-
-def check_binary(d: np.ndarray, name: str = "treatment") -> np.ndarray:
-    """Return ``d`` as 0/1 floats, or raise :class:`DataError` naming the offending values.
-
-    Examples
-    --------
-    >>> check_binary(np.array([0, 1, 1])).tolist()
-    [0.0, 1.0, 1.0]
-    """
-    d = np.asarray(d, dtype=float)
-    vals = np.unique(d[np.isfinite(d)])
-    if not np.all(np.isfinite(d)) or not set(vals.tolist()) <= {0.0, 1.0}:
-        shown = [v for v in vals.tolist() if v not in (0.0, 1.0)][:5]
-        raise DataError(f"CATE learners need a binary 0/1 {name}; '{name}' has values {shown} "
-                        "(recode it to 0/1 or split it into binary contrasts)")
-    if len(vals) < 2:
-        raise DataError(f"{name} '{name}' takes only the value {vals.tolist()}; both arms are needed")
-    return d
 
 
 def check_folds(d: np.ndarray, fold_ids: np.ndarray, min_per_arm: int = 2) -> None:
@@ -331,7 +313,7 @@ def crossfit_cate(
     X = np.asarray(X, dtype=float)
     X = X[:, None] if X.ndim == 1 else X
     y = np.asarray(y, dtype=float)
-    d = check_binary(d)
+    d = check_treatment(d)
     if X.shape[0] != y.shape[0] or y.shape[0] != d.shape[0]:
         raise DataError(f"X, y, d have {X.shape[0]}, {y.shape[0]}, {d.shape[0]} rows")
     if X.shape[1] == 0:

@@ -30,7 +30,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from geocausal.designs.cate import check_binary
+from geocausal.designs.common import check_treatment
 from geocausal.errors import DataError, DesignError
 
 
@@ -407,7 +407,7 @@ def generic_ml(
     >>> bool(r.blp.conf_low[1] > 0)
     True
     """
-    d = check_binary(d)
+    d = check_treatment(d)
     y = np.asarray(y, dtype=float)
     n = y.size
     if n_splits < 1:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geocausal.errors import DataError, DesignError
+from geocausal.errors import DataError
 from geocausal.nuisance.crossfit import crossfit_predict
 
 
@@ -203,27 +203,3 @@ def crossfit_nuisances(
     mu0 = crossfit_predict(outcome_learner, Xo, y, fold_ids, train_mask=d == 0)
     mu1 = crossfit_predict(outcome_learner, Xo, y, fold_ids, train_mask=d == 1) if need_mu1 else None
     return Nuisances(e, mu0, mu1)
-
-
-def check_treatment(d: np.ndarray, name: str = "treatment") -> np.ndarray:
-    """Validate a binary 0/1 treatment; raise with counts otherwise.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> check_treatment(np.array([0., 1, 1])).tolist()
-    [0.0, 1.0, 1.0]
-    """
-    d = np.asarray(d, dtype=float)
-    nan = int(np.isnan(d).sum())
-    if nan:
-        raise DataError(f"{name} has {nan} missing values; drop or impute them first")
-    vals = np.unique(d)
-    if not np.all(np.isin(vals, [0.0, 1.0])):
-        raise DataError(f"{name} must be binary 0/1, found {vals.size} distinct values "
-                        f"(e.g. {vals[:5].tolist()}); recode it as 0/1")
-    n1 = int(d.sum())
-    if n1 == 0 or n1 == d.size:
-        raise DesignError(f"{name} has {n1} treated and {d.size - n1} control units; "
-                          "both arms are needed")
-    return d

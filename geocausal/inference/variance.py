@@ -104,6 +104,20 @@ def parse_vcov(
     raise DataError(f"vcov must be a string or a dict, got {type(vcov).__name__}")
 
 
+def cluster_data_from(data: pd.DataFrame | None, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every column of ``data`` as a label array (optionally only ``rows``), for named clusters.
+
+    Examples
+    --------
+    >>> sorted(cluster_data_from(pd.DataFrame({"g": [1, 2], "h": [3, 4]})))
+    ['g', 'h']
+    """
+    if data is None:
+        return {}
+    return {str(c): (data[c].to_numpy() if rows is None else data[c].to_numpy()[rows])
+            for c in data.columns}
+
+
 def cluster_sums(influence: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Sum the rows of ``influence`` within each cluster: a ``(G, k)`` array."""
     _, inv = np.unique(labels, return_inverse=True)

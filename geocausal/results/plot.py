@@ -22,15 +22,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def _axes(ax):
+def axes_or_new(ax, size: tuple[float, float] = (6, 4)):
+    """``ax``, or the axes of a new figure of ``size`` inches."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        _, ax = plt.subplots(figsize=size)
     return ax
 
 
 def coef_plot(tidy: pd.DataFrame, ax=None, truth: float | None = None, title: str | None = None):
     """Point estimates with confidence intervals, one row per term."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     y = range(len(tidy))
     ax.errorbar(tidy["estimate"], y,
                 xerr=[tidy["estimate"] - tidy["conf_low"], tidy["conf_high"] - tidy["estimate"]],
@@ -48,7 +49,7 @@ def coef_plot(tidy: pd.DataFrame, ax=None, truth: float | None = None, title: st
 
 def curve_plot(curve: pd.DataFrame, ax=None, x: str | None = None, title: str | None = None):
     """A function-valued estimate with pointwise (and uniform, if present) bands."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     x = x or curve.columns[0]
     ax.plot(curve[x], curve["estimate"], color="k", label="estimate")
     if {"uniform_low", "uniform_high"} <= set(curve.columns):

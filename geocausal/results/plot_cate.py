@@ -19,16 +19,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-
-def _axes(ax, size=(6, 4)):
-    if ax is None:
-        _, ax = plt.subplots(figsize=size)
-    return ax
+from geocausal.results.plot import axes_or_new  # noqa: E402
 
 
 def gates_plot(gml, ax=None, title: str | None = "GATES"):
     """Sorted group average treatment effects with their aggregated intervals and the ATE."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     g = gml.gates
     g = g[g["term"].str.match(r"gates_\d+$")]
     k = np.arange(1, len(g) + 1)
@@ -49,7 +45,7 @@ def gates_plot(gml, ax=None, title: str | None = "GATES"):
 
 def toc_plot(rates, ax=None, title: str | None = "TOC"):
     """Targeting operator characteristic curves of one or more RATE results (dict name -> r)."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     items = rates.items() if isinstance(rates, dict) else [("", rates)]
     for name, r in items:
         ax.plot(r.curve["quantile"], r.curve["estimate"],
@@ -76,7 +72,7 @@ def evaluation_plot(ev, axes=None):
 def cate_map(values, ax=None, transform=None, title: str | None = "Predicted CATE",
              sites: np.ndarray | None = None, cmap: str = "RdYlBu_r"):
     """Map of a CATE raster (array, or a GeoTIFF path) with optional trial sites ``(n, 2)`` x, y."""
-    ax = _axes(ax, (6, 5))
+    ax = axes_or_new(ax, (6, 5))
     extent = None
     if isinstance(values, str | Path):
         import rasterio
@@ -105,7 +101,7 @@ def cate_map(values, ax=None, transform=None, title: str | None = "Predicted CAT
 def landcover_plot(fractions: pd.DataFrame, tau: np.ndarray, ax=None,
                    title: str | None = "CATE against land cover"):
     """Scatter of predicted CATE against each land-cover fraction, with a least-squares line."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     tau = np.asarray(tau, dtype=float)
     for col in fractions.columns:
         x = fractions[col].to_numpy(dtype=float)

@@ -24,12 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from geocausal.errors import DataError  # noqa: E402
-
-
-def _axes(ax, size=(6, 4)):
-    if ax is None:
-        _, ax = plt.subplots(figsize=size)
-    return ax
+from geocausal.results.plot import axes_or_new  # noqa: E402
 
 
 def overlap_plot(e_or_estimate, d=None, ax=None, bins: int = 30, title: str | None = None):
@@ -42,7 +37,7 @@ def overlap_plot(e_or_estimate, d=None, ax=None, bins: int = 30, title: str | No
         e, d = frame["propensity"].to_numpy(), frame["treated"].to_numpy()
     else:
         e, d = np.asarray(e_or_estimate, float), np.asarray(d)
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     edges = np.linspace(0, 1, bins + 1)
     ax.hist(e[d == 1], bins=edges, alpha=0.55, density=True, color="tab:red", label="treated")
     ax.hist(e[d == 0], bins=edges, alpha=0.55, density=True, color="tab:blue", label="control")
@@ -61,7 +56,7 @@ def love_plot(table_or_estimate, ax=None, threshold: float = 0.1, title: str | N
         if table is None or len(table) == 0:
             raise DataError("love_plot needs a balance table or an Estimate with diagnostics['balance']")
     t = table.assign(_o=table["smd_unweighted"].abs()).sort_values("_o")
-    ax = _axes(ax, (6, max(2.5, 0.3 * len(t) + 1)))
+    ax = axes_or_new(ax, (6, max(2.5, 0.3 * len(t) + 1)))
     y = np.arange(len(t))
     ax.scatter(t["smd_unweighted"].abs(), y, marker="o", facecolors="none",
                edgecolors="tab:grey", label="unweighted")

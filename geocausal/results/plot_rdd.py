@@ -22,18 +22,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from geocausal.errors import DataError  # noqa: E402
-from geocausal.results.plot import curve_plot  # noqa: E402
-
-
-def _axes(ax):
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
-    return ax
+from geocausal.results.plot import (
+    axes_or_new,  # noqa: E402
+    curve_plot,  # noqa: E402
+)
 
 
 def effect_plot(est, ax=None, truth=None, title: str | None = "Quantile treatment effect"):
     """tau(q) with its pointwise CI and uniform band; optional true curve."""
-    ax = curve_plot(est.curve, ax=_axes(ax), x="quantile", title=title)
+    ax = curve_plot(est.curve, ax=axes_or_new(ax), x="quantile", title=title)
     if truth is not None:
         ax.plot(est.curve["quantile"], np.broadcast_to(truth, len(est.curve)), ls="--",
                 color="tab:red", label="truth")
@@ -44,7 +41,7 @@ def effect_plot(est, ax=None, truth=None, title: str | None = "Quantile treatmen
 
 def quantile_functions_plot(est, ax=None, title: str | None = "Side limits at the cutoff"):
     """The fitted quantile functions just right and just left of the cutoff."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     bw = est.diagnostics["bandwidths"]
     ax.plot(bw["quantile"], bw["m_plus"], color="tab:orange", label="right of cutoff")
     ax.plot(bw["quantile"], bw["m_minus"], color="tab:blue", label="left of cutoff")
@@ -88,7 +85,7 @@ def rd_plot(est, quantiles: Sequence[float] = (0.25, 0.5, 0.75), bins: int = 20,
 
 def bandwidth_plot(est, ax=None, title: str | None = "Bandwidth by quantile"):
     """Selected (or given) bandwidths per quantile on each side."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     bw = est.diagnostics["bandwidths"]
     ax.plot(bw["quantile"], bw["h_plus"], marker="o", ms=3, label="right")
     if not np.allclose(bw["h_plus"], bw["h_minus"]):
