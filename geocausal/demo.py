@@ -97,9 +97,10 @@ def foldwise_learned_aipw(formula: str, units: pd.DataFrame, chips: np.ndarray,
     models for that fold are fit on the other folds' rows of tabular + those embeddings and
     predict the fold. The fixed out-of-fold nuisances then go to :func:`geocausal.aipw`.
     """
+    from sklearn.base import clone
+
     import geocausal as gc
     from geocausal.api.ipw import default_learners
-    from geocausal.designs.ipw import crossfit_nuisances
     from geocausal.encoders.embed import foldwise_learned_features
     from geocausal.formula import parse_formula
     from geocausal.nuisance import make_folds
@@ -112,11 +113,12 @@ def foldwise_learned_aipw(formula: str, units: pd.DataFrame, chips: np.ndarray,
                                   **(learned or LEARNED_OPTIONS))
     lrn = default_learners(seed)
     e, mu0, mu1 = (np.empty(len(units)) for _ in range(3))
-    for k in range(folds):
-        nu = crossfit_nuisances(np.hstack([X_tab, Z[k]]), y, d, fold_ids, lrn["propensity"],
-                                lrn["outcome"])
-        idx = fold_ids == k
-        e[idx], mu0[idx], mu1[idx] = nu.e[idx], nu.mu0[idx], nu.mu1[idx]
+    for k in range(folds):  # fold k's nuisances: fit on the other folds, features from Z[k]
+        X, test = np.hstack([X_tab, Z[k]]), fold_ids == k
+        e[test] = clone(lrn["propensity"]).fit(X[~test], d[~test]).predict_proba(X[test])[:, 1]
+        for arm, mu in ((0, mu0), (1, mu1)):
+            tr = ~test & (d == arm)
+            mu[test] = clone(lrn["outcome"]).fit(X[tr], y[tr]).predict(X[test])
     return gc.aipw(formula, units, vcov=vcov, seed=seed, propensity=e,
                    predictions={"mu0": mu0, "mu1": mu1})
 
