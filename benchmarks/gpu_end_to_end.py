@@ -33,9 +33,11 @@ def water_world(n: int, size: int = 32, bands: int = 4, seed: int = 0):
     area = side ** 2 / size ** 2
     conf = (area - area.mean()) / area.std()
     x = rng.normal(size=n)
-    d = (rng.random(n) < 1 / (1 + np.exp(-(1.2 * conf + 0.5 * x)))).astype(int)
-    y = TRUE_ATE * d + 2.0 * conf + x + rng.normal(size=n)
-    return chips, pd.DataFrame({"y": y, "d": d, "x": x})
+    e = 1 / (1 + np.exp(-(1.2 * conf + 0.5 * x)))
+    d = (rng.random(n) < e).astype(int)
+    mu0 = 2.0 * conf + x
+    y = TRUE_ATE * d + mu0 + rng.normal(size=n)
+    return chips, pd.DataFrame({"y": y, "d": d, "x": x, "true_e": e, "true_mu0": mu0})
 
 
 def main() -> None:
