@@ -50,7 +50,7 @@ def main() -> None:
     import geocausal as gc
     from geocausal.nuisance.image_learner import ImageLearner
 
-    n, epochs = (2000, 10) if a.small else (8000, 15)
+    n, epochs = (2000, 40) if a.small else (8000, 40)
     chips, df = water_world(n, seed=a.seed)
     dev = jax.devices()[0]
     print(f"device: {dev.device_kind} ({jax.default_backend()}); {n} units, chips "
@@ -58,7 +58,7 @@ def main() -> None:
     naive = df.y[df.d == 1].mean() - df.y[df.d == 0].mean()
     print(f"truth {TRUE_ATE:.3f}; naive difference in means {naive:.3f}")
     kw = dict(epochs=epochs, batch_size=128, learning_rate=3e-3, widths=(16, 32),
-              embed_dim=16, patience=3, seed=a.seed)
+              embed_dim=16, patience=10, seed=a.seed)
     learners = {"propensity": ImageLearner(**kw), "outcome": ImageLearner(**kw)}
     t0 = time.perf_counter()
     tab = gc.aipw("y ~ d + x", df, seed=a.seed, clip=0.01)

@@ -211,3 +211,25 @@ def test_images_learned_branch_uses_encoders():
     f = image_features(chips, 20, representation="learned", seed=0, epochs=1, embed_dim=4,
                        widths=(4,), batch_size=8, progress=False)
     assert f.shape == (20, 8) and np.all(np.isfinite(f))
+
+
+def test_image_learner_warns_when_stopped_while_still_improving():
+    """A learner cut off while its held-out loss still falls says so (it biases AIPW)."""
+    from geocausal.errors import DiagnosticWarning
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.3, 0.1, size=(400, 8, 8, 2)).astype("float32")
+    shift = rng.uniform(0, 1, 400)
+    x[..., 0] += shift[:, None, None]
+    y = 3 * shift + rng.normal(0, 0.1, 400)
+    kw = dict(widths=(4,), embed_dim=4, batch_size=64, seed=0, band_dropout=0.0)
+    with pytest.warns(DiagnosticWarning, match="under-trained"):
+        short = ImageLearner(epochs=5, learning_rate=1e-3, **kw).fit(x, y)
+    assert short.converged_ is False
+    # trained to a plateau (early stopping) it is quiet
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DiagnosticWarning)
+        long = ImageLearner(epochs=200, learning_rate=1e-2, patience=5, **kw).fit(x, y)
+    assert long.converged_ and long.history_.stopped_early

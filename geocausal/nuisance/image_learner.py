@@ -28,14 +28,38 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator
 
 from geocausal.encoders.modules import ModelSpec, build_model
 from geocausal.encoders.objectives import binary, is_binary, regression
-from geocausal.encoders.train import TrainConfig, embed_array, fit, predict
-from geocausal.errors import DataError
+from geocausal.encoders.train import TrainConfig, TrainResult, embed_array, fit, predict
+from geocausal.errors import DataError, DiagnosticWarning
+
+
+def still_improving(res: TrainResult, window: int = 3, rel: float = 0.01) -> bool:
+    """Whether training ended while the held-out loss was still clearly falling.
+
+    True when the best held-out epoch is the last one and that loss is more than ``rel``
+    (relative) below the best loss before the last ``window`` epochs. Without a held-out
+    split there is nothing to judge and the answer is False.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> still_improving(NS(val_loss=(1.0, 0.8, 0.6, 0.5, 0.4), best_epoch=4))
+    True
+    >>> still_improving(NS(val_loss=(1.0, 0.5, 0.45, 0.449, 0.451, 0.4485), best_epoch=5))
+    False
+    """
+    v = res.val_loss
+    if len(v) <= window or res.best_epoch != len(v) - 1:
+        return False
+    before = min(v[:-window])
+    return v[-1] < before * (1 - rel)
 
 
 class ImageLearner(BaseEstimator):
@@ -151,6 +175,12 @@ class ImageLearner(BaseEstimator):
                   target, tab=self._tab(tab), config=cfg, seed=self.seed)
         self.model_ = res.model
         self.history_ = res
+        self.converged_ = not still_improving(res)
+        if not self.converged_:
+            warnings.warn(f"ImageLearner: the held-out loss was still falling at the last of "
+                          f"epochs={self.epochs} (best epoch = last); the model is probably "
+                          "under-trained, which biases the estimates that use it: raise "
+                          "epochs", DiagnosticWarning, stacklevel=2)
         return self
 
     def _check_fitted(self):
