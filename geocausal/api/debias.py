@@ -136,10 +136,32 @@ def _propensity(parsed, data: pd.DataFrame, treat: np.ndarray, propensity: Any,
                "propensity_clipped": clipped}
 
 
-def _vcov_plain(vcov: Any, interval: str) -> None:
-    if vcov not in ("hetero", "iid"):
-        raise DesignError(f"vcov={vcov!r} is not available with interval='{interval}': the "
-                          "calibration and downstream samples are stacked; use 'hetero'")
+def _resampling_clusters(vcov: Any, data: pd.DataFrame, calibration: Any, interval: str
+                         ) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
+    """Cluster column, downstream labels and calibration labels for a bootstrap/delta interval.
+
+    ``vcov="hetero"``/``"iid"``: no clusters. ``{"cluster": col}``: downstream units are
+    clustered by ``data[col]``; calibration units by ``calibration[col]`` when the calibration
+    frame has that column, else they count as independent units.
+    """
+    if vcov in ("hetero", "iid"):
+        return None, None, None
+    cols = vcov.get("cluster") if isinstance(vcov, dict) else None
+    cols = [cols] if isinstance(cols, str) else cols
+    if not (isinstance(cols, list | tuple) and len(cols) == 1 and isinstance(cols[0], str)):
+        raise DesignError(f"vcov={vcov!r} is not available with interval='{interval}': use "
+                          "'hetero' or one cluster column, {'cluster': 'village'}")
+    col = cols[0]
+    if col not in data.columns:
+        raise DataError(f"cluster column '{col}' is not in the data")
+    groups = data[col].to_numpy()
+    if pd.isna(groups).any():
+        raise DataError(f"cluster column '{col}' has {int(pd.isna(groups).sum())} missing "
+                        "labels")
+    cal_groups = None
+    if isinstance(calibration, pd.DataFrame) and col in calibration.columns:
+        cal_groups = calibration[col].to_numpy()
+    return col, groups, cal_groups
 
 
 # ----------------------------------------------------------------------------- gc.debias
@@ -193,7 +215,12 @@ def debias(
         (LCC or ``"none"`` only), or ``"fixed"`` (treats the corrector as known).
     n_boot
         Bootstrap draws.
-    vcov, learners, folds, seed, images
+    vcov
+        ``"hetero"`` (default), or ``{"cluster": "village"}``: the bootstrap resamples whole
+        downstream clusters (and calibration clusters when the calibration frame has the same
+        column), and the delta method clusters the downstream influence. With
+        ``interval="fixed"`` any variance of the designs is accepted.
+    learners, folds, seed, images
         As in every design.
     outcome_correction
         Not used here (this function is the correction); must be None.
@@ -274,22 +301,30 @@ def debias(
         return Estimate.from_influence({term: tau}, psi, vcov=vcov,
                                        cluster_data=_clusters(vcov, data), diagnostics=diag,
                                        **common)
-    _vcov_plain(vcov, interval)
+    col, groups, cal_groups = _resampling_clusters(vcov, data, calibration, interval)
     if interval == "delta":
         if not isinstance(corrector, LinearCalibration):
             raise DesignError("the delta method is available for method='lcc'; the Tweedie KDE "
                               "score has no simple influence function, use interval='bootstrap'")
         tau_d, psi = lcc_delta_influence(corrector, yhat, treat, e)
+        cluster_data = None
+        if col is not None:     # stacked rows: downstream clusters, then calibration clusters
+            cal = (np.arange(corrector.n_cal) if cal_groups is None else cal_groups).astype(str)
+            stacked = np.concatenate([np.char.add("d:", groups.astype(str)),
+                                      np.char.add("c:", cal)])
+            cluster_data = {col: stacked}
         return Estimate.from_influence({term: tau_d}, psi, vcov=vcov, nobs=yhat.size,
-                                       diagnostics=diag, **common)
-    draws = joint_bootstrap(corrector, yhat, treat, e, n_boot=n_boot, seed=seed)
+                                       cluster_data=cluster_data, diagnostics=diag, **common)
+    draws = joint_bootstrap(corrector, yhat, treat, e, n_boot=n_boot, seed=seed,
+                            groups=groups, cal_groups=cal_groups)
     se = float(np.std(draws, ddof=1))
     lo, hi = np.quantile(draws, [0.025, 0.975])
     diag.update({"n_boot": int(n_boot), "boot_percentile_95": (float(lo), float(hi)),
                  "boot_bias": float(draws.mean() - tau)})
+    label = "calibration+downstream" if col is None else f"cluster({col}); calibration+downstream"
     return Estimate(params=pd.Series({term: tau}),
                     vcov=pd.DataFrame([[se ** 2]], index=[term], columns=[term]),
-                    vcov_type="bootstrap(calibration+downstream)", nobs=int(yhat.size),
+                    vcov_type=f"bootstrap({label})", nobs=int(yhat.size),
                     diagnostics=diag, **common)
 
 

@@ -463,8 +463,12 @@ def hajek_influence(y: np.ndarray, treat: np.ndarray, propensity: np.ndarray) ->
 
 
 # ----------------------------------------------------------------------------- inference
-def resampling_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def resampling_weights(n: int, n_boot: int, rng: np.random.Generator,
+                       groups: np.ndarray | None = None) -> np.ndarray:
     """``(n_boot, n)`` multinomial counts of a nonparametric bootstrap (n draws with replacement).
+
+    With ``groups`` (one label per unit) whole groups are drawn with replacement (a cluster
+    bootstrap): every unit of a group gets the number of times its group was drawn.
 
     Examples
     --------
@@ -472,7 +476,24 @@ def resampling_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndar
     >>> w = resampling_weights(5, 3, np.random.default_rng(0))
     >>> w.sum(axis=1).tolist()
     [5.0, 5.0, 5.0]
+    >>> g = np.array(["a", "a", "b", "c", "c"])
+    >>> wg = resampling_weights(5, 4, np.random.default_rng(0), groups=g)
+    >>> bool((wg[:, 0] == wg[:, 1]).all() and (wg[:, 3] == wg[:, 4]).all())
+    True
     """
+    if groups is None:
+        return _multinomial_counts(n, n_boot, rng)
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise DataError(f"cluster labels have shape {groups.shape}, expected ({n},)")
+    _, codes = np.unique(groups, return_inverse=True)
+    n_groups = int(codes.max()) + 1
+    if n_groups < 2:
+        raise DataError("a cluster bootstrap needs at least 2 clusters")
+    return _multinomial_counts(n_groups, n_boot, rng)[:, codes]
+
+
+def _multinomial_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     idx = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
     return np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
 
@@ -496,7 +517,9 @@ def weighted_kde_score_grid(grid: np.ndarray, sample: np.ndarray, h: float, w: n
 
 def joint_bootstrap(corrector: LinearCalibration | Tweedie, yhat: np.ndarray, treat: np.ndarray,
                     propensity: np.ndarray, n_boot: int = 999, seed: int = 0,
-                    score_from: str = "auto", grid_size: int = 512) -> np.ndarray:
+                    score_from: str = "auto", grid_size: int = 512,
+                    groups: np.ndarray | None = None,
+                    cal_groups: np.ndarray | None = None) -> np.ndarray:
     """Bootstrap draws of the corrected Hajek contrast, resampling calibration and downstream.
 
     Each draw resamples the calibration set (refitting ``k`` or ``s^2`` and, when the KDE was
@@ -507,6 +530,8 @@ def joint_bootstrap(corrector: LinearCalibration | Tweedie, yhat: np.ndarray, tr
 
     ``score_from`` is ``"calibration"``, ``"downstream"`` or ``"auto"`` (the corrector's KDE
     sample: downstream when it has the downstream sample's length and values, else calibration).
+    ``groups`` and ``cal_groups`` (cluster labels of the downstream and calibration units) make
+    the draws resample whole clusters of that sample; without them units are resampled.
 
     Returns
     -------
@@ -517,8 +542,8 @@ def joint_bootstrap(corrector: LinearCalibration | Tweedie, yhat: np.ndarray, tr
         raise _not_fitted(type(corrector).__name__)
     rng = np.random.default_rng(seed)
     yc, ytc = corrector.cal_predictions, corrector.cal_truths
-    wc = resampling_weights(yc.size, n_boot, rng)
-    wd = resampling_weights(yhat.size, n_boot, rng)
+    wc = resampling_weights(yc.size, n_boot, rng, cal_groups)
+    wd = resampling_weights(yhat.size, n_boot, rng, groups)
     naive = hajek_ate(yhat, treat, propensity, wd)
     if isinstance(corrector, LinearCalibration):
         k, _ = lcc_coefficients(yc, ytc, wc)
