@@ -319,3 +319,23 @@ def test_image_learner_propensity_with_salience(tmp_path):
     assert isinstance(sal, dict), sal
     assert np.asarray(sal["maps"]).shape == (6, 8, 8) and np.all(np.isfinite(sal["maps"]))
     assert save(salience_plot(est), tmp_path / "salience.png").stat().st_size > 0
+
+
+def test_image_learners_also_adjust_for_the_formula_controls():
+    """Image nuisance models see the tabular controls too: a confounder x that is not in the
+    images is adjusted for (without it both CNN nuisances ignored x and AIPW kept its bias)."""
+    from geocausal.nuisance.image_learner import ImageLearner
+
+    rng = np.random.default_rng(21)
+    n = 800
+    chips = rng.normal(size=(n, 8, 8, 2)).astype("float32")
+    x = rng.normal(size=n)
+    d = (rng.random(n) < 1 / (1 + np.exp(-1.5 * x))).astype(int)
+    df = pd.DataFrame({"y": 1.0 * d + 2 * x + rng.normal(size=n), "d": d, "x": x})
+    lr = ImageLearner(epochs=3, widths=(4,), embed_dim=4, batch_size=64, seed=0)
+    est = gc.aipw("y ~ d + x", df, images=chips, learners={"propensity": lr, "outcome": lr},
+                  folds=2, clip=0.01)
+    naive = df.y[df.d == 1].mean() - df.y[df.d == 0].mean()
+    se = est.std_errors["d"]
+    assert abs(naive - 1.0) > 10 * se          # x confounds strongly
+    assert abs(est.params["d"] - 1.0) < 4 * se, (est.params["d"], se)

@@ -41,7 +41,7 @@ from geocausal.designs.ipw import (
     Nuisances,
     crossfit_nuisances,
     estimate,
-    learner_input,
+    prepare_learner,
     uses_images,
 )
 from geocausal.designs.placement import bootstrap_auc, contrast_matrix, delong
@@ -262,8 +262,7 @@ def _fit_one(
             (yk - np.where(dk == 1, nk.mu1 if nk.mu1 is not None else nk.mu0, nk.mu0)) ** 2)))
     sal = None
     if propensity is None and chips is not None and uses_images(lrn["propensity"]):
-        sal = _salience(lrn["propensity"], learner_input(lrn["propensity"], X, chips, X_tab),
-                        chips, nu.e, d)
+        sal = _salience(*prepare_learner(lrn["propensity"], X, chips, X_tab), chips, nu.e, d)
     if sal is not None:
         diags["salience"] = sal
     cluster_data = cluster_data_from(data, keep)

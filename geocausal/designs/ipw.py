@@ -34,11 +34,13 @@ True
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import clone
 
-from geocausal.errors import DataError
+from geocausal.errors import DataError, DiagnosticWarning
 from geocausal.nuisance.crossfit import crossfit_predict
 
 
@@ -138,23 +140,35 @@ def uses_images(learner) -> bool:
     return bool(getattr(learner, "uses_images", False)) or type(learner).__name__ == "ImageLearner"
 
 
-def learner_input(learner, X: np.ndarray, images: np.ndarray | None, X_tab: np.ndarray | None = None):
-    """The array a learner is fitted on.
+def prepare_learner(learner, X: np.ndarray, images: np.ndarray | None,
+                    X_tab: np.ndarray | None = None):
+    """The learner and the array it is fitted on.
 
-    Feature learners get ``X``. Image learners get the chips; an image learner with an
-    ``image_shape`` gets the flattened chips followed by the tabular columns ``X_tab`` (the
-    2-D form that row slicing in cross-fitting keeps aligned).
+    Feature learners get ``X``. Image learners get the chips. When the formula has tabular
+    controls and the image learner takes an ``image_shape`` (``ImageLearner`` does), it gets
+    the flattened chips followed by the tabular columns ``X_tab`` (the 2-D form that row slicing
+    in cross-fitting keeps aligned), with ``image_shape`` set on a clone, so the controls adjust
+    the image nuisance models too. An image learner that cannot take them is warned about.
     """
     if not uses_images(learner):
         if X.shape[1] == 0:
             raise DataError("no features: the formula has no controls and images= is None")
-        return X
+        return learner, X
     if images is None:
         raise DataError("an image learner needs images= as a chips array (N, H, W, C) or "
                         "(N, T, H, W, C)")
-    if getattr(learner, "image_shape", None) is not None and X_tab is not None and X_tab.shape[1]:
-        return np.column_stack([images.reshape(images.shape[0], -1), X_tab])
-    return images
+    if X_tab is None or not X_tab.shape[1]:
+        return learner, images
+    params = learner.get_params() if hasattr(learner, "get_params") else {}
+    if "image_shape" not in params:
+        warnings.warn(f"{type(learner).__name__} takes no tabular covariates (no image_shape "
+                      f"parameter): it sees the images only, not the formula's "
+                      f"{X_tab.shape[1]} control column(s)", DiagnosticWarning, stacklevel=3)
+        return learner, images
+    if params["image_shape"] is None:
+        learner = clone(learner).set_params(image_shape=tuple(images.shape[1:]))
+    flat = np.asarray(images, np.float32).reshape(images.shape[0], -1)
+    return learner, np.column_stack([flat, np.asarray(X_tab, np.float32)])
 
 
 def crossfit_nuisances(
@@ -182,24 +196,21 @@ def crossfit_nuisances(
     propensity_learner, outcome_learner
         scikit-learn compatible classifier / regressor (cloned per fold). A learner with a
         true ``uses_images`` attribute or an ``ImageLearner`` is fed the chips (see
-        :func:`learner_input`).
+        :func:`prepare_learner`).
     images
         Raw chips aligned with the rows, for image learners.
     X_tab
-        Tabular columns appended to flattened chips for image learners with ``image_shape``.
+        Tabular controls, appended to the flattened chips for image learners.
     need_mu1
         Fit the treated-arm outcome regression (not needed for the ATT).
     """
     d = np.asarray(d, dtype=float)
 
-    def feats(learner):
-        return learner_input(learner, X, images, X_tab)
-
-    e = crossfit_predict(propensity_learner, feats(propensity_learner), d.astype(int), fold_ids,
-                         method="predict_proba")
+    lp, Xp = prepare_learner(propensity_learner, X, images, X_tab)
+    e = crossfit_predict(lp, Xp, d.astype(int), fold_ids, method="predict_proba")
     if outcome_learner is None:
         return Nuisances(e)
-    Xo = feats(outcome_learner)
-    mu0 = crossfit_predict(outcome_learner, Xo, y, fold_ids, train_mask=d == 0)
-    mu1 = crossfit_predict(outcome_learner, Xo, y, fold_ids, train_mask=d == 1) if need_mu1 else None
+    lo, Xo = prepare_learner(outcome_learner, X, images, X_tab)
+    mu0 = crossfit_predict(lo, Xo, y, fold_ids, train_mask=d == 0)
+    mu1 = crossfit_predict(lo, Xo, y, fold_ids, train_mask=d == 1) if need_mu1 else None
     return Nuisances(e, mu0, mu1)
