@@ -50,7 +50,7 @@ def main() -> None:
     import geocausal as gc
     from geocausal.nuisance.image_learner import ImageLearner
 
-    n, epochs = (2000, 40) if a.small else (8000, 40)
+    n, epochs = (2000, 15) if a.small else (8000, 15)
     chips, df = water_world(n, seed=a.seed)
     dev = jax.devices()[0]
     print(f"device: {dev.device_kind} ({jax.default_backend()}); {n} units, chips "
