@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from geocausal.api.debias import compare_debiasers
 from geocausal.designs.debias import LinearCalibration, Tweedie, hajek_ate
 from geocausal.designs.ppi import ppi_ate
 from geocausal.errors import DiagnosticWarning
@@ -370,8 +371,14 @@ def world_trials(cfg: dict, out: Path, seed: int) -> tuple[pd.DataFrame, dict]:
             "tweedie": naive - tw.sigma2 * float(hajek_ate(sc, a, e)),
             "lcc": naive / lcc.slope, "ppi": float(ppi_ate(*args, lam=1.0).estimate[0]),
             "ppi++": float(ppi_ate(*args, lam=None).estimate[0])})
+    # what the calibration data alone would have recommended (pseudo-trials on it)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticWarning)
+        cmp = compare_debiasers((yhat[ca], y[ca]), n_trials=20, seed=seed)
     info = {"n_units": n, "r2_downstream": float(1 - np.mean((yd - yhd) ** 2) / np.var(yd)),
-            "lcc_slope_k": lcc.slope, "sigma": float(np.sqrt(tw.sigma2)), "n_labels": n_lab}
+            "lcc_slope_k": lcc.slope, "sigma": float(np.sqrt(tw.sigma2)), "n_labels": n_lab,
+            "recommended_on_calibration": cmp.recommended,
+            "calibration_pseudo_trial_slopes": cmp.table.set_index("method")["slope"].to_dict()}
     return pd.DataFrame(rows), info
 
 
