@@ -223,3 +223,18 @@ def test_cluster_bootstrap_labels_and_errors():
     with pytest.raises(DataError, match="at least 2 clusters"):
         gc.debias("yhat ~ d", df.assign(one=1), calibration=cal, propensity="e", n_boot=9,
                   vcov={"cluster": "one"})
+
+
+def test_compare_debiasers_criteria():
+    """Each criterion recommends the method best by that column of the table."""
+    rng = np.random.default_rng(11)
+    y = rng.normal(size=300)
+    yhat = 0.25 * y + rng.normal(0, 0.3, 300)       # strong shrinkage, small calibration folds
+    for crit, col in (("mae", "mae"), ("rmse", "rmse"), ("slope", "slope_error")):
+        cmp = gc.compare_debiasers((yhat, y), n_trials=20, seed=2, criterion=crit)
+        tab = cmp.table.set_index("method")
+        assert cmp.recommended == tab[col].idxmin()
+        assert cmp.settings["criterion"] == crit
+        assert np.allclose(tab["slope_error"], (tab["slope"] - 1).abs())
+    with pytest.raises(DataError, match="criterion 'bias'"):
+        gc.compare_debiasers((yhat, y), criterion="bias")

@@ -378,6 +378,8 @@ def world_trials(cfg: dict, out: Path, seed: int) -> tuple[pd.DataFrame, dict]:
     info = {"n_units": n, "r2_downstream": float(1 - np.mean((yd - yhd) ** 2) / np.var(yd)),
             "lcc_slope_k": lcc.slope, "sigma": float(np.sqrt(tw.sigma2)), "n_labels": n_lab,
             "recommended_on_calibration": cmp.recommended,
+            "recommended_on_calibration_by_slope":
+                str(cmp.table.set_index("method")["slope_error"].idxmin()),
             "calibration_pseudo_trial_slopes": cmp.table.set_index("method")["slope"].to_dict()}
     return pd.DataFrame(rows), info
 
