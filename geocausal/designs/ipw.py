@@ -149,6 +149,18 @@ def prepare_learner(learner, X: np.ndarray, images: np.ndarray | None,
     the flattened chips followed by the tabular columns ``X_tab`` (the 2-D form that row slicing
     in cross-fitting keeps aligned), with ``image_shape`` set on a clone, so the controls adjust
     the image nuisance models too. An image learner that cannot take them is warned about.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from geocausal.nuisance.image_learner import ImageLearner
+    >>> chips, tab = np.zeros((5, 4, 4, 2)), np.ones((5, 1))
+    >>> prepare_learner(LogisticRegression(), tab, chips, tab)[1].shape
+    (5, 1)
+    >>> lrn, X = prepare_learner(ImageLearner(), tab, chips, tab)
+    >>> lrn.image_shape, X.shape
+    ((4, 4, 2), (5, 33))
     """
     if not uses_images(learner):
         if X.shape[1] == 0:
