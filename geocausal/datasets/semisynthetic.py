@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from geocausal.datasets.dgp import bounded_propensity, standardize, window_means
-from geocausal.datasets.real import _gtiff_profile, _prepare, read_sentinel2
+from geocausal.datasets.real import _gtiff_profile, read_sentinel2
+from geocausal.datasets.synthetic import prepare_out_dir
 from geocausal.errors import DataError
 
 #: the surface bands kept for the study (the atmospheric bands B01, B09, B10 are left out)
@@ -125,7 +126,7 @@ def sentinel2_semisynthetic(out_dir: str | Path, seed: int = 0, *, chip_px: int 
 
     out = Path(out_dir)
     tif = f"s2l1c_{int(resolution)}m.tif"
-    _prepare(out, [tif, "units.gpkg", "truth.csv", "manifest.yaml"], overwrite)
+    prepare_out_dir(out, [tif, "units.gpkg", "truth.csv", "manifest.yaml"], overwrite)
     arr, grid = read_sentinel2(resolution, STUDY_BANDS)
     prof = _gtiff_profile(grid["height"], grid["width"], arr.shape[0], "uint16", grid["crs"],
                           grid["transform"], 0)

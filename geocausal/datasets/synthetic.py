@@ -214,10 +214,12 @@ def _write_geotiff(path: Path, data: np.ndarray, transform, crs: str,
             dst.update_tags(i, scale=str(SCALE))
 
 
-def _check_out_dir(out: Path, names: Sequence[str], overwrite: bool) -> None:
+def prepare_out_dir(out: Path, names: Sequence[str], overwrite: bool) -> None:
+    """Create ``out``; refuse (or, with ``overwrite``, remove) files it already holds of ``names``."""
+    out.mkdir(parents=True, exist_ok=True)
     existing = [n for n in names if (out / n).exists()]
     if existing and not overwrite:
-        raise DataError(f"'{out}' already holds {existing}; choose an empty folder or pass "
+        raise DataError(f"'{out}' already holds {existing[:3]}; choose an empty folder or pass "
                         "overwrite=True")
     for n in existing:
         (out / n).unlink()
@@ -329,9 +331,8 @@ def synthetic_world(
     bidx = _band_indices(bands)
     band_names = [BAND_NAMES[i] for i in bidx]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tif_names = [f"imagery_{p}.tif" for p in periods]
-    _check_out_dir(out, [*FILES, *tif_names], overwrite)
+    prepare_out_dir(out, [*FILES, *tif_names], overwrite)
 
     rng = np.random.default_rng(seed)
     n_t = len(periods)
