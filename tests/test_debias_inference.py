@@ -215,7 +215,7 @@ def test_cluster_bootstrap_labels_and_errors():
     est = gc.debias("yhat ~ d", df, calibration=cal, propensity="e", n_boot=99,
                     vcov={"cluster": "village"})
     assert est.vcov_type == "bootstrap(cluster(village); calibration+downstream)"
-    with pytest.raises(DataError, match="cluster column 'nope'"):
+    with pytest.raises(DataError, match="'nope' is not a column"):
         gc.debias("yhat ~ d", df, calibration=cal, propensity="e", vcov={"cluster": "nope"})
     with pytest.raises(DesignError, match="one cluster column"):
         gc.debias("yhat ~ d", df.assign(v2=df.village), calibration=cal, propensity="e",

@@ -51,6 +51,7 @@ from geocausal.designs.debias import (
 from geocausal.designs.ppi import ppi_ate, ppi_mean, ppi_ols
 from geocausal.errors import DataError, DesignError, FormulaError
 from geocausal.formula import parse_formula
+from geocausal.inference.variance import cluster_data_from, parse_vcov
 from geocausal.nuisance.crossfit import crossfit_predict, make_folds
 from geocausal.results.estimate import Estimate, make_provenance
 
@@ -138,30 +139,23 @@ def _propensity(parsed, data: pd.DataFrame, treat: np.ndarray, propensity: Any,
 
 def _resampling_clusters(vcov: Any, data: pd.DataFrame, calibration: Any, interval: str
                          ) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
-    """Cluster column, downstream labels and calibration labels for a bootstrap/delta interval.
+    """Cluster name, downstream labels and calibration labels for a bootstrap/delta interval.
 
     ``vcov="hetero"``/``"iid"``: no clusters. ``{"cluster": col}``: downstream units are
     clustered by ``data[col]``; calibration units by ``calibration[col]`` when the calibration
     frame has that column, else they count as independent units.
     """
-    if vcov in ("hetero", "iid"):
+    req = parse_vcov(vcov, len(data), cluster_data_from(data))
+    if req.kind != "cluster":
         return None, None, None
-    cols = vcov.get("cluster") if isinstance(vcov, dict) else None
-    cols = [cols] if isinstance(cols, str) else cols
-    if not (isinstance(cols, list | tuple) and len(cols) == 1 and isinstance(cols[0], str)):
+    if len(req.clusters) != 1:
         raise DesignError(f"vcov={vcov!r} is not available with interval='{interval}': use "
                           "'hetero' or one cluster column, {'cluster': 'village'}")
-    col = cols[0]
-    if col not in data.columns:
-        raise DataError(f"cluster column '{col}' is not in the data")
-    groups = data[col].to_numpy()
-    if pd.isna(groups).any():
-        raise DataError(f"cluster column '{col}' has {int(pd.isna(groups).sum())} missing "
-                        "labels")
+    col = req.names[0]
     cal_groups = None
     if isinstance(calibration, pd.DataFrame) and col in calibration.columns:
         cal_groups = calibration[col].to_numpy()
-    return col, groups, cal_groups
+    return col, req.clusters[0], cal_groups
 
 
 # ----------------------------------------------------------------------------- gc.debias
@@ -269,7 +263,7 @@ def debias(
             interval = "fixed"
         diag["interval"] = interval
         return Estimate.from_influence({term: naive}, naive_psi, vcov=vcov,
-                                       cluster_data=_clusters(vcov, data), diagnostics=diag,
+                                       cluster_data=cluster_data_from(data), diagnostics=diag,
                                        **common)
     if isinstance(calibration, LinearCalibration | Tweedie):
         corrector = calibration
@@ -299,7 +293,7 @@ def debias(
     if interval == "fixed":
         psi = hajek_influence(corrected, treat, e)
         return Estimate.from_influence({term: tau}, psi, vcov=vcov,
-                                       cluster_data=_clusters(vcov, data), diagnostics=diag,
+                                       cluster_data=cluster_data_from(data), diagnostics=diag,
                                        **common)
     col, groups, cal_groups = _resampling_clusters(vcov, data, calibration, interval)
     if interval == "delta":
@@ -310,9 +304,9 @@ def debias(
         cluster_data = None
         if col is not None:     # stacked rows: downstream clusters, then calibration clusters
             cal = (np.arange(corrector.n_cal) if cal_groups is None else cal_groups).astype(str)
-            stacked = np.concatenate([np.char.add("d:", groups.astype(str)),
-                                      np.char.add("c:", cal)])
-            cluster_data = {col: stacked}
+            cluster_data = {col: np.concatenate([np.char.add("d:", groups.astype(str)),
+                                                 np.char.add("c:", cal)])}
+            vcov = {"cluster": col}
         return Estimate.from_influence({term: tau_d}, psi, vcov=vcov, nobs=yhat.size,
                                        cluster_data=cluster_data, diagnostics=diag, **common)
     draws = joint_bootstrap(corrector, yhat, treat, e, n_boot=n_boot, seed=seed,
@@ -326,21 +320,6 @@ def debias(
                     vcov=pd.DataFrame([[se ** 2]], index=[term], columns=[term]),
                     vcov_type=f"bootstrap({label})", nobs=int(yhat.size),
                     diagnostics=diag, **common)
-
-
-def _clusters(vcov: Any, data: pd.DataFrame) -> dict[str, np.ndarray]:
-    if isinstance(vcov, dict) and "cluster" in vcov:
-        names = vcov["cluster"]
-        names = [names] if isinstance(names, str) else list(names) if not isinstance(
-            names, np.ndarray) else []
-        out = {}
-        for nm in names:
-            if isinstance(nm, str):
-                if nm not in data.columns:
-                    raise DataError(f"cluster column '{nm}' is not in the data")
-                out[nm] = data[nm].to_numpy()
-        return out
-    return {}
 
 
 fit = fit_corrector
