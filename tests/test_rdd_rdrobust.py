@@ -34,14 +34,20 @@ def test_conventional_estimate_matches(senate):
     np.testing.assert_allclose(many.curve.estimate, ref.coef.iloc[0, 0], atol=1e-6)
 
 
-def test_robust_bias_correction_matches(senate):
+def _robust_pair(senate, h, b):
+    """rdrobust and gc.rdd, both robust bias-corrected at bandwidths h and b (hc0 variance)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = rdr(senate.vote, senate.margin, h=17.754, b=28.028, p=1, kernel="tri", vce="hc0")
-    est = gc.rdd("vote ~ 1", senate, running="margin", p=1, kernel="triangular", h=17.754,
-                 b=28.028, bias_correction="explicit", vce="hc0", n_boot=200)
+        ref = rdr(senate.vote, senate.margin, h=h, b=b, p=1, kernel="tri", vce="hc0")
+    est = gc.rdd("vote ~ 1", senate, running="margin", p=1, kernel="triangular", h=h, b=b,
+                 bias_correction="explicit", vce="hc0", n_boot=200)
     assert est.params["mean"] == pytest.approx(float(ref.coef.iloc[1, 0]), abs=1e-6)
     assert est.std_errors["mean"] == pytest.approx(float(ref.se.iloc[2, 0]), abs=1e-6)
+    return est, ref
+
+
+def test_robust_bias_correction_matches(senate):
+    est, ref = _robust_pair(senate, h=17.754, b=28.028)
     ci = est.conf_int().loc["mean"]
     assert ci.conf_low == pytest.approx(float(ref.ci.iloc[2, 0]), abs=1e-6)
     assert ci.conf_high == pytest.approx(float(ref.ci.iloc[2, 1]), abs=1e-6)
@@ -51,10 +57,4 @@ def test_robust_bias_correction_matches(senate):
 
 
 def test_robust_bias_correction_with_h_larger_than_b(senate):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref = rdr(senate.vote, senate.margin, h=28.028, b=17.754, p=1, kernel="tri", vce="hc0")
-    est = gc.rdd("vote ~ 1", senate, running="margin", p=1, kernel="triangular", h=28.028,
-                 b=17.754, bias_correction="explicit", vce="hc0", n_boot=200)
-    assert est.params["mean"] == pytest.approx(float(ref.coef.iloc[1, 0]), abs=1e-6)
-    assert est.std_errors["mean"] == pytest.approx(float(ref.se.iloc[2, 0]), abs=1e-6)
+    _robust_pair(senate, h=28.028, b=17.754)
