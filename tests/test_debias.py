@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _studies import confounded
 from scipy import stats
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -25,10 +26,7 @@ from geocausal.errors import DataError, DesignError, DiagnosticWarning
 
 def _shrunk(n, k=0.4, m=1.5, noise=0.0, tau=1.0, seed=0):
     rng = np.random.default_rng(seed)
-    c = rng.normal(size=n)
-    e = 1 / (1 + np.exp(-c))
-    a = (rng.random(n) < e).astype(float)
-    y = tau * a + c + rng.normal(size=n)
+    _, e, a, y = confounded(rng, n, tau)
     yhat = m + k * y + rng.normal(0, noise, n) if noise else m + k * y
     return a, e, y, yhat
 
@@ -171,10 +169,7 @@ def test_outcome_correction_hook_with_fe():
 def test_outcome_correction_hook_with_ipw_and_aipw():
     rng = np.random.default_rng(9)
     n = 1500
-    c = rng.normal(size=n)
-    e = 1 / (1 + np.exp(-c))
-    d = (rng.random(n) < e).astype(int)
-    y = 1.0 * d + c + rng.normal(size=n)
+    c, e, d, y = confounded(rng, n)
     df = pd.DataFrame({"yhat": 0.6 * y + rng.normal(0, 0.4, n), "d": d, "c": c, "e": e})
     yc = rng.normal(0.3, 1.5, 600)
     cal = (0.6 * yc + rng.normal(0, 0.4, 600), yc)

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _studies import confounded
 from scipy import stats
 
 import geocausal as gc
@@ -22,10 +23,7 @@ from geocausal.errors import DataError, DesignError, DiagnosticWarning
 
 
 def _confounded(rng, n, tau=1.0, k=0.5):
-    c = rng.normal(size=n)
-    e = 1 / (1 + np.exp(-c))
-    a = (rng.random(n) < e).astype(float)
-    y = tau * a + c + rng.normal(size=n)
+    _, e, a, y = confounded(rng, n, tau)
     return a, e, y, 0.3 + k * y + rng.normal(0, 0.5, n)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import ppi_py
 import pytest
+from _studies import confounded
 from scipy import stats
 
 import geocausal as gc
@@ -83,10 +84,7 @@ def test_ate_is_ppi_mean_of_pseudo_outcomes():
 def test_gc_ppi_api():
     rng = np.random.default_rng(3)
     n = 4000
-    c = rng.normal(size=n)
-    e = 1 / (1 + np.exp(-c))
-    d = (rng.random(n) < e).astype(int)
-    y = 2 * d + c + rng.normal(size=n)
+    c, e, d, y = confounded(rng, n, tau=2.0)
     df = pd.DataFrame({"yhat": 0.5 * y + rng.normal(0, .3, n), "d": d, "c": c, "e": e,
                        "y": np.where(np.arange(n) < 400, y, np.nan)})
     ate = gc.ppi("yhat ~ d", df, truth="y", estimand="ate", propensity="e")
