@@ -28,6 +28,33 @@ from geocausal.encoders.objectives import binary
 from geocausal.encoders.train import TrainConfig, _forward, make_optimizer, make_train_step
 
 
+def seconds_per_call(call, steps: int, warmup: int = 2) -> float:
+    """Mean wall seconds of ``call(i)`` over ``steps`` calls after ``warmup`` untimed ones.
+
+    ``call`` returns JAX arrays; the timer waits for them, so asynchronous dispatch is counted.
+    """
+    out = None
+    for i in range(warmup):
+        out = call(i)
+    jax.block_until_ready(out)
+    t = time.perf_counter()
+    for i in range(steps):
+        out = call(i)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - t) / steps
+
+
+def train_call(step, params, rest, opt_state, batch, lr):
+    """``call(i)`` for :func:`seconds_per_call`: one training step, carrying the state along."""
+    state = [params, opt_state]
+
+    def call(i):
+        state[0], state[1], loss = step(state[0], rest, state[1], batch, jax.random.key(i), lr)
+        return loss
+
+    return call
+
+
 def bench_jax(x, y, steps, spec):
     model = build_model(spec, 0)
     cfg = TrainConfig(flips=False, band_dropout=0.0, compute_dtype="float32")
@@ -35,27 +62,11 @@ def bench_jax(x, y, steps, spec):
     opt_state = make_optimizer(cfg).init(params)
     step = make_train_step(graphdef, binary(), cfg, "float32")
     batch = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
-    key = jax.random.key(0)
-    lr = jnp.float32(1e-3)
-    for _ in range(2):  # compile and warm up
-        params, opt_state, loss = step(params, rest, opt_state, batch, key, lr)
-    jax.block_until_ready(loss)
-    t = time.perf_counter()
-    for i in range(steps):
-        params, opt_state, loss = step(params, rest, opt_state, batch, jax.random.key(i), lr)
-    jax.block_until_ready(loss)
-    train = steps * x.shape[0] / (time.perf_counter() - t)
+    dt_train = seconds_per_call(train_call(step, params, rest, opt_state, batch,
+                                           jnp.float32(1e-3)), steps)
     fwd = _forward(graphdef, "head", "float32", False, False)
-    xb = jnp.asarray(x)
-    for _ in range(2):
-        out = fwd(params, rest, xb, None, None)
-    jax.block_until_ready(out)
-    t = time.perf_counter()
-    for _ in range(steps):
-        out = fwd(params, rest, xb, None, None)
-    jax.block_until_ready(out)
-    infer = steps * x.shape[0] / (time.perf_counter() - t)
-    return train, infer
+    dt_infer = seconds_per_call(lambda i: fwd(params, rest, batch["x"], None, None), steps)
+    return x.shape[0] / dt_train, x.shape[0] / dt_infer
 
 
 def bench_torch(x, y, steps, spec):

@@ -17,7 +17,7 @@ if [ "${1:-}" = "--cpu-smoke" ] || [ "${1:-}" = "--cpu" ]; then
 fi
 MODE="$MODE" "$PY" - <<'EOF'
 import os
-import time
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,9 @@ from flax import nnx
 from geocausal.encoders.modules import ModelSpec, build_model
 from geocausal.encoders.objectives import binary
 from geocausal.encoders.train import TrainConfig, _forward, make_optimizer, make_train_step
+
+sys.path.insert(0, "benchmarks")
+from encoders import seconds_per_call, train_call  # noqa: E402
 
 mode = os.environ["MODE"]
 if mode == "gpu" and jax.default_backend() != "gpu":
@@ -60,22 +63,8 @@ def flops(jitted, *args):
 f_train = flops(step, params, rest, opt_state, batch_d, key, lr)
 fwd = _forward(graphdef, "head", dtype, False, False)
 f_inf = flops(fwd, params, rest, batch_d["x"], None, None)
-for _ in range(3):
-    params, opt_state, loss = step(params, rest, opt_state, batch_d, key, lr)
-jax.block_until_ready(loss)
-t = time.perf_counter()
-for i in range(steps):
-    params, opt_state, loss = step(params, rest, opt_state, batch_d, jax.random.key(i), lr)
-jax.block_until_ready(loss)
-dt_train = (time.perf_counter() - t) / steps
-for _ in range(3):
-    out = fwd(params, rest, batch_d["x"], None, None)
-jax.block_until_ready(out)
-t = time.perf_counter()
-for _ in range(steps):
-    out = fwd(params, rest, batch_d["x"], None, None)
-jax.block_until_ready(out)
-dt_inf = (time.perf_counter() - t) / steps
+dt_train = seconds_per_call(train_call(step, params, rest, opt_state, batch_d, lr), steps, 3)
+dt_inf = seconds_per_call(lambda i: fwd(params, rest, batch_d["x"], None, None), steps, 3)
 print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), compute {dtype}, "
       f"{size}x{size}x{bands}, batch {batch}, {steps} timed steps")
 print(f"train:     {batch / dt_train:12.1f} img/s  {f_train / dt_train / 1e12:8.3f} TFLOP/s "
