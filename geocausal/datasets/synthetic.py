@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from geocausal.data.rasters import write_geotiff
 from geocausal.datasets.dgp import (
     bounded_propensity,
     gaussian_field,
@@ -199,21 +200,6 @@ def _band_indices(bands: int | Sequence[str]) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- files
-def _write_geotiff(path: Path, data: np.ndarray, transform, crs: str,
-                   band_names: Sequence[str]) -> None:
-    import rasterio
-
-    profile = {"driver": "GTiff", "height": data.shape[1], "width": data.shape[2],
-               "count": data.shape[0], "dtype": "uint16", "crs": crs, "transform": transform,
-               "nodata": 0, "tiled": True, "blockxsize": 256, "blockysize": 256,
-               "compress": "deflate", "zlevel": 1, "predictor": 2}
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, name in enumerate(band_names, start=1):
-            dst.set_band_description(i, name)
-            dst.update_tags(i, scale=str(SCALE))
-
-
 def prepare_out_dir(out: Path, names: Sequence[str], overwrite: bool) -> None:
     """Create ``out``; refuse (or, with ``overwrite``, remove) files it already holds of ``names``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -353,7 +339,9 @@ def synthetic_world(
     raster_paths = []
     for t, name in enumerate(tif_names):
         data = _reflectance(ls, t, bidx, rng)
-        _write_geotiff(out / name, data, transform, crs, band_names)
+        write_geotiff(out / name, data, crs, transform, nodata=0, blocksize=256,
+                      compress="deflate", zlevel=1, predictor=2, band_names=band_names,
+                      band_tags={"scale": str(SCALE)})
         raster_paths.append(out / name)
 
     # --- image content per unit (chip window centred on the unit's pixel)
