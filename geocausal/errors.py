@@ -42,3 +42,7 @@ class ConvergenceWarning(GeocausalWarning):
 
 class DiagnosticWarning(GeocausalWarning):
     """A diagnostic flags that the nominal coverage of an interval may not hold."""
+
+
+class WeakInstrumentWarning(DiagnosticWarning):
+    """The first stage (a fuzzy RD's jump in take-up, an instrument) is weak: F < 10."""
