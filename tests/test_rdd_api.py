@@ -102,23 +102,89 @@ def test_scalar_cli_call_and_options(sim):
     del select
 
 
-def test_fuzzy_delta_method():
-    rng = np.random.default_rng(0)
-    n = 800
+def _fuzzy_data(n, first_stage, seed):
+    rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, n)
-    t = (rng.uniform(size=n) < 0.1 + 0.8 * (x >= 0)).astype(float)
-    samples = [rng.normal(5 + x[i] + 2 * t[i], 1, 30) for i in range(n)]
+    t = (rng.uniform(size=n) < 0.1 + first_stage * (x >= 0)).astype(float)
+    return rng, x, t
+
+
+def test_fuzzy_delta_method_matches_rdrobust():
+    """The fuzzy delta-method SE against a peer: rdrobust's fuzzy RD on a point-mass outcome.
+
+    Conventional local-linear fit at a common bandwidth (h_den = h): rdrobust's variance of the
+    Wald ratio is the same linearisation, so estimate and SE agree to rounding, for every vce.
+    """
+    import warnings
+
+    from rdrobust import rdrobust as rdr
+
+    rng, x, t = _fuzzy_data(800, 0.8, 0)
+    y = 5 + x + 2 * t + rng.normal(size=x.size)
+    df = pd.DataFrame({"x": x, "y": y, "d": t})
+    for vce in ("hc0", "hc2", "hc3"):
+        est = gc.rdd("y ~ d", df, running="x", p=1, kernel="triangular", h=0.5, h_den=0.5,
+                     vce=vce, n_boot=50, density_test=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = rdr(y, x, fuzzy=t, h=0.5, p=1, kernel="tri", vce=vce)
+        assert est.estimand.startswith("LQTE")
+        assert est.params["mean"] == pytest.approx(float(ref.coef.iloc[0, 0]), abs=1e-8)
+        assert est.std_errors["mean"] == pytest.approx(float(ref.se.iloc[0, 0]), rel=1e-8)
+        assert est.curve.std_error[0] == pytest.approx(float(ref.se.iloc[0, 0]), rel=1e-8)
+    # the delta-method SE is not the SE of the reduced form divided by the jump
+    sharp = gc.rdd("y ~ 1", df, running="x", p=1, kernel="triangular", h=0.5, vce="hc0",
+                   n_boot=50, density_test=False)
+    jump = est.diagnostics["first_stage_jump"]
+    assert abs(est.std_errors["mean"] - sharp.std_errors["mean"] / jump) > 0.01
+
+
+def test_fuzzy_distributional_ratio():
+    rng, x, t = _fuzzy_data(800, 0.8, 0)
+    samples = [rng.normal(5 + x[i] + 2 * t[i], 1, 30) for i in range(x.size)]
     df = pd.DataFrame({"x": x, "y": samples, "d": t})
     est = gc.rdd("y ~ d", df, running="x", **_fast())
-    assert est.estimand.startswith("LQTE")
     assert est.diagnostics["first_stage_jump"] == pytest.approx(0.8, abs=0.2)
+    assert est.diagnostics["first_stage_t"] > 5 and not est.diagnostics["weak_first_stage"]
     # Wald ratio of the effect 2; the fuzzy se is ~0.3 here, 4 se tolerance
     assert est.params["mean"] == pytest.approx(2.0, abs=1.2)
-    # the delta-method score equals the numerical derivative of the ratio
-    r = fit_r3d(x - 0, unit_quantiles(samples, GRID), GRID, T=t, h=0.5)
-    dy = r.plus.m - r.minus.m
-    j = r.first_stage["jump"]
-    np.testing.assert_allclose(r.tau, dy / j)
+
+
+def test_weak_first_stage_warns():
+    """No jump in take-up: the ratio is noise; a named, counted warning and the t in diagnostics."""
+    from geocausal.errors import WeakInstrumentWarning
+
+    rng, x, t = _fuzzy_data(400, 0.0, 5)
+    df = pd.DataFrame({"x": x, "y": 1 + x + 2 * t + rng.normal(size=x.size), "d": t})
+    with pytest.warns(WeakInstrumentWarning, match=r"F = .* < 10\) over \d+ units"):
+        est = gc.rdd("y ~ d", df, running="x", n_boot=50, density_test=False)
+    assert abs(est.diagnostics["first_stage_t"]) < np.sqrt(10)
+    assert est.diagnostics["first_stage_F"] == pytest.approx(
+        (est.diagnostics["first_stage_jump"] / est.diagnostics["first_stage_se"]) ** 2)
+    assert est.diagnostics["weak_first_stage"]
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"alpha": 1.5}, "alpha"), ({"alpha": 0.0}, "alpha"), ({"alpha": "0.05"}, "alpha"),
+    ({"n_boot": 0}, "n_boot"), ({"n_boot": 10.5}, "n_boot"), ({"p": -1}, "p="),
+    ({"p": 1.5}, "p="), ({"s": -1}, "s="), ({"kernel": "gaussian"}, "kernel"),
+    ({"h": -0.3}, "h has"), ({"h": 0.0}, "h has"), ({"h": {"plus": 0.4}}, "plus"),
+    ({"h": {"plus": 0.4, "minus": np.nan}}, "minus"), ({"h_den": -1.0}, "h_den"),
+    ({"b": 0.0}, "b has"), ({"donut": -0.1}, "donut"), ({"multiplier": "gauss"}, "multiplier"),
+    ({"tests": ("nullity", "sup")}, "tests"), ({"tests": "nullity"}, "tests"),
+    ({"functionals": ("median",)}, "functionals"), ({"test_range": (0.8, 0.2)}, "test_range"),
+    ({"test_range": (0.0, 1.0)}, "test_range"), ({"q_grid": [0.5, 0.2]}, "increasing"),
+    ({"q_grid": [0.0, 0.5]}, "q_grid"), ({"method": "linear"}, "method"),
+    ({"vce": "hc4"}, "vce"), ({"bias_correction": "yes"}, "bias_correction"),
+    ({"studentize": "yes"}, "studentize"), ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"),
+    ({"cutoff": np.nan}, "cutoff"), ({"sensitivity": [0.0, 1.0]}, "sensitivity"),
+    ({"donuts": [-0.1]}, "donuts"), ({"bandwidth": "silverman"}, "bandwidth"),
+])
+def test_every_option_is_validated(sim, kw, match):
+    x, Y = sim
+    opts = {"q_grid": GRID, "n_boot": 20, "density_test": False, **kw}
+    with pytest.raises(DataError, match=match):
+        gc.rdd(outcome=list(Y[:, :5]), running=x, **opts)
 
 
 def test_tests_size_and_power(sim):

@@ -49,7 +49,13 @@ from geocausal.designs.rdd.bootstrap import (
     uniform_band,
 )
 from geocausal.designs.rdd.diagnostics import density_test as _density_test
-from geocausal.designs.rdd.estimator import R3DResult, fit_r3d
+from geocausal.designs.rdd.estimator import (
+    WEAK_FIRST_STAGE_F,
+    R3DResult,
+    fit_r3d,
+    weak_first_stage,
+)
+from geocausal.designs.rdd.options import validate_rdd_options
 from geocausal.designs.rdd.quantiles import (
     DEFAULT_GRID,
     FUNCTIONALS,
@@ -57,13 +63,18 @@ from geocausal.designs.rdd.quantiles import (
     mean_functional,
     unit_quantiles,
 )
-from geocausal.errors import DataError, DesignError, DiagnosticWarning
+from geocausal.errors import DataError, DesignError, DiagnosticWarning, WeakInstrumentWarning
 from geocausal.formula import parse_formula
 from geocausal.inference.bootstrap import multipliers as _multipliers
 from geocausal.inference.variance import cluster_data_from, parse_vcov
 from geocausal.results.estimate import Estimate, EstimateSet, make_provenance
 
 __all__ = ["rdd", "outcome_quantiles"]
+
+_OPTION_NAMES = ("method", "p", "s", "kernel", "h", "h_den", "b", "per_side", "bias_correction",
+                 "vce", "donut", "n_boot", "alpha", "studentize", "multiplier", "tests",
+                 "test_range", "functionals", "density_test", "placebo", "sensitivity", "donuts",
+                 "seed", "cutoff", "reference_quirks")
 
 
 # --------------------------------------------------------------------------- outcome handling
@@ -375,6 +386,7 @@ def rdd(
         bandwidths, tests and checks.
     """
     args = {k: v for k, v in locals().items() if k != "by"}
+    validate_rdd_options(**{k: args[k] for k in _OPTION_NAMES})
     if by is None:
         return _rdd_one(**args)
     if data is None or by not in data.columns:
@@ -485,7 +497,12 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
             diag[f"p_{name}_boot"] = float(pv)
     if res.fuzzy:
         fs = res.first_stage
-        diag.update({"first_stage_jump": fs["jump"], "first_stage_se": fs["se"], "h_den": fs["h"]})
+        diag.update({"first_stage_jump": fs["jump"], "first_stage_se": fs["se"],
+                     "first_stage_t": fs["t"], "first_stage_F": fs["F"], "h_den": fs["h"],
+                     "weak_first_stage": fs["F"] < WEAK_FIRST_STAGE_F})
+        weak = weak_first_stage(fs)
+        if weak is not None:
+            warnings.warn(weak, WeakInstrumentWarning, stacklevel=3)
     if density_test:
         try:
             diag["density_test"] = _density_test(x)

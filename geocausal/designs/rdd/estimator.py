@@ -152,6 +152,31 @@ class R3DResult:
         return np.unique(np.concatenate(parts))
 
 
+WEAK_FIRST_STAGE_F = 10.0
+"""A fuzzy first stage with ``F = (jump / se)^2`` below this (``|t| < 3.16``) is flagged weak
+(the Staiger-Stock rule of thumb): the Wald ratio is then biased towards the naive contrast and
+its delta-method bands under-cover."""
+
+
+def weak_first_stage(first: dict[str, Any] | None) -> str | None:
+    """A warning message when a fuzzy first stage is weak (``F < 10``), else ``None``.
+
+    Examples
+    --------
+    >>> weak_first_stage({"jump": 0.05, "se": 0.1, "t": 0.5, "F": 0.25, "n_window": 80})[:26]
+    'weak first stage: the jump'
+    >>> weak_first_stage({"jump": 0.8, "se": 0.1, "t": 8.0, "F": 64.0, "n_window": 80}) is None
+    True
+    """
+    if first is None or first["F"] >= WEAK_FIRST_STAGE_F:
+        return None
+    return (f"weak first stage: the jump in take-up at the cutoff is {first['jump']:.3g} "
+            f"(se {first['se']:.3g}, t = {first['t']:.2f}, F = {first['F']:.2f} < "
+            f"{WEAK_FIRST_STAGE_F:g}) over {first['n_window']} units in the first-stage window; "
+            "the fuzzy (Wald) ratio and its delta-method bands are unreliable. Report the "
+            "sharp reduced form, or widen the bandwidth h_den")
+
+
 def _side_bandwidths(h: Any, K: int) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(h, dict):
         if set(h) != {"plus", "minus"}:
@@ -335,7 +360,10 @@ def fit_r3d(
         sT = (tp.score - tm.score)[:, 0]
         tau = delta / jump
         se_T = float(np.sqrt(np.sum(sT**2)))
-        first = {"jump": jump, "se": se_T, "h": hd, "score": sT, "plus": tp, "minus": tm}
+        t_T = jump / se_T if se_T > 0 else np.inf
+        first = {"jump": jump, "se": se_T, "t": float(t_T), "F": float(t_T**2), "h": hd,
+                 "score": sT, "plus": tp, "minus": tm,
+                 "n_window": int(np.count_nonzero(sT))}
     else:
         tau = delta
     return R3DResult(q_grid=np.asarray(q_grid, float), tau=tau, plus=plus,
