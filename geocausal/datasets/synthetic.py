@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from geocausal._safety import prepare_output_dir
 from geocausal.data.rasters import write_geotiff
 from geocausal.datasets.dgp import (
     bounded_propensity,
@@ -199,18 +200,6 @@ def _band_indices(bands: int | Sequence[str]) -> list[int]:
     return [BAND_NAMES.index(b) for b in names]
 
 
-# ----------------------------------------------------------------------------- files
-def prepare_out_dir(out: Path, names: Sequence[str], overwrite: bool) -> None:
-    """Create ``out``; refuse (or, with ``overwrite``, remove) files it already holds of ``names``."""
-    out.mkdir(parents=True, exist_ok=True)
-    existing = [n for n in names if (out / n).exists()]
-    if existing and not overwrite:
-        raise DataError(f"'{out}' already holds {existing[:3]}; choose an empty folder or pass "
-                        "overwrite=True")
-    for n in existing:
-        (out / n).unlink()
-
-
 def world_manifest(periods: Sequence[int], band_names: Sequence[str], n_covariates: int,
                    size: int, truth: dict[str, float], prefix: str = "",
                    name: str = "synthetic_world") -> dict:
@@ -318,7 +307,8 @@ def synthetic_world(
     band_names = [BAND_NAMES[i] for i in bidx]
     out = Path(out_dir)
     tif_names = [f"imagery_{p}.tif" for p in periods]
-    prepare_out_dir(out, [*FILES, *tif_names], overwrite)
+    prepare_output_dir(out, [*FILES, *tif_names], overwrite=overwrite, trust_marker=False,
+                       clear=True)
 
     rng = np.random.default_rng(seed)
     n_t = len(periods)
