@@ -134,7 +134,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from geocausal.data.chips import extract
 
     res = extract(args.manifest, cache_dir=args.cache, workers=args.workers,
-                  scheduler=args.scheduler, progress=not args.quiet)
+                  scheduler=args.scheduler, progress=not args.quiet,
+                  overwrite=args.overwrite)
     print(res.report())
     return 0
 
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--workers", type=int, help="start a local Dask cluster with N workers")
     x.add_argument("--scheduler", help="address of a running Dask scheduler")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace whatever sits at the cache path, even if geocausal did not make it")
     x.set_defaults(func=cmd_extract)
 
     m = sub.add_parser("embed", help="embed chips with an encoder, write Parquet")

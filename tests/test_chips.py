@@ -279,3 +279,112 @@ def test_cache_of_an_older_layout_is_rebuilt(tmp_path):
     again = extract(path, progress=False)
     assert not again.reused and again.path == first.path
     np.testing.assert_array_equal(before, again.load()[0])
+
+
+# ----------------------------------------------------------------------------- issue 13
+def _same_cache(a, b) -> None:
+    np.testing.assert_array_equal(a.load()[0], b.load()[0])
+    np.testing.assert_array_equal(a.load()[1], b.load()[1])
+    np.testing.assert_array_equal(a.coverage, b.coverage)
+    assert list(a.unit_ids) == list(b.unit_ids)
+    assert a.outside_ids == b.outside_ids and a.empty_ids == b.empty_ids
+
+
+def _crash_before(step):
+    def crashing(*args):
+        raise KeyboardInterrupt(f"simulated kill before {step.__name__}")
+    return crashing
+
+
+def _crash_after(step):
+    def crashing(*args):
+        step(*args)
+        raise KeyboardInterrupt(f"simulated kill after {step.__name__}")
+    return crashing
+
+
+def test_finalisation_survives_a_kill_at_every_step(tmp_path, monkeypatch):
+    """Kill extract before and after each finalisation step; a rerun equals a clean run."""
+    pix = [(5.5, 5.5), (20.5, 30.5), (33.5, 12.5), (10.5, 25.5)]
+    path = _study(tmp_path, pix=pix, extra_units=[(60.0, 10.0)], **UTM)
+    with pytest.warns(GeocausalWarning):
+        clean = extract(path, cache_dir=tmp_path / "clean", progress=False, task_mb=0.002)
+    assert clean.tasks_run > 1 and clean.outside_ids == ["u4"]
+    write_steps = chips_mod._WRITE_STEPS
+    real_cleanup, real_publish = chips_mod._step_remove_work_files, chips_mod._step_publish
+
+    def half_cleanup(tmp):  # killed after the task markers are gone, before the rest
+        import shutil
+
+        shutil.rmtree(tmp / "_done")
+        raise KeyboardInterrupt("simulated kill inside the clean-up")
+
+    scenarios = []
+    for k, step in enumerate(write_steps):
+        for wrap in (_crash_before, _crash_after):
+            steps = list(write_steps)
+            steps[k] = wrap(step)
+            scenarios.append((f"{wrap.__name__}:{step.__name__}", "_WRITE_STEPS", tuple(steps)))
+    scenarios += [("cleanup-before", "_step_remove_work_files", _crash_before(real_cleanup)),
+                  ("cleanup-half", "_step_remove_work_files", half_cleanup),
+                  ("cleanup-after", "_step_remove_work_files", _crash_after(real_cleanup)),
+                  ("publish-before", "_step_publish", _crash_before(real_publish))]
+    for i, (name, attr, value) in enumerate(scenarios):
+        cache_dir = tmp_path / f"c{i}"
+        with monkeypatch.context() as mp:
+            mp.setattr(chips_mod, attr, value)
+            with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                extract(path, cache_dir=cache_dir, progress=False, task_mb=0.002)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            again = extract(path, cache_dir=cache_dir, progress=False, task_mb=0.002)
+            third = extract(path, cache_dir=cache_dir, progress=False, task_mb=0.002)
+        _same_cache(clean, again)
+        assert third.reused, name
+        assert not list(cache_dir.glob("*.partial")), name
+        assert sorted(p.name for p in again.path.iterdir() if p.name.startswith("_")) == [], name
+
+
+def test_a_folder_geocausal_did_not_make_is_never_deleted(tmp_path):
+    path = _dense_study(tmp_path, n=4)
+    m = load_manifest(path)
+    cache_dir = tmp_path / "caches"
+    final = cache_dir / chips_mod.cache_name(m, 6)
+    final.mkdir(parents=True)
+    (final / "thesis.tex").write_text("years of work")
+    with pytest.raises(gc.DataError, match="not made by geocausal.*overwrite=True"):
+        extract(path, cache_dir=cache_dir, progress=False)
+    assert (final / "thesis.tex").read_text() == "years of work"
+    # the same for a user's folder at the work-folder path
+    final.rename(tmp_path / "kept")
+    partial = cache_dir / (final.name + ".partial")
+    partial.mkdir()
+    (partial / "notes.txt").write_text("mine")
+    with pytest.raises(gc.DataError, match="not made by geocausal"):
+        extract(path, cache_dir=cache_dir, progress=False)
+    assert (partial / "notes.txt").read_text() == "mine"
+    # an explicit overwrite replaces it; a cache geocausal made carries the marker
+    res = extract(path, cache_dir=cache_dir, progress=False, overwrite=True)
+    assert not partial.exists() and (res.path / chips_mod.OWNER_MARKER).is_file()
+    assert res.load()[0].shape == (4, 2, 6, 6, 2)
+    # a broken cache that geocausal made is rebuilt without asking
+    import zarr
+
+    zarr.open_group(str(res.path), mode="r+").attrs["format"] = "broken"
+    again = extract(path, cache_dir=cache_dir, progress=False)
+    assert not again.reused
+    np.testing.assert_array_equal(again.load()[0], res.load()[0])
+
+
+def test_all_nodata_chips_are_reported(tmp_path):
+    # unit 0 sits in a 10 x 10 nodata block (its 6 x 6 chip is all nodata in both periods)
+    pix = [(10.5, 10.5), (30.5, 30.5), (25.5, 5.5)]
+    path = _study(tmp_path, pix=pix, nodata=(slice(5, 16), slice(5, 16)), **UTM)
+    with pytest.warns(GeocausalWarning, match=r"1 units lie on a raster but their chip holds "
+                                              r"no valid pixel.*'u0'"):
+        res = extract(path, progress=False)
+    assert res.empty_ids == ["u0"] and res.outside_ids == []
+    assert "all-nodata chips: 1 (ids ['u0'])" in res.report()
+    assert not res.load()[1][0].any() and res.load()[1][1:].all()
+    assert open_cache(res.path).empty_ids == ["u0"]

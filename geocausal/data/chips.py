@@ -6,7 +6,9 @@ float32 (physical values ``raw * scale + offset``) with a validity mask ``(N, T,
 pixels off the raster edge, at nodata, or flagged by the cloud-mask band are masked (and hold
 0). A unit may fall in any of several tiles of a period; aligned neighbouring tiles fill the
 part of a chip that crosses a tile edge. Units outside every raster of a period stay in the
-array, fully masked, and are listed in ``outside_ids`` with a warning.
+array, fully masked, and are listed in ``outside_ids`` with a warning. Units inside a raster
+whose chip holds no valid pixel in some period (all nodata or clouds) are listed in
+``empty_ids`` with a warning, the same way.
 
 Reads are batched: units are sorted along a Z-order curve and cut into spatial tasks, and
 within a task every tile is read in a few windows, each covering a cluster of nearby chips (a
@@ -14,7 +16,13 @@ recursive split keeps windows dense and bounded), with each file opened once per
 The zarr store keeps units in that spatial order, so a task writes whole chunks of several
 units; :class:`ChipsCache` shows them in unit order. Results stream into the cache, written in
 a temporary folder with one completion marker per task, then renamed: an interrupted run
-resumes where it stopped, and a finished cache is never half written.
+resumes where it stopped, and a finished cache is never half written. Finalisation is
+crash-safe: the cache is declared finished (its ``format`` attribute) only after every array
+and attribute is written, and a rerun completes whatever step a crash interrupted.
+
+Every folder extract creates holds a marker file (``.geocausal-cache``); extract deletes or
+rebuilds only such folders. A folder without the marker that sits at the cache path is left
+alone with a :class:`~geocausal.errors.DataError` unless ``overwrite=True``.
 ``workers=N`` (a local Dask cluster) or ``scheduler=ADDRESS`` runs the tasks on Dask; the
 workers must see the cache folder.
 
@@ -28,7 +36,7 @@ Examples
 ((6, 2, 8, 8, 2), (6, 2, 8, 8))
 >>> print(res.report())  # doctest: +ELLIPSIS
 chips for 6 units x 2 periods x 2 bands (red, nir), chip 8x8 px
-shape (6, 2, 8, 8, 2), valid pixels 100.0%, outside every raster: 0
+shape (6, 2, 8, 8, 2), valid pixels 100.0%, outside every raster: 0, all-nodata chips: 0
 cache .../chips-...-8px.zarr
 """
 
@@ -58,6 +66,8 @@ from geocausal.data.rasters import (
 from geocausal.errors import DataError, GeocausalWarning
 
 FORMAT = "geocausal-chips-2"
+#: file extract writes in every folder it creates; only such folders are ever deleted
+OWNER_MARKER = ".geocausal-cache"
 #: most pixels one window read may cover (per band)
 MAX_WINDOW_PX = 2048 * 2048
 #: a window may cover at most this many times the pixels of the chips it serves
@@ -148,6 +158,9 @@ class ChipsCache:
         Chip side in pixels.
     manifest_hash
         ``Manifest.content_hash()`` of the study the chips came from.
+    empty_ids
+        Units inside a raster of some period whose chip there has no valid pixel (all nodata,
+        clouds or masked): image features cannot be computed for them.
     """
 
     path: Path
@@ -160,6 +173,7 @@ class ChipsCache:
     coverage: np.ndarray
     chip_size: int
     manifest_hash: str
+    empty_ids: list = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -197,11 +211,14 @@ class ChipsResult(ChipsCache):
         lines = [f"chips for {n} units x {t} periods x {c} bands ({', '.join(map(str, self.bands))}),"
                  f" chip {h}x{w} px",
                  f"shape {self.shape}, valid pixels {valid}, outside every raster: "
-                 f"{len(self.outside_ids)}"
-                 + (f" (ids {self.outside_ids[:5]}{'...' if len(self.outside_ids) > 5 else ''})"
-                    if self.outside_ids else ""),
+                 f"{len(self.outside_ids)}" + _few(self.outside_ids)
+                 + f", all-nodata chips: {len(self.empty_ids)}" + _few(self.empty_ids),
                  f"cache {self.path}" + (" (reused)" if self.reused else "")]
         return "\n".join(lines)
+
+
+def _few(ids: Sequence) -> str:
+    return f" (ids {list(ids)[:5]}{'...' if len(ids) > 5 else ''})" if len(ids) else ""
 
 
 def open_cache(path: str | Path) -> ChipsCache:
@@ -230,12 +247,21 @@ def open_cache(path: str | Path) -> ChipsCache:
         raise DataError(f"'{path}' is not a finished chips cache (format "
                         f"{attrs.get('format')!r}, expected {FORMAT!r})")
     rows = np.asarray(group["rows"][...], dtype=np.int64)
-    return ChipsCache(path=path, chips=UnitOrderArray(group["chips"], rows),
-                      mask=UnitOrderArray(group["mask"], rows),
-                      unit_ids=np.asarray(attrs["unit_ids"]), periods=list(attrs["periods"]),
+    coverage = np.asarray(group["coverage"][...], dtype=bool)
+    unit_ids = np.asarray(attrs["unit_ids"])
+    mask = UnitOrderArray(group["mask"], rows)
+    if "empty_ids" in attrs:
+        empty = list(attrs["empty_ids"])
+    else:  # a cache written before empty chips were recorded: find them in the mask
+        has = np.zeros_like(coverage)
+        for a in range(0, len(rows), 4096):
+            has[a:a + 4096] = np.asarray(mask[a:min(a + 4096, len(rows))]).any(axis=(2, 3))
+        empty = _jsonable(unit_ids[(coverage & ~has).any(axis=1)])
+    return ChipsCache(path=path, chips=UnitOrderArray(group["chips"], rows), mask=mask,
+                      unit_ids=unit_ids, periods=list(attrs["periods"]),
                       bands=list(attrs["bands"]), outside_ids=list(attrs["outside_ids"]),
-                      coverage=np.asarray(group["coverage"][...], dtype=bool),
-                      chip_size=int(attrs["chip_size"]), manifest_hash=attrs["manifest_hash"])
+                      coverage=coverage, chip_size=int(attrs["chip_size"]),
+                      manifest_hash=attrs["manifest_hash"], empty_ids=empty)
 
 
 # ----------------------------------------------------------------------------- planning
@@ -444,7 +470,8 @@ def _run_task(task: _Task, tmp: str) -> int:
     group["mask"][task.start:task.stop] = mask
     done = Path(tmp) / "_done"
     part = done / f".{task.index}.tmp.npy"
-    np.save(part, task.home >= 0)
+    # (2, n, T): on a raster, and at least one valid pixel in the chip
+    np.save(part, np.stack([task.home >= 0, mask.any(axis=(2, 3))]))
     os.replace(part, done / f"{task.index}.npy")  # the marker appears only once data are written
     return task.index
 
@@ -460,7 +487,9 @@ def _create_store(tmp: Path, n: int, n_periods: int, chip: int, n_bands: int,
     import zarr
     from zarr.codecs import BloscCodec
 
-    group = zarr.open_group(str(tmp), mode="w")
+    tmp.mkdir(parents=True)
+    _mark_owned(tmp)  # first, so that any trace of this run can be cleaned up later
+    group = zarr.open_group(str(tmp), mode="a")
     comp = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
     group.create_array("chips", shape=(n, n_periods, chip, chip, n_bands),
                        chunks=(per_chunk, n_periods, chip, chip, n_bands), dtype="float32",
@@ -474,9 +503,42 @@ def _create_store(tmp: Path, n: int, n_periods: int, chip: int, n_bands: int,
     group.attrs["format"] = "partial"
 
 
+# ----------------------------------------------------------------------------- ownership
+def _mark_owned(folder: Path) -> None:
+    (folder / OWNER_MARKER).write_text("made by geocausal.data.chips.extract; safe to delete\n")
+
+
+def _made_by_geocausal(folder: Path) -> bool:
+    """The folder holds the marker extract writes, or is a chips store of an older version."""
+    if (folder / OWNER_MARKER).is_file():
+        return True
+    try:  # caches written before the marker existed
+        fmt = json.loads((folder / "zarr.json").read_text()).get("attributes", {}).get("format")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(fmt, str) and (fmt.startswith("geocausal-chips")
+                                     or (fmt == "partial" and (folder / "_done").is_dir()))
+
+
+def _remove(path: Path, overwrite: bool) -> None:
+    """Delete ``path`` if geocausal made it (or ``overwrite``); otherwise refuse."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink() and (overwrite or _made_by_geocausal(path)):
+        shutil.rmtree(path)
+        return
+    if overwrite and (path.is_file() or path.is_symlink()):
+        path.unlink()
+        return
+    raise DataError(f"'{path}' already exists and was not made by geocausal (it has no "
+                    f"'{OWNER_MARKER}' file); extract will not delete it. Move it away, choose "
+                    "another cache_dir, or pass overwrite=True (CLI: --overwrite) to replace it")
+
+
+# ----------------------------------------------------------------------------- extract
 def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | None = None,
             workers: int | None = None, scheduler: str | None = None, progress: bool = True,
-            task_mb: float = 64.0) -> ChipsResult:
+            task_mb: float = 64.0, overwrite: bool = False) -> ChipsResult:
     """Extract a chip around every unit for every period into a zarr cache.
 
     Parameters
@@ -494,16 +556,26 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
         Show a tqdm progress bar (units done).
     task_mb
         Memory, in MiB, of one task's chips (tasks are the unit of work and of resumption).
+    overwrite
+        Delete whatever sits at the cache path (and its ``.partial`` work folder) and extract
+        afresh. Without it, a finished cache is reused, an interrupted one resumed, and a
+        folder geocausal did not make (no ``.geocausal-cache`` marker) is never deleted.
 
     Returns
     -------
     ChipsResult
         The opened cache with ``report()``.
 
+    Raises
+    ------
+    DataError
+        A folder geocausal did not make sits at the cache path (and ``overwrite`` is False).
+
     Warns
     -----
     GeocausalWarning
-        With the count of units outside every raster of some period.
+        With the count of units outside every raster of some period, and of units whose chip
+        holds no valid pixel in some period.
     """
     from geocausal.data.units import as_manifest, load_units, unique_units, unit_points
 
@@ -514,13 +586,20 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
     chip = chip_size_px(m)
     base = Path(cache_dir) if cache_dir is not None else m.base_dir / ".cache"
     final = base / cache_name(m, chip)
-    if final.exists():
+    tmp = base / (final.name + ".partial")
+    if overwrite:
+        _remove(final, True)
+        _remove(tmp, True)
+    if final.exists() or final.is_symlink():
         try:
             cache = open_cache(final)
-        except (DataError, KeyError):  # a cache of an older layout: rebuild it
-            shutil.rmtree(final)
+        except (DataError, KeyError, OSError, ValueError):  # an older layout or not a cache
+            _remove(final, False)
         else:
             return _finish(cache, start, reused=True, tasks_run=0)
+    if _finalised(tmp):  # a crash came after the cache was declared finished: publish it
+        _finalize(tmp, final, None)
+        return _finish(open_cache(final), start, reused=True, tasks_run=0)
 
     units = unique_units(load_units(m), m.units.id)
     ids = units[m.units.id].tolist()
@@ -530,16 +609,12 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
     n_bands = len(m.band_names)
     home, row0, col0 = _plan(points, tiles, len(periods), chip)
 
-    tmp = base / (final.name + ".partial")
     per_chunk, per_task = _chunking(len(periods), chip, n_bands, task_mb)
-    if (tmp / "_order.npy").exists() and (tmp / "zarr.json").exists():
-        order = np.load(tmp / "_order.npy")  # resume with the plan of the interrupted run
+    order = _resumable(tmp, len(ids))
+    if order is not None:  # resume with the plan of the interrupted run
         per_task = int((tmp / "_per_task.txt").read_text())
-        if len(order) != len(ids):
-            raise DataError(f"'{tmp}' is a partial cache of another study; delete it")
     else:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        _remove(tmp, False)
         base.mkdir(parents=True, exist_ok=True)
         order = _spatial_order(points)  # storage row -> unit index
         _create_store(tmp, len(ids), len(periods), chip, n_bands, per_chunk, order, per_task)
@@ -560,8 +635,35 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
                  scheduler, progress)
     finally:
         close_rasters()
-    _finalize(tmp, final, m, ids, periods, chip, starts, per_task, order)
+    _finalize(tmp, final, _FinalPlan(m, ids, periods, chip, starts, per_task, order))
     return _finish(open_cache(final), start, reused=False, tasks_run=len(todo))
+
+
+def _resumable(tmp: Path, n_units: int) -> np.ndarray | None:
+    """The storage order of an interrupted run at ``tmp`` that can be resumed, else None."""
+    need = ("_order.npy", "_per_task.txt", "zarr.json", "_done", OWNER_MARKER)
+    if not all((tmp / f).exists() for f in need):
+        return None
+    try:
+        order = np.load(tmp / "_order.npy")
+        int((tmp / "_per_task.txt").read_text())
+        attrs = json.loads((tmp / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return None
+    if order.shape != (n_units,) or attrs.get("format") != "partial":
+        return None
+    if not ((tmp / "chips" / "zarr.json").exists() and (tmp / "mask" / "zarr.json").exists()):
+        return None
+    return order
+
+
+def _finalised(tmp: Path) -> bool:
+    """``tmp`` was declared a finished cache but not yet renamed (a crash in between)."""
+    try:
+        attrs = json.loads((tmp / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return attrs.get("format") == FORMAT and (tmp / OWNER_MARKER).is_file()
 
 
 def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, initial: int,
@@ -588,32 +690,109 @@ def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, ini
         bar.close()
 
 
-def _finalize(tmp: Path, final: Path, m: Manifest, ids: list, periods: list, chip: int,
-              starts: list[int], per_task: int, order: np.ndarray) -> None:
+# ----------------------------------------------------------------------------- finalisation
+@dataclass(frozen=True)
+class _FinalPlan:
+    manifest: Manifest
+    ids: list
+    periods: list
+    chip: int
+    starts: list
+    per_task: int
+    order: np.ndarray
+
+
+def _final_arrays(tmp: Path, plan: _FinalPlan) -> dict[str, Any]:
+    """Coverage, row index and empty chips from the task markers (reads only)."""
     import zarr
 
-    coverage = np.zeros((len(ids), len(periods)), dtype=bool)
-    for k, a in enumerate(starts):
+    n, n_periods = len(plan.ids), len(plan.periods)
+    coverage = np.zeros((n, n_periods), dtype=bool)
+    has_pixels = np.zeros((n, n_periods), dtype=bool)
+    mask = None
+    for k, a in enumerate(plan.starts):
         marker = tmp / "_done" / f"{k}.npy"
         if not marker.exists():
             raise DataError(f"chips cache '{tmp}': task {k} did not finish; run extract again")
-        coverage[order[a:a + per_task]] = np.load(marker)
-    rows = np.empty_like(order)
-    rows[order] = np.arange(len(order))
+        units = plan.order[a:a + plan.per_task]
+        flags = np.load(marker)
+        if flags.ndim == 2:  # a marker of an older version: only coverage; read the mask
+            if mask is None:
+                mask = zarr.open_group(str(tmp), mode="r")["mask"]
+            flags = np.stack([flags, np.asarray(mask[a:a + len(units)]).any(axis=(2, 3))])
+        coverage[units], has_pixels[units] = flags[0], flags[1]
+    rows = np.empty_like(plan.order)
+    rows[plan.order] = np.arange(len(plan.order))
+    return {"coverage": coverage, "rows": rows, "empty": coverage & ~has_pixels}
+
+
+def _step_write_coverage(tmp: Path, plan: _FinalPlan, arrays: dict) -> None:
+    import zarr
+
     group = zarr.open_group(str(tmp), mode="r+")
-    group.create_array("coverage", data=coverage, chunks=coverage.shape or (1,))
-    group.create_array("rows", data=rows, chunks=rows.shape or (1,))
-    outside = [ids[i] for i in np.nonzero(~coverage.all(axis=1))[0]]
-    group.attrs.update({"unit_ids": _jsonable(ids), "periods": _jsonable(periods),
+    cov = arrays["coverage"]
+    group.create_array("coverage", data=cov, chunks=cov.shape or (1,), overwrite=True)
+
+
+def _step_write_rows(tmp: Path, plan: _FinalPlan, arrays: dict) -> None:
+    import zarr
+
+    group = zarr.open_group(str(tmp), mode="r+")
+    group.create_array("rows", data=arrays["rows"], chunks=arrays["rows"].shape or (1,),
+                       overwrite=True)
+
+
+def _step_write_attrs(tmp: Path, plan: _FinalPlan, arrays: dict) -> None:
+    import zarr
+
+    m, ids, cov, empty = plan.manifest, plan.ids, arrays["coverage"], arrays["empty"]
+    outside = [ids[i] for i in np.nonzero(~cov.all(axis=1))[0]]
+    empty_ids = [ids[i] for i in np.nonzero(empty.any(axis=1))[0]]
+    group = zarr.open_group(str(tmp), mode="r+")
+    group.attrs.update({"unit_ids": _jsonable(ids), "periods": _jsonable(plan.periods),
                         "bands": m.band_names, "outside_ids": _jsonable(outside),
-                        "chip_size": chip, "manifest_hash": m.content_hash(),
+                        "empty_ids": _jsonable(empty_ids), "chip_size": plan.chip,
+                        "manifest_hash": m.content_hash(),
                         "manifest_file": str(m.file) if m.file else None,
-                        "outside_per_period": (~coverage).sum(axis=0).tolist()})
-    group.attrs["format"] = FORMAT
-    shutil.rmtree(tmp / "_done")
-    (tmp / "_order.npy").unlink()
-    (tmp / "_per_task.txt").unlink()
-    os.replace(tmp, final)
+                        "outside_per_period": (~cov).sum(axis=0).tolist(),
+                        "empty_per_period": empty.sum(axis=0).tolist()})
+
+
+def _step_declare_finished(tmp: Path, plan: _FinalPlan, arrays: dict) -> None:
+    """The commit point: from here on a rerun only tidies up and publishes."""
+    import zarr
+
+    zarr.open_group(str(tmp), mode="r+").attrs["format"] = FORMAT
+
+
+def _step_remove_work_files(tmp: Path) -> None:
+    if (tmp / "_done").exists():
+        shutil.rmtree(tmp / "_done")
+    (tmp / "_order.npy").unlink(missing_ok=True)
+    (tmp / "_per_task.txt").unlink(missing_ok=True)
+
+
+def _step_publish(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)  # atomic; ``final`` is absent or an empty folder here
+
+
+#: finalisation, in order; each step may be interrupted and the whole sequence rerun
+_WRITE_STEPS = (_step_write_coverage, _step_write_rows, _step_write_attrs, _step_declare_finished)
+
+
+def _finalize(tmp: Path, final: Path, plan: _FinalPlan | None) -> None:
+    """Turn the finished work folder ``tmp`` into the cache ``final``, crash-safely.
+
+    Every write step overwrites what a crashed earlier attempt left; the cache is declared
+    finished only after all arrays and attributes are written, and renamed into place last.
+    ``plan=None`` resumes after the declaration (only tidying and the rename are left).
+    """
+    if plan is not None:
+        arrays = _final_arrays(tmp, plan)
+        for step in _WRITE_STEPS:
+            step(tmp, plan, arrays)
+    _step_remove_work_files(tmp)
+    _step_publish(tmp, final)
 
 
 def _jsonable(values: Sequence) -> list:
@@ -629,6 +808,12 @@ def _finish(cache: ChipsCache, start: float, *, reused: bool, tasks_run: int) ->
                       f"period ({detail}); their chips there are fully masked (ids "
                       f"{cache.outside_ids[:5]}{'...' if len(cache.outside_ids) > 5 else ''})",
                       GeocausalWarning, stacklevel=3)
+    if cache.empty_ids:
+        warnings.warn(f"{len(cache.empty_ids)} units lie on a raster but their chip holds no valid "
+                      "pixel (all nodata, clouds or masked) in at least one period (ids "
+                      f"{cache.empty_ids[:5]}{'...' if len(cache.empty_ids) > 5 else ''}); image "
+                      "features cannot be computed for them: designs drop them by default "
+                      "(missing_images='drop')", GeocausalWarning, stacklevel=3)
     fields = {f: getattr(cache, f) for f in cache.__dataclass_fields__}
     return ChipsResult(**fields, elapsed_s=time.perf_counter() - start, reused=reused,
                        tasks_run=tasks_run)
