@@ -46,3 +46,19 @@ class DiagnosticWarning(GeocausalWarning):
 
 class WeakInstrumentWarning(DiagnosticWarning):
     """The first stage (a fuzzy RD's jump in take-up, an instrument) is weak: F < 10."""
+
+
+class FewClustersWarning(DiagnosticWarning):
+    """Cluster-robust inference rests on few clusters (fewer than
+    :data:`geocausal.inference.variance.MIN_CLUSTERS`); the message gives the count."""
+
+
+class FewSwitchersWarning(GeocausalWarning):
+    """The treatment varies within few units (fewer than
+    :data:`geocausal.designs.panel_transforms.MIN_SWITCHERS`) once unit effects are absorbed;
+    the message gives the count."""
+
+
+class MissingImagesWarning(GeocausalWarning):
+    """Units have no usable image (no chip, an all-nodata chip, NaN features) and were dropped or
+    imputed (``missing_images=``); the message gives the count and some ids."""

@@ -52,17 +52,28 @@ from geocausal.designs.dml_panel import (
     fit_panel_dml,
     make_fold_ids,
 )
-from geocausal.designs.panel_transforms import APPROACHES, transform_panel
+from geocausal.designs.panel_transforms import (
+    APPROACHES,
+    MIN_SWITCHERS,
+    period_codes,
+    transform_panel,
+)
 from geocausal.errors import (
     DataError,
     DesignError,
     DiagnosticWarning,
+    FewSwitchersWarning,
     FormulaError,
     GeocausalWarning,
 )
 from geocausal.formula import parse_formula
 from geocausal.inference.bootstrap import multiplier_bootstrap, sup_t_critical
-from geocausal.inference.variance import parse_vcov, vcov_from_influence
+from geocausal.inference.variance import (
+    VarianceRule,
+    cluster_data_from,
+    parse_vcov,
+    variance_from_rule,
+)
 from geocausal.results.estimate import Estimate, make_provenance
 
 FLAG_RATIO = 0.5  # |bias| or repetition spread above half an SE: coverage below about 92%
@@ -122,8 +133,7 @@ def _panel_codes(data: pd.DataFrame, unit: str, time: str) -> tuple[np.ndarray, 
         raise DataError(f"{int(dup.sum())} duplicated ({unit}, {time}) rows, e.g. {first}; "
                         "keep one row per unit and period")
     _, u = np.unique(data[unit].to_numpy(), return_inverse=True)
-    _, t = np.unique(data[time].to_numpy(), return_inverse=True)
-    return u.astype(np.int64), t.astype(np.int64)
+    return u.ravel().astype(np.int64), period_codes(data[time], f"time column '{time}'")
 
 
 def _fold_plan(folds, fold_type, n_rep, tr, seed, crossfit, n_rows) -> list[np.ndarray | None]:
@@ -176,9 +186,10 @@ def _check_treatment_variation(tr, d_names, approach) -> dict[str, int]:
             raise DesignError(f"treatment '{name}' is time-invariant within every unit, so "
                               f"approach '{approach}' cannot identify its effect; use "
                               "approach='pooled' (between variation) or a time-varying treatment")
-        if n_var < 5:
-            warnings.warn(f"treatment '{name}' varies within only {n_var} units; the estimate "
-                          "rests on very few units", GeocausalWarning, stacklevel=3)
+        if n_var < MIN_SWITCHERS:
+            warnings.warn(f"treatment '{name}' varies within only {n_var} units (fewer than "
+                          f"{MIN_SWITCHERS}); the estimate rests on very few units",
+                          FewSwitchersWarning, stacklevel=3)
     return counts
 
 
@@ -328,15 +339,7 @@ def dml_panel(
     vcov = {"cluster": unit} if vcov is None else vcov
     if isinstance(vcov, str) and vcov.lower() in ("twoway", "two-way"):
         vcov = {"cluster": [unit, time]}
-    names = set()
-    if isinstance(vcov, Mapping) and "cluster" in vcov:
-        spec = vcov["cluster"]
-        names = {s for s in (spec if isinstance(spec, list | tuple) else [spec])
-                 if isinstance(s, str)}
-    elif isinstance(vcov, str) and vcov in data.columns:
-        names = {vcov}
-    cluster_data = {c: data[c].to_numpy()[tr.rows] for c in names | {unit, time}
-                    if c in data.columns}
+    cluster_data = cluster_data_from(data, tr.rows)  # every column: with_vcov may cluster on any
     req = parse_vcov(vcov, tr.y.size, cluster_data)
 
     lrn = _learners(learners, seed)
@@ -351,14 +354,13 @@ def dml_panel(
                         bias_check=bias_check, time_effects=time_effects)
 
     params = pd.Series(fit.theta, index=d_names)
-    if len(plan) == 1:
-        est_vcov = vcov_from_influence(fit.influence, req)
-    else:
-        base = vcov_from_influence(fit.influence, req)
-        sd = np.sqrt(np.clip(np.diag(base), 1e-300, None))
-        est_vcov = (base / np.outer(sd, sd)) * np.outer(fit.se, fit.se)
+    rule = VarianceRule() if len(plan) == 1 else VarianceRule(
+        method="median", rep_thetas=fit.thetas, rep_influence=fit.influences)
+    var = variance_from_rule(rule, fit.influence, req, stacklevel=4)
+    est_vcov = var.matrix
     se = np.sqrt(np.diag(est_vcov))
     diag = _diagnostics(fit, se, d_names, alpha, req, tr, n_boot, seed)
+    rule = replace(rule, vcov_dependent=tuple(k for k in diag if k != "thetas"))
     if diag["coverage_flag"]:
         warnings.warn(diag["coverage_note"], DiagnosticWarning, stacklevel=2)
     diag.update({
@@ -373,10 +375,11 @@ def dml_panel(
     })
     prov = make_provenance(formula, seed, approach=approach, score=score, n_rep=len(plan),
                            learners={k: repr(v) for k, v in lrn.items()})
-    return Estimate(params=params, vcov=pd.DataFrame(est_vcov), vcov_type=req.label,
+    return Estimate(params=params, vcov=pd.DataFrame(est_vcov), vcov_type=var.label,
                     estimand="ATE (partially linear)", design=f"dml_panel[{approach}]",
                     nobs=int(tr.y.size), influence=fit.influence, diagnostics=diag,
-                    provenance=prov, cluster_data=cluster_data)
+                    provenance=prov, cluster_data=cluster_data, dof=var.dof,
+                    variance_rule=rule)
 
 
 def _diagnostics(fit, se, d_names, alpha, req, tr, n_boot, seed) -> dict[str, Any]:

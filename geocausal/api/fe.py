@@ -4,8 +4,15 @@
 after ``|`` by exact demeaning (:mod:`geocausal.designs.fe`) and returns an Estimate of all
 right-hand coefficients. Standard errors follow linearmodels' ``PanelOLS`` clustered
 conventions (``debiased=True``: ``n / (n - k - d)``, ``d`` absorbed levels; no ``G/(G-1)``
-unless ``group_debias=True``). ``.with_vcov(...)`` recomputes from the influence functions with
-the package-wide convention (``G/(G-1)``, no degrees-of-freedom scaling).
+unless ``group_debias=True``). Tests use t(G - 1) with clusters (two-way: the smaller count),
+as fixest and statsmodels do, and t(n - k - d) otherwise. ``.with_vcov(spec)`` keeps these
+conventions (it equals a refit with ``vcov=spec``; ``"iid"`` included).
+
+Guards: a duplicated (unit, time) row is a :class:`~geocausal.errors.DataError`; a treatment
+that varies within no unit (group of the first fixed effect) is a
+:class:`~geocausal.errors.DesignError`, within fewer than
+:data:`~geocausal.designs.panel_transforms.MIN_SWITCHERS` a
+:class:`~geocausal.errors.FewSwitchersWarning` with the count.
 
 Examples
 --------
@@ -20,16 +27,19 @@ True
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from geocausal.api._correction import apply_correction
+from geocausal.designs.common import check_values
 from geocausal.designs.fe import fe_ols
-from geocausal.errors import DataError, FormulaError
+from geocausal.designs.panel_transforms import MIN_SWITCHERS, units_with_variation
+from geocausal.errors import DataError, DesignError, FewSwitchersWarning, FormulaError
 from geocausal.formula import parse_formula
-from geocausal.inference.variance import cluster_data_from, parse_vcov
+from geocausal.inference.variance import VarianceRule, cluster_data_from, variance_from_rule
 from geocausal.results.estimate import Estimate, make_provenance
 
 
@@ -44,6 +54,7 @@ def fe(
     debiased: bool = True,
     seed: int = 0,
     outcome_correction=None,
+    allow_duplicates: bool = False,
 ) -> Estimate:
     """Two-way (or multi-way) fixed-effects regression.
 
@@ -64,6 +75,9 @@ def fe(
         Recorded in the provenance (the estimator is deterministic).
     outcome_correction
         A fitted corrector applied to the outcome before estimation.
+    allow_duplicates
+        Accept several rows per (unit, time) (the first two effects, or ``unit=`` and
+        ``time=``), e.g. repeated cross-sections; by default they are a DataError.
 
     Returns
     -------
@@ -87,24 +101,43 @@ def fe(
                         f"{sorted(c for c in cols if data[c].isna().any())}; drop them first")
     from formulaic import model_matrix
 
+    if not isinstance(allow_duplicates, bool):
+        raise DataError(f"allow_duplicates must be True or False, got {allow_duplicates!r}")
+    keys = [unit, time] if unit and time else effects
+    if len(keys) >= 2 and not allow_duplicates:
+        dup = data.duplicated(keys)
+        if dup.any():
+            first = data.loc[dup, keys].iloc[0].tolist()
+            raise DataError(f"{int(dup.sum())} rows duplicate a ({', '.join(keys)}) pair, e.g. "
+                            f"{first}; gc.fe expects one row per unit and period: drop or "
+                            "aggregate them (or pass allow_duplicates=True for repeated "
+                            "cross-sections)")
     mm = model_matrix("0 + " + " + ".join(terms), data, na_action="raise")
     X = np.asarray(mm, dtype=float)
     names = list(mm.columns)
+    for j, name in enumerate(names):
+        check_values(X[:, j], str(name), data.index)
     y = apply_correction(outcome_correction, pf.outcome_vector(data))
     n = len(data)
+    group = unit if unit and unit in data.columns else effects[0]
+    _check_within_variation(X[:, 0], str(names[0]), data[group].to_numpy(), group)
     cluster_data = cluster_data_from(data)
-    req = parse_vcov(vcov, n, cluster_data)
-    kind = "cluster" if req.kind == "cluster" else req.kind
-    res = fe_ols(y, X, [data[c].to_numpy() for c in effects],
-                 clusters=list(req.clusters) if req.clusters else None, vcov=kind,
+    res = fe_ols(y, X, [data[c].to_numpy() for c in effects], vcov="hetero",
                  debiased=debiased, group_debias=group_debias)
+    rule = VarianceRule(scale=res.scale, psd=False, base_dof=res.df_resid,
+                        cluster_adjust="group_debias" if group_debias else "none",
+                        named=(("iid", "iid", res.vcov_iid),))
+    var = variance_from_rule(rule, res.influence, vcov, cluster_data, stacklevel=4)
+    req = var.request
     diags = {"n_effect_levels": res.n_effects, "df_resid": res.df_resid,
              "r2_within": res.r2_within, "fixed_effects": ", ".join(effects),
-             "n_clusters": int(len(np.unique(req.clusters[0]))) if req.clusters else None}
+             "n_clusters": req.n_clusters if req is not None else None}
     return Estimate(
         params=pd.Series(res.params, index=names),
-        vcov=pd.DataFrame(res.vcov, index=names, columns=names),
-        vcov_type=req.label,
+        vcov=pd.DataFrame(var.matrix, index=names, columns=names),
+        vcov_type=var.label,
+        dof=var.dof,
+        variance_rule=rule,
         estimand="coefficients",
         design="fe",
         nobs=n,
@@ -115,3 +148,16 @@ def fe(
                                                  "group_debias": group_debias}),
         cluster_data=cluster_data,
     )
+
+
+def _check_within_variation(d: np.ndarray, name: str, groups: np.ndarray, group: str) -> None:
+    """DesignError when the treatment varies within no unit, a warning when within few."""
+    n_var = units_with_variation(d, groups)
+    if n_var == 0:
+        raise DesignError(f"treatment '{name}' does not vary within any '{group}', so the "
+                          f"'{group}' effects absorb it; use a treatment that changes over time")
+    if n_var < MIN_SWITCHERS:
+        warnings.warn(f"treatment '{name}' varies within only {n_var} of "
+                      f"{np.unique(groups).size} '{group}' groups (fewer than {MIN_SWITCHERS}); "
+                      "the estimate and its standard error rest on those units alone",
+                      FewSwitchersWarning, stacklevel=3)

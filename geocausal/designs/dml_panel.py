@@ -71,6 +71,8 @@ class PanelDMLFit:
         ``(R, k)`` per-repetition estimates and standard errors.
     thetas_alt : numpy.ndarray or None
         ``(R, k)`` estimates of the other orthogonal score (the bias check).
+    influences : numpy.ndarray or None
+        ``(R, m, k)`` influence functions of each repetition (for the median variance rule).
     nuisance_r2 : Mapping
         Out-of-fold R-squared of each nuisance, averaged over repetitions.
     """
@@ -81,6 +83,7 @@ class PanelDMLFit:
     thetas: np.ndarray
     ses: np.ndarray
     thetas_alt: np.ndarray | None = None
+    influences: np.ndarray | None = None
     nuisance_r2: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -279,4 +282,5 @@ def fit_panel_dml(
     r2_mean = {key: float(np.mean([r[key] for r in r2s])) for key in r2s[0]}
     return PanelDMLFit(
         theta=theta, se=se, influence=np.mean(infls, axis=0), thetas=thetas_a, ses=ses_a,
-        thetas_alt=None if alts[0] is None else np.asarray(alts), nuisance_r2=r2_mean)
+        thetas_alt=None if alts[0] is None else np.asarray(alts), nuisance_r2=r2_mean,
+        influences=np.asarray(infls))

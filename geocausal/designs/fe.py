@@ -77,7 +77,12 @@ def demean(Z: np.ndarray, effects: Sequence[np.ndarray], tol: float = 1e-13,
 
 @dataclass(frozen=True)
 class FEResult:
-    """Coefficients, covariance, influence functions and residual degrees of freedom."""
+    """Coefficients, covariance, influence functions and residual degrees of freedom.
+
+    ``vcov_iid`` is the homoskedastic covariance and ``scale`` the factor ``n / (n - k - d)``
+    (``n / (n - d)`` without ``debiased``) of the sandwich variances: with ``psi`` the influence
+    functions, hetero is ``scale * psi' psi / n^2``.
+    """
 
     params: np.ndarray
     vcov: np.ndarray
@@ -86,6 +91,8 @@ class FEResult:
     n_effects: int
     df_resid: int
     r2_within: float
+    vcov_iid: np.ndarray | None = None
+    scale: float = 1.0
 
 
 def fe_ols(
@@ -140,8 +147,9 @@ def fe_ols(
     scale = n / (n - n_eff - (k if debiased else 0))
     xe = Xt * e[:, None]
     psi = n * xe @ XtXi  # influence: beta_hat - beta ~ mean(psi)
+    V_iid = XtXi * float(e @ e) / (n - n_eff - (k if debiased else 0))
     if vcov == "iid":
-        V = XtXi * float(e @ e) / (n - n_eff - (k if debiased else 0))
+        V = V_iid
     elif vcov == "hetero":
         V = XtXi @ (xe.T @ xe) @ XtXi * scale
     elif vcov == "cluster":
@@ -160,7 +168,8 @@ def fe_ols(
         raise DataError(f"vcov '{vcov}' is not 'cluster', 'hetero' or 'iid'")
     tss = float(yt @ yt)
     r2 = 1.0 - float(e @ e) / tss if tss > 0 else float("nan")
-    return FEResult(beta, (V + V.T) / 2, psi, e, n_eff, df_resid, r2)
+    return FEResult(beta, (V + V.T) / 2, psi, e, n_eff, df_resid, r2, (V_iid + V_iid.T) / 2,
+                    scale)
 
 
 def _meat(xe: np.ndarray, labels: np.ndarray, group_debias: bool) -> np.ndarray:

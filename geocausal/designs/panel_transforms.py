@@ -39,6 +39,76 @@ from geocausal.errors import DataError, DesignError
 
 APPROACHES = ("pooled", "cre", "cre_cp", "fd", "within", "late", "dummies")
 
+#: Fewer units than this with within-unit treatment variation (once unit effects are absorbed)
+#: trigger a :class:`~geocausal.errors.FewSwitchersWarning` in ``gc.fe`` and ``gc.dml_panel``:
+#: the estimate then rests on those few units and its clustered variance on fewer still.
+MIN_SWITCHERS = 5
+
+
+def units_with_variation(values: np.ndarray, unit: np.ndarray, tol: float = 1e-12) -> int:
+    """How many units show any variation of ``values`` (a column, or rows of a matrix).
+
+    Examples
+    --------
+    >>> units_with_variation(np.array([0, 1, 1, 1, 0, 0.0]), np.array([0, 0, 1, 1, 2, 2]))
+    1
+    """
+    a = np.asarray(values, dtype=float)
+    a2 = a[:, None] if a.ndim == 1 else a
+    moved = np.any(np.abs(a2 - group_means(a2, unit)) > tol * max(1.0, float(np.abs(a2).max(
+        initial=0.0))), axis=1)
+    return int(np.unique(np.asarray(unit)[moved]).size)
+
+
+def _natural_key(text: str) -> tuple:
+    """Sort key that orders the digit runs of ``text`` as numbers ("t8" < "t9" < "t10")."""
+    import re
+
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p != "")
+
+
+def period_codes(values: Any, name: str = "time") -> np.ndarray:
+    """Integer codes ``0..T-1`` of periods in their order, never text order.
+
+    Ordered pandas Categoricals keep their declared order; numbers, dates and text that parses
+    as numbers sort numerically; other text sorts naturally (``"t8" < "t9" < "t10"``,
+    ``"2020-Q4" < "2021-Q1"``). Mixed labels whose natural keys tie raise a :class:`DataError`.
+
+    Examples
+    --------
+    >>> period_codes(["t10", "t8", "t9", "t8"]).tolist()
+    [2, 0, 1, 0]
+    >>> period_codes(["10", "9", "8.5"]).tolist()
+    [2, 1, 0]
+    """
+    import pandas as pd
+
+    ser = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
+    if ser.isna().any():
+        raise DataError(f"{name} column has {int(ser.isna().sum())} missing values")
+    if isinstance(ser.dtype, pd.CategoricalDtype):
+        if ser.cat.ordered:
+            used = ser.cat.remove_unused_categories()
+            return used.cat.codes.to_numpy().astype(np.int64)
+        ser = ser.astype(ser.cat.categories.dtype)
+    if pd.api.types.is_numeric_dtype(ser) or pd.api.types.is_datetime64_any_dtype(ser):
+        return np.unique(ser.to_numpy(), return_inverse=True)[1].ravel().astype(np.int64)
+    text = ser.astype(str)
+    num = pd.to_numeric(text, errors="coerce")
+    if not num.isna().any():
+        return np.unique(num.to_numpy(dtype=float), return_inverse=True)[1].ravel().astype(np.int64)
+    labels = sorted(set(text))
+    keys = [_natural_key(v) for v in labels]
+    order = sorted(range(len(labels)), key=lambda i: keys[i])
+    ranked = [labels[i] for i in order]
+    for a, b in zip(ranked, ranked[1:]):
+        if _natural_key(a) == _natural_key(b):
+            raise DataError(f"{name} labels '{a}' and '{b}' cannot be ordered; use numbers, "
+                            "dates or an ordered pandas Categorical for the periods")
+    rank = {v: i for i, v in enumerate(ranked)}
+    return text.map(rank).to_numpy().astype(np.int64)
+
 
 @dataclass(frozen=True)
 class PanelTransform:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geocausal.errors import DataError
+from geocausal.errors import DataError, DesignError
 from geocausal.inference.multitest import adjust_pvalues
-from geocausal.inference.variance import VcovSpec, parse_vcov, vcov_from_influence
+from geocausal.inference.variance import VarianceRule, VcovSpec, variance_from_rule
 
 _TRACKED = ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "jax", "flax", "optax",
             "rasterio", "geopandas", "formulaic")
@@ -100,9 +100,31 @@ class Estimate:
     provenance : Mapping
         Formula, seeds, manifest hash, versions, timestamp.
     dof : int or None
-        Residual degrees of freedom; when set, tests use the t distribution.
+        Degrees of freedom of the tests and intervals; when set they use the t distribution
+        (cluster-robust variances: ``G - 1``, two-way ``min(G1, G2) - 1``; OLS: residual dof).
     cluster_data : Mapping
         Named label arrays that ``with_vcov`` may cluster on.
+    null : pandas.Series
+        The value each parameter is tested against (default 0; ``0.5`` for AUCs). ``tstat``,
+        ``pvalues``, the stars of ``etable`` and ``summary`` all use it; ``summary`` shows it
+        when any is not zero.
+    variance_rule : VarianceRule or None
+        How the variance is recomputed for another ``vcov=``; None means it cannot be.
+
+    Notes
+    -----
+    **Recomputing the variance.** ``with_vcov(spec)`` returns what a refit with ``vcov=spec``
+    would return, or raises :class:`~geocausal.errors.DesignError`. It runs
+    :func:`~geocausal.inference.variance.variance_from_rule` with the stored
+    :class:`~geocausal.inference.variance.VarianceRule`, the function the design itself ran:
+    influence-function designs (``from_influence``) store the default rule; ``gc.fe`` stores its
+    degrees-of-freedom scale and its ``"iid"`` matrix; ``gc.dml_panel`` its per-repetition
+    influence functions for the median rule; ``gc.placement`` its DeLong matrix. It refuses
+    when there is no rule (variances from a bootstrap or a peer package), when the rule sets
+    ``refuse`` (a design whose variance is not influence-only says why), or when the estimate
+    has a ``curve`` whose bands the rule does not recompute (``covers_curve``). Diagnostics
+    that were computed with the old variance (``rule.vcov_dependent``) are dropped and listed
+    in ``diagnostics["dropped_by_with_vcov"]``.
     """
 
     params: pd.Series
@@ -117,9 +139,15 @@ class Estimate:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     dof: int | None = None
     cluster_data: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    null: pd.Series | Mapping[str, float] | float | None = None
+    variance_rule: VarianceRule | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         params = pd.Series(self.params, dtype=float)
+        object.__setattr__(self, "null", _null_series(self.null, params.index))
+        if self.variance_rule is not None and not isinstance(self.variance_rule, VarianceRule):
+            raise DataError(f"variance_rule must be a VarianceRule, got "
+                            f"{type(self.variance_rule).__name__}")
         raw = self.vcov
         if isinstance(raw, pd.DataFrame) and set(raw.index) == set(params.index):
             raw = raw.loc[params.index, params.index]
@@ -150,21 +178,35 @@ class Estimate:
         params: pd.Series | Mapping[str, float],
         influence: np.ndarray,
         vcov: VcovSpec = "hetero",
+        variance_rule: VarianceRule | None = None,
         **kwargs: Any,
     ) -> Estimate:
         """Build an Estimate whose variance comes from its influence functions.
 
+        ``variance_rule`` defaults to the plain influence-function rule; the variance, its label
+        and the t degrees of freedom (``G - 1`` with clusters; a warning below
+        :data:`~geocausal.inference.variance.MIN_CLUSTERS`) come from
+        :func:`~geocausal.inference.variance.variance_from_rule`, as in ``with_vcov``.
         ``kwargs`` are the other fields (estimand, design, diagnostics, cluster_data, ...).
         ``nobs`` defaults to the number of influence rows.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> psi = np.array([[1.0], [-1.0], [2.0], [-2.0]])
+        >>> est = Estimate.from_influence({"d": 0.3}, psi)
+        >>> est.vcov_type, round(float(est.std_errors["d"]), 4)
+        ('hetero', 0.7906)
         """
         params = pd.Series(params, dtype=float)
         psi = np.asarray(influence, dtype=float)
         psi = psi[:, None] if psi.ndim == 1 else psi
-        req = parse_vcov(vcov, psi.shape[0], kwargs.get("cluster_data"))
-        v = vcov_from_influence(psi, req)
+        rule = variance_rule or VarianceRule()
+        res = variance_from_rule(rule, psi, vcov, kwargs.get("cluster_data"))
         kwargs.setdefault("nobs", psi.shape[0])
-        return cls(params=params, vcov=pd.DataFrame(v), vcov_type=req.label, influence=psi,
-                   **kwargs)
+        kwargs["dof"] = res.dof
+        return cls(params=params, vcov=pd.DataFrame(res.matrix), vcov_type=res.label,
+                   influence=psi, variance_rule=rule, **kwargs)
 
     # ------------------------------------------------------------------ inference
     @property
@@ -180,12 +222,12 @@ class Estimate:
 
     @property
     def tstat(self) -> pd.Series:
-        """Estimates divided by standard errors."""
-        return self.params / self.std_errors
+        """Estimates minus their null values (``null``, default 0), over standard errors."""
+        return (self.params - self.null) / self.std_errors
 
     @property
     def pvalues(self) -> pd.Series:
-        """Two-sided p-values of the null that each parameter is zero."""
+        """Two-sided p-values of the null that each parameter equals its ``null`` value."""
         return pd.Series(2 * self._dist().sf(np.abs(self.tstat.to_numpy())), index=self.params.index)
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
@@ -209,23 +251,46 @@ class Estimate:
         })
 
     def with_vcov(self, vcov: VcovSpec, cluster_data: Mapping[str, Any] | None = None) -> Estimate:
-        """A new Estimate with the variance recomputed from the influence functions.
+        """A new Estimate equal to a refit with ``vcov=vcov``, or a :class:`DesignError`.
 
         Parameters
         ----------
         vcov
-            ``"hetero"``, ``"iid"``, ``{"cluster": name or array}``, or two names for two-way.
+            ``"hetero"``, ``{"cluster": name or array}``, two names for two-way, or a name the
+            design defines (``"iid"`` for ``gc.fe``, ``"delong"`` for ``gc.placement``).
         cluster_data
             Extra named label arrays; names stored with the estimate are also available.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> g = np.repeat(np.arange(40), 5)
+        >>> est = Estimate.from_influence({"d": 1.0}, rng.normal(size=200), cluster_data={"g": g})
+        >>> est.with_vcov({"cluster": "g"}).dof
+        39
         """
-        if self.influence is None:
-            raise DataError(f"this {self.design or 'estimate'} has no influence functions; "
-                            "refit with the vcov you need")
+        rule = self.variance_rule
+        what = self.design or "estimate"
+        if rule is None:
+            raise DesignError(f"the variance of this {what} ({self.vcov_type}) cannot be "
+                              "recomputed from stored influence functions; refit with the vcov "
+                              "you need")
+        if self.curve is not None and not rule.covers_curve:
+            raise DesignError(f"this {what} has curve bands that with_vcov cannot recompute; "
+                              "refit with the vcov you need")
         data = {**self.cluster_data, **(cluster_data or {})}
-        req = parse_vcov(vcov, self.influence.shape[0], data)
-        v = vcov_from_influence(self.influence, req)
-        return replace(self, vcov=pd.DataFrame(v, index=self.params.index,
-                                               columns=self.params.index), vcov_type=req.label)
+        res = variance_from_rule(rule, self.influence, vcov, data)
+        diags = dict(self.diagnostics)
+        dropped = [k for k in rule.vcov_dependent if k in diags]
+        for k in dropped:
+            del diags[k]
+        if dropped:
+            diags["dropped_by_with_vcov"] = (f"{', '.join(dropped)} (computed with vcov "
+                                             f"{self.vcov_type}; refit to recompute them)")
+        return replace(self, vcov=pd.DataFrame(res.matrix, index=self.params.index,
+                                               columns=self.params.index),
+                       vcov_type=res.label, dof=res.dof, diagnostics=diags)
 
     # ------------------------------------------------------------------ presentation
     def summary(self, alpha: float = 0.05) -> Summary:
@@ -247,6 +312,8 @@ class Estimate:
             "vcov_type": self.vcov_type,
             "coefficients": self.tidy().to_dict(orient="records"),
             "vcov": self.vcov.to_numpy().tolist(),
+            "dof": self.dof,
+            "null": {str(k): float(v) for k, v in self.null.items()},
             "diagnostics": _jsonable(dict(self.diagnostics)),
             "provenance": _jsonable(dict(self.provenance)),
             "curve": None if self.curve is None else self.curve.to_dict(orient="list"),
@@ -258,7 +325,28 @@ class Estimate:
 
         if self.curve is not None:
             return _plot.curve_plot(self.curve, ax=ax, **kwargs)
+        kwargs.setdefault("null", self.null.to_numpy())
         return _plot.coef_plot(self.tidy(), ax=ax, **kwargs)
+
+
+def _null_series(null: Any, index: pd.Index) -> pd.Series:
+    """The null value of each term: zeros, a scalar for all, or a mapping (missing terms: 0)."""
+    if null is None:
+        out = pd.Series(0.0, index=index)
+    elif np.isscalar(null):
+        out = pd.Series(float(null), index=index)
+    else:
+        given = pd.Series(null, dtype=float)
+        unknown = [str(k) for k in given.index if k not in index]
+        if unknown:
+            raise DataError(f"null values given for unknown terms {unknown}; terms are "
+                            f"{list(map(str, index))}")
+        out = given.reindex(index).fillna(0.0)
+    if not np.all(np.isfinite(out.to_numpy())):
+        raise DataError("null values must be finite numbers")
+    out = out.astype(float)
+    out.index = index
+    return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -288,8 +376,18 @@ class Summary:
 
     def _header(self) -> list[tuple[str, str]]:
         e = self.estimate
-        return [("Design", e.design), ("Estimand", e.estimand), ("Observations", f"{e.nobs:,}"),
+        rows = [("Design", e.design), ("Estimand", e.estimand), ("Observations", f"{e.nobs:,}"),
                 ("Variance", e.vcov_type)]
+        if e.dof is not None:
+            rows.append(("Tests", f"t({e.dof})"))
+        return rows
+
+    def _table(self) -> pd.DataFrame:
+        tab = self.estimate.tidy(self.alpha)
+        null = self.estimate.null
+        if np.any(null.to_numpy() != 0):
+            tab.insert(tab.columns.get_loc("statistic"), "null", null.to_numpy())
+        return tab
 
     def _diag_lines(self) -> list[str]:
         out = []
@@ -299,7 +397,7 @@ class Summary:
         return out
 
     def __str__(self) -> str:
-        tab = self.estimate.tidy(self.alpha).set_index("term")
+        tab = self._table().set_index("term")
         lines = [f"{k:<13}{v}" for k, v in self._header()]
         lines += ["", tab.to_string(float_format=lambda x: f"{x:.4f}")]
         diag = self._diag_lines()
@@ -310,7 +408,7 @@ class Summary:
     def _repr_html_(self) -> str:
         head = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                        for k, v in self._header())
-        tab = self.estimate.tidy(self.alpha).to_html(index=False, float_format="%.4f")
+        tab = self._table().to_html(index=False, float_format="%.4f")
         return f"<div><table>{head}</table>{tab}</div>"
 
 
@@ -395,6 +493,8 @@ class EstimateSet:
 
         t = self.tidy()
         t["term"] = t["model"] + ": " + t["term"]
+        if self.estimates:
+            kwargs.setdefault("null", np.concatenate([e.null.to_numpy() for e in self.estimates]))
         return _plot.coef_plot(t, ax=ax, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:

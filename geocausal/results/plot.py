@@ -13,12 +13,14 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -29,15 +31,25 @@ def axes_or_new(ax, size: tuple[float, float] = (6, 4)):
     return ax
 
 
-def coef_plot(tidy: pd.DataFrame, ax=None, truth: float | None = None, title: str | None = None):
-    """Point estimates with confidence intervals, one row per term."""
+def coef_plot(tidy: pd.DataFrame, ax=None, truth: float | None = None, title: str | None = None,
+              null: float | Sequence[float] | np.ndarray = 0.0):
+    """Point estimates with confidence intervals, one row per term.
+
+    ``null`` is the reference value of the tests (one number, or one per row: AUCs are tested
+    against 0.5); a common value is drawn as a vertical line, per-row values as short marks.
+    """
     ax = axes_or_new(ax)
     y = range(len(tidy))
     ax.errorbar(tidy["estimate"], y,
                 xerr=[tidy["estimate"] - tidy["conf_low"], tidy["conf_high"] - tidy["estimate"]],
                 fmt="o", color="k", capsize=3)
     ax.set_yticks(list(y), tidy["term"])
-    ax.axvline(0, color="grey", lw=0.8, ls=":")
+    ref = np.broadcast_to(np.asarray(null, dtype=float), (len(tidy),))
+    if len(tidy) == 0 or np.all(ref == ref[0]):
+        ax.axvline(float(ref[0]) if len(tidy) else 0.0, color="grey", lw=0.8, ls=":")
+    else:
+        ax.vlines(ref, [i - 0.4 for i in y], [i + 0.4 for i in y], color="grey", lw=0.8,
+                  ls=":")
     if truth is not None:
         ax.axvline(truth, color="tab:red", lw=1, ls="--", label="truth")
         ax.legend()
