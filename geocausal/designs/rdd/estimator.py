@@ -58,6 +58,12 @@ from typing import Any
 import numpy as np
 
 from geocausal.designs.rdd.bandwidth import Bandwidths, select_bandwidth
+from geocausal.designs.rdd.bwselect import (
+    SELECTORS,
+    RDBandwidths,
+    nn_residuals,
+    select_rd_bandwidth,
+)
 from geocausal.designs.rdd.frechet import isotonic_rows, rearrange
 from geocausal.designs.rdd.locpoly import LocPolyFit, kernel_name, local_poly, side_window
 from geocausal.errors import DataError, DesignError
@@ -81,6 +87,10 @@ class SideFit:
     score_window: np.ndarray     # (m, K) scores of m on the window (columns in the order of m)
     weights_unsorted: np.ndarray  # (m, K) effective intercept weights, columns of ``raw``
     order: np.ndarray            # (K,) the permutation from ``raw`` to ``m``'s columns
+    # explicit bias correction only: the order-p limits before the correction and their
+    # scores with the order-p residuals (rdrobust's "Conventional" row), on the window
+    m_conventional: np.ndarray | None = None
+    score_conventional_window: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -235,8 +245,15 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
         nz = np.flatnonzero(np.any(w != 0, axis=1))
         resid_fitted = fitted.copy()
         resid_fitted[nz] = isotonic_rows(fitted[nz])
-    e = np.subtract(fit.y_win, resid_fitted)
-    e *= _vce_scale(vce, res_fit)
+    if vce == "nn":               # nearest-neighbour residuals on the window (rdrobust's default)
+        e = _nn_window(x[rows], fit.y_win)
+    else:
+        e = np.subtract(fit.y_win, resid_fitted)
+        e *= _vce_scale(vce, res_fit)
+    conv = (None, None)
+    if explicit:
+        ec = e if vce == "nn" else np.subtract(fit.y_win, fit.fitted_window) * _vce_scale(vce, fit)
+        conv = (fit.intercept.copy(), ec * fit.w0_window)
     e *= w
     if positive_only:
         score_w = np.where(w > 0, e, 0.0)
@@ -249,7 +266,32 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
         if np.any(order != np.arange(order.size)):      # already monotone: nothing to permute
             score_w = score_w[:, order]
     return SideFit(m=m, fit=fit, h=np.asarray(h, float), raw=raw, rows=rows,
-                   score_window=score_w, weights_unsorted=w, order=order)
+                   score_window=score_w, weights_unsorted=w, order=order,
+                   m_conventional=conv[0], score_conventional_window=conv[1])
+
+
+def _nn_window(xw: np.ndarray, Yw: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour residuals (3 neighbours) of the window's rows, in the rows' order."""
+    o = np.argsort(xw, kind="stable")
+    out = np.empty(Yw.shape, dtype=float)
+    out[o] = nn_residuals(xw[o], Yw[o], nnmatch=3)
+    return out
+
+
+def _point_mass_bandwidths(x, Q, T, p, kern, bandwidth, vce, per_side):
+    """rdrobust's selector (``bandwidth`` in SELECTORS) for a point-mass outcome."""
+    if Q.shape[1] > 1 and np.ptp(Q, axis=1).max() > 0:
+        raise DataError(f"bandwidth='{bandwidth}' is rdrobust's selector for point-mass (scalar) "
+                        "outcomes; distribution-valued outcomes take bandwidth='mse' or 'cer'")
+    two = bandwidth in ("msetwo", "certwo", "msecomb2", "cercomb2")
+    if per_side and not two:
+        raise DataError(f"per_side=True asks for a bandwidth per side but bandwidth='{bandwidth}' "
+                        "selects one common bandwidth; use bandwidth='msetwo' or 'certwo'")
+    if T is not None and two:
+        raise DataError(f"bandwidth='{bandwidth}' selects a bandwidth per side; the fuzzy design's "
+                        "first stage takes one: use 'mserd', 'msesum', 'msecomb1' or their cer*")
+    return select_rd_bandwidth(x, Q[:, 0], treatment=T, p=p, kernel=kern, bwselect=bandwidth,
+                               vce=vce)
 
 
 def fit_r3d(
@@ -297,7 +339,10 @@ def fit_r3d(
     b
         Bias bandwidth of the explicit correction (defaults to ``h``).
     bandwidth
-        ``"mse"`` or ``"cer"`` (coverage-error rule) for selected bandwidths.
+        ``"mse"`` or ``"cer"`` (coverage-error rule) for selected bandwidths, or for point-mass
+        outcomes one of rdrobust's selectors (:data:`~geocausal.designs.rdd.bwselect.SELECTORS`:
+        ``"mserd"``, ``"msetwo"``, ``"cerrd"``, ...; ``h`` and ``b`` per side, equal to
+        ``rdbwselect`` with ``q = p + 1``; stored in ``extra["rd_bandwidths"]``).
     per_side
         Select a separate bandwidth on each side.
     bias_correction
@@ -314,16 +359,22 @@ def fit_r3d(
         raise DataError(f"method '{method}' is not one of {METHODS}")
     if bias_correction not in ("implicit", "explicit"):
         raise DataError(f"bias_correction '{bias_correction}' is not 'implicit' or 'explicit'")
-    if vce not in ("hc0", "hc1", "hc2", "hc3"):
-        raise DataError(f"vce '{vce}' is not one of 'hc0', 'hc1', 'hc2', 'hc3'")
-    if bandwidth not in ("mse", "cer"):
-        raise DataError(f"bandwidth rule '{bandwidth}' is not 'mse' or 'cer'")
+    if vce not in ("nn", "hc0", "hc1", "hc2", "hc3"):
+        raise DataError(f"vce '{vce}' is not one of 'nn', 'hc0', 'hc1', 'hc2', 'hc3'")
+    if bandwidth not in ("mse", "cer", *SELECTORS):
+        raise DataError(f"bandwidth rule '{bandwidth}' is not 'mse', 'cer' or one of {SELECTORS}")
     if int(p) != p or p < 0:
         raise DataError(f"polynomial order p={p} must be a non-negative integer")
     kern = kernel_name(kernel)
     x = np.asarray(x, dtype=float)
     Q = np.ascontiguousarray(Q, dtype=float)     # row-major: window rows are gathered often
     K = Q.shape[1]
+    rdbw: RDBandwidths | None = None
+    if h is None and bandwidth in SELECTORS:
+        rdbw = _point_mass_bandwidths(x, Q, T, p, kern, bandwidth, vce, per_side)
+        h = {"plus": rdbw.h_right, "minus": rdbw.h_left}
+        b = {"plus": rdbw.b_right, "minus": rdbw.b_left} if b is None else b
+        h_den = rdbw.h_left if T is not None and h_den is None else h_den
     bws = None
     if h is None:
         bws = select_bandwidth(x, Q, s=s, kernel=kern, common=method == "frechet",
@@ -368,4 +419,5 @@ def fit_r3d(
         tau = delta
     return R3DResult(q_grid=np.asarray(q_grid, float), tau=tau, plus=plus,
                      minus=minus, method=method, p=p, kernel=kern,
-                     bias_correction=bias_correction, bandwidths=bws, first_stage=first)
+                     bias_correction=bias_correction, bandwidths=bws, first_stage=first,
+                     extra={} if rdbw is None else {"rd_bandwidths": rdbw})
