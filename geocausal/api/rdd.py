@@ -72,7 +72,7 @@ from geocausal.results.estimate import Estimate, EstimateSet, make_provenance
 __all__ = ["rdd", "outcome_quantiles"]
 
 _OPTION_NAMES = ("method", "p", "s", "kernel", "h", "h_den", "b", "per_side", "bias_correction",
-                 "vce", "donut", "n_boot", "alpha", "studentize", "multiplier", "tests",
+                 "vce", "rearrangement", "donut", "n_boot", "alpha", "studentize", "multiplier", "tests",
                  "test_range", "functionals", "density_test", "placebo", "sensitivity", "donuts",
                  "seed", "cutoff", "reference_quirks")
 
@@ -296,6 +296,7 @@ def rdd(
     per_side: bool = False,
     bias_correction: str = "implicit",
     vce: str = "hc2",
+    rearrangement: str = "sort",
     donut: float = 0.0,
     n_boot: int = 2000,
     alpha: float = 0.05,
@@ -353,6 +354,9 @@ def rdd(
     vce
         Residual scaling of the scores: ``"hc0"`` (matches rdrobust's ``vce="hc0"``),
         ``"hc1"``, ``"hc2"`` (default) or ``"hc3"``.
+    rearrangement
+        Monotonisation of the "simple" side limits: ``"sort"`` (default, exact on the grid) or
+        ``"interpolate"`` (the reference implementation's fine-grid rearrangement).
     donut
         Drop units with ``|running - cutoff| < donut``.
     n_boot, alpha, studentize, multiplier, xi
@@ -401,7 +405,8 @@ def rdd(
 
 
 def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_grid, method, p,
-             s, kernel, h, h_den, b, bandwidth, per_side, bias_correction, vce, donut, n_boot, alpha,
+             s, kernel, h, h_den, b, bandwidth, per_side, bias_correction, vce, rearrangement,
+             donut, n_boot, alpha,
              studentize, multiplier, xi, tests, test_range, functionals, density_test, placebo,
              sensitivity, donuts, vcov, seed, outcome_correction, reference_quirks) -> Estimate:
     # ---- outcome and take-up
@@ -453,7 +458,8 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
     _mass_points(x)
     fit_kw = dict(method=method, p=p, s=s, kernel=kernel, h=h, h_den=h_den, b=b,
                   bandwidth=bandwidth, per_side=per_side, bias_correction=bias_correction,
-                  positive_weights_only=reference_quirks, vce=vce)
+                  positive_weights_only=reference_quirks, vce=vce,
+                  rearrangement=rearrangement)
     res = fit_r3d(x, Q, g, T=T, **fit_kw)
     rows = res.support                    # units with a non-zero score
     G = rows.size if clusters is None else np.unique(clusters[rows]).size
