@@ -30,7 +30,7 @@ Examples
 [1.0, 2.0, 3.0]
 >>> v, A = rearrange_interpolated(np.array([1.0, 3.0, 2.0]), np.array([.25, .5, .75]))
 >>> np.round(v, 3).tolist(), bool(np.allclose(A @ [1.0, 3.0, 2.0], v))
-([1.0, 2.0, 3.0], True)
+([1.0, 2.332, 3.0], True)
 """
 
 from __future__ import annotations
