@@ -92,6 +92,21 @@ def _auc(s: np.ndarray, lab: np.ndarray) -> np.ndarray:
     return (r[:, pos].sum(axis=1) - m * (m + 1) / 2.0) / (m * n)
 
 
+#: The AUC of a score unrelated to treatment (chance): the null value of every AUC test.
+AUC_CHANCE = 0.5
+
+
+def placement_nulls(terms: list[str]) -> dict[str, float]:
+    """Null values of placement terms: chance (0.5) for ``auc_*``, 0 for AUC differences.
+
+    Examples
+    --------
+    >>> placement_nulls(["auc_image", "image_minus_tabular"])
+    {'auc_image': 0.5, 'image_minus_tabular': 0.0}
+    """
+    return {t: AUC_CHANCE if t.startswith("auc_") else 0.0 for t in terms}
+
+
 def contrast_matrix(k: int, pairs: list[tuple[int, int]]) -> np.ndarray:
     """Rows: identity for the ``k`` AUCs, then ``e_a - e_b`` for each pair ``(a, b)``.
 
