@@ -253,6 +253,39 @@ def _side_column(res: R3DResult, vp: np.ndarray, vm: np.ndarray) -> np.ndarray:
     return n * col
 
 
+def _conventional(res: R3DResult) -> tuple[float, np.ndarray] | None:
+    """The conventional (order-p, uncorrected) effect and its influence column, or ``None``.
+
+    Only for one quantile of an explicitly bias-corrected fit (a point-mass RD): rdrobust's
+    "Conventional" row beside the robust bias-corrected one.
+    """
+    if res.q_grid.size != 1 or res.plus.m_conventional is None:
+        return None
+    n = res.plus.n
+
+    def score(side):
+        out = np.zeros(n)
+        out[side.rows] = side.score_conventional_window[:, 0]
+        return out
+
+    delta = float(res.plus.m_conventional[0] - res.minus.m_conventional[0])
+    s = score(res.plus) - score(res.minus)
+    if not res.fuzzy:
+        return delta, n * s
+    tp, tm = res.first_stage["plus"], res.first_stage["minus"]
+    jump = float(tp.m_conventional[0] - tm.m_conventional[0])
+    sT = score(tp) - score(tm)
+    return delta / jump, n * (s / jump - sT * delta / jump**2)
+
+
+def _kind_defaults(point: bool, p, bias_correction, vce, bandwidth, per_side):
+    """Defaults by outcome kind: rdrobust's for point masses, the R3D paper's for distributions."""
+    if point:
+        return (1 if p is None else p, bias_correction or "explicit", vce or "nn",
+                bandwidth or ("msetwo" if per_side else "mserd"))
+    return (2 if p is None else p, bias_correction or "implicit", vce or "hc2", bandwidth or "mse")
+
+
 def _params_influence(res: R3DResult, functionals) -> tuple[pd.Series, np.ndarray]:
     n = res.plus.n
     g = res.q_grid
@@ -286,16 +319,16 @@ def rdd(
     weights: Any = None,
     q_grid: Sequence[float] | None = None,
     method: str = "simple",
-    p: int = 2,
+    p: int | None = None,
     s: int = 1,
     kernel: str = "triangular",
     h: Any = None,
     h_den: float | None = None,
     b: Any = None,
-    bandwidth: str = "mse",
+    bandwidth: str | None = None,
     per_side: bool = False,
-    bias_correction: str = "implicit",
-    vce: str = "hc2",
+    bias_correction: str | None = None,
+    vce: str | None = None,
     rearrangement: str = "sort",
     donut: float = 0.0,
     n_boot: int = 2000,
@@ -341,19 +374,31 @@ def rdd(
     method
         ``"simple"`` or ``"frechet"``.
     p, s, kernel
-        Estimation order, bandwidth-pilot order and kernel.
+        Estimation order (default: 1 for point-mass outcomes, as rdrobust; 2 for
+        distributions, the R3D paper's implicit bias correction), bandwidth-pilot order of the
+        "mse"/"cer" rules and kernel. Explicit bias correction uses ``q = p + 1``.
     h, h_den, b
         User bandwidths (outcome: scalar, per quantile or ``{"plus":, "minus":}``; first
         stage; bias bandwidth of the explicit correction).
     bandwidth
-        ``"mse"`` (MSE-optimal per quantile / IMSE common) or ``"cer"`` (coverage-error rule).
+        ``"mse"`` (MSE-optimal per quantile / IMSE common) or ``"cer"`` (coverage-error rule)
+        (default for distributions); for point-mass outcomes also rdrobust's selectors
+        ``"mserd"`` (default; ``"msetwo"`` with ``per_side=True``), ``"msetwo"``, ``"msesum"``,
+        ``"msecomb1"``, ``"msecomb2"``, ``"cerrd"``, ``"certwo"``, ``"cersum"``, ``"cercomb1"``,
+        ``"cercomb2"`` (:mod:`geocausal.designs.rdd.bwselect`; equal to ``rdbwselect``).
     per_side
         Separate selected bandwidths on each side.
     bias_correction
-        ``"implicit"`` (p = s + 1 with the order-s bandwidth) or ``"explicit"`` (CCT).
+        ``"implicit"`` (p = s + 1 with the order-s bandwidth; default for distributions) or
+        ``"explicit"`` (CCT; default for point masses). With a point-mass outcome and
+        ``"explicit"``, ``params`` has two rows as rdrobust: ``"mean"``, the robust
+        bias-corrected effect and SE, and ``"mean (conventional)"``, the order-``p`` effect
+        with its conventional SE (not valid for inference at an MSE-optimal ``h``).
     vce
-        Residual scaling of the scores: ``"hc0"`` (matches rdrobust's ``vce="hc0"``),
-        ``"hc1"``, ``"hc2"`` (default) or ``"hc3"``.
+        Residuals of the scores: ``"nn"`` (nearest neighbours, rdrobust's default; default for
+        point masses), ``"hc0"`` (matches rdrobust's ``vce="hc0"``), ``"hc1"``, ``"hc2"``
+        (default for distributions) or ``"hc3"``. With the defaults, a point-mass outcome
+        gives rdrobust's default estimate, standard errors and intervals.
     rearrangement
         Monotonisation of the "simple" side limits: ``"sort"`` (default, exact on the grid) or
         ``"interpolate"`` (the reference implementation's fine-grid rearrangement).
@@ -390,7 +435,11 @@ def rdd(
         bandwidths, tests and checks.
     """
     args = {k: v for k, v in locals().items() if k != "by"}
-    validate_rdd_options(**{k: args[k] for k in _OPTION_NAMES})
+    opts = {k: args[k] for k in _OPTION_NAMES}
+    # None means "the default of the outcome's kind" (_kind_defaults); any default is valid
+    opts.update({k: d for k, d in (("p", 2), ("bias_correction", "implicit"), ("vce", "hc2"))
+                 if opts[k] is None})
+    validate_rdd_options(**opts)
     if by is None:
         return _rdd_one(**args)
     if data is None or by not in data.columns:
@@ -439,6 +488,8 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
     else:
         raise DataError("give a formula such as 'y ~ 1' or an outcome= (samples or quantiles)")
     n = Q.shape[0]
+    p, bias_correction, vce, bandwidth = _kind_defaults(kind == "scalar", p, bias_correction,
+                                                        vce, bandwidth, per_side)
     x = _column_or_array(data, running, "running variable", n) - float(cutoff)
     T = None if treatment is None else _column_or_array(data, treatment, "treatment", n)
     req = parse_vcov(vcov, n, cluster_data_from(data) or None)
@@ -480,6 +531,10 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
                       rows)
     n_draws = xi_m[1] if isinstance(xi_m, tuple) else int(xi_m.shape[0])
     params, infl = _params_influence(res, functionals)
+    conv = _conventional(res)
+    if conv is not None:
+        params = pd.concat([params, pd.Series({"mean (conventional)": conv[0]})])
+        infl = np.column_stack([infl, conv[1]])
     # ---- diagnostics
     diag: dict[str, Any] = {
         "method": method, "kernel": res.kernel, "p": p, "s": s, "cutoff": float(cutoff),
@@ -495,6 +550,15 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
             "n_plus": res.plus.fit.n_eff, "n_minus": res.minus.fit.n_eff}),
         "tests": summ["tests"],
     }
+    rdbw = res.extra.get("rd_bandwidths")
+    if rdbw is not None:
+        diag.update({k: v for k, v in rdbw.as_dict().items() if k not in ("p", "pilot")})
+    if kind == "scalar":                  # effective N per side at h, as rdrobust reports
+        diag["n_h_left"] = int(res.minus.fit.n_eff[0])
+        diag["n_h_right"] = int(res.plus.fit.n_eff[0])
+    if conv is not None:
+        diag["inference"] = (f"mean: robust bias-corrected (order {p} at h, bias from order "
+                             f"{p + 1} at b); mean (conventional): order {p} at h, plain SE")
     for name, pv in zip(summ["tests"]["test"], summ["tests"]["p_value"]):
         diag[f"p_{name}"] = float(pv)
     if summ["functionals"] is not None:

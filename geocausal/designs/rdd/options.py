@@ -30,7 +30,7 @@ TESTS = ("nullity", "homogeneity", "dominance")
 FUNCTIONAL_NAMES = ("mean", "variance", "gini")
 METHODS = ("simple", "frechet")
 BIAS_CORRECTIONS = ("implicit", "explicit")
-VCES = ("hc0", "hc1", "hc2", "hc3")
+VCES = ("nn", "hc0", "hc1", "hc2", "hc3")
 REARRANGEMENTS = ("sort", "interpolate")
 
 
