@@ -1,6 +1,10 @@
 """The ``geocausal`` command line: estimate | extract | embed | demo | paper.
 
-Bad input exits with code 2 and one line naming the problem, never a traceback.
+Bad input exits with code 2 and one line naming the problem, never a traceback; an unexpected
+failure exits with code 3 and one line asking to report it (``--debug`` or ``GEOCAUSAL_DEBUG=1``
+shows the traceback). Outputs go only under the folder or file given with ``--out``, and never
+replace a file geocausal did not create unless ``--overwrite`` is given
+(:mod:`geocausal._safety`).
 
 Examples
 --------
@@ -16,12 +20,16 @@ import importlib
 import importlib.util
 import inspect
 import json
+import math
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geocausal.errors import GeocausalError
+from geocausal._safety import check_writable_file, prepare_output_dir
+from geocausal.errors import DataError, GeocausalError
 
 #: design name -> "module:function" of the formula API called by ``geocausal estimate``
 DESIGNS: dict[str, str] = {
@@ -77,6 +85,121 @@ def _vcov(text: str | None) -> Any:
     return text
 
 
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (a bad value is a one-line usage error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}; give an integer >= {low}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return value
+
+
+_finite_float.__name__ = "finite number"
+
+#: keyword -> smallest value, for integer options a design may take (``--folds``, ``--set``)
+_INT_OPTIONS: dict[str, int] = {"folds": 2, "n_folds": 2, "n_splits": 2, "n_boot": 1,
+                                "n_rep": 1, "seed": 0}
+#: command-line flag of a role keyword, for messages
+_FLAGS = {"running": "--running COLUMN", "unit": "--unit COLUMN", "time": "--time COLUMN",
+          "cutoff": "--cutoff VALUE", "by": "--by COLUMN"}
+
+
+def check_options(kwargs: dict[str, Any]) -> None:
+    """Refuse ill-typed values of the common options before a design sees them.
+
+    Examples
+    --------
+    >>> check_options({"folds": 5, "n_boot": 100, "alpha": 0.1})
+    >>> check_options({"folds": "five"})
+    Traceback (most recent call last):
+    ...
+    geocausal.cli.CliError: folds='five': give an integer >= 2
+    """
+    for key, low in _INT_OPTIONS.items():
+        if key not in kwargs:
+            continue
+        val = kwargs[key]
+        if key in ("folds", "n_folds") and isinstance(val, list):
+            continue  # explicit fold ids: the design checks their length
+        if isinstance(val, bool) or not isinstance(val, int) or val < low:
+            raise CliError(f"{key}={val!r}: give an integer >= {low}")
+    if "alpha" in kwargs:
+        a = kwargs["alpha"]
+        if isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a < 1:
+            raise CliError(f"alpha={a!r}: give a number strictly between 0 and 1")
+    by = kwargs.get("by")
+    if by is not None and not (isinstance(by, str) or
+                               (isinstance(by, list) and all(isinstance(b, str) for b in by))):
+        raise CliError(f"by={by!r}: give a column name or a list of column names")
+
+
+def check_required(fn, design: str, kwargs: dict[str, Any]) -> None:
+    """Every keyword the design requires is given (``rdd`` needs ``--running``, ...)."""
+    params = list(inspect.signature(fn).parameters.values())[2:]  # after formula, data
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty
+               and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in kwargs]
+    if missing:
+        flags = ", ".join(_FLAGS.get(m, f"--set {m}=VALUE") for m in missing)
+        raise CliError(f"design '{design}' needs {flags}")
+
+
+def check_table(table, columns: Sequence[str], by: Any) -> None:
+    """Refuse infinite values in the columns an estimate uses, and missing subgroup labels.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_table(pd.DataFrame({"y": [1.0, float("inf")], "g": ["a", None]}), ["y"], None)
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.DataError: column 'y' has 1 infinite value(s) (rows [1]); drop or recode them before estimating
+    """
+    import numpy as np
+    import pandas as pd
+
+    for col in columns:
+        if col not in table.columns or not pd.api.types.is_numeric_dtype(table[col]):
+            continue
+        inf = np.isinf(pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float))
+        if inf.any():
+            rows = table.index[inf][:3].tolist()
+            raise DataError(f"column '{col}' has {int(inf.sum())} infinite value(s) (rows "
+                            f"{rows}); drop or recode them before estimating")
+    for col in [by] if isinstance(by, str) else list(by or ()):
+        if col not in table.columns:
+            raise DataError(f"by column '{col}' is not in the data; choose one of "
+                            f"{list(table.columns)[:10]}")
+        n_missing = int(table[col].isna().sum())
+        if n_missing:
+            raise DataError(f"by column '{col}' has {n_missing} missing value(s); fill them "
+                            "(e.g. with 'unknown') or drop those rows")
+
+
+def _used_columns(formula: str, kwargs: dict[str, Any]) -> list[str]:
+    from geocausal.formula import parse_formula
+
+    cols = set(parse_formula(formula, treatment=False).columns())
+    for key in ("unit", "time", "running", "treatment", "weights"):
+        if isinstance(kwargs.get(key), str):
+            cols.add(kwargs[key])
+    return sorted(cols)
+
+
 # ----------------------------------------------------------------------------- commands
 def _materialise_shipped(manifest: Path) -> None:
     """Generate a shipped study's files (``data_manifests/<name>.yaml``) on first use."""
@@ -102,28 +225,37 @@ def _accepted(fn, design: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 def cmd_estimate(args: argparse.Namespace) -> int:
     if args.design not in DESIGNS:
         raise CliError(f"unknown design '{args.design}'; choose one of {sorted(DESIGNS)}")
+    kwargs: dict[str, Any] = {"seed": args.seed}
+    for key in ("unit", "time", "running", "cutoff", "folds"):
+        val = getattr(args, key)
+        if val is not None:
+            kwargs[key] = val
+    if args.by is not None:
+        by = [b.strip() for b in args.by.split(",") if b.strip()]
+        if not by:
+            raise CliError("--by: give one or more column names, comma separated")
+        kwargs["by"] = by[0] if len(by) == 1 else by
+    if args.vcov:
+        kwargs["vcov"] = _vcov(args.vcov)
+    kwargs.update(_options(args.set))
+    check_options(kwargs)
+    fn = _load(DESIGNS[args.design])
+    check_required(fn, args.design, kwargs)
     from geocausal.data.manifest import load_manifest
 
     _materialise_shipped(Path(args.manifest))
     load_manifest(args.manifest)  # fail fast, naming the field and the file
+    names = [f"{args.design}.{ext}" for ext in ("csv", "json", "png")]
+    out = prepare_output_dir(args.out, names, overwrite=args.overwrite)  # before the work
     from geocausal.data.study import load_study
     from geocausal.results.export import write_outputs
 
     study = load_study(args.manifest, features=args.images, seed=args.seed,
                        workers=args.workers)
-    kwargs: dict[str, Any] = {"seed": args.seed}
-    for key in ("unit", "time", "running", "cutoff", "by", "folds"):
-        val = getattr(args, key)
-        if val is not None:
-            kwargs[key] = val
-    if args.vcov:
-        kwargs["vcov"] = _vcov(args.vcov)
+    check_table(study.table, _used_columns(args.formula, kwargs), kwargs.get("by"))
     if study.features is not None:
         kwargs["images"] = study.features
-    kwargs.update(_options(args.set))
-    fn = _load(DESIGNS[args.design])
     result = fn(args.formula, study.table, **_accepted(fn, args.design, kwargs))
-    out = Path(args.out)
     paths = write_outputs(result, out, stem=args.design, manifest_hash=study.manifest_hash)
     print(result)
     print("\nwrote: " + ", ".join(str(p) for p in paths))
@@ -133,6 +265,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from geocausal.data.chips import extract
 
+    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise DataError(f"--cache '{args.cache}' is a file, not a folder; give the folder "
+                        "that holds (or will hold) chips caches")
     res = extract(args.manifest, cache_dir=args.cache, workers=args.workers,
                   scheduler=args.scheduler, progress=not args.quiet,
                   overwrite=args.overwrite)
@@ -143,6 +278,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from geocausal.encoders.embed import embed
 
+    cache = Path(args.cache)
+    if not cache.is_dir():
+        raise DataError(f"--cache '{cache}' is not a chips cache folder; make one with "
+                        "'geocausal extract'")
+    check_writable_file(args.out, overwrite=args.overwrite)
     path = embed(args.cache, out=args.out, encoder=args.encoder, seed=args.seed,
                  epochs=args.epochs)
     print(f"wrote embeddings to {path}")
@@ -152,16 +292,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from geocausal.demo import run_demo
 
-    run_demo(out=Path(args.out), n_units=args.units, seed=args.seed, size=args.size)
+    run_demo(out=Path(args.out), n_units=args.units, seed=args.seed, size=args.size,
+             overwrite=args.overwrite)
     return 0
 
 
+#: the package's own paper pipelines (never a ``paper/`` folder of the working directory)
+PAPER_ROOT = Path(__file__).resolve().parents[1] / "paper"
+
+
 def _paper_dir(name: str) -> Path:
-    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        p = root / "paper" / name / "pipeline.py"
-        if p.exists():
-            return p
-    raise CliError(f"paper pipeline '{name}' not found (looked for paper/{name}/pipeline.py)")
+    p = PAPER_ROOT / name / "pipeline.py"
+    if not p.is_file():
+        raise CliError(f"paper pipeline '{name}' not found at '{p}'; the pipelines ship with "
+                       "a source checkout of geocausal")
+    return p
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
@@ -172,9 +317,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
     module = importlib.util.module_from_spec(spec)
     if spec.loader is None:
         raise CliError(f"cannot load '{path}'")
+    out = path.parent
+    if args.out:
+        out = prepare_output_dir(args.out, overwrite=args.overwrite)
     sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
-    out = Path(args.out) if args.out else path.parent
     module.run(full=args.full, out=out, seed=args.seed)
     return 0
 
@@ -184,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     p = _Parser(prog="geocausal", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an unexpected error (or set GEOCAUSAL_DEBUG=1)")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     e = sub.add_parser("estimate", help="estimate an effect from a manifest")
@@ -197,11 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--unit", help="unit id column (panels)")
     e.add_argument("--time", help="time column (panels)")
     e.add_argument("--running", help="running variable (rdd)")
-    e.add_argument("--cutoff", type=float, help="cutoff of the running variable (rdd)")
+    e.add_argument("--cutoff", type=_finite_float, help="cutoff of the running variable (rdd)")
     e.add_argument("--by", help="subgroup column(s), comma separated")
-    e.add_argument("--folds", type=int, help="cross-fitting folds")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--workers", type=int, help="local Dask workers for extraction")
+    e.add_argument("--folds", type=_int_at_least(2), help="cross-fitting folds")
+    e.add_argument("--seed", type=_int_at_least(0), default=0)
+    e.add_argument("--workers", type=_int_at_least(1), help="local Dask workers for extraction")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace output files that geocausal did not create")
     e.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other keyword of the design (JSON values), repeatable")
     e.set_defaults(func=cmd_estimate)
@@ -209,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("extract", help="extract image chips for every unit and period")
     x.add_argument("--manifest", required=True)
     x.add_argument("--cache", help="cache folder (default: .cache next to the manifest)")
-    x.add_argument("--workers", type=int, help="start a local Dask cluster with N workers")
+    x.add_argument("--workers", type=_int_at_least(1),
+                   help="start a local Dask cluster with N workers")
     x.add_argument("--scheduler", help="address of a running Dask scheduler")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.add_argument("--overwrite", action="store_true",
@@ -220,15 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cache", required=True, help="chips cache (from 'geocausal extract')")
     m.add_argument("--out", required=True, help="output Parquet file")
     m.add_argument("--encoder", default="cnn", help="cnn, vit, sequence or random")
-    m.add_argument("--epochs", type=int, default=5)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--epochs", type=_int_at_least(1), default=5)
+    m.add_argument("--seed", type=_int_at_least(0), default=0)
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file that geocausal did not write")
     m.set_defaults(func=cmd_embed)
 
     d = sub.add_parser("demo", help="run the embedded demo study end to end")
-    d.add_argument("--out", default="results")
-    d.add_argument("--units", type=int, default=600)
-    d.add_argument("--size", type=int, default=32, help="chip side in pixels")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default="results",
+                   help="output folder: new, empty, or from an earlier demo (default: results)")
+    d.add_argument("--units", type=_int_at_least(1), default=600)
+    d.add_argument("--size", type=_int_at_least(1), default=32, help="chip side in pixels")
+    d.add_argument("--seed", type=_int_at_least(0), default=0)
+    d.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that holds files geocausal did not create")
     d.set_defaults(func=cmd_demo)
 
     pp = sub.add_parser("paper", help="paper pipelines")
@@ -236,33 +393,64 @@ def build_parser() -> argparse.ArgumentParser:
     pr = psub.add_parser("run", help="run a paper pipeline (CI size unless --full)")
     pr.add_argument("name", help=f"one of {list(PAPERS)}")
     pr.add_argument("--full", action="store_true", help="paper size")
-    pr.add_argument("--out", help="output folder (default: the paper's folder)")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--out", help="output folder: new, empty, or from an earlier run "
+                                  "(default: the paper's folder)")
+    pr.add_argument("--seed", type=_int_at_least(0), default=0)
+    pr.add_argument("--overwrite", action="store_true",
+                    help="write into a folder that holds files geocausal did not create")
     pr.set_defaults(func=cmd_paper)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``geocausal`` console script; returns the exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        if args.version:
-            from geocausal import __version__
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
-            print(f"geocausal {__version__}")
-            return 0
-        if not getattr(args, "func", None):
-            parser.print_help()
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {category.__name__}: {_one_line(message)}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``geocausal`` console script; returns the exit code.
+
+    0: success; 2: bad input or options (one line on stderr naming the problem); 3: an
+    unexpected internal error (one line; ``--debug`` or ``GEOCAUSAL_DEBUG=1`` re-raises it
+    with its traceback); 130: interrupted.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("GEOCAUSAL_DEBUG", "") not in ("", "0")
+    parser = build_parser()
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning  # one line per warning, no source lines
+        try:
+            args = parser.parse_args(argv)
+            if args.version:
+                from geocausal import __version__
+
+                print(f"geocausal {__version__}")
+                return 0
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 2
+            return int(args.func(args) or 0)
+        except GeocausalError as exc:
+            print(f"error: {_one_line(exc, 600)}", file=sys.stderr)
             return 2
-        return int(args.func(args) or 0)
-    except GeocausalError as exc:
-        print(f"error: {exc}".splitlines()[0] if "\n" in str(exc) else f"error: {exc}",
-              file=sys.stderr)
-        return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        except OSError as exc:  # a path the user gave: missing, a folder, no permission
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if debug:
+                raise
+            print(f"internal error: {type(exc).__name__}: {_one_line(exc, 200)} (a bug in "
+                  "geocausal; rerun with --debug for the traceback and please report it)",
+                  file=sys.stderr)
+            return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -150,7 +150,7 @@ def _print(table: pd.DataFrame, world, info: dict, console) -> None:
 
 
 def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, size: int = 32,
-             quiet: bool = False) -> pd.DataFrame:
+             quiet: bool = False, overwrite: bool = False) -> pd.DataFrame:
     """Run the demo end to end and write its outputs to ``out``.
 
     Parameters
@@ -162,11 +162,20 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
         Size of the synthetic world, its seed (also of the folds and learners) and chip side.
     quiet
         Print nothing.
+    overwrite
+        Write into ``out`` even when it holds files geocausal did not create. Without it,
+        ``out`` must be new, empty, or the folder of an earlier run (marked by
+        :func:`geocausal._safety.prepare_output_dir`); nothing is written outside ``out``.
 
     Returns
     -------
     pandas.DataFrame
         The estimates table (also written to ``tables/estimates.csv``).
+
+    Raises
+    ------
+    DataError
+        ``out`` is a file, or a folder of someone else's files (without ``overwrite``).
     """
     from rich.console import Console
     from threadpoolctl import threadpool_limits
@@ -177,8 +186,10 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
     from geocausal.results.plot import coef_plot, save
     from geocausal.results.plot_ipw import love_plot, overlap_plot
 
+    from geocausal._safety import prepare_output_dir
+
     console = Console(quiet=quiet)
-    out = Path(out)
+    out = prepare_output_dir(out, overwrite=overwrite)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

@@ -5,16 +5,65 @@ Examples
 >>> with dask_client(workers=None) as client:
 ...     client is None
 True
+>>> with dask_client(workers=-1) as client:
+...     pass
+Traceback (most recent call last):
+...
+geocausal.errors.DataError: workers=-1: give a positive number of worker processes (or none to run serially)
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from geocausal.errors import DataError
+
+#: seconds to wait for a scheduler given by address before giving up
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_workers(workers: int | None) -> int | None:
+    """Validate a number of worker processes: ``None`` (run serially) or an integer >= 1.
+
+    Examples
+    --------
+    >>> check_workers(4), check_workers(None)
+    (4, None)
+    """
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+        raise DataError(f"workers={workers!r}: give a positive number of worker processes "
+                        "(or none to run serially)")
+    return int(workers)
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
+    """A ``dask.distributed.Client`` connected to the scheduler at ``address``.
+
+    Raises
+    ------
+    DataError
+        The address is malformed or no scheduler answers there within ``timeout`` seconds.
+    """
+    from dask.distributed import Client
+
+    if not isinstance(address, str) or not address.strip():
+        raise DataError(f"scheduler={address!r}: give an address such as tcp://10.0.0.1:8786")
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot reach the Dask scheduler at '{address}' within {timeout:g} s "
+                        f"({reason[:120]}); check the address and that the scheduler is "
+                        "running") from None
+
 
 @contextmanager
-def dask_client(address: str | None = None, workers: int | None = None) -> Iterator:
+def dask_client(address: str | None = None, workers: int | None = None,
+                timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
     """Yield a ``dask.distributed.Client``, or ``None`` when neither argument is given.
 
     Parameters
@@ -22,21 +71,29 @@ def dask_client(address: str | None = None, workers: int | None = None) -> Itera
     address
         A scheduler address such as ``"tcp://10.0.0.1:8786"``.
     workers
-        Start a ``LocalCluster`` with this many single-threaded worker processes.
+        Start a ``LocalCluster`` with this many single-threaded worker processes (>= 1).
+    timeout
+        Seconds to wait for the scheduler at ``address``.
+
+    Raises
+    ------
+    DataError
+        ``workers`` is not a positive integer, or the scheduler cannot be reached in time.
     """
-    if address is None and not workers:
+    workers = check_workers(workers)
+    if address is None and workers is None:
         yield None
         return
-    from dask.distributed import Client, LocalCluster
-
     if address is not None:
-        client = Client(address)
+        client = connect(address, timeout)
         try:
             yield client
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                            dashboard_address=None)
     client = Client(cluster)
     try:
