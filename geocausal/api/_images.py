@@ -1,10 +1,16 @@
 """Turn the ``images=`` argument of any design into a feature matrix aligned with the data.
 
-``images`` may be ``None``, an embeddings DataFrame (one row per data row), a 2-D array of
-features, a chips array ``(N, T, H, W, C)`` or ``(N, H, W, C)``, or a path to a chips cache.
-Chips become per-band summary features (mean and standard deviation per band and period,
-ignoring masked pixels) unless ``representation="learned"`` asks the encoders for
-cross-fitted embeddings.
+Two steps, in this order, for every design:
+
+1. :func:`align_images` (from :mod:`geocausal.features.align`) matches image rows to data rows
+   by unit id (the data's index or the design's ``unit=`` column; the ids of a chips cache or
+   ``ChipsResult``; the index or ``unit_id`` column of an embeddings frame; the long Parquet of
+   ``geocausal embed``). Only raw arrays without ids are matched by position, and only when
+   their length equals the data's. Units without a usable image follow ``missing_images=``
+   (``"drop"``, ``"impute"`` or ``"error"``).
+2. :func:`image_features` turns the aligned images into a feature matrix: chips become per-band
+   summary features (mean and standard deviation per band and period, ignoring masked pixels)
+   unless ``representation="learned"`` asks the encoders for cross-fitted embeddings.
 
 Examples
 --------
@@ -23,6 +29,10 @@ import numpy as np
 import pandas as pd
 
 from geocausal.errors import DataError
+from geocausal.features.align import MISSING_IMAGES, AlignedImages, align_images
+
+__all__ = ["MISSING_IMAGES", "AlignedImages", "align_images", "image_features",
+           "summary_features"]
 
 
 def summary_features(chips: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -60,7 +70,8 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
     Parameters
     ----------
     images
-        See the module docstring.
+        Images already aligned with the data rows by :func:`align_images` (a chips cache path
+        or object is read in its own unit order).
     n
         Number of data rows the features must align with.
     representation
@@ -74,8 +85,9 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
     if isinstance(images, str | Path):
         from geocausal.data.chips import open_cache
 
-        cache = open_cache(images)
-        images = (cache.chips, cache.mask)
+        images = open_cache(images)
+    if hasattr(images, "chips") and hasattr(images, "unit_ids"):  # a chips cache or result
+        images = (np.asarray(images.chips), np.asarray(images.mask))
     mask = None
     if isinstance(images, tuple):
         images, mask = images

@@ -2,8 +2,8 @@
 confounders are seen in images.
 
 Features of the nuisance models are the formula's controls (expanded by formulaic), image
-features from ``images=`` (an embeddings frame, a feature matrix or chips; see
-:func:`geocausal.api._images.image_features`), or both. Learners are named slots:
+features from ``images=`` (an embeddings frame, a feature matrix, chips or a chips cache,
+matched to the data's index by unit id; see :mod:`geocausal.features.align`), or both. Learners are named slots:
 ``learners={"propensity": clf, "outcome": reg}``; defaults are a standardised logistic
 regression for the propensity and scikit-learn's ``HistGradientBoostingRegressor`` for the
 outcome. A learner with ``uses_images = True`` (an image learner) is fed the chips directly.
@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from geocausal.api._correction import apply_correction
-from geocausal.api._images import image_features
+from geocausal.api._images import align_images, image_features
 from geocausal.designs import overlap as ov
 from geocausal.designs.common import check_treatment
 from geocausal.designs.ipw import (
@@ -44,10 +45,10 @@ from geocausal.designs.ipw import (
     prepare_learner,
     uses_images,
 )
-from geocausal.designs.placement import bootstrap_auc, contrast_matrix, delong
+from geocausal.designs.placement import bootstrap_auc, contrast_matrix, delong, placement_nulls
 from geocausal.errors import DataError, DesignError, DiagnosticWarning
 from geocausal.formula import ParsedFormula, parse_formula
-from geocausal.inference.variance import cluster_data_from
+from geocausal.inference.variance import VarianceRule, cluster_data_from, variance_from_rule
 from geocausal.nuisance.crossfit import crossfit_predict, make_folds
 from geocausal.results.estimate import Estimate, EstimateSet, make_provenance
 
@@ -281,6 +282,10 @@ def _run(formula: str, data: pd.DataFrame, *, by: Any, method: str, **kw: Any
          ) -> Estimate | EstimateSet:
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    al = align_images(kw["images"], data, missing_images=kw.pop("missing_images"), stacklevel=4)
+    data, kw["images"] = al.data, al.images
+    for key in ("propensity", "predictions", "folds", "fold_groups"):
+        kw[key] = al.rows(kw[key])
     pf = parse_formula(formula, data)
     used = pf.columns()
     if by is not None:
@@ -347,6 +352,7 @@ def aipw(
     n_pcs: int = 5,
     stabilized: bool = True,
     clip: float | None = None,
+    missing_images: str = "drop",
 ) -> Estimate | EstimateSet:
     """Doubly robust (augmented IPW) ATE or ATT with cross-fitted nuisances.
 
@@ -368,7 +374,9 @@ def aipw(
     seed
         Seed of the folds and of the default learners.
     images
-        Image confounders: embeddings frame, feature matrix, chips or a chips cache path.
+        Image confounders: an embeddings frame (index = unit ids, as the data's index), a
+        ``ChipsResult``, a chips cache path, the long Parquet of ``geocausal embed``, or raw
+        chips / a feature matrix (matched by position: one row per data row, same order).
     outcome_correction
         Fitted corrector applied to the outcome (ML-predicted outcomes).
     by
@@ -386,6 +394,10 @@ def aipw(
     clip
         Clip propensities to ``[clip, 1 - clip]`` before weighting (DoubleML clips at 0.01 by
         default); units are kept, unlike ``trim``. The number clipped is in the diagnostics.
+    missing_images
+        Units whose image is unusable (a chip with no valid pixel in some period, NaN
+        features): ``"drop"`` (default, with a counted ``MissingImagesWarning``), ``"impute"``
+        (the other units' mean features) or ``"error"``.
 
     Returns
     -------
@@ -395,7 +407,7 @@ def aipw(
                 learners=learners, folds=folds, seed=seed, images=images,
                 outcome_correction=outcome_correction, trim=trim, propensity=propensity,
                 predictions=predictions, fold_groups=fold_groups, n_pcs=n_pcs,
-                stabilized=stabilized, clip=clip)
+                stabilized=stabilized, clip=clip, missing_images=missing_images)
 
 
 def ipw(
@@ -417,6 +429,7 @@ def ipw(
     fold_groups: Any = None,
     n_pcs: int = 5,
     clip: float | None = None,
+    missing_images: str = "drop",
 ) -> Estimate | EstimateSet:
     """Inverse-probability weighting: Hajek (``normalized=True``) or Horvitz-Thompson.
 
@@ -438,7 +451,7 @@ def ipw(
                 estimand=estimand, vcov=vcov, learners=learners, folds=folds, seed=seed,
                 images=images, outcome_correction=outcome_correction, trim=trim,
                 propensity=propensity, predictions=None, fold_groups=fold_groups,
-                n_pcs=n_pcs, stabilized=stabilized, clip=clip)
+                n_pcs=n_pcs, stabilized=stabilized, clip=clip, missing_images=missing_images)
 
 
 def balance(
@@ -453,11 +466,13 @@ def balance(
     seed: int = 0,
     n_pcs: int = 5,
     stabilized: bool = True,
+    missing_images: str = "drop",
 ) -> pd.DataFrame:
     """Balance table: standardised mean differences before and after weighting.
 
     Rows are the formula's controls and the leading ``n_pcs`` principal components of the
-    image features. The propensity is cross-fitted unless given.
+    image features. The propensity is cross-fitted unless given. ``images`` and
+    ``missing_images`` as in :func:`aipw`.
 
     Examples
     --------
@@ -469,6 +484,8 @@ def balance(
     >>> bool(abs(t.smd_weighted[0]) < abs(t.smd_unweighted[0]))
     True
     """
+    al = align_images(images, data, missing_images=missing_images)
+    data, images, propensity = al.data, al.images, al.rows(propensity)
     pf = parse_formula(formula, data)
     _check_nan(data, pf.columns())
     n = len(data)
@@ -502,6 +519,7 @@ def placement(
     ci: str = "delong",
     n_boot: int = 500,
     vcov: Any = "delong",
+    missing_images: str = "drop",
 ) -> Estimate | EstimateSet:
     """How predictable is placement: cross-validated AUCs of image-only, tabular-only and
     combined propensity models, with confidence intervals and tests of AUC differences.
@@ -512,7 +530,8 @@ def placement(
         ``"d ~ x1 + x2"`` (the treatment on the left), or the effect formula
         ``"y ~ d + x1 + x2"`` (the first right-hand term is then the treatment).
     images
-        Image features (required for the image-only and combined models).
+        Image features (required for the image-only and combined models), matched to the
+        data as in :func:`aipw`; ``missing_images`` likewise.
     by
         Subgroups (e.g. funder): one Estimate per group in an EstimateSet.
     learners
@@ -532,9 +551,12 @@ def placement(
     -------
     Estimate or EstimateSet
         Terms ``auc_image``, ``auc_tabular``, ``auc_both`` and the differences
-        ``both_minus_tabular`` and ``image_minus_tabular`` (their p-values test a zero
-        difference); diagnostics hold p-values of each AUC against 0.5.
+        ``both_minus_tabular`` and ``image_minus_tabular``. The AUCs are tested against chance
+        (``Estimate.null`` is 0.5: p-values, stars, summary and the plot's reference marks),
+        the differences against 0; ``diagnostics["p_vs_chance"]`` repeats the AUCs' p-values.
     """
+    al = align_images(images, data, missing_images=missing_images)
+    data, images = al.data, al.images
     pf = parse_formula(formula, data)
     if pf.outcome in data.columns and set(np.unique(data[pf.outcome].dropna())) <= {0, 1}:
         treat, controls = pf.outcome, pf.rhs
@@ -595,22 +617,19 @@ def _placement_one(pf, data, images, learners, folds, seed, ci, n_boot, vcov) ->
     L = contrast_matrix(len(keys), pairs)
     names = [f"auc_{k}" for k in keys] + [f"{keys[a]}_minus_{keys[b]}" for a, b in pairs]
     params = pd.Series(L @ aucs, index=names)
-    from scipy import stats
-
-    se = np.sqrt(np.diag(cov))
     diags = {"n_treated": int(d.sum()), "n_control": int(n - d.sum()), "ci": ci,
-             "p_vs_chance": {f"auc_{k}": float(2 * stats.norm.sf(abs(aucs[i] - 0.5) / se[i]))
-                             for i, k in enumerate(keys)},
              "scores": pd.DataFrame(scores.T, columns=keys)}
     prov = make_provenance(pf.formula, seed, folds=folds, ci=ci,
                            learners={k: repr(v[0]) for k, v in sets.items()})
     psi_all = psi @ L.T
-    if vcov == "delong":
-        return Estimate(params=params, vcov=pd.DataFrame(L @ cov @ L.T), vcov_type=f"{ci}",
-                        estimand="AUC", design="placement", nobs=n, influence=psi_all,
-                        diagnostics=diags, provenance=prov,
-                        cluster_data=cluster_data_from(data))
-    return Estimate.from_influence(params, psi_all, vcov=vcov,
-                                   cluster_data=cluster_data_from(data),
-                                   estimand="AUC", design="placement", diagnostics=diags,
-                                   provenance=prov)
+    # vcov="delong" returns the DeLong (or bootstrap) matrix; other specs the influence variance
+    rule = VarianceRule(named=(("delong", f"{ci}", L @ cov @ L.T),),
+                        vcov_dependent=("p_vs_chance",))
+    cluster_data = cluster_data_from(data)
+    var = variance_from_rule(rule, psi_all, vcov, cluster_data, stacklevel=5)
+    est = Estimate(params=params, vcov=pd.DataFrame(var.matrix), vcov_type=var.label,
+                   estimand="AUC", design="placement", nobs=n, influence=psi_all,
+                   diagnostics=diags, provenance=prov, cluster_data=cluster_data,
+                   dof=var.dof, variance_rule=rule, null=placement_nulls(names))
+    p_chance = {t: float(est.pvalues[t]) for t in names if t.startswith("auc_")}
+    return replace(est, diagnostics={**est.diagnostics, "p_vs_chance": p_chance})
