@@ -3,6 +3,11 @@
 The first right-hand term is the treatment; the rest are controls (any formulaic term:
 ``C(country)``, ``np.log(x)``, interactions); terms after ``|`` are fixed effects (plain columns).
 
+Every array a face takes from the data through :class:`ParsedFormula` (outcome, treatment,
+expanded controls) is validated once here: missing values are a :class:`FormulaError` with
+their count, infinite values and absurd magnitudes (beyond 1e100, whose squares overflow
+float64) a :class:`DataError` naming the column (:func:`geocausal.designs.common.check_values`).
+
 Examples
 --------
 >>> import pandas as pd
@@ -24,6 +29,7 @@ import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
 
+from geocausal.designs.common import check_values
 from geocausal.errors import FormulaError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*")
@@ -58,7 +64,10 @@ class ParsedFormula:
         if not self.controls:
             return pd.DataFrame(index=data.index)
         mm = model_matrix("0 + " + " + ".join(self.controls), data, na_action="raise")
-        return pd.DataFrame(np.asarray(mm, dtype=float), index=data.index, columns=list(mm.columns))
+        arr = np.asarray(mm, dtype=float)
+        for j, col in enumerate(mm.columns):
+            check_values(arr[:, j], str(col), data.index)
+        return pd.DataFrame(arr, index=data.index, columns=list(mm.columns))
 
     def outcome_vector(self, data: pd.DataFrame) -> np.ndarray:
         """The outcome as a float array."""
@@ -84,7 +93,7 @@ def _column(data: pd.DataFrame, term: str) -> np.ndarray:
     bad = int(np.isnan(arr).sum())
     if bad:
         raise FormulaError(f"column '{term}' has {bad} missing or non-numeric values")
-    return arr
+    return check_values(arr, term, data.index)
 
 
 def _split_terms(side: str) -> list[str]:

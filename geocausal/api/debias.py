@@ -36,9 +36,11 @@ import numpy as np
 import pandas as pd
 from formulaic import model_matrix
 
+from geocausal.designs.common import check_values
 from geocausal.designs.debias import (
     LinearCalibration,
     Tweedie,
+    check_calibration_relation,
     check_pair,
     check_propensity,
     check_vector,
@@ -71,10 +73,15 @@ def _calibration_arrays(calibration: Any, prediction: str, truth: str
                 raise DataError(f"calibration frame has no column '{col}' (columns: "
                                 f"{list(calibration.columns)[:10]}); name the prediction and "
                                 "truth columns with prediction= and truth=")
-        return check_pair(calibration[prediction].to_numpy(), calibration[truth].to_numpy(),
-                          (f"predictions '{prediction}'", f"truths '{truth}'"))
+        names = (f"predictions '{prediction}'", f"truths '{truth}'")
+        pair = check_pair(calibration[prediction].to_numpy(), calibration[truth].to_numpy(),
+                          names)
+        check_calibration_relation(*pair, names)
+        return pair
     if isinstance(calibration, tuple | list) and len(calibration) == 2:
-        return check_pair(*calibration)
+        pair = check_pair(*calibration)
+        check_calibration_relation(*pair)
+        return pair
     raise DataError("calibration must be a DataFrame with prediction and truth columns, a "
                     f"(predictions, truths) pair or a fitted corrector; got "
                     f"{type(calibration).__name__}")
@@ -541,7 +548,8 @@ def ppi(
     parsed = parse_formula(formula, data, treatment=estimand == "ate")
     yhat = apply_correction(outcome_correction, check_vector(
         parsed.outcome_vector(data), f"outcome '{parsed.outcome}'"))
-    lab_all = data[truth].to_numpy(dtype=float)
+    lab_all = check_values(pd.to_numeric(data[truth], errors="coerce").to_numpy(dtype=float),
+                           truth, data.index)
     labelled = np.isfinite(lab_all)
     if labelled.sum() < 2 or (~labelled).sum() < 2:
         raise DataError(f"truth column '{truth}' has {int(labelled.sum())} labelled and "
@@ -556,8 +564,11 @@ def ppi(
         rhs = " + ".join(parsed.rhs) or "1"
         mm = model_matrix("1 + " + rhs, data, na_action="raise")
         x = np.asarray(mm, dtype=float)
-        res = ppi_ols(x[labelled], y, yhat[labelled], x[~labelled], yhat[~labelled], lam=lam)
-        names = list(mm.columns)
+        for j, col in enumerate(mm.columns):
+            check_values(x[:, j], str(col), data.index)
+        names = list(map(str, mm.columns))
+        res = ppi_ols(x[labelled], y, yhat[labelled], x[~labelled], yhat[~labelled], lam=lam,
+                      names=names)
     elif estimand == "ate":
         treat = parsed.treatment_vector(data)
         e, pdiag = _propensity(parsed, data, treat, propensity, learners, folds, seed, images)

@@ -43,8 +43,8 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from geocausal.designs.common import check_treatment
-from geocausal.errors import DataError, DesignError
-from geocausal.nuisance.crossfit import fold_indices
+from geocausal.errors import DataError
+from geocausal.nuisance.crossfit import check_fold_arms, fold_indices
 
 LEARNERS = ("dr", "r", "x", "t", "s", "forest")
 _SLOTS = ("outcome", "propensity", "final", "marginal")
@@ -53,21 +53,13 @@ _SLOTS = ("outcome", "propensity", "final", "marginal")
 def check_folds(d: np.ndarray, fold_ids: np.ndarray, min_per_arm: int = 2) -> None:
     """Every fold's training part and held-out part must hold ``min_per_arm`` units of each arm.
 
+    The shared check :func:`geocausal.nuisance.crossfit.check_fold_arms` with both minima set.
+
     Examples
     --------
     >>> check_folds(np.array([0, 1] * 10), np.arange(20) // 10)
     """
-    fold_ids = np.asarray(fold_ids)
-    if fold_ids.shape[0] != d.shape[0]:
-        raise DataError(f"fold ids have length {fold_ids.shape[0]}, the data {d.shape[0]}")
-    for k in np.unique(fold_ids):
-        for part, mask in (("held-out", fold_ids == k), ("training", fold_ids != k)):
-            n1 = int(d[mask].sum())
-            n0 = int(mask.sum()) - n1
-            if min(n0, n1) < min_per_arm:
-                raise DesignError(
-                    f"fold {int(k)} has a {part} part with {n1} treated and {n0} control units; "
-                    f"each needs at least {min_per_arm}: use fewer folds or more units per group")
+    check_fold_arms(d, fold_ids, min_train=min_per_arm, min_test=min_per_arm)
 
 
 class HonestForest(RegressorMixin, BaseEstimator):

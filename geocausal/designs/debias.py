@@ -37,10 +37,12 @@ import numpy as np
 from scipy import optimize
 from scipy.special import logsumexp
 
+from geocausal.designs.common import check_values
 from geocausal.errors import DataError, DesignError, DiagnosticWarning
 
 MIN_SLOPE_ERROR = 1e-8
 MIN_SLOPE_WARN = 0.2
+MIN_SLOPE_T = 1.96   # t of the calibration slope below which both correctors refuse
 MIN_CALIBRATION = 100
 _CHUNK = 2_000_000  # kernel-matrix entries evaluated at once
 
@@ -68,7 +70,11 @@ def check_pair(yhat: Any, y: Any, names: tuple[str, str] = ("predictions", "trut
 
 
 def check_vector(x: Any, name: str, min_len: int = 2) -> np.ndarray:
-    """Return ``x`` as a finite 1-D float array or raise :class:`DataError` naming ``name``."""
+    """Return ``x`` as a finite 1-D float array or raise :class:`DataError` naming ``name``.
+
+    Values beyond 1e100 in absolute value are refused too (see
+    :func:`geocausal.designs.common.check_values`).
+    """
     try:
         arr = np.asarray(x, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -81,9 +87,70 @@ def check_vector(x: Any, name: str, min_len: int = 2) -> np.ndarray:
     if bad.any():
         raise DataError(f"{name} contain {int(bad.sum())} missing or infinite values (first at "
                         f"position {int(np.flatnonzero(bad)[0])}); drop or impute them first")
+    check_values(arr, name, column=False)
     if arr.shape[0] < min_len:
         raise DataError(f"{name} need at least {min_len} values, got {arr.shape[0]}")
     return arr
+
+
+def calibration_relation(yhat: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Slope ``k`` of the predictions on the truths, its classical standard error and ``t``.
+
+    ``t = k / se(k)`` equals the t statistic of the Pearson correlation,
+    ``r sqrt((n - 2) / (1 - r^2))``, so it is the same whichever variable is regressed on the
+    other (both correctors use it). Under independence it follows Student's t with ``n - 2``
+    degrees of freedom.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rel = calibration_relation(np.array([1., 2, 2, 4]), np.array([1., 2, 3, 4]))
+    >>> round(rel["slope"], 6), round(rel["t"], 3)
+    (0.9, 3.402)
+    """
+    n = y.size
+    yc, hc = y - y.mean(), yhat - yhat.mean()
+    sxx = float(yc @ yc)
+    k = float(yc @ hc) / sxx
+    resid = hc - k * yc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = float(np.sqrt(max(float(resid @ resid), 0.0) / (n - 2) / sxx)) if n > 2 \
+            else float("nan")
+        t = k / se if se > 0 else (np.inf * np.sign(k) if k != 0 else 0.0)
+    return {"slope": k, "slope_se": se, "t": float(t), "n": int(n),
+            "corr": float(yc @ hc / np.sqrt(sxx * float(hc @ hc)))}
+
+
+def check_calibration_relation(yhat: np.ndarray, y: np.ndarray,
+                               names: tuple[str, str] = ("predictions", "truths")
+                               ) -> dict[str, float]:
+    """Refuse a calibration set whose predictions do not significantly increase with the truth.
+
+    Both correctors need ``k > 0``, the slope of the predictions on the truths: LCC divides by
+    it, and Tweedie's model ``y = yhat + noise`` implies ``cov(y, yhat) = var(yhat) > 0``. When
+    ``k`` is not significantly positive (``t < 1.96``, a 5% two-sided test) the 95% confidence
+    set of the corrected effect ``tau / k`` is unbounded (Fieller), LCC's delta-method interval
+    is meaningless, and Tweedie's ``s^2 = var(yhat - y)`` exceeds ``var(yhat)`` so the
+    correction amplifies noise while its bootstrap interval stays narrow. Both raise
+    :class:`DesignError` then, as does ``k <= 1e-8``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.linspace(-1, 1, 200)
+    >>> round(check_calibration_relation(0.5 * y + 0.1 * np.cos(40 * y), y)["slope"], 2)
+    0.5
+    """
+    rel = calibration_relation(yhat, y)
+    if rel["slope"] <= MIN_SLOPE_ERROR or not rel["t"] >= MIN_SLOPE_T:
+        raise DesignError(
+            f"calibration {names[0]} are not significantly positively related to the "
+            f"{names[1]}: slope of {names[0]} on {names[1]} k = {rel['slope']:.3g} (se "
+            f"{rel['slope_se']:.3g}, t = {rel['t']:.2f} < {MIN_SLOPE_T}, correlation "
+            f"{rel['corr']:.3f}, n = {rel['n']}); a corrected effect tau / k has an unbounded "
+            "confidence set (LCC would divide by a slope that may be 0 or negative, Tweedie "
+            "would amplify noise). Use a better predictor or a larger calibration set")
+    return rel
 
 
 def _warn_small(n: int) -> None:
@@ -217,8 +284,9 @@ def _not_fitted(name: str) -> DesignError:
 class LinearCalibration:
     """Linear calibration correction (LCC): ``(yhat - m) / k`` from ``yhat = m + k y``.
 
-    ``fit`` returns a new, fitted corrector (the object is frozen). ``k <= 1e-8`` is an error;
-    ``k < 0.2`` and fewer than 100 calibration units are warnings.
+    ``fit`` returns a new, fitted corrector (the object is frozen). ``k <= 1e-8`` or a slope
+    that is not significantly positive (``t < 1.96``, see :func:`check_calibration_relation`)
+    is an error; ``k < 0.2`` and fewer than 100 calibration units are warnings.
 
     Examples
     --------
@@ -233,6 +301,7 @@ class LinearCalibration:
     slope: float = float("nan")
     n_cal: int = 0
     support: tuple[float, float] = (float("nan"), float("nan"))
+    slope_t: float = float("nan")
     cal_predictions: np.ndarray | None = field(default=None, repr=False)
     cal_truths: np.ndarray | None = field(default=None, repr=False)
 
@@ -250,14 +319,16 @@ class LinearCalibration:
         k, m = lcc_coefficients(yhat, y)
         if k <= MIN_SLOPE_ERROR:
             raise DesignError(f"calibration slope k = {k:.3g} <= {MIN_SLOPE_ERROR:g}: the "
-                              "predictions do not increase with the truth, LCC cannot invert them")
+                              "predictions do not increase with the truth, LCC cannot invert "
+                              "them (they are not significantly positively related)")
+        rel = check_calibration_relation(yhat, y)
         if k < MIN_SLOPE_WARN:
             warnings.warn(f"calibration slope k = {k:.3g} < {MIN_SLOPE_WARN}: LCC multiplies "
                           f"effects by {1 / k:.1f}, expect wide intervals", DiagnosticWarning,
                           stacklevel=2)
         return replace(self, intercept=m, slope=k, n_cal=int(y.size),
                        support=(float(yhat.min()), float(yhat.max())),
-                       cal_predictions=yhat, cal_truths=y)
+                       slope_t=rel["t"], cal_predictions=yhat, cal_truths=y)
 
     def transform(self, yhat: Any) -> np.ndarray:
         """Corrected outcomes ``(yhat - m) / k``; warns with a count outside the support."""
@@ -276,7 +347,7 @@ class LinearCalibration:
     def diagnostics(self) -> dict[str, Any]:
         """Fitted quantities as a plain dict."""
         return {"method": "lcc", "intercept": self.intercept, "slope": self.slope,
-                "n_cal": self.n_cal, "support": self.support}
+                "calibration_t": self.slope_t, "n_cal": self.n_cal, "support": self.support}
 
 
 def lcc_coefficients(yhat: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
@@ -330,6 +401,10 @@ class Tweedie:
     score
         Optional callable ``score(x)`` replacing the KDE (e.g. a known closed form).
 
+    ``fit`` refuses (:class:`DesignError`) a calibration set whose predictions are not
+    significantly positively related to the truths (:func:`check_calibration_relation`), as LCC
+    does: the correction would amplify noise and its interval would not show it.
+
     Examples
     --------
     >>> import numpy as np
@@ -352,6 +427,7 @@ class Tweedie:
     support: tuple[float, float] = (float("nan"), float("nan"))
     score_sample: np.ndarray | None = field(default=None, repr=False)
     score_source: str = "calibration"
+    slope_t: float = float("nan")
     cal_predictions: np.ndarray | None = field(default=None, repr=False)
     cal_truths: np.ndarray | None = field(default=None, repr=False)
 
@@ -366,6 +442,7 @@ class Tweedie:
         """Estimate ``s^2`` and the KDE bandwidth; return the fitted corrector."""
         yhat, y = check_pair(yhat_cal, y_cal)
         _warn_small(y.size)
+        rel = check_calibration_relation(yhat, y)
         sample = yhat if score_sample is None else check_vector(score_sample, "score_sample")
         if np.ptp(sample) == 0:
             raise DataError("score_sample predictions are constant; the KDE score needs spread")
@@ -374,7 +451,7 @@ class Tweedie:
         return replace(self, sigma2=float(np.var(yhat - y, ddof=1)), h=h, n_cal=int(y.size),
                        support=(float(yhat.min()), float(yhat.max())), score_sample=sample,
                        score_source="calibration" if score_sample is None else "external",
-                       cal_predictions=yhat, cal_truths=y)
+                       slope_t=rel["t"], cal_predictions=yhat, cal_truths=y)
 
     def with_score_sample(self, sample: Any) -> Tweedie:
         """The same fit with the KDE rebuilt on other predictions (bandwidth re-chosen)."""
@@ -403,7 +480,8 @@ class Tweedie:
         """Fitted quantities as a plain dict."""
         return {"method": "tweedie", "sigma": float(np.sqrt(self.sigma2)), "bandwidth": self.h,
                 "bandwidth_rule": str(self.bandwidth), "derivative": self.derivative,
-                "score_source": self.score_source, "n_cal": self.n_cal, "support": self.support}
+                "score_source": self.score_source, "calibration_t": self.slope_t,
+                "n_cal": self.n_cal, "support": self.support}
 
 
 def make_corrector(method: str, **options: Any) -> LinearCalibration | Tweedie:

@@ -40,8 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import clone
 
+from geocausal.designs.common import check_estimate
 from geocausal.errors import DataError, DiagnosticWarning
-from geocausal.nuisance.crossfit import crossfit_predict
+from geocausal.nuisance.crossfit import check_fold_arms, crossfit_predict
 
 
 def aipw_ate(y, d, e, mu0, mu1) -> tuple[float, np.ndarray]:
@@ -118,6 +119,8 @@ def estimate(y, d, nuisances: Nuisances, method: str = "aipw",
              estimand: str = "ATE") -> tuple[float, np.ndarray]:
     """Dispatch to the estimator ``method`` in {"aipw", "hajek", "ht"} for ``estimand``.
 
+    A non-finite estimate or variance is a :class:`DesignError`, never a returned number.
+
     Examples
     --------
     >>> import numpy as np
@@ -132,7 +135,9 @@ def estimate(y, d, nuisances: Nuisances, method: str = "aipw",
     if method == "aipw" and (nuisances.mu0 is None or
                              (estimand == "ATE" and nuisances.mu1 is None)):
         raise DataError("AIPW needs outcome predictions mu0 (and mu1 for the ATE)")
-    return ESTIMATORS[key](np.asarray(y, float), np.asarray(d, float), nuisances)
+    theta, psi = ESTIMATORS[key](np.asarray(y, float), np.asarray(d, float), nuisances)
+    check_estimate(theta, psi, f"the {method.upper()} {estimand}")
+    return theta, psi
 
 
 def uses_images(learner) -> bool:
@@ -215,9 +220,15 @@ def crossfit_nuisances(
         Tabular controls, appended to the flattened chips for image learners.
     need_mu1
         Fit the treated-arm outcome regression (not needed for the ATT).
+
+    Raises
+    ------
+    DesignError
+        A fold whose training part has fewer than 2 treated or 2 control units
+        (:func:`geocausal.nuisance.crossfit.check_fold_arms`).
     """
     d = np.asarray(d, dtype=float)
-
+    check_fold_arms(d, fold_ids, min_train=2)
     lp, Xp = prepare_learner(propensity_learner, X, images, X_tab)
     e = crossfit_predict(lp, Xp, d.astype(int), fold_ids, method="predict_proba")
     if outcome_learner is None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geocausal.designs.common import check_estimate, check_full_rank
 from geocausal.designs.debias import check_propensity, check_vector
 from geocausal.errors import DataError
 
@@ -102,6 +103,8 @@ def ppi_mean(y, yhat, yhat_unlabelled, lam: float | None = None) -> PPIResult:
     var = imp.var() / big_n + rect.var() / n
     tot = n + big_n
     psi = np.concatenate([(rect - rect.mean()) * tot / n, (imp - imp.mean()) * tot / big_n])
+    check_estimate(est, psi, "the PPI estimate")
+    check_estimate(var, None, "the PPI variance")
     return PPIResult(np.array([est]), np.array([[var]]), lam, n, big_n, psi[:, None])
 
 
@@ -116,12 +119,19 @@ def _ols_grads(theta, x, y, yhat, xu, yhat_u):
     return g, gh, ghu
 
 
-def ppi_ols(x, y, yhat, x_unlabelled, yhat_unlabelled, lam: float | None = None) -> PPIResult:
+def ppi_ols(x, y, yhat, x_unlabelled, yhat_unlabelled, lam: float | None = None,
+            names: list[str] | None = None) -> PPIResult:
     """PPI / PPI++ estimate of OLS coefficients of ``y`` on ``x`` (include a constant column).
 
     With ``lam=None`` the point estimate uses ``lam`` tuned at the PPI (``lam=1``) pilot, and
     the variance uses ``lam`` re-tuned at that estimate (the same two steps as ppi-python's
     ``ppi_ols_ci``); ``PPIResult.lam`` is the one used in the variance.
+
+    The covariates must have full column rank on the labelled rows (the rectifier's
+    regression) and on the unlabelled rows (the imputed regression); otherwise a
+    :class:`DesignError` names the collinear columns (``names``, default ``column j``). A
+    rank-deficient design has no unique coefficients, and a pseudo-inverse would return one
+    arbitrary solution with a meaningless (zero or astronomical) standard error.
 
     Examples
     --------
@@ -143,6 +153,8 @@ def ppi_ols(x, y, yhat, x_unlabelled, yhat_unlabelled, lam: float | None = None)
                         f"(unlabelled) for {y.size} labels and {yu.size} unlabelled predictions")
     if not (np.isfinite(x).all() and np.isfinite(xu).all()):
         raise DataError("covariates contain missing or infinite values")
+    for rows, arr in (("labelled", x), ("unlabelled", xu)):
+        check_full_rank(arr, names, f"PPI OLS covariates on the {rows} rows")
     n, big_n = y.size, yu.size
     hess = (x.T @ x + xu.T @ xu) / (n + big_n)
     inv_h = np.linalg.inv(hess)
@@ -170,6 +182,8 @@ def ppi_ols(x, y, yhat, x_unlabelled, yhat_unlabelled, lam: float | None = None)
     tot = n + big_n
     psi = np.concatenate([-(rect - rect.mean(0)) @ inv_h * tot / n,
                           -(imp - imp.mean(0)) @ inv_h * tot / big_n])
+    check_estimate(theta, psi, "the PPI OLS coefficients")
+    check_estimate(np.diag(vcov), None, "the PPI OLS variance")
     return PPIResult(theta, vcov, lam, n, big_n, psi)
 
 

@@ -60,14 +60,30 @@ def make_folds(
     -------
     numpy.ndarray
         ``(n,)`` integer fold ids in ``0..folds-1``.
+
+    Raises
+    ------
+    DataError
+        ``folds`` not an integer >= 2; labels of the wrong length; more than one of
+        ``groups``, ``coords``, ``time``.
+    DesignError
+        Fewer units, groups, blocks or periods than folds; with ``stratify``, a stratum (e.g.
+        the treated arm) with fewer units than folds, which would leave folds without it.
     """
+    if isinstance(folds, bool) or not isinstance(folds, int | np.integer):
+        raise DataError(f"folds must be an integer number of folds, got {folds!r}")
+    folds = int(folds)
     if folds < 2:
         raise DataError(f"folds must be at least 2, got {folds}")
     if n < folds:
-        raise DesignError(f"{n} units cannot be split into {folds} folds")
+        raise DesignError(f"{n} units cannot be split into {folds} folds; use folds <= {n}")
     given = sum(x is not None for x in (groups, coords, time))
     if given > 1:
         raise DataError("give at most one of groups=, coords= and time= for fold assignment")
+    for label, arr in (("coords", coords), ("time", time), ("stratify", stratify)):
+        if arr is not None and np.asarray(arr).shape[0] != n:
+            raise DataError(f"{label} has {np.asarray(arr).shape[0]} labels, expected {n} "
+                            "(one per unit)")
     if coords is not None:
         groups = _spatial_blocks(np.asarray(coords, dtype=float), folds, block_size)
     if time is not None:
@@ -87,6 +103,14 @@ def make_folds(
             out[test] = k
         return out
     if stratify is not None:
+        labels, counts = np.unique(np.asarray(stratify), return_counts=True)
+        small = {_plain(v): int(c) for v, c in zip(labels, counts) if c < folds}
+        if small:
+            what = ", ".join(f"{c} units with treatment {v}" if labels.size == 2 else
+                             f"{c} units labelled {v}" for v, c in small.items())
+            raise DesignError(f"{what}: fewer than the {folds} folds, so some folds would "
+                              f"hold none; use folds <= {min(small.values())} (at least 2) "
+                              "or more units")
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         split = splitter.split(idx, np.asarray(stratify))
     else:
@@ -94,6 +118,46 @@ def make_folds(
     for k, (_, test) in enumerate(split):
         out[test] = k
     return out
+
+
+def _plain(v):
+    """A label as a plain Python number (1.0 -> 1) for messages."""
+    v = v.item() if hasattr(v, "item") else v
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def check_fold_arms(d: np.ndarray, fold_ids: np.ndarray, min_train: int = 2,
+                    min_test: int = 0) -> None:
+    """Every fold's training part must hold ``min_train`` treated and control units, and its
+    held-out part ``min_test`` of each; raise :class:`DesignError` with the counts otherwise.
+
+    Shared by the designs that fit arm-specific nuisances on the training folds (AIPW, CATE):
+    with fewer, a nuisance model is fitted on one or no unit of an arm and the estimate is a
+    number without meaning. Works for any fold ids (random, stratified, group, spatial, given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_fold_arms(np.array([0, 1] * 10), np.arange(20) // 10)
+    >>> check_fold_arms(np.array([1, 1, 0, 0, 0, 0]), np.array([0, 0, 1, 1, 2, 2]))
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.DesignError: fold 0 has a training part with 0 treated and 4 control units; each needs at least 2: use fewer folds or more units per group
+    """
+    d = np.asarray(d, dtype=float)
+    fold_ids = np.asarray(fold_ids)
+    if fold_ids.shape[0] != d.shape[0]:
+        raise DataError(f"fold ids have length {fold_ids.shape[0]}, the data {d.shape[0]}")
+    for k in np.unique(fold_ids):
+        for part, mask, need in (("training", fold_ids != k, min_train),
+                                 ("held-out", fold_ids == k, min_test)):
+            n1 = int(d[mask].sum())
+            n0 = int(mask.sum()) - n1
+            if min(n0, n1) < need:
+                raise DesignError(
+                    f"fold {_plain(k)} has a {part} part with {n1} treated and {n0} control "
+                    f"units; each needs at least {need}: use fewer folds or more units per "
+                    "group")
 
 
 def _spatial_blocks(coords: np.ndarray, folds: int, block_size: float | None) -> np.ndarray:
@@ -153,7 +217,8 @@ def crossfit_predict(
     for train, test in fold_indices(fold_ids):
         tr = train[mask[train]]
         if tr.size == 0:
-            raise DesignError("a cross-fitting fold has no training rows in the requested arm")
+            raise DesignError(f"cross-fitting fold {_plain(np.asarray(fold_ids)[test[0]])} has no training "
+                              "rows in the requested arm; use fewer folds or more units")
         model = clone(learner).fit(X[tr], y[tr])
         if method == "predict_proba":
             out[test] = model.predict_proba(X[test])[:, 1]
