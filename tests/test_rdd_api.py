@@ -124,7 +124,7 @@ def test_fuzzy_delta_method_matches_rdrobust():
     df = pd.DataFrame({"x": x, "y": y, "d": t})
     for vce in ("hc0", "hc2", "hc3"):
         est = gc.rdd("y ~ d", df, running="x", p=1, kernel="triangular", h=0.5, h_den=0.5,
-                     vce=vce, n_boot=50, density_test=False)
+                     vce=vce, n_boot=50, density_test=False, bias_correction="implicit")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ref = rdr(y, x, fuzzy=t, h=0.5, p=1, kernel="tri", vce=vce)
@@ -134,7 +134,7 @@ def test_fuzzy_delta_method_matches_rdrobust():
         assert est.curve.std_error[0] == pytest.approx(float(ref.se.iloc[0, 0]), rel=1e-8)
     # the delta-method SE is not the SE of the reduced form divided by the jump
     sharp = gc.rdd("y ~ 1", df, running="x", p=1, kernel="triangular", h=0.5, vce="hc0",
-                   n_boot=50, density_test=False)
+                   n_boot=50, density_test=False, bias_correction="implicit")
     jump = est.diagnostics["first_stage_jump"]
     assert abs(est.std_errors["mean"] - sharp.std_errors["mean"] / jump) > 0.01
 
