@@ -72,6 +72,7 @@ from geocausal.designs.rdd.bwselect import (
 )
 from geocausal.designs.rdd.frechet import isotonic_rows, rearrange, rearrange_interpolated
 from geocausal.designs.rdd.locpoly import LocPolyFit, kernel_name, local_poly, side_window
+from geocausal.designs.rdd.smallsample import satterthwaite_parts
 from geocausal.errors import DataError, DesignError
 
 METHODS = ("simple", "frechet")
@@ -97,6 +98,7 @@ class SideFit:
     # scores with the order-p residuals (rdrobust's "Conventional" row), on the window
     m_conventional: np.ndarray | None = None
     score_conventional_window: np.ndarray | None = None
+    df_parts: tuple[np.ndarray, np.ndarray] | None = None  # tr(C), tr(C^2) per column of m
     mix: np.ndarray | None = None  # (K, K) linear rearrangement map (``m = mix @ raw``), if any
 
     @property
@@ -158,6 +160,20 @@ class R3DResult:
     def se(self) -> np.ndarray:
         """Pointwise standard errors ``sqrt(sum_i s_i(q)^2)``."""
         return np.sqrt(np.sum(self.score**2, axis=0))
+
+    @cached_property
+    def df(self) -> np.ndarray:
+        """Bell-McCaffrey degrees of freedom of the variance of ``tau`` per quantile, ``(K,)``.
+
+        Satterthwaite's ``tr(C)^2 / tr(C^2)`` over both sides (see
+        :mod:`geocausal.designs.rdd.smallsample`); in a fuzzy design those of the outcome
+        jump (the first stage, estimated on the same window, is not counted).
+        """
+        tp, t2p = self.plus.df_parts
+        tm, t2m = self.minus.df_parts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df = (tp + tm) ** 2 / (t2p + t2m)
+        return np.where(np.isfinite(df) & (df > 0), df, np.inf)
 
     @property
     def fuzzy(self) -> bool:
@@ -257,11 +273,16 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
         nz = np.flatnonzero(np.any(w != 0, axis=1))
         resid_fitted = fitted.copy()
         resid_fitted[nz] = isotonic_rows(fitted[nz])
+    scale = 1.0
     if vce == "nn":               # nearest-neighbour residuals on the window (rdrobust's default)
         e = _nn_window(x[rows], fit.y_win)
     else:
         e = np.subtract(fit.y_win, resid_fitted)
-        e *= _vce_scale(vce, res_fit)
+        scale = _vce_scale(vce, res_fit)
+        e *= scale
+    # Bell-McCaffrey degrees of freedom of the variance (small-sample critical values)
+    tr, tr2 = satterthwaite_parts(res_fit, np.where(w > 0, w, 0.0) if positive_only else w,
+                                  scale)
     conv = (None, None)
     if explicit:
         ec = e if vce == "nn" else np.subtract(fit.y_win, fit.fitted_window) * _vce_scale(vce, fit)
@@ -277,12 +298,15 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
     if method == "simple" and rearrangement == "interpolate" and m.size > 1:
         m, mix = rearrange_interpolated(m, q_grid)
         score_w = score_w @ mix.T
+        am = np.abs(mix) / np.abs(mix).sum(axis=1, keepdims=True)   # df of the mixed columns:
+        tr, tr2 = am @ tr, am @ tr2                                 # weighted averages
     elif method == "simple":
         m, order = rearrange(m)
         if np.any(order != np.arange(order.size)):      # already monotone: nothing to permute
             score_w = score_w[:, order]
+            tr, tr2 = tr[order], tr2[order]
     return SideFit(m=m, fit=fit, h=np.asarray(h, float), raw=raw, rows=rows,
-                   score_window=score_w, weights_unsorted=w, order=order,
+                   score_window=score_w, weights_unsorted=w, order=order, df_parts=(tr, tr2),
                    m_conventional=conv[0], score_conventional_window=conv[1], mix=mix)
 
 
