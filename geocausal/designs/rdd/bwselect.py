@@ -202,6 +202,9 @@ def _residuals(ex, eY, fitted, lev, vce, nnmatch, k):
     if vce in ("hc0", "cr1"):
         return e
     if vce == "hc1":
+        if ex.size <= k:
+            raise DesignError(f"a pilot window holds {ex.size} units for {k} coefficients; "
+                              "vce='hc1' needs more: use vce='nn' or more data near the cutoff")
         return e * math.sqrt(ex.size / (ex.size - k))
     scale = 1.0 / np.maximum(1.0 - lev, 1e-8)
     return e * (np.sqrt(scale) if vce == "hc2" else scale)[:, None]
