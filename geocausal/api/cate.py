@@ -33,7 +33,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
 from geocausal.api._correction import apply_correction
-from geocausal.api._images import image_features, summary_features
+from geocausal.api._images import align_images, image_features, summary_features
 from geocausal.designs.cate import (
     LEARNERS,
     CateFit,
@@ -346,6 +346,7 @@ def cate(
     outcome_correction: Any = None,
     seed: int = 0,
 ) -> Estimate:
+    missing_images: str = "drop",
     """Conditional average treatment effects in a randomised (or unconfounded) trial.
 
     Parameters
@@ -355,8 +356,10 @@ def cate(
     data
         One row per unit.
     images
-        Chips ``(N, T, H, W, C)`` / ``(N, H, W, C)``, an embeddings frame, a feature array or a
-        chips cache path: image effect modifiers next to the tabular ones. A mapping
+        Chips ``(N, T, H, W, C)`` / ``(N, H, W, C)``, an embeddings frame, a feature array, a
+        ``ChipsResult``, a chips cache path or the long Parquet of ``geocausal embed``: image
+        effect modifiers next to the tabular ones. Frames and caches are matched to the data's
+        index by unit id; raw arrays by position (one row per data row). A mapping
         ``{name: chips}`` of the same sites at several chip sizes (multi-scale) concatenates
         the features of every scale.
     learner
@@ -398,6 +401,9 @@ def cate(
     seed
         Seed of folds, splits, bootstrap and default forest.
 
+    missing_images
+        Units whose image is unusable (no valid pixel in some period, NaN features):
+        ``"drop"`` (default, counted ``MissingImagesWarning``), ``"impute"`` or ``"error"``.
     Returns
     -------
     Estimate
@@ -406,6 +412,9 @@ def cate(
     if learner not in LEARNERS:
         raise DataError(f"learner must be one of {LEARNERS}, got '{learner}'")
     parsed = parse_formula(formula, data)
+    al = align_images(images, data, missing_images=missing_images)
+    data, images = al.data, al.images
+    propensity, groups, coords, truth = (al.rows(v) for v in (propensity, groups, coords, truth))
     y = apply_correction(outcome_correction, parsed.outcome_vector(data))
     d = check_treatment(parsed.treatment_vector(data), parsed.treatment)
     X, names = design_matrix(parsed, data, images, representation, seed)

@@ -186,6 +186,7 @@ def debias(
     seed: int = 0,
     images: Any = None,
     outcome_correction: Any = None,
+    missing_images: str = "drop",
 ) -> Estimate:
     """Average effect on an ML-predicted outcome, corrected for shrinkage.
 
@@ -222,9 +223,13 @@ def debias(
         column), and the delta method clusters the downstream influence. With
         ``interval="fixed"`` any variance of the designs is accepted.
     learners, folds, seed, images
-        As in every design.
+        As in every design (``images`` are matched to the data's index by unit id, raw arrays
+        by position; see :mod:`geocausal.features.align`).
     outcome_correction
         Not used here (this function is the correction); must be None.
+    missing_images
+        Units whose image is unusable: ``"drop"`` (default, counted ``MissingImagesWarning``),
+        ``"impute"`` or ``"error"``.
 
     Returns
     -------
@@ -251,6 +256,10 @@ def debias(
                           "DataFrame, a pair of arrays or a fitted corrector)")
     if interval not in ("bootstrap", "delta", "fixed"):
         raise DataError(f"interval '{interval}' is not 'bootstrap', 'delta' or 'fixed'")
+    from geocausal.api._images import align_images
+
+    al = align_images(images, data, missing_images=missing_images)
+    data, images, propensity = al.data, al.images, al.rows(propensity)
     parsed = parse_formula(formula, data)
     yhat = check_vector(parsed.outcome_vector(data), f"outcome '{parsed.outcome}'")
     treat = parsed.treatment_vector(data)
@@ -508,6 +517,7 @@ def ppi(
     """Prediction-powered inference: a mean, OLS coefficients or an ATE from predictions plus a
     few labels.
 
+    missing_images: str = "drop",
     Parameters
     ----------
     formula
@@ -531,6 +541,8 @@ def ppi(
     Examples
     --------
     >>> import numpy as np, pandas as pd
+    learners, folds, seed, images, missing_images
+        The propensity model of the ATE, as in :func:`debias`.
     >>> rng = np.random.default_rng(0)
     >>> y = rng.normal(size=2000); yh = y + rng.normal(0, .5, 2000)
     >>> lab = np.where(np.arange(2000) < 200, y, np.nan)
@@ -549,6 +561,11 @@ def ppi(
     yhat = apply_correction(outcome_correction, check_vector(
         parsed.outcome_vector(data), f"outcome '{parsed.outcome}'"))
     lab_all = check_values(pd.to_numeric(data[truth], errors="coerce").to_numpy(dtype=float),
+    if estimand == "ate":  # images feed only the propensity model of the ATE
+        from geocausal.api._images import align_images
+
+        al = align_images(images, data, missing_images=missing_images)
+        data, images, propensity = al.data, al.images, al.rows(propensity)
                            truth, data.index)
     labelled = np.isfinite(lab_all)
     if labelled.sum() < 2 or (~labelled).sum() < 2:

@@ -45,7 +45,7 @@ from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from geocausal.api._correction import apply_correction
-from geocausal.api._images import image_features
+from geocausal.api._images import align_images, image_features
 from geocausal.designs.dml_panel import (
     FOLD_TYPES,
     SCORES,
@@ -221,6 +221,7 @@ def dml_panel(
 
     Parameters
     ----------
+    missing_images: str = "drop",
     formula
         ``"y ~ d + x1 + x2"``; the first ``treatments`` right-hand terms are treatments.
     data
@@ -250,7 +251,10 @@ def dml_panel(
     seed
         Seed of the folds and of the default learners and the bootstrap.
     images
-        Image features (embeddings frame, array or chips), added to the covariates.
+        Image features, added to the covariates: an embeddings frame, a ``ChipsResult``, a
+        chips cache path or the long Parquet of ``geocausal embed``, matched on the ``unit``
+        column by unit id (one image row per unit serves all its periods); or raw chips / a
+        feature matrix with one row per data row, matched by position.
     outcome_correction
         A fitted corrector applied to the outcome first.
     treatments
@@ -272,6 +276,10 @@ def dml_panel(
     -------
     Estimate
         ``params`` indexed by treatment, cluster-robust ``vcov``, ``influence``, and
+    missing_images
+        Units whose image is unusable (no valid pixel in some period, NaN features):
+        ``"drop"`` (default; all their rows, with a counted ``MissingImagesWarning``),
+        ``"impute"`` or ``"error"``.
         ``diagnostics`` (rows dropped, per-repetition estimates, nuisance R-squared, bias and
         spread ratios, ``coverage_flag``, ``bias_aware_ci``, ``joint_ci``).
 
@@ -302,6 +310,8 @@ def dml_panel(
         raise FormulaError(f"dml_panel handles unit effects through approach=, not '| "
                            f"{' + '.join(parsed.fixed_effects)}' in '{formula}'")
     d_names, controls = _treatments(parsed, treatments)
+    al = align_images(images, data, unit=unit, missing_images=missing_images)
+    data, images, folds = al.data, al.images, al.rows(folds)
     u_codes, t_codes = _panel_codes(data, unit, time)
     y = apply_correction(outcome_correction, parsed.outcome_vector(data))
     d = np.column_stack([replace(parsed, treatment=t).treatment_vector(data) for t in d_names])
