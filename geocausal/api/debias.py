@@ -513,11 +513,11 @@ def ppi(
     seed: int = 0,
     images: Any = None,
     outcome_correction: Any = None,
+    missing_images: str = "drop",
 ) -> Estimate:
     """Prediction-powered inference: a mean, OLS coefficients or an ATE from predictions plus a
     few labels.
 
-    missing_images: str = "drop",
     Parameters
     ----------
     formula
@@ -537,12 +537,12 @@ def ppi(
         Only ``"hetero"`` (PPI's own variance).
     outcome_correction
         Optional corrector applied to the predictions first.
+    learners, folds, seed, images, missing_images
+        The propensity model of the ATE, as in :func:`debias`.
 
     Examples
     --------
     >>> import numpy as np, pandas as pd
-    learners, folds, seed, images, missing_images
-        The propensity model of the ATE, as in :func:`debias`.
     >>> rng = np.random.default_rng(0)
     >>> y = rng.normal(size=2000); yh = y + rng.normal(0, .5, 2000)
     >>> lab = np.where(np.arange(2000) < 200, y, np.nan)
@@ -557,15 +557,15 @@ def ppi(
                           "use 'hetero'")
     if truth not in data.columns:
         raise DataError(f"truth column '{truth}' is not in the data")
-    parsed = parse_formula(formula, data, treatment=estimand == "ate")
-    yhat = apply_correction(outcome_correction, check_vector(
-        parsed.outcome_vector(data), f"outcome '{parsed.outcome}'"))
-    lab_all = check_values(pd.to_numeric(data[truth], errors="coerce").to_numpy(dtype=float),
     if estimand == "ate":  # images feed only the propensity model of the ATE
         from geocausal.api._images import align_images
 
         al = align_images(images, data, missing_images=missing_images)
         data, images, propensity = al.data, al.images, al.rows(propensity)
+    parsed = parse_formula(formula, data, treatment=estimand == "ate")
+    yhat = apply_correction(outcome_correction, check_vector(
+        parsed.outcome_vector(data), f"outcome '{parsed.outcome}'"))
+    lab_all = check_values(pd.to_numeric(data[truth], errors="coerce").to_numpy(dtype=float),
                            truth, data.index)
     labelled = np.isfinite(lab_all)
     if labelled.sum() < 2 or (~labelled).sum() < 2:
