@@ -345,8 +345,8 @@ def cate(
     truth: str | np.ndarray | None = None,
     outcome_correction: Any = None,
     seed: int = 0,
-) -> Estimate:
     missing_images: str = "drop",
+) -> Estimate:
     """Conditional average treatment effects in a randomised (or unconfounded) trial.
 
     Parameters
@@ -400,10 +400,10 @@ def cate(
         A fitted corrector applied to the outcome first.
     seed
         Seed of folds, splits, bootstrap and default forest.
-
     missing_images
         Units whose image is unusable (no valid pixel in some period, NaN features):
         ``"drop"`` (default, counted ``MissingImagesWarning``), ``"impute"`` or ``"error"``.
+
     Returns
     -------
     Estimate
@@ -411,10 +411,10 @@ def cate(
     """
     if learner not in LEARNERS:
         raise DataError(f"learner must be one of {LEARNERS}, got '{learner}'")
-    parsed = parse_formula(formula, data)
     al = align_images(images, data, missing_images=missing_images)
     data, images = al.data, al.images
     propensity, groups, coords, truth = (al.rows(v) for v in (propensity, groups, coords, truth))
+    parsed = parse_formula(formula, data)
     y = apply_correction(outcome_correction, parsed.outcome_vector(data))
     d = check_treatment(parsed.treatment_vector(data), parsed.treatment)
     X, names = design_matrix(parsed, data, images, representation, seed)

@@ -216,12 +216,12 @@ def dml_panel(
     bias_check: bool = True,
     n_boot: int = 999,
     alpha: float = 0.05,
+    missing_images: str = "drop",
 ) -> Estimate:
     """Double machine learning for a partially linear panel model.
 
     Parameters
     ----------
-    missing_images: str = "drop",
     formula
         ``"y ~ d + x1 + x2"``; the first ``treatments`` right-hand terms are treatments.
     data
@@ -271,15 +271,15 @@ def dml_panel(
         Clustered multiplier-bootstrap draws for the joint intervals (0 to skip).
     alpha
         Level of the joint and bias-aware intervals in the diagnostics.
+    missing_images
+        Units whose image is unusable (no valid pixel in some period, NaN features):
+        ``"drop"`` (default; all their rows, with a counted ``MissingImagesWarning``),
+        ``"impute"`` or ``"error"``.
 
     Returns
     -------
     Estimate
         ``params`` indexed by treatment, cluster-robust ``vcov``, ``influence``, and
-    missing_images
-        Units whose image is unusable (no valid pixel in some period, NaN features):
-        ``"drop"`` (default; all their rows, with a counted ``MissingImagesWarning``),
-        ``"impute"`` or ``"error"``.
         ``diagnostics`` (rows dropped, per-repetition estimates, nuisance R-squared, bias and
         spread ratios, ``coverage_flag``, ``bias_aware_ci``, ``joint_ci``).
 
@@ -305,13 +305,13 @@ def dml_panel(
         raise DataError(f"n_rep must be a positive integer, got {n_rep}")
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    al = align_images(images, data, unit=unit, missing_images=missing_images)
+    data, images, folds = al.data, al.images, al.rows(folds)
     parsed = parse_formula(formula, data)
     if parsed.fixed_effects:
         raise FormulaError(f"dml_panel handles unit effects through approach=, not '| "
                            f"{' + '.join(parsed.fixed_effects)}' in '{formula}'")
     d_names, controls = _treatments(parsed, treatments)
-    al = align_images(images, data, unit=unit, missing_images=missing_images)
-    data, images, folds = al.data, al.images, al.rows(folds)
     u_codes, t_codes = _panel_codes(data, unit, time)
     y = apply_correction(outcome_correction, parsed.outcome_vector(data))
     d = np.column_stack([replace(parsed, treatment=t).treatment_vector(data) for t in d_names])
