@@ -186,9 +186,9 @@ def test_twelve_units_two_treated_five_folds_refused():
     df = pd.DataFrame({"x": rng.normal(size=12), "d": [1, 1] + [0] * 10,
                        "y": rng.normal(size=12)})
     # on main: a number (ATE 0.49, se 2.1) with only scikit-learn's warning
-    with pytest.raises(DesignError, match="2 units with treatment 1.*5 folds"):
+    with pytest.raises(DesignError, match=r"2 treated units \(treatment 1\) for 5 folds"):
         gc.aipw("y ~ d + x", df, folds=5, learners=LIN)
-    with pytest.raises(DesignError, match="2 units with treatment 1"):
+    with pytest.raises(DesignError, match="2 treated units"):
         make_folds(12, 5, stratify=df.d)
     with pytest.raises(DesignError, match="1 treated"):
         gc.aipw("y ~ d + x", df, folds=2, learners=LIN)
@@ -210,3 +210,30 @@ def test_fold_arm_checks_for_group_and_given_folds():
         make_folds(12, 2, stratify=d[:-1])
     with pytest.raises(DesignError, match="12 units cannot be split into 13 folds"):
         make_folds(12, 13)
+
+
+def test_blp_with_constant_proxy_is_refused_not_a_zero_se():
+    # on main: beta2 = 0.0 with standard error 0.0 (statsmodels' pseudo-inverse)
+    from geocausal.designs.cate_eval import split_once
+
+    rng = np.random.default_rng(9)
+    n = 400
+    d = rng.integers(0, 2, n).astype(float)
+    y = d + rng.normal(size=n)
+    with pytest.raises(DesignError, match=r"BLP regressors have rank 2 of 3.*beta2.*zero"):
+        split_once(y, d, np.full(n, .5), np.full(n, .7), np.zeros(n))
+    r = split_once(y, d, np.full(n, .5), rng.normal(size=n), np.zeros(n))
+    assert r["beta2"][1] > 0
+
+
+def test_cate_and_given_predictions_refuse_bad_inputs():
+    rng = np.random.default_rng(10)
+    df = pd.DataFrame({"x": rng.normal(size=12), "d": [1, 1] + [0] * 10,
+                       "y": rng.normal(size=12)})
+    with pytest.raises(DesignError, match="2 treated units"):
+        gc.cate("y ~ d + x", df, evaluate=False)
+    df = _study(200)
+    mu = np.zeros(200)
+    mu[5] = np.inf
+    with pytest.raises(DataError, match=r"predictions\['mu0'\] has 1 infinite"):
+        gc.aipw("y ~ d + x", df, propensity="e", predictions={"mu0": mu, "mu1": np.zeros(200)})

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from formulaic import model_matrix
 
-from geocausal.designs.common import check_values
+from geocausal.designs.common import check_estimate, check_values
 from geocausal.designs.debias import (
     LinearCalibration,
     Tweedie,
@@ -308,6 +308,7 @@ def debias(
 
     if interval == "fixed":
         psi = hajek_influence(corrected, treat, e)
+        check_estimate(tau, psi, f"the {method} corrected effect")
         return Estimate.from_influence({term: tau}, psi, vcov=vcov,
                                        cluster_data=cluster_data_from(data), diagnostics=diag,
                                        **common)
@@ -317,6 +318,7 @@ def debias(
             raise DesignError("the delta method is available for method='lcc'; the Tweedie KDE "
                               "score has no simple influence function, use interval='bootstrap'")
         tau_d, psi = lcc_delta_influence(corrector, yhat, treat, e)
+        check_estimate(tau_d, psi, "the LCC corrected effect")
         cluster_data = None
         if col is not None:     # stacked rows: downstream clusters, then calibration clusters
             cal = (np.arange(corrector.n_cal) if cal_groups is None else cal_groups).astype(str)
@@ -328,6 +330,8 @@ def debias(
     draws = joint_bootstrap(corrector, yhat, treat, e, n_boot=n_boot, seed=seed,
                             groups=groups, cal_groups=cal_groups)
     se = float(np.std(draws, ddof=1))
+    check_estimate(tau, None, f"the {method} corrected effect")
+    check_estimate(se, None, f"the bootstrap standard error of the {method} corrected effect")
     lo, hi = np.quantile(draws, [0.025, 0.975])
     diag.update({"n_boot": int(n_boot), "boot_percentile_95": (float(lo), float(hi)),
                  "boot_bias": float(draws.mean() - tau)})

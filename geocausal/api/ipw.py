@@ -37,7 +37,7 @@ import pandas as pd
 from geocausal.api._correction import apply_correction
 from geocausal.api._images import align_images, image_features
 from geocausal.designs import overlap as ov
-from geocausal.designs.common import check_treatment
+from geocausal.designs.common import check_treatment, check_values
 from geocausal.designs.ipw import (
     Nuisances,
     crossfit_nuisances,
@@ -84,9 +84,9 @@ def _vector(data: pd.DataFrame, value: Any, name: str, n: int) -> np.ndarray:
     arr = data[value].to_numpy(dtype=float) if isinstance(value, str) else np.asarray(value, float)
     if arr.shape != (n,):
         raise DataError(f"{name} has shape {arr.shape}, expected ({n},)")
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"{name} has {int((~np.isfinite(arr)).sum())} non-finite values")
-    return arr
+    if np.isnan(arr).any():
+        raise DataError(f"{name} has {int(np.isnan(arr).sum())} missing values")
+    return check_values(arr, name, data.index, column=False)
 
 
 def _features(pf: ParsedFormula, data: pd.DataFrame, images: Any, seed: int

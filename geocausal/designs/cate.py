@@ -42,8 +42,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone, is_classifier
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from geocausal.designs.common import check_treatment
-from geocausal.errors import DataError
+from geocausal.designs.common import check_estimate, check_treatment
+from geocausal.errors import DataError, DesignError
 from geocausal.nuisance.crossfit import check_fold_arms, fold_indices
 
 LEARNERS = ("dr", "r", "x", "t", "s", "forest")
@@ -339,6 +339,7 @@ def crossfit_cate(
     if lrn["marginal"] is None or kind != "r":
         m = e * mu1 + (1 - e) * mu0
     phi = mu1 - mu0 + d * (y - mu1) / e - (1 - d) * (y - mu0) / (1 - e)
+    check_estimate(phi.mean(), phi - phi.mean(), "the CATE design's AIPW ATE")
     tau = np.empty(n)
     for train, test in fold_indices(fold_ids):
         models = _final_stage(kind, lrn, X, y, d, mu0, mu1, e, m, phi, train)
@@ -351,6 +352,10 @@ def crossfit_cate(
     elif known is None:
         # per-unit known propensities: predict new places with their mean
         known = float(np.mean(e_arr))
+    bad = int((~np.isfinite(tau)).sum())
+    if bad:
+        raise DesignError(f"{bad} of {n} CATE predictions of the '{kind}' learner are not "
+                          "finite; check the outcome's scale and the final-stage learner")
     for arr in (tau, phi, mu0, mu1, e):
         arr.setflags(write=False)
     return CateFit(kind=kind, tau=tau, phi=phi, mu0=mu0, mu1=mu1, e=e, fold_ids=fold_ids,

@@ -30,7 +30,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from geocausal.designs.common import check_treatment
+from geocausal.designs.common import check_full_rank, check_treatment
 from geocausal.errors import DataError, DesignError
 
 
@@ -197,6 +197,8 @@ def calibration_test(y, d, e, m, tau) -> pd.DataFrame:
     Z = np.column_stack([(d - e) * tbar, (d - e) * (tau - tbar)])
     if np.ptp(tau) == 0:
         raise DesignError("constant CATE predictions: the calibration test needs varying ones")
+    check_full_rank(Z, ["mean_prediction", "differential_prediction"],
+                    "calibration-test regressors")
     res = sm.OLS(y - m, Z).fit(cov_type="HC3")
     t = np.asarray(res.tvalues)
     est, se = np.asarray(res.params), np.asarray(res.bse)
@@ -217,7 +219,10 @@ def _groups(S: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return g
 
 
-def _wls(y, Z, w, clusters=None):
+def _wls(y, Z, w, clusters=None, names=None, what="regressors"):
+    # statsmodels solves with a pseudo-inverse: collinear columns would get an arbitrary
+    # split of one coefficient and a meaningless standard error, so refuse them by name
+    check_full_rank(Z, names, what)
     if clusters is None:
         return sm.WLS(y, Z, weights=w).fit(cov_type="HC1")
     return sm.WLS(y, Z, weights=w).fit(cov_type="cluster", cov_kwds={"groups": clusters})
@@ -252,13 +257,15 @@ def split_once(y, d, p, S, B, *, n_groups=5, features=None, rng=None,
     cons = np.ones_like(y)
     Zb = np.column_stack([cons, Bc, d - p, (d - p) * Sc]) if np.ptp(B) > 0 else \
         np.column_stack([cons, d - p, (d - p) * Sc])
-    r = _wls(y, Zb, w, clusters)
+    r = _wls(y, Zb, w, clusters, (["const", "baseline"] if np.ptp(B) > 0 else ["const"])
+             + ["d - p (beta1)", "(d - p)(S - mean S) (beta2)"], "BLP regressors")
     out["beta1"] = (r.params[-2], r.bse[-2])
     out["beta2"] = (r.params[-1], r.bse[-1])
     g = _groups(S, n_groups, rng)
     G = np.column_stack([(d - p) * (g == k) for k in range(n_groups)])
     Zg = np.column_stack([cons, Bc, G]) if np.ptp(B) > 0 else np.column_stack([cons, G])
-    r = _wls(y, Zg, w, clusters)
+    r = _wls(y, Zg, w, clusters, (["const", "baseline"] if np.ptp(B) > 0 else ["const"])
+             + [f"(d - p) 1{{G{k + 1}}}" for k in range(n_groups)], "GATES regressors")
     gam = np.asarray(r.params[-n_groups:])
     V = np.asarray(r.cov_params())[-n_groups:, -n_groups:]
     for k in range(n_groups):

@@ -138,9 +138,11 @@ def check_full_rank(X: np.ndarray, names: Sequence[str] | None = None, what: str
     rank = int((diag > tol).sum())
     if rank < X.shape[1]:
         bad = [names[j] for j in sorted(piv[rank:])]
+        zero = [names[j] for j in range(X.shape[1]) if scale[j] == 0]
+        extra = f" ({zero} are zero in every row)" if zero else ""
         raise DesignError(f"{what} have rank {rank} of {X.shape[1]} columns: {bad} are "
-                          "collinear with the others (perfectly or to machine precision); drop "
-                          "them or the columns they repeat")
+                          "collinear with the others (perfectly or to machine precision)"
+                          f"{extra}; drop them or the columns they repeat")
 
 
 def check_estimate(theta: Any, psi: np.ndarray | None = None, what: str = "the estimate"

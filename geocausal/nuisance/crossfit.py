@@ -106,11 +106,13 @@ def make_folds(
         labels, counts = np.unique(np.asarray(stratify), return_counts=True)
         small = {_plain(v): int(c) for v, c in zip(labels, counts) if c < folds}
         if small:
-            what = ", ".join(f"{c} units with treatment {v}" if labels.size == 2 else
-                             f"{c} units labelled {v}" for v, c in small.items())
-            raise DesignError(f"{what}: fewer than the {folds} folds, so some folds would "
-                              f"hold none; use folds <= {min(small.values())} (at least 2) "
-                              "or more units")
+            binary = set(small) <= {0, 1}
+            what = ", ".join(f"{c} {'treated' if v == 1 else 'control'} units (treatment {v})"
+                             if binary else f"{c} units labelled {v!r}"
+                             for v, c in small.items())
+            raise DesignError(f"stratified folds: {what} for {folds} folds, so some folds "
+                              "would hold none; every stratum needs at least as many units as "
+                              "folds: use fewer folds or more units")
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         split = splitter.split(idx, np.asarray(stratify))
     else:
