@@ -7,10 +7,24 @@ from geocausal.inference.bootstrap import (
     sup_t_critical,
 )
 from geocausal.inference.multitest import adjust_pvalues
-from geocausal.inference.variance import VcovRequest, parse_vcov, vcov_from_influence
+from geocausal.inference.variance import (
+    MIN_CLUSTERS,
+    VarianceRule,
+    VcovRequest,
+    check_clusters,
+    median_vcov,
+    parse_vcov,
+    variance_from_rule,
+    vcov_from_influence,
+)
 
 __all__ = [
+    "MIN_CLUSTERS",
+    "VarianceRule",
     "VcovRequest",
+    "check_clusters",
+    "median_vcov",
+    "variance_from_rule",
     "adjust_pvalues",
     "multiplier_bootstrap",
     "multipliers",
