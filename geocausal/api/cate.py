@@ -50,6 +50,7 @@ from geocausal.designs.cate_eval import (
 from geocausal.designs.common import check_treatment
 from geocausal.errors import DataError, DesignError
 from geocausal.formula import parse_formula
+from geocausal.inference.variance import cluster_data_from
 from geocausal.nuisance.crossfit import make_folds
 from geocausal.results.estimate import Estimate, make_provenance
 
@@ -465,12 +466,7 @@ def cate(
     if true_tau is not None:
         diag["cor_truth"] = float(np.corrcoef(fit.tau, true_tau)[0, 1]) if np.ptp(fit.tau) > 0 \
             else float("nan")
-    cluster_data = {}
-    if isinstance(vcov, Mapping):
-        cl = vcov.get("cluster")
-        for c in [cl] if isinstance(cl, str) else (cl or []):
-            if isinstance(c, str) and c in data.columns:
-                cluster_data[c] = data[c].to_numpy()
+    cluster_data = cluster_data_from(data)  # every column: with_vcov may cluster on any
     return Estimate.from_influence(
         params=pd.Series({parsed.treatment: fit.ate}), influence=fit.influence, vcov=vcov,
         cluster_data=cluster_data, estimand="ATE", design=f"cate-{learner}",
