@@ -62,8 +62,3 @@ class FewSwitchersWarning(GeocausalWarning):
 class MissingImagesWarning(GeocausalWarning):
     """Units have no usable image (no chip, an all-nodata chip, NaN features) and were dropped or
     imputed (``missing_images=``); the message gives the count and some ids."""
-
-
-class MissingImagesWarning(GeocausalWarning):
-    """Units have no usable image (no chip, an all-nodata chip, NaN features) and were dropped or
-    imputed (``missing_images=``); the message gives the count and some ids."""
