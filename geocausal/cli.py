@@ -276,14 +276,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    from geocausal.data.chips import open_cache
     from geocausal.encoders.embed import embed
 
-    cache = Path(args.cache)
-    if not cache.is_dir():
-        raise DataError(f"--cache '{cache}' is not a chips cache folder; make one with "
-                        "'geocausal extract'")
+    cache = open_cache(args.cache)  # a DataError naming the path when it is not a cache
     check_writable_file(args.out, overwrite=args.overwrite)
-    path = embed(args.cache, out=args.out, encoder=args.encoder, seed=args.seed,
+    path = embed(cache, out=args.out, encoder=args.encoder, seed=args.seed,
                  epochs=args.epochs)
     print(f"wrote embeddings to {path}")
     return 0
@@ -372,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cache", required=True, help="chips cache (from 'geocausal extract')")
     m.add_argument("--out", required=True, help="output Parquet file")
     m.add_argument("--encoder", default="cnn", help="cnn, vit, sequence or random")
-    m.add_argument("--epochs", type=_int_at_least(1), default=5)
+    m.add_argument("--epochs", type=_int_at_least(0), default=5)
     m.add_argument("--seed", type=_int_at_least(0), default=0)
     m.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file that geocausal did not write")

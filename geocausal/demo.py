@@ -181,12 +181,11 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
     from threadpoolctl import threadpool_limits
 
     import geocausal as gc
+    from geocausal._safety import prepare_output_dir
     from geocausal.data.units import load_units
     from geocausal.datasets import synthetic_world
     from geocausal.results.plot import coef_plot, save
     from geocausal.results.plot_ipw import love_plot, overlap_plot
-
-    from geocausal._safety import prepare_output_dir
 
     console = Console(quiet=quiet)
     out = prepare_output_dir(out, overwrite=overwrite)

@@ -119,7 +119,7 @@ def test_out_or_cache_pointing_at_a_file(world, tmp_path, capsys):
           "none", "--out", str(f / "sub")], "is a file, so"),
         (["extract", "--manifest", m, "--cache", str(f), "--quiet"], "is a file, not a folder"),
         (["embed", "--cache", str(f), "--out", str(tmp_path / "e.parquet")],
-         "is not a chips cache folder"),
+         "is not a chips cache"),
         (["demo", "--out", str(f)], "is a file, not a folder"),
         (["paper", "run", "r3d", "--out", str(f)], "is a file, not a folder"),
     ]

@@ -36,6 +36,10 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
         assert (out / f).stat().st_size > 0, f
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["seed"] == 1 and prov["manifest_hash"] and prov["n_units"] == 120
+    # the folder is marked as geocausal's, so a later demo may write into it again
+    from geocausal._safety import created_by_geocausal
+
+    assert created_by_geocausal(out)
 
 
 def test_difference_in_means_matches_welch():
