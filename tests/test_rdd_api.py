@@ -178,7 +178,8 @@ def test_weak_first_stage_warns():
     ({"vce": "hc4"}, "vce"), ({"bias_correction": "yes"}, "bias_correction"),
     ({"studentize": "yes"}, "studentize"), ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"),
     ({"cutoff": np.nan}, "cutoff"), ({"sensitivity": [0.0, 1.0]}, "sensitivity"),
-    ({"donuts": [-0.1]}, "donuts"), ({"rearrangement": "spline"}, "rearrangement"), ({"bandwidth": "silverman"}, "bandwidth"),
+    ({"donuts": [-0.1]}, "donuts"), ({"rearrangement": "spline"}, "rearrangement"),
+    ({"small_sample": "kr"}, "small_sample"), ({"bandwidth": "silverman"}, "bandwidth"),
 ])
 def test_every_option_is_validated(sim, kw, match):
     x, Y = sim

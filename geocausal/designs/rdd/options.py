@@ -32,6 +32,7 @@ METHODS = ("simple", "frechet")
 BIAS_CORRECTIONS = ("implicit", "explicit")
 VCES = ("nn", "hc0", "hc1", "hc2", "hc3")
 REARRANGEMENTS = ("sort", "interpolate")
+SMALL_SAMPLE = ("bell-mccaffrey", "none")
 
 
 def check_alpha(alpha: Any) -> float:
@@ -170,7 +171,7 @@ def check_names(values: Any, name: str, choices: Sequence[str]) -> tuple[str, ..
 
 def validate_rdd_options(*, method: Any, p: Any, s: Any, kernel: Any, h: Any, h_den: Any,
                          b: Any, per_side: Any, bias_correction: Any, vce: Any,
-                         rearrangement: Any, donut: Any,
+                         small_sample: Any, rearrangement: Any, donut: Any,
                          n_boot: Any, alpha: Any, studentize: Any, multiplier: Any, tests: Any,
                          test_range: Any, functionals: Any, density_test: Any, placebo: Any,
                          sensitivity: Any, donuts: Any, seed: Any, cutoff: Any,
@@ -182,7 +183,7 @@ def validate_rdd_options(*, method: Any, p: Any, s: Any, kernel: Any, h: Any, h_
     --------
     >>> opts = dict(method="simple", p=2, s=1, kernel="triangular", h=None, h_den=None, b=None,
     ...             per_side=False, bias_correction="implicit", vce="hc2",
-    ...             rearrangement="sort", donut=0.0,
+    ...             small_sample=None, rearrangement="sort", donut=0.0,
     ...             n_boot=200, alpha=0.05, studentize=True, multiplier="normal",
     ...             tests=("nullity",), test_range=None, functionals=("mean",),
     ...             density_test=True, placebo=None, sensitivity=None, donuts=None, seed=0,
@@ -209,6 +210,8 @@ def validate_rdd_options(*, method: Any, p: Any, s: Any, kernel: Any, h: Any, h_
     check_choice(bias_correction, "bias_correction", BIAS_CORRECTIONS)
     check_choice(vce, "vce", VCES)
     check_choice(rearrangement, "rearrangement", REARRANGEMENTS)
+    if small_sample is not None:
+        check_choice(small_sample, "small_sample", SMALL_SAMPLE)
     if check_positive(donut, "donut", allow_zero=True).size != 1:
         raise DataError("donut takes one radius; use donuts=[...] for a sensitivity table")
     check_int(n_boot, "n_boot", 1)

@@ -74,8 +74,9 @@ def satterthwaite_parts(fit: LocPolyFit, w: np.ndarray,
     return tr, tr2
 
 
-def t_critical(c: float, df: np.ndarray) -> np.ndarray:
-    """The t critical values with the same two-sided level as the normal critical value ``c``.
+def t_critical(c: float | np.ndarray, df: np.ndarray) -> np.ndarray:
+    """The t critical values with the same two-sided level as the normal critical value ``c``
+    (``c`` and ``df`` broadcast; infinite or missing ``df`` leave ``c`` unchanged).
 
     Examples
     --------
@@ -83,11 +84,10 @@ def t_critical(c: float, df: np.ndarray) -> np.ndarray:
     >>> np.round(t_critical(1.959964, np.array([10.0, np.inf])), 3).tolist()
     [2.228, 1.96]
     """
-    df = np.asarray(df, dtype=float)
-    level = stats.norm.cdf(c)
-    out = np.full(df.shape, float(c))
+    c, df = np.broadcast_arrays(np.asarray(c, dtype=float), np.asarray(df, dtype=float))
+    out = c.copy()
     ok = np.isfinite(df) & (df > 0)
-    out[ok] = stats.t.ppf(level, df[ok])
+    out[ok] = stats.t.ppf(stats.norm.cdf(c[ok]), df[ok])
     return out
 
 
