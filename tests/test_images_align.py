@@ -189,3 +189,27 @@ def test_nan_feature_rows_follow_missing_images():
     with pytest.warns(MissingImagesWarning, match="imputed"):
         imp = align_images(feats, data, missing_images="impute")
     assert imp.images[2, 1] == pytest.approx(np.nanmean(feats.f1.drop(feats.index[[2, 9]])))
+
+
+def test_panel_frames_per_unit_or_per_row():
+    rng = np.random.default_rng(3)
+    units = np.repeat(np.arange(10, 30), 3)
+    data = pd.DataFrame({"unit": units, "time": np.tile([0, 1, 2], 20),
+                         "y": rng.normal(size=60)})
+    per_unit = pd.DataFrame({"f": rng.normal(size=20)}, index=np.arange(10, 30))
+    al = align_images(_shuffled(per_unit), data, unit="unit")
+    np.testing.assert_array_equal(al.images[:, 0], per_unit.loc[units, "f"].to_numpy())
+    data.index = [f"row{i}" for i in range(60)]
+    per_row = pd.DataFrame({"f": rng.normal(size=60)}, index=data.index)
+    al = align_images(_shuffled(per_row), data, unit="unit")
+    np.testing.assert_array_equal(al.images[:, 0], per_row.f.to_numpy())
+    # a row index 0..59 also holds every unit id 10..29: ambiguous, so refused
+    with pytest.raises(DataError, match="both on the 'unit' column"):
+        align_images(per_row.set_axis(range(60)), data.set_axis(range(60)), unit="unit")
+    # index values that fit both keys in different orders: refused, not guessed
+    one = pd.DataFrame({"unit": [2, 0, 1], "y": [1.0, 2.0, 3.0]})
+    with pytest.raises(DataError, match="both on the 'unit' column and on the data's index"):
+        align_images(pd.DataFrame({"f": [0.1, 0.2, 0.3]}), one, unit="unit")
+    named = align_images(pd.DataFrame({"f": [0.1, 0.2, 0.3]}).rename_axis("unit"), one,
+                         unit="unit")
+    assert named.images[:, 0].tolist() == [0.3, 0.1, 0.2]

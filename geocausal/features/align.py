@@ -18,7 +18,10 @@ touches the images. What it accepts, and how rows are matched:
   accepted only when ``N`` equals the number of data rows.
 
 The data side of the key is the data's index, or the design's ``unit=`` column when it has one
-(a panel: one image row per unit serves all of its rows). Image ids must be unique; a data unit
+(a panel: one image row per unit serves all of its rows; a frame whose unnamed index instead
+matches the data's row index is matched per row, and one that could be read both ways in
+different orders is refused: name its index after the unit column). Image ids must be unique; a
+data unit
 without an image row is a :class:`~geocausal.errors.DataError` that names how many and a few
 ids; image rows of units not in the data are ignored.
 
@@ -128,6 +131,8 @@ class _Source:
     chips: Any = None  # (m, ...) array-like, lazily indexable
     mask: Any = None
     what: str = ""
+    index_name: Any = None  # a frame keyed by its index: the index's name
+    by_index: bool = False
 
 
 def _check_policy(missing_images: str) -> None:
@@ -221,7 +226,8 @@ def _source_frame(frame: pd.DataFrame, unit: str | None, what: str) -> _Source:
         x, _ = _numeric(frame.drop(columns=[key]), what)
         return _Source(ids=frame[key].to_numpy(), features=x, what=f"{what} (column '{key}')")
     x, _ = _numeric(frame, what)
-    return _Source(ids=frame.index.to_numpy(), features=x, what=f"{what} (index)")
+    return _Source(ids=frame.index.to_numpy(), features=x, what=f"{what} (index)",
+                   index_name=frame.index.name, by_index=True)
 
 
 def _data_keys(data: pd.DataFrame, unit: str | None) -> tuple[np.ndarray, str]:
@@ -262,6 +268,31 @@ def _positions(src: _Source, keys: np.ndarray, key_name: str, n: int) -> np.ndar
                         f"{key_name}) have no row in {src.what}, e.g. {_few(miss)}; the images "
                         f"hold ids like {_few(ids[:3])}.{hint}")
     return pos
+
+
+def _match(src: _Source, data: pd.DataFrame, keys: np.ndarray, key_name: str,
+           unit: str | None) -> np.ndarray:
+    """Positions; a frame keyed by an unnamed index in a design with ``unit=`` may hold one
+    row per unit (matched on the unit column) or one row per data row (on the data's index)."""
+    if unit is None or not src.by_index or src.index_name == unit:
+        return _positions(src, keys, key_name, len(data))
+    by_unit = by_row = None
+    try:
+        by_unit = _positions(src, keys, key_name, len(data))
+    except DataError as exc:
+        err = exc
+    try:
+        by_row = _positions(src, data.index.to_numpy(), "index", len(data))
+    except DataError:
+        pass
+    if by_unit is not None and by_row is not None and not np.array_equal(by_unit, by_row):
+        raise DataError(f"{src.what} matches the data both on the '{unit}' column and on the "
+                        "data's index, in different orders; name the frame's index "
+                        f"(images.rename_axis('{unit}') for one row per unit) or give the data "
+                        "and the frame the same row index")
+    if by_unit is None and by_row is None:
+        raise err
+    return by_unit if by_unit is not None else by_row
 
 
 def _take(src: _Source, pos: np.ndarray) -> _Source:
@@ -357,7 +388,7 @@ def align_images(images: Any, data: pd.DataFrame, *, unit: str | None = None,
         srcs = {name: _source(v, unit) for name, v in images.items()}
     else:
         srcs = {None: _source(images, unit)}
-    aligned = {name: _take(s, _positions(s, keys, key_name, n)) for name, s in srcs.items()}
+    aligned = {name: _take(s, _match(s, data, keys, key_name, unit)) for name, s in srcs.items()}
     bad = np.zeros(n, bool)
     for s in aligned.values():
         bad |= _unusable(s)
