@@ -100,6 +100,7 @@ FACES = {
                                          "final": LinearRegression()}),
     "fe": lambda df: gc.fe("y ~ d + x | g", df),
     "debias": lambda df: gc.debias("y ~ d", df, method="none", propensity="e"),
+    "dml_panel": lambda df: gc.dml_panel("y ~ d + x", df, unit="g", time="t"),
 }
 
 

@@ -4,7 +4,9 @@
 * :func:`check_values` -- finite values of a sane magnitude in a named column (every face's
   outcome, treatment and controls pass through it, via :mod:`geocausal.formula`).
 * :func:`check_full_rank` -- a regressor matrix of full column rank, naming the collinear
-  columns otherwise.
+  columns otherwise. geocausal refuses rather than drops (fixest drops with a note): which of
+  two collinear columns to keep changes the meaning of the remaining coefficients, so the
+  choice is the user's.
 * :func:`check_estimate` -- a finite estimate and a finite variance before they are returned.
 
 Examples
