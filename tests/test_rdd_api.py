@@ -305,3 +305,21 @@ def test_exact_gaussian_law_matches_explicit_multipliers(sim):
     # the 95% quantile of a sup-|t| has a Monte Carlo sd of about 0.03 at B = 4000
     assert abs(ca - cb) < 0.12
     np.testing.assert_allclose(a.std(0), b.std(0), rtol=0.08)
+
+
+@pytest.mark.parametrize("point_mass", [True, False])
+def test_with_vcov_refuses_because_curve_bands_need_a_refit(sim, point_mass):
+    """Item 3: the curve's pointwise and uniform bands come from the multiplier bootstrap (with
+    clusters: one multiplier per cluster, G/(G-1) and t(G-1)), so no stored influence function
+    can give what a refit with vcov=spec gives; with_vcov refuses with a DesignError, for
+    point-mass and distribution-valued outcomes alike, and a refit does change the bands."""
+    x, Y = sim
+    df = pd.DataFrame({"x": x, "y": Y[:, 0] if point_mass else list(Y),
+                       "g": np.arange(len(x)) // 4})
+    est = gc.rdd("y ~ 1", df, running="x", **_fast())
+    for spec in ({"cluster": "g"}, "hetero"):
+        with pytest.raises(DesignError, match="refit"):
+            est.with_vcov(spec)
+    refit = gc.rdd("y ~ 1", df, running="x", vcov={"cluster": "g"}, **_fast())
+    assert refit.vcov_type == "cluster(g)" and refit.dof == np.unique(df.g).size - 1
+    assert not np.allclose(refit.curve.uniform_high, est.curve.uniform_high)
