@@ -15,13 +15,36 @@ geocausal.errors.DataError: workers=-1: give a positive number of worker process
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from geocausal.errors import DataError
 
-#: seconds to wait for a scheduler given by address before giving up
+#: seconds to wait for a scheduler given by address before giving up (the environment
+#: variable ``GEOCAUSAL_CONNECT_TIMEOUT`` overrides it)
 CONNECT_TIMEOUT_S = 5.0
+
+
+def connect_timeout(timeout: float | None = None) -> float:
+    """The scheduler connect timeout: ``timeout``, else ``$GEOCAUSAL_CONNECT_TIMEOUT``, else 5 s.
+
+    Examples
+    --------
+    >>> connect_timeout(2)
+    2.0
+    """
+    source = "timeout"
+    if timeout is None:
+        env = os.environ.get("GEOCAUSAL_CONNECT_TIMEOUT")
+        timeout, source = (env, "GEOCAUSAL_CONNECT_TIMEOUT") if env else (CONNECT_TIMEOUT_S, "")
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise DataError(f"{source}={timeout!r}: give a positive number of seconds")
+    return value
 
 
 def check_workers(workers: int | None) -> int | None:
@@ -40,16 +63,18 @@ def check_workers(workers: int | None) -> int | None:
     return int(workers)
 
 
-def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
+def connect(address: str, timeout: float | None = None):
     """A ``dask.distributed.Client`` connected to the scheduler at ``address``.
 
     Raises
     ------
     DataError
-        The address is malformed or no scheduler answers there within ``timeout`` seconds.
+        The address is malformed or no scheduler answers there within ``timeout`` seconds
+        (default: :func:`connect_timeout`).
     """
     from dask.distributed import Client
 
+    timeout = connect_timeout(timeout)
     if not isinstance(address, str) or not address.strip():
         raise DataError(f"scheduler={address!r}: give an address such as tcp://10.0.0.1:8786")
     try:
@@ -63,7 +88,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
 
 @contextmanager
 def dask_client(address: str | None = None, workers: int | None = None,
-                timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
+                timeout: float | None = None) -> Iterator:
     """Yield a ``dask.distributed.Client``, or ``None`` when neither argument is given.
 
     Parameters
@@ -73,7 +98,7 @@ def dask_client(address: str | None = None, workers: int | None = None,
     workers
         Start a ``LocalCluster`` with this many single-threaded worker processes (>= 1).
     timeout
-        Seconds to wait for the scheduler at ``address``.
+        Seconds to wait for the scheduler at ``address`` (default: :func:`connect_timeout`).
 
     Raises
     ------

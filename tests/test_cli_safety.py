@@ -320,3 +320,14 @@ def test_dask_client_unreachable_scheduler_times_out(tmp_path):
             dask_client(address=address, timeout=1):
         pass
     assert time.perf_counter() - t0 < 10
+
+
+def test_connect_timeout_from_the_environment(monkeypatch):
+    from geocausal.parallel import CONNECT_TIMEOUT_S, connect_timeout
+
+    assert connect_timeout() == CONNECT_TIMEOUT_S == 5.0
+    monkeypatch.setenv("GEOCAUSAL_CONNECT_TIMEOUT", "12")
+    assert connect_timeout() == 12.0 and connect_timeout(3) == 3.0
+    monkeypatch.setenv("GEOCAUSAL_CONNECT_TIMEOUT", "soon")
+    with pytest.raises(DataError, match="GEOCAUSAL_CONNECT_TIMEOUT='soon'"):
+        connect_timeout()
