@@ -25,7 +25,7 @@ True
 >>> prepare_output_dir(root / "mine", names=["aipw.csv"])
 Traceback (most recent call last):
 ...
-geocausal.errors.DataError: '...mine' already holds ['aipw.csv'] (1 file(s) geocausal did not create); choose a new or empty folder, or pass overwrite=True (--overwrite on the command line) to replace them
+geocausal.errors.DataError: '...mine' already holds ['aipw.csv'] (1 file(s) in a folder geocausal did not create); choose a new or empty folder, or pass overwrite=True (--overwrite on the command line) to replace them
 """
 
 from __future__ import annotations
@@ -155,8 +155,9 @@ def _refuse_clash(p: Path, held: list[str], names: Sequence[str] | None) -> None
                         f"folder, or {_HINT} to write into it")
     clash = [n for n in names if (p / n).exists()]
     if clash:
-        raise DataError(f"'{p}' already holds {clash[:3]} ({len(clash)} file(s) geocausal did "
-                        f"not create); choose a new or empty folder, or {_HINT} to replace them")
+        raise DataError(f"'{p}' already holds {clash[:3]} ({len(clash)} file(s) in a folder "
+                        f"geocausal did not create); choose a new or empty folder, or {_HINT} "
+                        "to replace them")
 
 
 def check_writable_file(path: str | Path, overwrite: bool = False) -> Path:
