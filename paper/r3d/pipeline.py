@@ -30,6 +30,7 @@ import yaml
 from geocausal.designs.rdd.bootstrap import curve_tests, draws, uniform_band
 from geocausal.designs.rdd.estimator import fit_r3d
 from geocausal.designs.rdd.simulate import simulate
+from geocausal.designs.rdd.smallsample import normal_equivalent, t_critical
 from geocausal.results.estimate import make_provenance
 
 HERE = Path(__file__).resolve().parent
@@ -57,8 +58,13 @@ def monte_carlo(cfg: dict, seed: int) -> pd.DataFrame:
                             warnings.simplefilter("ignore")
                             fit = fit_r3d(x, Q, grid, method=m, kernel=cfg["kernel"])
                         D = draws(fit.score, xi)
-                        lo, hi, _ = uniform_band(fit.tau, fit.se, D, 0.05, studentize=True)
-                        p = curve_tests(fit.tau, fit.se, D, grid, ("nullity",),
+                        # gc.rdd's defaults: Bell-McCaffrey t critical values per quantile
+                        _, _, c = uniform_band(fit.tau, fit.se, D, 0.05, studentize=True)
+                        half = t_critical(c, fit.df) * fit.se
+                        lo, hi = fit.tau - half, fit.tau + half
+                        t_eq = np.sign(fit.tau) * fit.se * normal_equivalent(fit.tau / fit.se,
+                                                                             fit.df)
+                        p = curve_tests(t_eq, fit.se, D, grid, ("nullity",),
                                         studentize=True)[0]["p_value"]
                         res[m]["err"].append(fit.tau - delta)
                         res[m]["cov"].append(bool(np.all((lo <= delta) & (hi >= delta))))
