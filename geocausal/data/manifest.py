@@ -113,6 +113,11 @@ class Manifest(_Strict):
     chip: ChipSpec
     columns: dict[Literal[ROLES], list[str]] = Field(default_factory=dict)  # type: ignore[valid-type]
     truth: dict[str, float] = Field(default_factory=dict, description="known true effects (simulated studies)")
+    band_preset: Literal["sentinel2", "landsat5", "landsat7", "landsat8", "landsat9"] | None = Field(
+        None, description="sensor whose band names give the bands' roles (B02 blue, SR_B4 red, ...)")
+    band_roles: dict[str, str | int] = Field(
+        default_factory=dict, description="role (blue, green, red, nir, swir1, swir2, rededge1..3, "
+        "coastal, pan, thermal, ...) -> image band name or 1-based band number; overrides the preset")
 
     _base: Path = PrivateAttr(default=Path("."))
     _file: Path | None = PrivateAttr(default=None)
@@ -130,6 +135,85 @@ class Manifest(_Strict):
         if len(bands) > 1:
             raise ValueError(f"every period must have the same image bands, got {sorted(bands)}")
         return self
+
+    @model_validator(mode="after")
+    def _band_roles_known(self) -> Manifest:
+        from geocausal.errors import DataError
+
+        if (self.band_roles or self.band_preset) and self.rasters:
+            try:
+                self._roles()
+            except DataError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def _roles(self) -> Any:
+        from geocausal.features.roles import resolve_band_roles
+
+        return resolve_band_roles(self.band_names, self.band_roles, self.band_preset,
+                                  where="field 'band_roles'")
+
+    def resolved_band_roles(self) -> Any:
+        """The image bands' roles (:class:`~geocausal.features.roles.BandRoles`) from
+        ``band_preset`` and ``band_roles``, or from band names that are role names.
+
+        Raises
+        ------
+        ManifestError
+            A role naming a band the rasters lack, an unknown role (names field and file).
+        """
+        from geocausal.errors import DataError
+
+        try:
+            return self._roles()
+        except DataError as exc:
+            raise ManifestError(f"{self._file or '<manifest>'}: {exc}") from None
+
+    def check_band_roles(self, path: str | Path, count: int,
+                         descriptions: tuple | list | None = None,
+                         spec: RasterSpec | None = None) -> None:
+        """Check the band roles against an opened raster file.
+
+        ``count`` is the file's band count and ``descriptions`` its band descriptions (rasterio's
+        ``src.descriptions``). A role whose band is beyond the file's bands, or whose band name
+        the file describes at another position (or not at all, when every band is described),
+        is a :class:`~geocausal.errors.ManifestError` naming the field and the file.
+
+        Examples
+        --------
+        >>> m = manifest_from_dict({"name": "s", "units": {"path": "u.gpkg", "id": "id"},
+        ...     "rasters": [{"period": 1, "paths": ["a.tif"], "bands": ["B04", "B08"]}],
+        ...     "chip": {"size_px": 8}, "band_preset": "sentinel2"}, check_files=False)
+        >>> m.resolved_band_roles().roles
+        {'red': 0, 'nir': 1}
+        >>> m.check_band_roles("a.tif", 2, ("B08", "B04"))
+        Traceback (most recent call last):
+        ...
+        geocausal.errors.ManifestError: <manifest>: field 'band_roles'.red: band 'B04' is band 1 of the manifest's list, but raster 'a.tif' describes it as band 2; list the file's bands in order in 'bands'
+        """
+        if not (self.band_roles or self.band_preset):
+            return
+        from geocausal.features.roles import normalise_band_name
+
+        roles = self.resolved_band_roles()
+        spec = spec or next((r for r in self.rasters if any(
+            self.resolve(p) == Path(path) for p in r.paths)), self.rasters[0])
+        image = spec.image_bands
+        where = f"{self._file or '<manifest>'}: field 'band_roles'"
+        desc = [normalise_band_name(d) if d else "" for d in (descriptions or ())]
+        for role, pos in roles.roles.items():
+            band = image[pos]
+            number = spec.bands.index(band) + 1  # 1-based band of the file
+            if number > count:
+                raise ManifestError(f"{where}.{role}: band '{band}' is band {number} of the "
+                                    f"manifest's list, but raster '{path}' has only {count} "
+                                    "bands; fix 'bands' or 'band_roles'")
+            nb = normalise_band_name(band)
+            if len(desc) == count and desc[number - 1] != nb and nb in desc:
+                raise ManifestError(f"{where}.{role}: band '{band}' is band {number} of the "
+                                    f"manifest's list, but raster '{path}' describes it as band "
+                                    f"{desc.index(nb) + 1}; list the file's bands in order "
+                                    "in 'bands'")
 
     @property
     def base_dir(self) -> Path:

@@ -112,6 +112,7 @@ def tile_infos(manifest: Manifest) -> list[TileInfo]:
                 raise DataError(f"raster '{path}' has no CRS; give the file a CRS (e.g. with "
                                 "gdal_edit.py -a_srs)")
             image, mask = band_indexes(spec, src.count, path)
+            manifest.check_band_roles(path, src.count, src.descriptions, spec)
             nodata = spec.nodata if spec.nodata is not None else src.nodata
             out.append(TileInfo(
                 period_index=t, path=path, crs=src.crs.to_wkt(),
