@@ -4,8 +4,12 @@ Each unit's outcome is a distribution (pixels in a district, wages in a firm) or
 (a point mass). The estimand is the local quantile treatment effect ``tau(q)`` at the cutoff,
 estimated on a quantile grid by the "simple" (per-quantile local polynomial + rearrangement)
 or "frechet" (common bandwidth + isotonic projection) estimator of Van Dijcke (2025), with
-pointwise and uniform bands from a multiplier bootstrap, sup tests, and effects on functionals
-(mean, variance, Gini).
+pointwise and uniform bands from a multiplier bootstrap (for distributions, with t critical
+values at the Bell-McCaffrey degrees of freedom of each quantile: ``small_sample=``), sup tests,
+and effects on functionals (mean, variance, Gini). Every option is validated
+(:mod:`geocausal.designs.rdd.options`); a weak fuzzy first stage (F < 10) warns with
+:class:`~geocausal.errors.WeakInstrumentWarning`. ``Estimate.with_vcov`` refuses (the bands
+come from the bootstrap): refit with the ``vcov`` you need.
 
 Outcome forms
 -------------
