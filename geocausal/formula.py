@@ -30,7 +30,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 
 from geocausal.designs.common import check_values
-from geocausal.errors import FormulaError
+from geocausal.errors import DataError, FormulaError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*")
 _FUNCS = {"C", "np", "log", "exp", "sqrt", "I", "center", "scale", "poly", "bs", "Q", "T",
@@ -151,6 +151,10 @@ def parse_formula(formula: str, data: pd.DataFrame | None = None, *, treatment: 
         fixed_effects=tuple(fes),
     )
     if data is not None:
+        if not isinstance(data, pd.DataFrame):
+            raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        if len(data) == 0:
+            raise DataError(f"the data have no rows; formula '{formula}' cannot be estimated")
         missing = sorted(c for c in parsed.columns() if c not in data.columns)
         if missing:
             raise FormulaError(
