@@ -53,6 +53,8 @@ _LAZY: dict[str, str] = {
     "data": "geocausal.data",
     "load_study": "geocausal.data.study",
     "encoders": "geocausal.encoders",
+    # results
+    "etable": "geocausal.results.table",
 }
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The ``geocausal`` command line: estimate | extract | embed | demo | paper.
+"""The geocausal command line: estimate | extract | embed | demo | paper.
 
 Bad input exits with code 2 and one line naming the problem, never a traceback; an unexpected
 failure exits with code 3 and one line asking to report it (``--debug`` or ``GEOCAUSAL_DEBUG=1``
@@ -201,13 +201,24 @@ def _used_columns(formula: str, kwargs: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- commands
-def _materialise_shipped(manifest: Path) -> None:
-    """Generate a shipped study's files (``data_manifests/<name>.yaml``) on first use."""
-    from geocausal.datasets import STUDIES, ensure_study, manifests_dir
+def _materialise_shipped(manifest: str | Path) -> Path:
+    """The manifest to read for ``--manifest``.
 
-    name = manifest.stem
-    if name in STUDIES and manifest.exists() and manifest.resolve() == (manifests_dir() / f"{name}.yaml").resolve():
-        ensure_study(name)
+    A shipped study's name (``demo``, ``sentinel2_semisynthetic``), or the path of its
+    read-only manifest inside the package, resolves to its copy in the user data folder
+    (:func:`geocausal.datasets.ensure_study`, generated on first use; never inside the
+    package). Any other path is returned unchanged.
+    """
+    from geocausal.datasets import STUDIES, ensure_study, shipped_manifests_dir
+
+    text = str(manifest)
+    path = Path(text)
+    if text in STUDIES and not path.exists():
+        return ensure_study(text)
+    if (path.stem in STUDIES and path.is_file()
+            and path.resolve().parent == shipped_manifests_dir().resolve()):
+        return ensure_study(path.stem)
+    return path
 
 
 def _accepted(fn, design: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -243,14 +254,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     check_required(fn, args.design, kwargs)
     from geocausal.data.manifest import load_manifest
 
-    _materialise_shipped(Path(args.manifest))
-    load_manifest(args.manifest)  # fail fast, naming the field and the file
-    names = [f"{args.design}.{ext}" for ext in ("csv", "json", "png")]
+    manifest = _materialise_shipped(args.manifest)
+    load_manifest(manifest)  # fail fast, naming the field and the file
+    names = [f"{args.design}.{ext}" for ext in ("csv", "json", "md", "tex", "png")]
     out = prepare_output_dir(args.out, names, overwrite=args.overwrite)  # before the work
     from geocausal.data.study import load_study
     from geocausal.results.export import write_outputs
 
-    study = load_study(args.manifest, features=args.images, seed=args.seed,
+    study = load_study(manifest, features=args.images, seed=args.seed,
                        workers=args.workers)
     check_table(study.table, _used_columns(args.formula, kwargs), kwargs.get("by"))
     if study.features is not None:
@@ -268,7 +279,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
         raise DataError(f"--cache '{args.cache}' is a file, not a folder; give the folder "
                         "that holds (or will hold) chips caches")
-    res = extract(args.manifest, cache_dir=args.cache, workers=args.workers,
+    res = extract(_materialise_shipped(args.manifest), cache_dir=args.cache, workers=args.workers,
                   scheduler=args.scheduler, progress=not args.quiet,
                   overwrite=args.overwrite)
     print(res.report())
@@ -307,35 +318,174 @@ def _paper_dir(name: str) -> Path:
     return p
 
 
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (mtime_ns, size) of every file under ``folder`` (marker excluded)."""
+    from geocausal._safety import MARKER
+
+    out: dict[str, tuple[int, int]] = {}
+    for f in folder.rglob("*"):
+        if f.is_file() and f.name != MARKER:
+            st = f.stat()
+            out[f.relative_to(folder).as_posix()] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
 def cmd_paper(args: argparse.Namespace) -> int:
+    import time
+
+    from geocausal.datasets import papers_dir
+
     if args.name not in PAPERS:
         raise CliError(f"unknown paper '{args.name}'; choose one of {list(PAPERS)}")
     path = _paper_dir(args.name)
     spec = importlib.util.spec_from_file_location(f"paper_{args.name}", path)
-    module = importlib.util.module_from_spec(spec)
-    if spec.loader is None:
+    if spec is None or spec.loader is None:
         raise CliError(f"cannot load '{path}'")
-    out = path.parent
-    if args.out:
-        out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    module = importlib.util.module_from_spec(spec)
+    target = Path(args.out) if args.out else papers_dir() / args.name
+    out = prepare_output_dir(target, overwrite=args.overwrite).resolve()
+    size = "paper size (--full)" if args.full else "CI size"
+    print(f"paper {args.name}: {size}, seed {args.seed}")
+    print(f"  pipeline: {path}")
+    print(f"  output:   {out}" + ("" if args.out else "  (default folder; --out chooses another)"))
+    print("[1/3] loading the pipeline", flush=True)
     sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
+    before = _files(out)
+    print(f"[2/3] running the pipeline ({'hours' if args.full else 'minutes'} at this size)",
+          flush=True)
+    t0 = time.perf_counter()
     module.run(full=args.full, out=out, seed=args.seed)
+    after = _files(out)
+    written = sorted(k for k, v in after.items() if before.get(k) != v)
+    print(f"[3/3] done in {time.perf_counter() - t0:.1f} s; wrote {len(written)} files "
+          f"under {out}:")
+    for rel in written[:60]:
+        print(f"  {rel}  ({_size(after[rel][1])})")
+    if len(written) > 60:
+        print(f"  ... and {len(written) - 60} more")
     return 0
+
+
+#: plain-text descriptions and examples of ``geocausal --help`` and each subcommand's help
+_DESCRIPTION = """\
+geocausal: causal inference when outcomes, treatments or confounders are seen from space.
+
+Commands: estimate an effect from a data manifest, extract image chips, embed chips with an
+encoder, run the demo, run a paper pipeline. Outputs go only under --out and never replace a
+file geocausal did not create unless --overwrite is given. Exit codes: 0 success, 2 bad input
+(one line naming the field, column or file), 3 unexpected error (--debug shows the traceback).
+The shipped studies are named 'demo' and 'sentinel2_semisynthetic': give the name as
+--manifest and their files are generated on first use in the user data folder
+(GEOCAUSAL_DATA_DIR overrides where that is)."""
+
+_EPILOG = """\
+examples:
+  geocausal demo --out results --units 200 --size 16
+  geocausal estimate --design aipw --manifest demo --formula "y ~ d + x1 + x2" \\
+                     --vcov cluster:country --out results/aipw
+  geocausal extract --manifest demo --workers 2
+  geocausal embed --cache CACHE.zarr --out emb.parquet --encoder cnn
+  geocausal paper run r3d --out paper-r3d
+
+'geocausal COMMAND --help' shows each command's options and examples."""
+
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "estimate": (
+        "estimate an effect from a manifest",
+        "Estimate an effect from a data manifest (units, rasters, column roles) with one of\n"
+        f"the designs: {', '.join(sorted(DESIGNS))}.\n"
+        "Image features (per-chip summaries or learned embeddings) are extracted and aligned\n"
+        "to the units by id. Writes DESIGN.csv (tidy table), DESIGN.json (the full result),\n"
+        "tables and a figure under --out.",
+        """examples:
+  geocausal estimate --design aipw --manifest demo --formula "y ~ d + x1 + x2" \\
+                     --vcov cluster:country --out results/aipw
+  geocausal estimate --design aipw --manifest demo --formula "y ~ d + x1" --by funder
+  geocausal estimate --design fe --manifest study.yaml --formula "y ~ d | unit + year" \\
+                     --vcov cluster:unit
+  geocausal estimate --design rdd --manifest study.yaml --formula "y ~ 1" \\
+                     --running dist --cutoff 0
+  geocausal estimate --design cate --manifest demo --formula "y ~ d + x1" \\
+                     --set propensity=0.5 --set 'learner="dr"'
+
+--manifest takes a YAML file or a shipped study's name (demo, sentinel2_semisynthetic).
+--set KEY=VALUE passes any other keyword of the design; VALUE is JSON (quote strings)."""),
+    "extract": (
+        "extract image chips for every unit and period",
+        "Cut a chip around every unit for every period of a manifest into a resumable zarr\n"
+        "cache (by default in .cache next to the manifest), optionally on a Dask cluster.",
+        """examples:
+  geocausal extract --manifest demo
+  geocausal extract --manifest study.yaml --cache /data/chips --workers 4
+  geocausal extract --manifest study.yaml --scheduler tcp://10.0.0.5:8786"""),
+    "embed": (
+        "embed chips with an encoder, write Parquet",
+        "Train an image encoder on a chips cache (self-supervised, no outcome is used) and\n"
+        "write one embedding row per unit and period to a Parquet file.",
+        """examples:
+  geocausal embed --cache CACHE.zarr --out emb.parquet --encoder cnn --epochs 5
+  geocausal embed --cache CACHE.zarr --out emb.parquet --encoder random --epochs 0
+
+CACHE.zarr is the cache path printed by 'geocausal extract'."""),
+    "demo": (
+        "run the embedded demo study end to end",
+        "Generate a synthetic world with a known effect (multi-band GeoTIFFs, a units\n"
+        "GeoPackage, a manifest), extract chips, learn image representations, and print the\n"
+        "AIPW effect with a cluster-robust standard error beside the truth. Everything,\n"
+        "including the generated data, is written under --out.",
+        """examples:
+  geocausal demo
+  geocausal demo --out results --units 200 --size 16 --seed 1"""),
+    "paper": (
+        "paper pipelines",
+        "Reproducible paper pipelines (tables, figures, provenance.json).",
+        """examples:
+  geocausal paper run r3d --out paper-r3d
+  geocausal paper run china_worldbank --full --out /data/china"""),
+    "paper run": (
+        "run a paper pipeline (CI size unless --full)",
+        f"Run one of the paper pipelines:\n  {', '.join(PAPERS)}\n"
+        "at CI size, or at paper size with --full. Prints its steps, and at the end every\n"
+        "file it wrote. Without --out the outputs go to paper/NAME in the user data folder\n"
+        "(GEOCAUSAL_DATA_DIR overrides it); the folder is printed first. The pipelines ship\n"
+        "with a source checkout of geocausal.",
+        """examples:
+  geocausal paper run r3d
+  geocausal paper run dml_panel --out paper-dml --seed 1
+  geocausal paper run one_map_many_trials --full --out /data/one_map"""),
+}
+
+
+def _sub(sub, name: str, key: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand parser with its plain-text description and examples."""
+    short, description, epilog = _COMMANDS[key or name]
+    return sub.add_parser(name, help=short, description=description, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    p = _Parser(prog="geocausal", description=__doc__.split("\n")[0])
+    p = _Parser(prog="geocausal", description=_DESCRIPTION, epilog=_EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of an unexpected error (or set GEOCAUSAL_DEBUG=1)")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
-    e = sub.add_parser("estimate", help="estimate an effect from a manifest")
+    e = _sub(sub, "estimate")
     e.add_argument("--design", required=True, help=f"one of {sorted(DESIGNS)}")
-    e.add_argument("--manifest", required=True, help="data manifest YAML")
+    e.add_argument("--manifest", required=True,
+                   help="data manifest YAML, or a shipped study's name (demo)")
     e.add_argument("--formula", required=True, help="e.g. 'y ~ treat + x1 | country'")
     e.add_argument("--out", default="results", help="output folder (default: results)")
     e.add_argument("--vcov", help="iid, hetero, or cluster:COL[,COL2]")
@@ -347,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cutoff", type=_finite_float, help="cutoff of the running variable (rdd)")
     e.add_argument("--by", help="subgroup column(s), comma separated")
     e.add_argument("--folds", type=_int_at_least(2), help="cross-fitting folds")
-    e.add_argument("--seed", type=_int_at_least(0), default=0)
+    e.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
     e.add_argument("--workers", type=_int_at_least(1), help="local Dask workers for extraction")
     e.add_argument("--overwrite", action="store_true",
                    help="replace output files that geocausal did not create")
@@ -355,8 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any other keyword of the design (JSON values), repeatable")
     e.set_defaults(func=cmd_estimate)
 
-    x = sub.add_parser("extract", help="extract image chips for every unit and period")
-    x.add_argument("--manifest", required=True)
+    x = _sub(sub, "extract")
+    x.add_argument("--manifest", required=True,
+                   help="data manifest YAML, or a shipped study's name (demo)")
     x.add_argument("--cache", help="cache folder (default: .cache next to the manifest)")
     x.add_argument("--workers", type=_int_at_least(1),
                    help="start a local Dask cluster with N workers")
@@ -366,34 +517,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace whatever sits at the cache path, even if geocausal did not make it")
     x.set_defaults(func=cmd_extract)
 
-    m = sub.add_parser("embed", help="embed chips with an encoder, write Parquet")
+    m = _sub(sub, "embed")
     m.add_argument("--cache", required=True, help="chips cache (from 'geocausal extract')")
     m.add_argument("--out", required=True, help="output Parquet file")
     m.add_argument("--encoder", default="cnn", help="cnn, vit, sequence or random")
-    m.add_argument("--epochs", type=_int_at_least(0), default=5)
-    m.add_argument("--seed", type=_int_at_least(0), default=0)
+    m.add_argument("--epochs", type=_int_at_least(0), default=5,
+                   help="training epochs; 0 embeds with the untrained encoder (default: 5)")
+    m.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
     m.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file that geocausal did not write")
     m.set_defaults(func=cmd_embed)
 
-    d = sub.add_parser("demo", help="run the embedded demo study end to end")
+    d = _sub(sub, "demo")
     d.add_argument("--out", default="results",
                    help="output folder: new, empty, or from an earlier demo (default: results)")
-    d.add_argument("--units", type=_int_at_least(1), default=600)
+    d.add_argument("--units", type=_int_at_least(1), default=600,
+                   help="number of units (default: 600)")
     d.add_argument("--size", type=_int_at_least(1), default=32, help="chip side in pixels")
-    d.add_argument("--seed", type=_int_at_least(0), default=0)
+    d.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
     d.add_argument("--overwrite", action="store_true",
                    help="write into a folder that holds files geocausal did not create")
     d.set_defaults(func=cmd_demo)
 
-    pp = sub.add_parser("paper", help="paper pipelines")
+    pp = _sub(sub, "paper")
     psub = pp.add_subparsers(dest="paper_command", parser_class=_Parser)
-    pr = psub.add_parser("run", help="run a paper pipeline (CI size unless --full)")
+    pr = _sub(psub, "run", "paper run")
     pr.add_argument("name", help=f"one of {list(PAPERS)}")
     pr.add_argument("--full", action="store_true", help="paper size")
     pr.add_argument("--out", help="output folder: new, empty, or from an earlier run "
-                                  "(default: the paper's folder)")
-    pr.add_argument("--seed", type=_int_at_least(0), default=0)
+                                  "(default: paper/NAME in the user data folder)")
+    pr.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
     pr.add_argument("--overwrite", action="store_true",
                     help="write into a folder that holds files geocausal did not create")
     pr.set_defaults(func=cmd_paper)

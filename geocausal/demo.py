@@ -12,7 +12,7 @@
 4. :func:`geocausal.aipw` estimates the ATE with standard errors clustered by country, with
    each image representation, next to the naive difference in means and a tabular-only AIPW,
    all beside the true ATE;
-5. tables (CSV), figures (PNG) and ``provenance.json`` are written to ``out``.
+5. tables (CSV, Markdown and LaTeX), figures (PNG) and ``provenance.json`` are written to ``out``.
 
 The command ``geocausal demo --out results --units 600 --size 32`` calls :func:`run_demo`.
 
@@ -184,6 +184,7 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
     from geocausal._safety import prepare_output_dir
     from geocausal.data.units import load_units
     from geocausal.datasets import synthetic_world
+    from geocausal.results.export import write_tables
     from geocausal.results.plot import coef_plot, save
     from geocausal.results.plot_ipw import love_plot, overlap_plot
 
@@ -246,6 +247,9 @@ def run_demo(out: Path | str = "results", n_units: int = 600, seed: int = 0, siz
 
     # --- outputs
     table.to_csv(out / "tables" / "estimates.csv", index=False)
+    write_tables(list(ests.values()), out / "tables", "estimates",
+                 caption="ATE estimates: " + "; ".join(
+                     f"({j + 1}) {name}" for j, name in enumerate(ests)))
     bal = img.diagnostics.get("balance")
     if isinstance(bal, pd.DataFrame) and len(bal):
         bal.to_csv(out / "tables" / "balance.csv", index=False)

@@ -31,7 +31,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     # truth than the naive contrast
     assert abs(table.loc["AIPW, tabular + band summaries", "bias"]) < naive["bias"]
     for f in ("figures/overlap.png", "figures/estimates.png", "figures/balance.png",
-              "tables/balance.csv",
+              "tables/balance.csv", "tables/estimates.md", "tables/estimates.tex",
               "tables/overlap.csv", "provenance.json"):
         assert (out / f).stat().st_size > 0, f
     prov = json.loads((out / "provenance.json").read_text())

@@ -18,10 +18,10 @@ import datetime as _dt
 import functools
 import html
 import platform
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -69,8 +69,54 @@ def make_provenance(
     }
 
 
+class FrozenMapping(Mapping):
+    """A read-only mapping that pickles (a ``MappingProxyType`` does not).
+
+    Examples
+    --------
+    >>> import pickle
+    >>> m = FrozenMapping({"a": 1})
+    >>> pickle.loads(pickle.dumps(m)) == m, isinstance(m, Mapping)
+    (True, True)
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", dict(data or {}))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrozenMapping is read-only")
+
+    def __reduce__(self):
+        return (FrozenMapping, (self._data,))
+
+    def __repr__(self) -> str:
+        return f"FrozenMapping({self._data!r})"
+
+
 def _freeze(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(m or {}))
+    return FrozenMapping(dict(m or {}))
+
+
+def _count_clusters(vcov_type: str, cluster_data: Mapping[str, Any]) -> int | None:
+    """Clusters behind a ``"cluster(a)"`` / ``"cluster(a x b)"`` label (two-way: the fewer)."""
+    m = re.fullmatch(r"cluster\((.+)\)", str(vcov_type))
+    if not m:
+        return None
+    names = m.group(1).split(" x ")
+    if not all(n in cluster_data for n in names):
+        return None
+    return min(int(pd.unique(pd.Series(np.asarray(cluster_data[n]))).size) for n in names)
 
 
 @dataclass(frozen=True)
@@ -110,6 +156,9 @@ class Estimate:
         when any is not zero.
     variance_rule : VarianceRule or None
         How the variance is recomputed for another ``vcov=``; None means it cannot be.
+    n_clusters : int or None
+        The number of clusters of a cluster-robust variance (two-way: the smaller count);
+        None otherwise. Counted from ``cluster_data`` when the clusters are named there.
 
     Notes
     -----
@@ -141,6 +190,7 @@ class Estimate:
     cluster_data: Mapping[str, Any] = field(default_factory=dict, repr=False)
     null: pd.Series | Mapping[str, float] | float | None = None
     variance_rule: VarianceRule | None = field(default=None, repr=False)
+    n_clusters: int | None = None
 
     def __post_init__(self) -> None:
         params = pd.Series(self.params, dtype=float)
@@ -160,6 +210,12 @@ class Estimate:
         object.__setattr__(self, "diagnostics", _freeze(self.diagnostics))
         object.__setattr__(self, "provenance", _freeze(self.provenance))
         object.__setattr__(self, "cluster_data", _freeze(self.cluster_data))
+        g = None
+        if str(self.vcov_type).startswith("cluster"):
+            g = _count_clusters(self.vcov_type, self.cluster_data) or self.n_clusters
+        if g is not None and (isinstance(g, bool) or int(g) != g or int(g) < 1):
+            raise DataError(f"n_clusters must be a positive integer, got {self.n_clusters!r}")
+        object.__setattr__(self, "n_clusters", None if g is None else int(g))
         if self.influence is not None:
             inf = np.asarray(self.influence, dtype=float)
             if inf.ndim == 1:
@@ -205,6 +261,7 @@ class Estimate:
         res = variance_from_rule(rule, psi, vcov, kwargs.get("cluster_data"))
         kwargs.setdefault("nobs", psi.shape[0])
         kwargs["dof"] = res.dof
+        kwargs.setdefault("n_clusters", None if res.request is None else res.request.n_clusters)
         return cls(params=params, vcov=pd.DataFrame(res.matrix), vcov_type=res.label,
                    influence=psi, variance_rule=rule, **kwargs)
 
@@ -290,7 +347,8 @@ class Estimate:
                                              f"{self.vcov_type}; refit to recompute them)")
         return replace(self, vcov=pd.DataFrame(res.matrix, index=self.params.index,
                                                columns=self.params.index),
-                       vcov_type=res.label, dof=res.dof, diagnostics=diags)
+                       vcov_type=res.label, dof=res.dof, diagnostics=diags,
+                       n_clusters=None if res.request is None else res.request.n_clusters)
 
     # ------------------------------------------------------------------ presentation
     def summary(self, alpha: float = 0.05) -> Summary:
@@ -313,6 +371,7 @@ class Estimate:
             "coefficients": self.tidy().to_dict(orient="records"),
             "vcov": self.vcov.to_numpy().tolist(),
             "dof": self.dof,
+            "n_clusters": self.n_clusters,
             "null": {str(k): float(v) for k, v in self.null.items()},
             "diagnostics": _jsonable(dict(self.diagnostics)),
             "provenance": _jsonable(dict(self.provenance)),
@@ -461,31 +520,21 @@ class EstimateSet:
         return out
 
     def etable(self, digits: int = 3, alpha: float = 0.05, terms: Sequence[str] | None = None,
-               fmt: str = "text") -> pd.DataFrame | str:
-        """Estimates with standard errors in parentheses, one column per model.
+               fmt: str = "frame", **kwargs: Any) -> pd.DataFrame | str:
+        """Estimates with standard errors below them, one column per model.
 
-        ``fmt`` is ``"frame"`` (a DataFrame), ``"text"`` (default; a DataFrame too, printable),
-        ``"latex"`` or ``"html"`` (strings).
+        The same table as :func:`geocausal.results.table.etable` (``gc.etable(self)``), which
+        documents ``fmt`` (``"frame"``, the default here, ``"text"``, ``"md"``, ``"latex"``,
+        ``"html"``) and the other options (``keep``, ``drop``, ``labels``, ``names``, ``below``,
+        ``stars``, ``caption``). ``terms`` keeps exactly those terms.
         """
-        rows: dict[str, dict[str, str]] = {}
-        for name, est in zip(self.names, self.estimates):
-            t = est.tidy(alpha).set_index("term")
-            for term, r in t.iterrows():
-                if terms is not None and term not in terms:
-                    continue
-                stars = "***" if r.p_value < 0.01 else "**" if r.p_value < 0.05 else "*" if r.p_value < 0.1 else ""
-                rows.setdefault(term, {})[name] = f"{r.estimate:.{digits}f}{stars}"
-                rows.setdefault(f"  ({term} se)", {})[name] = f"({r.std_error:.{digits}f})"
-            rows.setdefault("N", {})[name] = f"{est.nobs:,}"
-            rows.setdefault("Estimand", {})[name] = est.estimand
-            rows.setdefault("Variance", {})[name] = est.vcov_type
-        order = [k for k in rows if k not in ("N", "Estimand", "Variance")] + ["N", "Estimand", "Variance"]
-        frame = pd.DataFrame(rows).T.loc[order, list(self.names)].fillna("")
-        if fmt == "latex":
-            return frame.to_latex()
-        if fmt == "html":
-            return frame.to_html()
-        return frame
+        from geocausal.results.table import etable as _etable
+
+        if terms is not None:
+            if "keep" in kwargs:
+                raise DataError("etable takes terms= or keep=, not both")
+            kwargs["keep"] = ["^" + re.escape(str(t)) + "$" for t in terms]
+        return _etable(self, fmt=fmt, digits=digits, alpha=alpha, **kwargs)
 
     def plot(self, ax=None, **kwargs):
         """Coefficient plot of every estimate."""
@@ -506,4 +555,4 @@ class EstimateSet:
         return self.etable(fmt="html")
 
     def __repr__(self) -> str:
-        return self.etable().to_string()
+        return self.etable(fmt="text")

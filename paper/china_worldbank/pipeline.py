@@ -31,6 +31,7 @@ import yaml
 import geocausal as gc
 from geocausal.errors import DiagnosticWarning
 from geocausal.results.estimate import make_provenance
+from geocausal.results.export import write_tables
 from geocausal.results.plot import coef_plot, save
 from geocausal.results.plot_ipw import love_plot, overlap_plot
 
@@ -139,6 +140,8 @@ def run_world(cfg: dict, seed: int, work: Path, tables: Path, figs: Path) -> dic
     sector = pd.concat(groups, ignore_index=True)
     sector.to_csv(tables / "world_funder_sector.csv", index=False)
     fs["image"].etable(fmt="frame").to_csv(tables / "world_funder_sector_etable.csv")
+    write_tables(fs["image"], tables, "world_funder_sector_etable",
+                 caption="AIPW with image features by funder x sector")
 
     # placement per funder
     with warnings.catch_warnings():
@@ -148,6 +151,7 @@ def run_world(cfg: dict, seed: int, work: Path, tables: Path, figs: Path) -> dic
                            seed=seed)
     placement = plc.tidy()
     placement.to_csv(tables / "world_placement.csv", index=False)
+    write_tables(plc, tables, "world_placement", caption="Placement AUC by funder")
 
     # fixed effects on the outcome panel
     panel = outcome_panel(world.units, world.periods)
@@ -155,6 +159,7 @@ def run_world(cfg: dict, seed: int, work: Path, tables: Path, figs: Path) -> dic
     fe_t = fe.tidy()
     fe_t["att_truth"] = world.att
     fe_t.to_csv(tables / "world_fe.csv", index=False)
+    write_tables(fe, tables, "world_fe", caption="Two-way fixed effects on the outcome panel")
 
     # figures
     t = effects[effects.model == "all"].assign(term=lambda x: x.method)

@@ -135,6 +135,7 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
     from geocausal.api.transport import transport_cate
     from geocausal.data.rasters import write_geotiff
     from geocausal.results.estimate import make_provenance
+    from geocausal.results.export import write_tables
     from geocausal.results.plot import save
     from geocausal.results.plot_cate import cate_map, landcover_plot
 
@@ -183,6 +184,7 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
     # the reference class is left out of the levels; all but one change column are kept
     lc = cate_landcover(est, both.iloc[:, :-1], reference=frac.columns[-1])
     lc.tidy().to_csv(out / "tables" / "landcover.csv", index=False)
+    write_tables(lc, out / "tables", "landcover", caption="CATE on land-cover fractions")
     save(landcover_plot(frac, est.diagnostics["cate"]).figure, out / "figures" / "landcover.png")
     summary = {
         "transport_cor_all": transport_cor, "transport_cor_outside": transport_cor_out,
