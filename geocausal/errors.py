@@ -62,3 +62,18 @@ class FewSwitchersWarning(GeocausalWarning):
 class MissingImagesWarning(GeocausalWarning):
     """Units have no usable image (no chip, an all-nodata chip, NaN features) and were dropped or
     imputed (``missing_images=``); the message gives the count and some ids."""
+
+
+class IndicesSkippedWarning(GeocausalWarning):
+    """Spectral indices were requested that the chips' band roles cannot support; the message
+    lists the indices skipped and the bands each needs."""
+
+
+class EmptyZoneWarning(GeocausalWarning):
+    """Zones (buffers, polygons, chip footprints) cover no valid pixel: their zonal statistics
+    are NaN; the message gives the count and some ids."""
+
+
+class UnmatchedJoinWarning(GeocausalWarning):
+    """A spatial, tabular or temporal join found no match for some units (their joined columns
+    are missing) or several (the first was kept); the message gives the count and some ids."""
