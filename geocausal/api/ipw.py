@@ -48,6 +48,7 @@ from geocausal.designs.ipw import (
 from geocausal.designs.placement import bootstrap_auc, contrast_matrix, delong, placement_nulls
 from geocausal.errors import DataError, DesignError, DiagnosticWarning
 from geocausal.formula import ParsedFormula, parse_formula
+from geocausal.inference.sensitivity import irm_elements
 from geocausal.inference.variance import VarianceRule, cluster_data_from, variance_from_rule
 from geocausal.nuisance.crossfit import crossfit_predict, make_folds
 from geocausal.results.estimate import Estimate, EstimateSet, make_provenance
@@ -199,12 +200,12 @@ def _fit_one(
         nu = Nuisances(e)
         if need_outcome:
             o = crossfit_nuisances(X, y, d, fold_ids, lrn["propensity"], lrn["outcome"],
-                                   images=chips, X_tab=X_tab, need_mu1=estimand == "ATE")
+                                   images=chips, X_tab=X_tab, need_mu1=True)
             nu = Nuisances(e, o.mu0, o.mu1)
     else:
         nu = crossfit_nuisances(X, y, d, fold_ids, lrn["propensity"],
                                 lrn["outcome"] if need_outcome else None, images=chips,
-                                X_tab=X_tab, need_mu1=estimand == "ATE")
+                                X_tab=X_tab, need_mu1=method == "aipw")
     if predictions is not None:
         mu0 = _vector(data, predictions["mu0"], "predictions['mu0']", n)
         mu1 = (_vector(data, predictions["mu1"], "predictions['mu1']", n)
@@ -275,7 +276,20 @@ def _fit_one(
         else "fixed nuisances")
     return Estimate.from_influence(
         pd.Series({pf.treatment: theta}), psi[:, None], vcov=vcov, cluster_data=cluster_data,
-        estimand=estimand, design=label, diagnostics=diags, provenance=prov)
+        estimand=estimand, design=label, diagnostics=diags, provenance=prov,
+        sensitivity_elements=_sensitivity_elements(method, pf.treatment, yk, dk, nk, estimand,
+                                                   psi, vcov))
+
+
+def _sensitivity_elements(method, term, y, d, nu, estimand, psi, vcov):
+    """OVB sensitivity elements of the AIPW score, or the reason there are none."""
+    if method != "aipw":
+        return ("sensitivity bounds (Chernozhukov et al. 2022) are derived for the doubly "
+                "robust score, which needs the outcome regressions; IPW has none: use gc.aipw")
+    if nu.mu1 is None:
+        return ("the sensitivity bounds need the treated-arm outcome regression mu1 (sigma2 "
+                "uses every unit's residual); pass predictions={'mu0': ..., 'mu1': ...}")
+    return irm_elements(term, y, d, nu.e, nu.mu0, nu.mu1, estimand, influence=psi, vcov=vcov)
 
 
 def _run(formula: str, data: pd.DataFrame, *, by: Any, method: str, **kw: Any

@@ -191,6 +191,7 @@ class Estimate:
     null: pd.Series | Mapping[str, float] | float | None = None
     variance_rule: VarianceRule | None = field(default=None, repr=False)
     n_clusters: int | None = None
+    sensitivity_elements: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         params = pd.Series(self.params, dtype=float)
@@ -348,7 +349,9 @@ class Estimate:
         return replace(self, vcov=pd.DataFrame(res.matrix, index=self.params.index,
                                                columns=self.params.index),
                        vcov_type=res.label, dof=res.dof, diagnostics=diags,
-                       n_clusters=None if res.request is None else res.request.n_clusters)
+                       n_clusters=None if res.request is None else res.request.n_clusters,
+                       sensitivity_elements=_sensitivity_with_vcov(self.sensitivity_elements,
+                                                                   res.request))
 
     # ------------------------------------------------------------------ presentation
     def summary(self, alpha: float = 0.05) -> Summary:
@@ -378,6 +381,25 @@ class Estimate:
             "curve": None if self.curve is None else self.curve.to_dict(orient="list"),
         }
 
+    def sensitivity(self, cf_y: float = 0.03, cf_d: float = 0.03, rho: float = 1.0,
+                    level: float = 0.95, **kwargs: Any):
+        """Bounds under an omitted confounder of strength ``(cf_y, cf_d)``, and robustness values.
+
+        Omitted-variable-bias bounds (Chernozhukov et al. 2022) for ``gc.aipw`` and
+        ``gc.dml_panel``; Cinelli-Hazlett partial R^2 bounds for ``gc.fe`` (``cf_y`` and
+        ``cf_d`` are then the partial R^2 of the confounder with outcome and treatment).
+        Other designs raise :class:`~geocausal.errors.DesignError`. Keywords (``null``,
+        ``se_rule``, ``benchmarks``, ``benchmark``, ``kd``, ``ky``, ``q``) are those of
+        :func:`geocausal.inference.sensitivity.estimate_sensitivity`.
+
+        Returns
+        -------
+        geocausal.inference.sensitivity.SensitivityResult
+        """
+        from geocausal.inference.sensitivity import estimate_sensitivity
+
+        return estimate_sensitivity(self, cf_y=cf_y, cf_d=cf_d, rho=rho, level=level, **kwargs)
+
     def plot(self, ax=None, **kwargs):
         """A curve plot for function-valued estimands, else a coefficient plot."""
         from geocausal.results import plot as _plot
@@ -386,6 +408,13 @@ class Estimate:
             return _plot.curve_plot(self.curve, ax=ax, **kwargs)
         kwargs.setdefault("null", self.null.to_numpy())
         return _plot.coef_plot(self.tidy(), ax=ax, **kwargs)
+
+
+def _sensitivity_with_vcov(elements: Any, request: Any) -> Any:
+    """Sensitivity elements whose bound variances follow a new vcov request."""
+    if elements is None or request is None or not hasattr(elements, "vcov"):
+        return elements
+    return replace(elements, vcov=request)
 
 
 def _null_series(null: Any, index: pd.Index) -> pd.Series:

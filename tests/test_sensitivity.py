@@ -1,0 +1,76 @@
+"""Sensitivity analysis (issue 19): OVB bounds against DoubleML, Cinelli-Hazlett bounds against
+PySensemakr, benchmarks, the delta-method SE of the bounds, plots and refusals."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import geocausal as gc
+from geocausal.errors import DataError, DesignError
+from geocausal.inference import sensitivity as sens
+
+dml = pytest.importorskip("doubleml")
+
+
+def _irm_data(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    e = 1 / (1 + np.exp(-x[:, 0]))
+    d = rng.binomial(1, e).astype(float)
+    y = d * (1 + 0.5 * x[:, 1]) + x @ [1.0, 0.5, 0.2] + rng.normal(size=n)
+    df = pd.DataFrame(x, columns=["x1", "x2", "x3"]).assign(d=d, y=y)
+    ehat = np.clip(e + rng.normal(0, 0.05, n), 0.05, 0.95)
+    mu0 = x @ [1.0, 0.5, 0.2] + rng.normal(0, 0.2, n)
+    mu1 = mu0 + 1 + 0.5 * x[:, 1] + rng.normal(0, 0.2, n)
+    return df, ehat, mu0, mu1
+
+
+def _dml_irm(df, score, ehat, mu0, mu1):
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    data = dml.DoubleMLData(df, "y", "d", ["x1", "x2", "x3"])
+    m = dml.DoubleMLIRM(data, LinearRegression(), LogisticRegression(), score=score, n_folds=2)
+    m.fit(external_predictions={"d": {"ml_g0": mu0[:, None], "ml_g1": mu1[:, None],
+                                      "ml_m": ehat[:, None]}})
+    return m
+
+
+SCENARIOS = [(0.03, 0.03, 1.0, 0.95), (0.1, 0.2, 0.5, 0.9), (0.2, 0.05, -0.7, 0.95)]
+
+
+@pytest.mark.parametrize("estimand,score", [("ATE", "ATE"), ("ATT", "ATTE")])
+def test_irm_equals_doubleml(estimand, score):
+    df, ehat, mu0, mu1 = _irm_data()
+    m = _dml_irm(df, score, ehat, mu0, mu1)
+    est = gc.aipw("y ~ d + x1 + x2 + x3", df, estimand=estimand, propensity=ehat,
+                  predictions={"mu0": mu0, "mu1": mu1})
+    assert est.params["d"] == pytest.approx(m.coef[0], abs=1e-10)
+    for cf_y, cf_d, rho, level in SCENARIOS:
+        m.sensitivity_analysis(cf_y=cf_y, cf_d=cf_d, rho=rho, level=level)
+        ref = m.sensitivity_params
+        got = est.sensitivity(cf_y, cf_d, rho, level, se_rule="doubleml").tidy().iloc[0]
+        for key in ("theta", "se", "ci"):
+            for side in ("lower", "upper"):
+                name = {"theta": "theta", "se": "se", "ci": "ci"}[key] + "_" + side
+                assert got[name] == pytest.approx(ref[key][side][0], abs=1e-8), name
+        # DoubleML's RV/RVa come from a bounded Brent minimiser stopped at xatol = 1e-5
+        assert got.rv == pytest.approx(ref["rv"][0], abs=2e-5)
+        assert got.rva == pytest.approx(ref["rva"][0], abs=2e-5)
+        # the delta rule shares the bounds of theta and RV
+        delta = est.sensitivity(cf_y, cf_d, rho, level).tidy().iloc[0]
+        assert delta.theta_lower == pytest.approx(ref["theta"]["lower"][0], abs=1e-10)
+        assert delta.rv == pytest.approx(got.rv, abs=1e-12)
+
+
+def test_rv_is_exact_root():
+    df, ehat, mu0, mu1 = _irm_data(seed=1)
+    est = gc.aipw("y ~ d + x1 + x2 + x3", df, propensity=ehat,
+                  predictions={"mu0": mu0, "mu1": mu1})
+    r = est.sensitivity().tidy().iloc[0]
+    at_rv = est.sensitivity(r.rv, r.rv).tidy().iloc[0]
+    at_rva = est.sensitivity(r.rva, r.rva).tidy().iloc[0]
+    assert abs(at_rv.theta_lower) < 1e-9 and abs(at_rva.ci_lower) < 1e-9
