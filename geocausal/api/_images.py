@@ -10,7 +10,8 @@ Two steps, in this order, for every design:
    (``"drop"``, ``"impute"`` or ``"error"``).
 2. :func:`image_features` turns the aligned images into a feature matrix: chips become per-band
    summary features (mean and standard deviation per band and period, ignoring masked pixels)
-   unless ``representation="learned"`` asks the encoders for cross-fitted embeddings.
+   unless ``representation="engineered"`` asks for statistics of bands and spectral indices
+   (:mod:`geocausal.features.engineered`) or ``"learned"`` the encoders' embeddings.
 
 Examples
 --------
@@ -31,8 +32,11 @@ import pandas as pd
 from geocausal.errors import DataError
 from geocausal.features.align import MISSING_IMAGES, AlignedImages, align_images
 
-__all__ = ["MISSING_IMAGES", "AlignedImages", "align_images", "image_features",
-           "summary_features"]
+__all__ = ["MISSING_IMAGES", "REPRESENTATIONS", "AlignedImages", "align_images",
+           "image_features", "summary_features"]
+
+#: representations :func:`image_features` makes of chips
+REPRESENTATIONS = ("summary", "engineered", "learned")
 
 
 def summary_features(chips: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -63,6 +67,31 @@ def summary_features(chips: np.ndarray, mask: np.ndarray | None = None) -> np.nd
     return feats
 
 
+def _engineered(chips: np.ndarray, mask: np.ndarray | None, **kwargs: Any) -> np.ndarray:
+    """Engineered features as a matrix; a statistic without valid pixels (a centre under a
+    cloud) gets the other units' mean, with a counted MissingImagesWarning."""
+    import warnings
+
+    from geocausal.errors import MissingImagesWarning
+    from geocausal.features.engineered import engineered_features
+
+    feats = engineered_features(chips, mask, **kwargs).to_numpy(dtype=float)
+    bad = ~np.isfinite(feats)
+    if bad.any():
+        rows = bad.any(axis=1)
+        col = np.nanmean(np.where(bad, np.nan, feats), axis=0)
+        if not np.isfinite(col).all():
+            raise DataError(f"{int((~np.isfinite(col)).sum())} engineered features have no "
+                            "valid pixel in any chip (e.g. chips too small for the centre "
+                            "disk); pass fewer rings or stats")
+        feats[bad] = np.take(col, np.nonzero(bad)[1])
+        warnings.warn(f"engineered features: {int(rows.sum())} units have statistics without "
+                      f"any valid pixel ({int(bad.sum())} values, e.g. a chip centre under "
+                      "cloud); imputed the other units' means", MissingImagesWarning,
+                      stacklevel=4)
+    return feats
+
+
 def image_features(images: Any, n: int, *, representation: str = "summary", seed: int = 0,
                    **kwargs: Any) -> np.ndarray | None:
     """Feature matrix ``(n, p)`` from whatever the user passed as ``images=``.
@@ -75,11 +104,23 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
     n
         Number of data rows the features must align with.
     representation
-        ``"summary"`` (per-band statistics) or ``"learned"`` (self-supervised encoder embeddings,
-        see :mod:`geocausal.encoders`).
+        ``"summary"`` (per-band mean and SD), ``"engineered"`` (statistics of bands and spectral
+        indices: quantiles, centre versus rings, texture; see
+        :func:`~geocausal.features.engineered.engineered_features`, whose options ``roles``,
+        ``bands``, ``indices``, ... pass through ``kwargs``) or ``"learned"`` (self-supervised
+        encoder embeddings, see :mod:`geocausal.encoders`).
     seed
         Seed for learned representations.
+
+    Examples
+    --------
+    >>> chips = np.random.default_rng(0).uniform(0.05, 0.5, size=(5, 8, 8, 2))
+    >>> image_features(chips, 5, representation="engineered", bands=["red", "nir"],
+    ...                indices=["NDVI"]).shape
+    (5, 33)
     """
+    if representation not in REPRESENTATIONS:
+        raise DataError(f"representation={representation!r} is not one of {REPRESENTATIONS}")
     if images is None:
         return None
     if isinstance(images, str | Path):
@@ -101,6 +142,8 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
             from geocausal.encoders.embed import learned_features
 
             feats = learned_features(arr, mask=mask, seed=seed, **kwargs)
+        elif representation == "engineered":
+            feats = _engineered(arr, mask, **kwargs)
         else:
             feats = summary_features(arr, mask)
     if feats.shape[0] != n:
