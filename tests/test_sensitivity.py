@@ -74,3 +74,45 @@ def test_rv_is_exact_root():
     at_rv = est.sensitivity(r.rv, r.rv).tidy().iloc[0]
     at_rva = est.sensitivity(r.rva, r.rva).tidy().iloc[0]
     assert abs(at_rv.theta_lower) < 1e-9 and abs(at_rva.ci_lower) < 1e-9
+
+
+def _panel(n_units=80, n_t=5, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"unit": np.repeat(np.arange(n_units), n_t),
+                       "time": np.tile(np.arange(n_t), n_units)})
+    n = len(df)
+    df["x1"], df["x2"] = rng.normal(size=n), rng.normal(size=n)
+    df["d"] = 0.8 * df.x1 + rng.normal(size=n)
+    df["y"] = 0.5 * df.d + df.x1 - 0.5 * df.x2 + rng.normal(size=n)
+    return df
+
+
+def _splits(f):
+    return [(np.flatnonzero(f != k), np.flatnonzero(f == k)) for k in np.unique(f)]
+
+
+@pytest.mark.parametrize("n_rep", [1, 3])
+def test_plr_equals_doubleml(n_rep):
+    from sklearn.linear_model import LinearRegression
+
+    df = _panel()
+    rng = np.random.default_rng(5)
+    folds = [rng.permutation(np.arange(len(df)) % 4) for _ in range(n_rep)]
+    lin = {"ml_l": LinearRegression(), "ml_m": LinearRegression()}
+    est = gc.dml_panel("y ~ d + x1 + x2", df, unit="unit", time="time", approach="pooled",
+                       learners=lin, folds=folds, vcov="hetero")
+    data = dml.DoubleMLData(df, "y", "d", ["x1", "x2"])
+    m = dml.DoubleMLPLR(data, LinearRegression(), LinearRegression(), n_folds=4, n_rep=n_rep,
+                        draw_sample_splitting=False)
+    m.set_sample_splitting([_splits(f) for f in folds])
+    m.fit()
+    assert est.params["d"] == pytest.approx(m.coef[0], abs=1e-10)
+    for cf_y, cf_d, rho, level in SCENARIOS:
+        m.sensitivity_analysis(cf_y=cf_y, cf_d=cf_d, rho=rho, level=level)
+        ref = m.sensitivity_params
+        got = est.sensitivity(cf_y, cf_d, rho, level, se_rule="doubleml").tidy().iloc[0]
+        for key in ("theta", "se", "ci"):
+            for side in ("lower", "upper"):
+                assert got[f"{key}_{side}"] == pytest.approx(ref[key][side][0], abs=1e-8)
+        assert got.rv == pytest.approx(ref["rv"][0], abs=2e-5)
+        assert got.rva == pytest.approx(ref["rva"][0], abs=2e-5)

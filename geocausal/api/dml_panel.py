@@ -68,6 +68,7 @@ from geocausal.errors import (
 )
 from geocausal.formula import parse_formula
 from geocausal.inference.bootstrap import multiplier_bootstrap, sup_t_critical
+from geocausal.inference.sensitivity import plr_elements
 from geocausal.inference.variance import (
     VarianceRule,
     cluster_data_from,
@@ -394,7 +395,21 @@ def dml_panel(
                     estimand="ATE (partially linear)", design=f"dml_panel[{approach}]",
                     nobs=int(tr.y.size), influence=fit.influence, diagnostics=diag,
                     provenance=prov, cluster_data=cluster_data, dof=var.dof,
-                    variance_rule=rule)
+                    variance_rule=rule,
+                    sensitivity_elements=_sensitivity_elements(fit, tr, d_names, score, req))
+
+
+def _sensitivity_elements(fit, tr, d_names, score, req):
+    """PLR sensitivity elements (one treatment, partialling out), or why there are none."""
+    if score != "partialling out":
+        return ("the sensitivity elements are computed for the partialling-out score; refit "
+                "with score='partialling out'")
+    if len(d_names) != 1:
+        return (f"the bounds are derived for one treatment; this fit has {len(d_names)} "
+                f"({', '.join(d_names)}): refit with one")
+    u, v = fit.residuals
+    return plr_elements(d_names[0], list(u), [vr[:, 0] for vr in v], fit.thetas[:, 0],
+                        [i[:, 0] for i in fit.influences], float(np.var(tr.y)), req)
 
 
 def coverage_verdict(

@@ -75,6 +75,10 @@ class PanelDMLFit:
         ``(R, m, k)`` influence functions of each repetition (for the median variance rule).
     nuisance_r2 : Mapping
         Out-of-fold R-squared of each nuisance, averaged over repetitions.
+    residuals : tuple of numpy.ndarray or None
+        ``(u, v)``, ``(R, m)`` and ``(R, m, k)``: the partialling-out residuals ``y - l(X)`` and
+        ``D - m(X)`` (after the design's demeaning) of each repetition, for the sensitivity
+        elements.
     """
 
     theta: np.ndarray
@@ -85,6 +89,7 @@ class PanelDMLFit:
     thetas_alt: np.ndarray | None = None
     influences: np.ndarray | None = None
     nuisance_r2: Mapping[str, Any] = field(default_factory=dict)
+    residuals: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nuisance_r2", MappingProxyType(dict(self.nuisance_r2)))
@@ -207,7 +212,8 @@ def _one_rep(tr: PanelTransform, learners: Mapping[str, Any], splits, score: str
     post = (lambda a: demean(a, tr.unit, tr.time if time_effects else None)) \
         if tr.demean_residuals else (lambda a: a)
     v = post(v)
-    theta_po, infl_po = _score(v, d, post(y - l_hat), False, "partialling-out")
+    u = post(y - l_hat)
+    theta_po, infl_po = _score(v, d, u, False, "partialling-out")
     r2 = {"ml_l": _r2(y, l_hat), **{f"ml_m[{j}]": _r2(d[:, j], m_hat[:, j]) for j in range(k)}}
     need_g = score == "IV-type" or bias_check
     theta_iv = infl_iv = None
@@ -216,8 +222,8 @@ def _one_rep(tr: PanelTransform, learners: Mapping[str, Any], splits, score: str
         theta_iv, infl_iv = _score(v, d, post(y - g_hat), True, "IV-type")
         r2["ml_g"] = _r2(y - d @ theta_po, g_hat)
     if score == "IV-type":
-        return theta_iv, infl_iv, theta_po, r2
-    return theta_po, infl_po, theta_iv, r2
+        return theta_iv, infl_iv, theta_po, r2, (u, v)
+    return theta_po, infl_po, theta_iv, r2, (u, v)
 
 
 def fit_panel_dml(
@@ -267,10 +273,12 @@ def fit_panel_dml(
     if missing:
         raise DataError(f"learners is missing the slots {missing}")
     req = vcov or VcovRequest("cluster", (tr.unit,), ("unit",))
-    thetas, ses, alts, infls, r2s = [], [], [], [], []
+    thetas, ses, alts, infls, r2s, resid = [], [], [], [], [], []
     for f in fold_ids:
         splits = None if f is None else make_splits(f, tr.time, gap)
-        theta, infl, alt, r2 = _one_rep(tr, learners, splits, score, bias_check, time_effects)
+        theta, infl, alt, r2, uv = _one_rep(tr, learners, splits, score, bias_check,
+                                            time_effects)
+        resid.append(uv)
         thetas.append(theta)
         ses.append(np.sqrt(np.diag(vcov_from_influence(infl, req))))
         alts.append(alt)
@@ -283,4 +291,5 @@ def fit_panel_dml(
     return PanelDMLFit(
         theta=theta, se=se, influence=np.mean(infls, axis=0), thetas=thetas_a, ses=ses_a,
         thetas_alt=None if alts[0] is None else np.asarray(alts), nuisance_r2=r2_mean,
-        influences=np.asarray(infls))
+        influences=np.asarray(infls),
+        residuals=(np.asarray([u for u, _ in resid]), np.asarray([v for _, v in resid])))
