@@ -38,7 +38,7 @@ from scipy import stats
 TRUTH = 1.0
 DEFAULT_APPROACHES = ("cre", "cre_cp", "fd", "pooled", "within", "late")
 DEFAULT_STRUCTURES = ("C-u", "C-linear")
-DEFAULT_LEARNERS = ("spline", "boosting")
+DEFAULT_LEARNERS = ("linear", "spline", "boosting")
 KEYS = ["structure", "learner", "approach"]
 
 
