@@ -18,8 +18,10 @@ Inference: cluster-robust by unit by default (``vcov={"cluster": [unit, time]}``
 aggregation, a clustered multiplier bootstrap with joint sup-t intervals over the treatments,
 and a coverage diagnostic: the spread across repetitions and the gap between the two
 orthogonal scores (an estimate of the second-order bias) are compared with the standard
-error; when either exceeds half of it a :class:`~geocausal.errors.DiagnosticWarning` says the
-nominal level may not hold and ``diagnostics["bias_aware_ci"]`` widens the interval.
+error; when either exceeds half of it, or when less than 20% of a treatment's variance is left
+after partialling out, a :class:`~geocausal.errors.DiagnosticWarning` says the nominal level
+cannot be trusted and ``diagnostics["bias_aware_ci"]`` widens the interval; when no check could
+see bias the note says coverage is unverified (:func:`coverage_verdict`).
 
 Examples
 --------
