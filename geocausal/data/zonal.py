@@ -11,7 +11,8 @@ valid pixels ``x`` of a zone:
 - ``sum`` = ``sum(w x)``; ``mean`` = ``sum(w x) / sum(w)``;
 - ``sd`` = ``sqrt(sum(w (x - mean)^2) / sum(w))`` (population form);
 - ``min``, ``max``: over pixels with ``w > 0``;
-- ``majority``: the value with the largest covered area (categorical bands);
+- ``majority``: the value with the largest covered area, ties to the largest value
+  (categorical bands);
 - quantile ``q``: ``numpy.quantile(x, q, weights=w, method="inverted_cdf")``, i.e.
   ``min{x : F(x) >= q}`` with ``F`` the coverage-weighted CDF (the one definition of a weighted
   quantile in geocausal's data layer, see :func:`weighted_quantiles`);
@@ -356,7 +357,7 @@ def _tile_vars(tile_bands: list[str], bands: Sequence[str], categorical: Sequenc
         out.append(_Var(b, (lambda v, k=pos[b]: v[..., k]), True))
     for ix in indices:
         ks = {b: pos[b] for b in idx_bands[ix]}
-        name = ix if isinstance(ix, str) else getattr(ix, "__name__", "index")
+        name = _index_key(ix) if isinstance(ix, str) else getattr(ix, "__name__", "index")
         out.append(_Var(str(name), (lambda v, ix=ix, ks=ks: index_pixels(
             ix, {b: v[..., k] for b, k in ks.items()}, roles)), False))
     names = [v.name for v in out]
@@ -617,7 +618,7 @@ def sample_stats(values: np.ndarray, weights: np.ndarray, stats: Sequence[str] =
         area = np.bincount(inv, weights=w, minlength=len(uniq))
         out["unique"] = uniq
         out["frac"] = area / tot if tot else area
-        out["majority"] = float(uniq[np.argmax(area)]) if not empty else math.nan
+        out["majority"] = _majority(uniq, area) if not empty else math.nan
         return out
     mean = float(np.sum(w * v) / tot) if not empty else math.nan
     for s in stats:
@@ -636,10 +637,15 @@ def sample_stats(values: np.ndarray, weights: np.ndarray, stats: Sequence[str] =
                 out[s] = math.nan
             else:
                 uniq, inv = np.unique(v, return_inverse=True)
-                out[s] = float(uniq[np.argmax(np.bincount(inv, weights=w))])
+                out[s] = _majority(uniq, np.bincount(inv, weights=w))
     if quantiles:
         out["quantiles"] = weighted_quantiles(v, w, quantiles)
     return out
+
+
+def _majority(uniq: np.ndarray, area: np.ndarray) -> float:
+    """The value with the largest area; ties go to the largest value (as in exactextract)."""
+    return float(uniq[len(uniq) - 1 - int(np.argmax(area[::-1]))])
 
 
 def _assemble(cols: dict[str, Any], variables: list[_Var], stats: list[str],
