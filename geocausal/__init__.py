@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "aipw": "geocausal.api.ipw",
     "placement": "geocausal.api.ipw",
     "balance": "geocausal.api.ipw",
+    # sensitivity to omitted confounders (est.sensitivity(...) on the estimate itself)
+    "sensitivity_benchmark": "geocausal.api.sensitivity",
     "fe": "geocausal.api.fe",
     # heterogeneity
     "cate": "geocausal.api.cate",
@@ -58,6 +60,7 @@ _LAZY: dict[str, str] = {
     "encoders": "geocausal.encoders",
     # results
     "etable": "geocausal.results.table",
+    "load": "geocausal.results.io",
 }
 
 __all__ = [

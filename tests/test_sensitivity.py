@@ -116,3 +116,46 @@ def test_plr_equals_doubleml(n_rep):
                 assert got[f"{key}_{side}"] == pytest.approx(ref[key][side][0], abs=1e-8)
         assert got.rv == pytest.approx(ref["rv"][0], abs=2e-5)
         assert got.rva == pytest.approx(ref["rva"][0], abs=2e-5)
+
+
+def test_benchmark_equals_doubleml():
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    df, *_ = _irm_data(n=500, seed=3)
+    folds = np.random.default_rng(1).permutation(np.arange(len(df)) % 3)
+    lrn = {"propensity": LogisticRegression(), "outcome": LinearRegression()}
+    bench = gc.sensitivity_benchmark("y ~ d + x1 + x2 + x3", df, {"x1": "x1", "x2+x3": ["x2", "x3"]},
+                                     learners=lrn, folds=folds)
+    data = dml.DoubleMLData(df, "y", "d", ["x1", "x2", "x3"])
+    m = dml.DoubleMLIRM(data, LinearRegression(), LogisticRegression(), n_folds=3,
+                        draw_sample_splitting=False)
+    m.set_sample_splitting(_splits(folds))
+    m.fit()
+    est = gc.aipw("y ~ d + x1 + x2 + x3", df, learners=lrn, folds=folds)
+    assert est.params["d"] == pytest.approx(m.coef[0], abs=1e-8)
+    for group, cols in (("x1", ["x1"]), ("x2+x3", ["x2", "x3"])):
+        ref = m.sensitivity_benchmark(cols)
+        row = bench.set_index("group").loc[group]
+        for k in ("cf_y", "cf_d", "rho", "delta_theta"):
+            assert row[k] == pytest.approx(float(ref[k].iloc[0]), abs=1e-8), (group, k)
+    res = est.sensitivity(0.03, 0.03, benchmarks=bench)
+    assert "x2+x3" in res.summary()
+
+
+def test_benchmark_images_and_bad_groups():
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    df, *_ = _irm_data(n=300, seed=4)
+    rng = np.random.default_rng(0)
+    emb = pd.DataFrame(np.column_stack([df.x1 + rng.normal(0, .1, len(df)),
+                                        rng.normal(size=len(df))]), index=df.index,
+                       columns=["f0", "f1"])
+    lrn = {"propensity": LogisticRegression(), "outcome": LinearRegression()}
+    b = gc.sensitivity_benchmark("y ~ d + x2", df, "images", images=emb, learners=lrn)
+    # the images carry x1, a strong confounder: a large benchmark on both sides
+    assert b.cf_y[0] > 0.2 and b.cf_d[0] > 0.05
+    assert "without images" in b.refit[0]
+    with pytest.raises(DataError, match="not controls"):
+        gc.sensitivity_benchmark("y ~ d + x2", df, "x9", images=emb, learners=lrn)
+    with pytest.raises(DataError, match="no images"):
+        gc.sensitivity_benchmark("y ~ d + x2", df, "images", learners=lrn)
