@@ -77,3 +77,15 @@ class EmptyZoneWarning(GeocausalWarning):
 class UnmatchedJoinWarning(GeocausalWarning):
     """A spatial, tabular or temporal join found no match for some units (their joined columns
     are missing) or several (the first was kept); the message gives the count and some ids."""
+
+
+class NotSavedWarning(GeocausalWarning):
+    """``Estimate.save`` met objects its safe format cannot hold (fitted models, arbitrary
+    classes); they are replaced by a :class:`geocausal.results.io.NotSaved` marker. The message
+    gives the count and where each sat."""
+
+
+class NoClearObservationWarning(GeocausalWarning):
+    """A composite period has no clear observation (every scene cloudy, shadowed or nodata) for
+    some units: their chips there are fully masked and they are reported with the all-nodata
+    units (``empty_ids``); the message gives the count per period and some ids."""

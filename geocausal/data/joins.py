@@ -1,0 +1,300 @@
+"""Joins of a study's units to other layers and tables, and of survey years to imagery periods.
+
+Every spatial join is CRS-aware: a layer without a CRS (and none given) is refused, the layer is
+reprojected to the units' CRS, and distances are measured in metres in a projected CRS (the
+units' own, or their UTM zone when they are geographic). Units are represented by their points
+(polygon centroids). A joined column whose name the table already has is refused.
+
+- :func:`join_within`: attributes of the polygon that contains each unit (admin regions);
+- :func:`join_nearest`: attributes of the nearest feature within ``max_distance_m``, and the
+  distance as a column;
+- :func:`count_within`: the number of features within ``radius_m``;
+- :func:`distance_to`: the (signed) distance to a line or boundary
+  (:func:`geocausal.api.rdd_geo.signed_distance`);
+- :func:`join_table`: columns of another table by a key column;
+- :func:`align_periods`: the imagery period of each survey year: the nearest, or the year plus
+  a given lag (negative: a lead).
+
+Examples
+--------
+>>> import geopandas as gpd
+>>> from shapely.geometry import Point, box
+>>> units = gpd.GeoDataFrame({"id": [1, 2]}, geometry=[Point(1, 1), Point(5, 1)], crs=3857)
+>>> regions = gpd.GeoDataFrame({"region": ["west", "east"]},
+...                            geometry=[box(0, 0, 3, 3), box(3, 0, 9, 3)], crs=3857)
+>>> join_within(units, regions, ["region"])["region"].tolist()
+['west', 'east']
+>>> align_periods([2011, 2014], [2010, 2013, 2016]).tolist()
+[2010, 2013]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geocausal.errors import DataError, UnmatchedJoinWarning
+
+JOINS = ("within", "nearest", "count", "distance", "table")
+
+
+def check_collisions(table_columns: Sequence[str], new: Sequence[str], where: str) -> None:
+    """Refuse joined columns that the table already has (or that repeat).
+
+    Raises
+    ------
+    DataError
+        Names the colliding columns and ``where`` (the manifest field or function).
+    """
+    have = set(map(str, table_columns))
+    clash = [c for c in new if c in have]
+    dup = sorted({c for c in new if list(new).count(c) > 1})
+    if clash or dup:
+        raise DataError(f"{where}: joined column(s) {clash or dup} collide with "
+                        f"{'existing columns of the table' if clash else 'each other'}; "
+                        "rename them (a 'prefix' or other 'columns') or drop the existing ones")
+
+
+def _crs_of(layer: Any, what: str) -> Any:
+    if getattr(layer, "crs", None) is None:
+        raise DataError(f"{what} has no CRS; give the file a CRS or set 'crs' for it")
+    return layer.crs
+
+
+def _to(layer: Any, crs: Any, what: str) -> Any:
+    if layer.crs.equals(crs):
+        return layer
+    try:
+        out = layer.to_crs(crs)
+    except Exception as exc:
+        raise DataError(f"{what} (CRS {layer.crs.to_string()}) cannot be reprojected to "
+                        f"{crs.to_string()}: {exc}") from None
+    b = out.geometry.bounds.to_numpy()
+    bad = ~np.isfinite(b).all(axis=1) & ~layer.geometry.is_empty.to_numpy()
+    if bad.any():
+        raise DataError(f"{int(bad.sum())} features of {what} cannot be reprojected from "
+                        f"{layer.crs.to_string()} to {crs.to_string()} (outside the area where "
+                        "that CRS is defined)")
+    return out
+
+
+def _points(units: Any, crs: Any = None) -> Any:
+    import geopandas as gpd
+
+    from geocausal.data.units import unit_points
+
+    _crs_of(units, "the units")
+    pts = gpd.GeoDataFrame({"_gc_row": np.arange(len(units))}, geometry=unit_points(units).values,
+                           crs=units.crs)
+    return pts if crs is None else _to(pts, crs, "the units")
+
+
+def _metric(units: Any) -> Any:
+    return units.estimate_utm_crs() if units.crs.is_geographic else units.crs
+
+
+def _warn(n_bad: int, n: int, ids: Any, what: str) -> None:
+    if n_bad:
+        warnings.warn(f"{n_bad} of {n} units {what} (first rows {list(ids)[:5]})",
+                      UnmatchedJoinWarning, stacklevel=3)
+
+
+def _attrs(layer: Any, columns: Sequence[str], what: str) -> list[str]:
+    missing = [c for c in columns if c not in layer.columns]
+    if missing:
+        raise DataError(f"{what} has no column(s) {missing}; columns are "
+                        f"{[c for c in layer.columns if c != layer.geometry.name]}")
+    return list(columns)
+
+
+def join_within(units: Any, polygons: Any, columns: Sequence[str], *, prefix: str = "",
+                what: str = "the polygon layer") -> pd.DataFrame:
+    """Attributes of the polygon containing each unit's point (row order of ``units``).
+
+    Units in no polygon get missing values; units in several (overlapping polygons) get the
+    first polygon in file order; both are counted in an
+    :class:`~geocausal.errors.UnmatchedJoinWarning`.
+    """
+    import geopandas as gpd
+
+    _crs_of(polygons, what)
+    cols = _attrs(polygons, columns, what)
+    pts = _points(units)
+    layer = _to(polygons, units.crs, what)
+    layer = gpd.GeoDataFrame(layer[cols].assign(_gc_feat=np.arange(len(layer))),
+                             geometry=layer.geometry.values, crs=layer.crs)
+    hit = gpd.sjoin(pts, layer, how="left", predicate="within")
+    hit = hit.sort_values(["_gc_row", "_gc_feat"], na_position="last")
+    several = hit["_gc_row"].duplicated(keep=False) & hit["_gc_row"].duplicated(keep="first")
+    multi = hit.loc[several, "_gc_row"].unique()
+    hit = hit.drop_duplicates("_gc_row", keep="first").set_index("_gc_row").sort_index()
+    none = np.flatnonzero(hit["_gc_feat"].isna().to_numpy())
+    _warn(len(none), len(units), none, f"lie in no polygon of {what}; their columns "
+          f"{[prefix + c for c in cols]} are missing")
+    _warn(len(multi), len(units), multi, f"lie in several polygons of {what}; the first was kept")
+    return pd.DataFrame({prefix + c: hit[c].to_numpy() for c in cols}, index=units.index)
+
+
+def join_nearest(units: Any, features: Any, columns: Sequence[str], *, max_distance_m: float,
+                 distance_col: str, prefix: str = "", what: str = "the feature layer"
+                 ) -> pd.DataFrame:
+    """Attributes of the nearest feature within ``max_distance_m`` metres, and the distance.
+
+    Units with no feature within the distance get missing values (counted warning); ties go to
+    the first feature in file order.
+    """
+    import geopandas as gpd
+
+    if not (np.isfinite(max_distance_m) and max_distance_m > 0):
+        raise DataError(f"'max_distance_m' must be a positive number of metres, got "
+                        f"{max_distance_m}")
+    _crs_of(features, what)
+    cols = _attrs(features, columns, what)
+    metric = _metric(units)
+    pts = _points(units, metric)
+    layer = _to(features, metric, what)
+    layer = gpd.GeoDataFrame(layer[cols].assign(_gc_feat=np.arange(len(layer))),
+                             geometry=layer.geometry.values, crs=layer.crs)
+    hit = gpd.sjoin_nearest(pts, layer, how="left", max_distance=max_distance_m,
+                            distance_col="_gc_dist")
+    hit = hit.sort_values(["_gc_row", "_gc_feat"]).drop_duplicates("_gc_row", keep="first")
+    hit = hit.set_index("_gc_row").sort_index()
+    none = np.flatnonzero(hit["_gc_feat"].isna().to_numpy())
+    _warn(len(none), len(units), none, f"have no feature of {what} within {max_distance_m:g} m; "
+          "their joined columns are missing")
+    out = {prefix + c: hit[c].to_numpy() for c in cols}
+    out[distance_col] = hit["_gc_dist"].to_numpy(float)
+    return pd.DataFrame(out, index=units.index)
+
+
+def count_within(units: Any, features: Any, *, radius_m: float, what: str = "the feature layer"
+                 ) -> np.ndarray:
+    """Number of features within ``radius_m`` metres of each unit's point."""
+    import geopandas as gpd
+
+    if not (np.isfinite(radius_m) and radius_m > 0):
+        raise DataError(f"'radius_m' must be a positive number of metres, got {radius_m}")
+    _crs_of(features, what)
+    metric = _metric(units)
+    pts = _points(units, metric)
+    layer = _to(features, metric, what)
+    layer = gpd.GeoDataFrame({"_gc_feat": np.arange(len(layer))}, geometry=layer.geometry.values,
+                             crs=layer.crs)
+    hit = gpd.sjoin(pts, layer, how="inner", predicate="dwithin", distance=radius_m)
+    return np.bincount(hit["_gc_row"].to_numpy(np.int64), minlength=len(units)).astype(np.int64)
+
+
+def distance_to(units: Any, boundary: Any, *, treated_side: Any = None,
+                signed: bool = True, what: str = "the boundary layer") -> np.ndarray:
+    """Distance in metres from each unit's point to a line or polygon boundary.
+
+    ``signed=True``: :func:`geocausal.api.rdd_geo.signed_distance` (positive inside a polygon,
+    or on the side of ``treated_side`` of a line); else the unsigned distance.
+    ``treated_side`` is an ``(x, y)`` pair in the boundary layer's CRS.
+    """
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    from geocausal.api.rdd_geo import signed_distance
+
+    _crs_of(boundary, what)
+    metric = _metric(units)
+    pts = _points(units, metric)
+    layer = _to(boundary, metric, what)
+    side = None
+    if treated_side is not None:
+        side = _to(gpd.GeoSeries([Point(*treated_side)], crs=boundary.crs), metric,
+                   f"'treated_side' of {what}").iloc[0]
+    d = signed_distance(pts, layer, treated_side=side)
+    return d if signed else np.abs(d)
+
+
+def join_table(table: pd.DataFrame, other: pd.DataFrame, *, on: str, columns: Sequence[str],
+               prefix: str = "", what: str = "the joined table") -> pd.DataFrame:
+    """Columns of ``other`` matched to ``table``'s rows by the key column ``on`` (many to one).
+
+    Raises
+    ------
+    DataError
+        ``on`` missing from either table, or repeating in ``other``.
+    """
+    for name, df in (("the units table", table), (what, other)):
+        if on not in df.columns:
+            raise DataError(f"{name} has no key column '{on}'; columns are {list(df.columns)}")
+    cols = [c for c in columns if c != on]
+    missing = [c for c in cols if c not in other.columns]
+    if missing:
+        raise DataError(f"{what} has no column(s) {missing}; columns are {list(other.columns)}")
+    if other[on].duplicated().any():
+        dup = other.loc[other[on].duplicated(), on].tolist()[:5]
+        raise DataError(f"{what}: key column '{on}' repeats (values {dup}); one row per key")
+    right = other.set_index(on)[cols]
+    keys = table[on]
+    if keys.dtype != right.index.dtype and not (pd.api.types.is_numeric_dtype(keys)
+                                                and pd.api.types.is_numeric_dtype(right.index)):
+        raise DataError(f"key column '{on}' has type {keys.dtype} in the units table and "
+                        f"{right.index.dtype} in {what}; make them the same")
+    matched = keys.isin(right.index).to_numpy()
+    _warn(int((~matched).sum()), len(table), np.flatnonzero(~matched),
+          f"have no row in {what} (key '{on}'); their joined columns are missing")
+    out = right.reindex(keys.to_numpy())
+    out.index = table.index
+    out.columns = [prefix + c for c in cols]
+    return out
+
+
+def align_periods(years: Any, periods: Sequence[Any], *, how: str = "nearest", lag: int = 0,
+                  max_gap: float | None = None) -> np.ndarray:
+    """The imagery period matched to each survey year.
+
+    Parameters
+    ----------
+    years
+        Survey years (numbers).
+    periods
+        The imagery periods (numbers, e.g. the manifest's ``periods``).
+    how
+        ``"nearest"``: the period closest to ``year + lag`` (ties to the earlier);
+        ``"exact"``: the period equal to ``year + lag`` (``lag`` -1: the year before, a lag;
+        +1: the year after, a lead).
+    lag
+        Years added to each survey year before matching.
+    max_gap
+        With ``"nearest"``: no match when the closest period is further than this.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of periods (None where there is no match, counted in an
+        :class:`~geocausal.errors.UnmatchedJoinWarning`).
+    """
+    if how not in ("nearest", "exact"):
+        raise DataError(f"how={how!r} is not one of ('nearest', 'exact')")
+    try:
+        y = np.asarray(pd.to_numeric(pd.Series(years), errors="raise"), float) + float(lag)
+        p = np.asarray([float(v) for v in periods])
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"survey years and periods must be numbers to align them: {exc}") from None
+    if p.size == 0:
+        raise DataError("there are no imagery periods to align survey years to")
+    order = np.argsort(p, kind="stable")
+    p = p[order]
+    out = np.empty(len(y), dtype=object)
+    gap = np.abs(y[:, None] - p[None, :])
+    gap = np.where(np.isnan(gap), np.inf, gap)
+    j = np.argmin(gap, axis=1)  # ties: the first (earlier, when periods are sorted) one
+    best = gap[np.arange(len(y)), j]
+    ok = best == 0 if how == "exact" else np.isfinite(best)
+    if how == "nearest" and max_gap is not None:
+        ok &= best <= max_gap
+    plist = [list(periods)[k] for k in order]
+    for i in range(len(y)):
+        out[i] = plist[j[i]] if ok[i] else None
+    _warn(int((~ok).sum()), len(y), np.flatnonzero(~ok),
+          f"have no imagery period matching their survey year ({how}, lag {lag}"
+          + (f", max gap {max_gap:g}" if max_gap is not None else "") + ")")
+    return out
