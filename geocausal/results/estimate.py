@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -400,6 +401,16 @@ class Estimate:
 
         return estimate_sensitivity(self, cf_y=cf_y, cf_d=cf_d, rho=rho, level=level, **kwargs)
 
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write this estimate to ``path``; :func:`geocausal.load` reads it back exactly.
+
+        A zip of JSON and ``.npy`` arrays, read without running code
+        (:mod:`geocausal.results.io`); ``pickle`` works too.
+        """
+        from geocausal.results.io import save as _save
+
+        return _save(self, path, overwrite=overwrite)
+
     def plot(self, ax=None, **kwargs):
         """A curve plot for function-valued estimands, else a coefficient plot."""
         from geocausal.results import plot as _plot
@@ -574,6 +585,12 @@ class EstimateSet:
         if self.estimates:
             kwargs.setdefault("null", np.concatenate([e.null.to_numpy() for e in self.estimates]))
         return _plot.coef_plot(t, ax=ax, **kwargs)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write every estimate to ``path``; :func:`geocausal.load` reads it back exactly."""
+        from geocausal.results.io import save as _save
+
+        return _save(self, path, overwrite=overwrite)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every estimate."""
