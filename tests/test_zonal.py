@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 from rasterio.transform import from_origin
 from shapely.geometry import Point, box
@@ -215,3 +216,88 @@ def test_bad_input(raster):
     with pytest.raises(DataError, match="cannot be reprojected"):
         far = gpd.GeoSeries([box(0, 95, 1, 96)], crs="EPSG:4326")  # beyond the pole
         zonal_stats(path, far, bands=["red"], band_names=NAMES)
+
+
+def _study(tmp_path, **extra):
+    import yaml
+
+    from geocausal.data.rasters import write_example_study
+
+    m = write_example_study(tmp_path)
+    data = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
+    data.update(extra)
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return tmp_path / "manifest.yaml", m
+
+
+def _centre_values(units: pd.DataFrame, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """red and nir at each unit's pixel (write_example_study: 1000 t + 100 b + r + c / 100)."""
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", CRS, always_xy=True).transform(units.lon, units.lat)
+    r = np.floor((5_000_000.0 - np.asarray(y)) / 10.0)
+    c = np.floor((np.asarray(x) - 500_000.0) / 10.0)
+    return 1000 * t + r + c / 100, 1000 * t + 100 + r + c / 100
+
+
+def test_manifest_zonal_columns_in_the_study_table(tmp_path):
+    from geocausal.data.study import load_study
+
+    path, _ = _study(tmp_path, zonal=[{"name": "b25", "radius_m": 25.0, "bands": ["red"],
+                                       "indices": ["NDVI"], "stats": ["mean", "count"]}],
+                     columns={"treatment": ["treat"], "covariates": ["x1", "b25_red_mean_2020"]})
+    s = load_study(path, features="none")
+    cols = [c for c in s.table.columns if c.startswith("b25_")]
+    assert cols == ["b25_red_mean_2020", "b25_red_count_2020", "b25_NDVI_mean_2020",
+                    "b25_NDVI_count_2020", "b25_red_mean_2021", "b25_red_count_2021",
+                    "b25_NDVI_mean_2021", "b25_NDVI_count_2021"]
+    for t, p in enumerate((2020, 2021)):
+        red, nir = _centre_values(s.table, t)
+        # a zone symmetric about the pixel centre averages a linear field to its centre value
+        np.testing.assert_allclose(s.table[f"b25_red_mean_{p}"], red, rtol=1e-6)
+        np.testing.assert_allclose(s.table[f"b25_red_count_{p}"], np.pi * 2.5**2, rtol=2e-3)
+    # NDVI is not linear: compare with its pixel average, not with its value at the centre
+    red, nir = _centre_values(s.table, 0)
+    assert np.all(np.abs(s.table["b25_NDVI_mean_2020"] - (nir - red) / (nir + red)) < 1e-3)
+
+
+def test_manifest_zonal_per_row_period_from_align_time(tmp_path):
+    from geocausal.data.study import load_study
+
+    path, m = _study(tmp_path, zonal=[{"name": "z", "zone": "chip", "bands": ["nir"],
+                                       "stats": ["mean"]}],
+                     align_time={"column": "survey", "how": "nearest"})
+    units = pd.read_csv(tmp_path / "units.csv")
+    units["survey"] = [2018, 2022, 2020, 2021, 2019, 2023]
+    units.to_csv(tmp_path / "units.csv", index=False)
+    s = load_study(path, features="none")
+    assert s.table["image_period"].tolist() == [2020, 2021, 2020, 2021, 2020, 2021]
+    t = (s.table["image_period"] == 2021).to_numpy().astype(int)
+    _, nir0 = _centre_values(s.table, 0)
+    # the 8-pixel chip's window is centred half a pixel up-left of the unit's pixel
+    np.testing.assert_allclose(s.table["z_nir_mean"], nir0 + 1000 * t - 0.5 - 0.005, rtol=1e-6)
+
+
+def test_manifest_zonal_bad_input(tmp_path):
+    from geocausal.data.study import load_study
+    from geocausal.errors import ManifestError
+
+    path, _ = _study(tmp_path, zonal=[{"name": "x1", "radius_m": 20.0, "bands": ["red"],
+                                       "stats": ["mean"], "period": 2020}])
+    s = load_study(path, features="none")
+    assert "x1_red_mean" in s.table.columns
+    path, _ = _study(tmp_path, zonal=[{"name": "x1", "radius_m": 20.0, "bands": ["blue"]}])
+    with pytest.raises(DataError, match=r"zonal.0' \(period 2020\): band 'blue'"):
+        load_study(path, features="none")
+    path, _ = _study(tmp_path, zonal=[{"name": "x", "radius_m": 20.0, "bands": ["red"],
+                                       "period": 2020}, {"name": "x", "radius_m": 50.0,
+                                                         "bands": ["red"], "period": 2020}])
+    with pytest.raises(DataError, match=r"zonal.1'.*collide"):
+        load_study(path, features="none")
+    path, _ = _study(tmp_path, zonal=[{"name": "x", "bands": ["red"]}])
+    with pytest.raises(ManifestError, match="radius_m"):
+        load_study(path, features="none")
+    path, _ = _study(tmp_path, zonal=[{"name": "x", "radius_m": 20.0, "bands": ["red"],
+                                       "stats": ["median"]}])
+    with pytest.raises(ManifestError, match="zonal.0.stats"):
+        load_study(path, features="none")

@@ -298,3 +298,78 @@ def align_periods(years: Any, periods: Sequence[Any], *, how: str = "nearest", l
           f"have no imagery period matching their survey year ({how}, lag {lag}"
           + (f", max gap {max_gap:g}" if max_gap is not None else "") + ")")
     return out
+
+
+def _read_layer(m: Any, spec: Any, where: str) -> Any:
+    import geopandas as gpd
+
+    path = m.resolve(spec.path)
+    if not path.exists():
+        raise DataError(f"{where}.path: file '{spec.path}' not found (relative to {m.base_dir})")
+    suffix = path.suffix.lower()
+    try:
+        if spec.kind == "table":
+            return pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+        layer = gpd.read_parquet(path) if suffix in (".parquet", ".geoparquet") else (
+            gpd.read_file(path, layer=spec.layer) if spec.layer else gpd.read_file(path))
+    except Exception as exc:
+        raise DataError(f"{where}.path: cannot read '{path}': {exc}") from None
+    if not isinstance(layer, gpd.GeoDataFrame) or layer.geometry is None:
+        raise DataError(f"{where}.path: '{path}' has no geometry column")
+    if layer.crs is None:
+        if spec.crs is None:
+            raise DataError(f"{where}: layer '{path}' has no CRS; give the file one or set "
+                            "'crs' in this join")
+        try:
+            layer = layer.set_crs(spec.crs)
+        except Exception as exc:
+            raise DataError(f"{where}.crs: '{spec.crs}' is not a CRS: {exc}") from None
+    return layer
+
+
+def apply_joins(manifest: Any, units: Any, table: pd.DataFrame) -> pd.DataFrame:
+    """The units table with the manifest's ``joins`` and ``align_time`` columns added.
+
+    ``units`` is the GeoDataFrame whose rows are ``table``'s rows (same order and index).
+
+    Raises
+    ------
+    DataError
+        A file that cannot be read, a layer without CRS, a column collision (each naming the
+        manifest field ``joins.<i>``).
+    """
+    m = manifest
+    base = f"{m.file or m.name}: field"
+    out = table.copy()
+    for i, spec in enumerate(m.joins):
+        where = f"{base} 'joins.{i}'"
+        layer = _read_layer(m, spec, where)
+        what = f"'{spec.path}' (joins.{i})"
+        if spec.kind == "within":
+            new = join_within(units, layer, spec.columns, prefix=spec.prefix, what=what)
+        elif spec.kind == "nearest":
+            new = join_nearest(units, layer, spec.columns, max_distance_m=spec.max_distance_m,
+                               distance_col=spec.name, prefix=spec.prefix, what=what)
+        elif spec.kind == "count":
+            new = pd.DataFrame({spec.name: count_within(units, layer, radius_m=spec.radius_m,
+                                                        what=what)}, index=out.index)
+        elif spec.kind == "distance":
+            new = pd.DataFrame({spec.name: distance_to(units, layer, what=what,
+                                                       treated_side=spec.treated_side,
+                                                       signed=spec.signed)}, index=out.index)
+        else:
+            new = join_table(out, layer, on=spec.on, columns=spec.columns, prefix=spec.prefix,
+                             what=what)
+        check_collisions(out.columns, list(new.columns), where)
+        new.index = out.index
+        out = pd.concat([out, new], axis=1)
+    if m.align_time is not None:
+        spec = m.align_time
+        where = f"{base} 'align_time'"
+        if spec.column not in out.columns:
+            raise DataError(f"{where}: column '{spec.column}' is not in the units table; "
+                            f"columns are {list(out.columns)}")
+        check_collisions(out.columns, [spec.name], where)
+        out[spec.name] = align_periods(out[spec.column], m.ordered_periods, how=spec.how,
+                                       lag=spec.lag, max_gap=spec.max_gap)
+    return out

@@ -102,6 +102,97 @@ class ChipSpec(_Strict):
         return self
 
 
+ZONAL_STATS = ("mean", "sum", "sd", "min", "max", "count", "majority")
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ZonalSpec(_Strict):
+    """Zonal statistics per unit: columns ``<name>_<variable>_<stat>`` of the study table.
+
+    Pixels are weighted by the exact fraction of them the zone covers (exactextract); see
+    :mod:`geocausal.data.zonal` for the definitions. With several periods and no per-row period
+    (a ``time`` column or ``align_time``), columns get the suffix ``_<period>``.
+    """
+
+    name: str = Field(pattern=_NAME, description="prefix of the columns (e.g. 'b500')")
+    zone: Literal["buffer", "polygon", "chip"] = Field(
+        "buffer", description="buffer (radius_m around each unit), polygon (the unit's polygon, "
+        "grown by radius_m when given) or chip (the chip footprint)")
+    radius_m: float | None = Field(None, ge=0, description="buffer radius in metres")
+    bands: list[str] = Field(default_factory=list, description="bands summarised by 'stats' "
+                             "and 'quantiles'")
+    indices: list[str] = Field(default_factory=list, description="spectral indices (spyndex "
+                               "names, e.g. NDVI) computed from the band roles")
+    categorical: list[str] = Field(default_factory=list, description="categorical bands (land "
+                                   "cover): majority and class fractions <band>_frac_<class>")
+    classes: list[float] | None = Field(None, description="classes whose fractions are reported "
+                                        "(default: every class seen)")
+    stats: list[Literal[ZONAL_STATS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["mean"], description="mean, sum, sd, min, max, count, majority")
+    quantiles: list[float] = Field(default_factory=list, description="quantile levels in [0, 1] "
+                                   "(coverage-weighted, inverted CDF): columns <variable>_q<100q>")
+    period: int | str | None = Field(None, description="only this period")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ZonalSpec:
+        if self.zone == "buffer" and self.radius_m is None:
+            raise ValueError("zone 'buffer' needs 'radius_m'")
+        if not (self.bands or self.indices or self.categorical):
+            raise ValueError("give at least one of 'bands', 'indices' and 'categorical'")
+        if any(not 0 <= q <= 1 for q in self.quantiles):
+            raise ValueError(f"quantiles must lie in [0, 1], got {self.quantiles}")
+        return self
+
+
+class JoinSpec(_Strict):
+    """A join of the units to another layer or table (see :mod:`geocausal.data.joins`)."""
+
+    kind: Literal["within", "nearest", "count", "distance", "table"] = Field(
+        description="within (attributes of the containing polygon), nearest (of the nearest "
+        "feature within max_distance_m, and the distance), count (features within radius_m), "
+        "distance (signed distance to a line or polygon boundary), table (by key column 'on')")
+    path: str = Field(description="layer (GeoPackage, GeoParquet, GeoJSON, shapefile) or, for "
+                      "'table', a CSV or Parquet file; relative to the manifest")
+    layer: str | None = Field(None, description="layer of a multi-layer file")
+    crs: str | None = Field(None, description="CRS of a layer file that has none")
+    columns: list[str] = Field(default_factory=list, description="attributes to bring")
+    prefix: str = Field("", description="prefix of the joined attribute columns")
+    name: str | None = Field(None, pattern=_NAME, description="column for the distance "
+                             "(nearest, distance) or the count (count)")
+    max_distance_m: float | None = Field(None, gt=0, description="nearest: search radius (m)")
+    radius_m: float | None = Field(None, gt=0, description="count: radius (m)")
+    on: str | None = Field(None, description="table: key column in both tables")
+    treated_side: list[float] | None = Field(None, min_length=2, max_length=2, description=""
+                                             "distance to a line: a point (x, y, in the layer's "
+                                             "CRS) on the positive side")
+    signed: bool = Field(True, description="distance: signed (positive inside a polygon or on "
+                         "the treated side of a line)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> JoinSpec:
+        need = {"nearest": ("max_distance_m", "name"), "count": ("radius_m", "name"),
+                "distance": ("name",), "table": ("on",), "within": ()}[self.kind]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a '{self.kind}' join needs {missing}")
+        if self.kind in ("within", "nearest", "table") and not self.columns:
+            raise ValueError(f"a '{self.kind}' join needs 'columns' (the attributes to bring)")
+        return self
+
+
+class TimeAlignSpec(_Strict):
+    """Match each row's survey year to an imagery period: nearest, or exactly year + lag."""
+
+    column: str = Field(description="column of the units table with the survey year")
+    how: Literal["nearest", "exact"] = Field("nearest", description="nearest period, or the "
+                                             "period equal to year + lag")
+    lag: int = Field(0, description="years added before matching (-1: imagery of the year "
+                     "before the survey; +1: a lead)")
+    max_gap: float | None = Field(None, ge=0, description="nearest: no match beyond this gap")
+    name: str = Field("image_period", pattern=_NAME, description="column that receives the "
+                      "matched period (zonal columns use it per row)")
+
+
 class Manifest(_Strict):
     """A study: units, rasters per period, periods, chip size and column roles."""
 
@@ -118,6 +209,10 @@ class Manifest(_Strict):
     band_roles: dict[str, str | int] = Field(
         default_factory=dict, description="role (blue, green, red, nir, swir1, swir2, rededge1..3, "
         "coastal, pan, thermal, ...) -> image band name or 1-based band number; overrides the preset")
+    zonal: list[ZonalSpec] = Field(default_factory=list, description="zonal statistics per unit")
+    joins: list[JoinSpec] = Field(default_factory=list, description="joins to other layers and "
+                                  "tables, applied in order")
+    align_time: TimeAlignSpec | None = Field(None, description="survey year -> imagery period")
 
     _base: Path = PrivateAttr(default=Path("."))
     _file: Path | None = PrivateAttr(default=None)

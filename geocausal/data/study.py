@@ -47,7 +47,9 @@ class Study:
         The validated manifest.
     table
         One row per row of the units file: its tabular columns (geometry dropped, ``lon`` and
-        ``lat`` in EPSG:4326 kept or added).
+        ``lat`` in EPSG:4326 kept or added), then the columns of the manifest's ``joins``,
+        ``align_time`` and ``zonal`` entries (:mod:`geocausal.data.joins`,
+        :mod:`geocausal.data.zonal`), ready for formulas.
     features
         Image features aligned with ``table``'s rows (same index), or None.
     chips
@@ -73,13 +75,21 @@ def _table(m: Manifest) -> pd.DataFrame:
         table[lon_col] = lon
     if lat_col not in table.columns:
         table[lat_col] = lat
+    if m.joins or m.align_time is not None:
+        from geocausal.data.joins import apply_joins
+
+        table = apply_joins(m, units, table)
+    if m.zonal:
+        from geocausal.data.zonal import zonal_columns
+
+        table = pd.concat([table, zonal_columns(m, units, table)], axis=1)
     where = m.file or m.name
     for role, cols in m.columns.items():
         for col in cols:
             if col not in table.columns:
                 raise DataError(f"{where}: field 'columns.{role}' names column '{col}', which the "
-                                f"units file '{m.units.path}' does not have; columns are "
-                                f"{list(table.columns)}")
+                                f"units file '{m.units.path}' does not have (nor a join or zonal "
+                                f"entry); columns are {list(table.columns)}")
     return table
 
 

@@ -689,3 +689,95 @@ def _warn_empty(cols: dict[str, Any], variables: list[_Var], ids: np.ndarray, pr
             warnings.warn(f"{int(empty.sum())} of {len(ids)} zones cover no valid pixel of "
                           f"'{prefix}{var.name}' (ids {ids[empty][:5].tolist()}); their "
                           "statistics are NaN and their count 0", EmptyZoneWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------- manifests
+
+def row_periods(manifest: Any, table: pd.DataFrame) -> pd.Series | None:
+    """Each row's imagery period: the ``align_time`` column, or a ``time`` column whose values
+    are the manifest's periods; None when rows have no period of their own."""
+    periods = manifest.ordered_periods
+    if manifest.align_time is not None and manifest.align_time.name in table.columns:
+        return table[manifest.align_time.name]
+    labels = {str(p): p for p in periods}
+    for col in manifest.role("time"):
+        if col in table.columns:
+            vals = table[col].astype(str)
+            if vals.isin(list(labels)).all():
+                return vals.map(labels)
+    return None
+
+
+def zonal_columns(manifest: Any, units: Any, table: pd.DataFrame) -> pd.DataFrame:
+    """The manifest's ``zonal`` statistics as columns aligned with ``table``'s rows.
+
+    Statistics are computed once per unit id and period, then matched to the rows by the
+    manifest's id column (and the row's period, when rows have one: see :func:`row_periods`).
+
+    Raises
+    ------
+    DataError
+        An unknown band or period (naming the field ``zonal.<i>``), a column collision.
+    """
+    from geocausal.data.joins import check_collisions
+    from geocausal.data.rasters import chip_size_px, tile_infos
+    from geocausal.data.units import unique_units
+
+    m = manifest
+    if not m.zonal:
+        return pd.DataFrame(index=table.index)
+    base = f"{m.file or m.name}: field"
+    if not m.rasters:
+        raise DataError(f"{base} 'zonal': the manifest has no rasters to summarise")
+    id_col = m.units.id
+    uniq = unique_units(units, id_col)
+    periods = m.ordered_periods
+    try:
+        tiles = tile_infos(m)
+    finally:
+        close_rasters()
+    roles = m.resolved_band_roles() if any(s.indices for s in m.zonal) else None
+    per_row = row_periods(m, table)
+    out: dict[str, np.ndarray] = {}
+    for i, spec in enumerate(m.zonal):
+        where = f"{base} 'zonal.{i}'"
+        if spec.period is not None and spec.period not in periods:
+            raise DataError(f"{where}.period: {spec.period!r} is not one of the periods {periods}")
+        todo = [spec.period] if spec.period is not None else periods
+        frames = {}
+        for p in todo:
+            k = periods.index(p)
+            ptiles = [t for t in tiles if t.period_index == k]
+            names = list(m.rasters_for(p)[0].bands)
+            zones = zone_geometries(uniq, kind=spec.zone, radius_m=spec.radius_m,
+                                    chip_px=chip_size_px(m) if spec.zone == "chip" else None,
+                                    tile=ptiles[0])
+            try:
+                frames[p] = zonal_stats(ptiles, zones, bands=spec.bands, stats=spec.stats,
+                                        quantiles=spec.quantiles, categorical=spec.categorical,
+                                        classes=spec.classes, indices=spec.indices, roles=roles,
+                                        band_names=names, ids=uniq[id_col].to_numpy(),
+                                        prefix=f"{spec.name}_")
+            except DataError as exc:
+                raise DataError(f"{where} (period {p}): {exc}") from None
+        keys = table[id_col].to_numpy()
+        new: dict[str, np.ndarray] = {}
+        if spec.period is not None or len(periods) == 1:
+            f = frames[todo[0]]
+            for c in f.columns:
+                new[c] = f[c].reindex(keys).to_numpy()
+        elif per_row is not None:
+            rp = per_row.to_numpy()
+            for c in frames[periods[0]].columns:
+                col = np.full(len(table), np.nan)
+                for p, f in frames.items():
+                    hit = np.array([q is not None and q == p for q in rp], dtype=bool)
+                    col[hit] = f[c].reindex(keys[hit]).to_numpy(float)
+                new[c] = col
+        else:
+            for p, f in frames.items():
+                for c in f.columns:
+                    new[f"{c}_{p}"] = f[c].reindex(keys).to_numpy()
+        check_collisions([*table.columns, *out], list(new), where)
+        out.update(new)
+    return pd.DataFrame(out, index=table.index)
