@@ -39,6 +39,7 @@ from geocausal.designs.fe import fe_ols
 from geocausal.designs.panel_transforms import MIN_SWITCHERS, units_with_variation
 from geocausal.errors import DataError, DesignError, FewSwitchersWarning, FormulaError
 from geocausal.formula import parse_formula
+from geocausal.inference.sensitivity import fit_linear_elements
 from geocausal.inference.variance import VarianceRule, cluster_data_from, variance_from_rule
 from geocausal.results.estimate import Estimate, make_provenance
 
@@ -147,6 +148,8 @@ def fe(
                                    small_sample={"debiased": debiased,
                                                  "group_debias": group_debias}),
         cluster_data=cluster_data,
+        sensitivity_elements=fit_linear_elements(str(names[0]), res.yt, res.Xt,
+                                                 [str(c) for c in names], dof=res.df_resid),
     )
 
 

@@ -81,7 +81,8 @@ class FEResult:
 
     ``vcov_iid`` is the homoskedastic covariance and ``scale`` the factor ``n / (n - k - d)``
     (``n / (n - d)`` without ``debiased``) of the sandwich variances: with ``psi`` the influence
-    functions, hetero is ``scale * psi' psi / n^2``.
+    functions, hetero is ``scale * psi' psi / n^2``. ``yt`` and ``Xt`` are the outcome and
+    regressors with the effects absorbed (for Cinelli-Hazlett sensitivity bounds).
     """
 
     params: np.ndarray
@@ -93,6 +94,8 @@ class FEResult:
     r2_within: float
     vcov_iid: np.ndarray | None = None
     scale: float = 1.0
+    yt: np.ndarray | None = None
+    Xt: np.ndarray | None = None
 
 
 def fe_ols(
@@ -169,7 +172,7 @@ def fe_ols(
     tss = float(yt @ yt)
     r2 = 1.0 - float(e @ e) / tss if tss > 0 else float("nan")
     return FEResult(beta, (V + V.T) / 2, psi, e, n_eff, df_resid, r2, (V_iid + V_iid.T) / 2,
-                    scale)
+                    scale, yt, Xt)
 
 
 def _meat(xe: np.ndarray, labels: np.ndarray, group_debias: bool) -> np.ndarray:

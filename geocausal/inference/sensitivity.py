@@ -673,14 +673,18 @@ def linear_sensitivity(el: LinearSensitivityElements, r2yz: float = 0.03, r2dz: 
 
 
 def fit_linear_elements(term: str, yt, Xt, names: Sequence[str], dof: int | None = None
-                        ) -> LinearSensitivityElements:
+                        ) -> LinearSensitivityElements | str:
     """Linear elements from a (demeaned) outcome and design whose first column is the treatment.
 
     ``dof`` defaults to ``n - k``; pass ``n - k - absorbed levels`` after fixed effects.
+    With ``dof <= 1`` it returns the reason there are no bounds (a string).
     """
     yt, Xt = np.asarray(yt, float), np.asarray(Xt, float)
     n, k = Xt.shape
     dof = n - k if dof is None else int(dof)
+    if dof <= 1:
+        return (f"Cinelli-Hazlett bounds need more than 1 residual degree of freedom, this "
+                f"fit has {dof}")
     XtXi = np.linalg.inv(Xt.T @ Xt)
     beta = XtXi @ Xt.T @ yt
     e = yt - Xt @ beta
