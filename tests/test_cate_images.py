@@ -97,8 +97,8 @@ def test_transport_writes_geotiff(tmp_path):
     outside = np.s_[:, int(30 * .75):]
     cor = np.corrcoef(res.values[outside].ravel(), sim.tau_grid[outside].ravel())[0, 1]
     assert cor > 0.6
-    ax = res.plot(sites=d[["cx", "cy"]].to_numpy())
-    assert ax.get_title()
+    fig = res.plot(sites=d[["cx", "cy"]].to_numpy())
+    assert fig.axes[0].get_title()
     tab = gc.cate("y ~ d + x1", sim.data, images=sim.chips, propensity=.5, evaluate=False)
     with pytest.raises(DataError, match="tabular"):
         transport_cate(tab, paths, tmp_path / "x.tif", chip_size=sim.chip)

@@ -161,8 +161,8 @@ def test_compare_debiasers_prefers_a_correction():
     groups = np.repeat(np.arange(4), 500)
     cmp2 = gc.compare_debiasers((yhat, y), pseudo_treatments=groups, folds=2)
     assert cmp2.settings["pseudo_treatments"] == "given"
-    ax = cmp.plot()
-    assert ax.get_xlabel() == "true effect"
+    fig = cmp.plot()
+    assert fig.axes[0].get_xlabel() == "true effect"
 
 
 def _clustered_study(rng, n_clusters=60, size=20, tau=1.0, k=0.5):

@@ -172,7 +172,7 @@ def test_salience_gradients_and_integrated_gradients():
     # completeness holds up to the midpoint rule's O(1/steps^2) error
     np.testing.assert_allclose(ig.reshape(3, -1).sum(1), gap, atol=0.02 * np.abs(gap).max())
     fig = salience_figure(x, sal, head_output(model, x), n=1)
-    assert len(fig.axes) == 4
+    assert len(fig.axes) == 5  # 2 x (image, salience) + colorbar
 
 
 def _cache(n=6, t=2):

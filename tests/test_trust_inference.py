@@ -209,7 +209,7 @@ def test_placement_pvalues_test_chance_not_zero():
     assert expected > 1e-3            # tested against 0 this would print p = 0.000
     text = str(est.summary())
     assert "null" in text and "0.5000" in text
-    ax = est.plot()
+    ax = est.plot().axes[0]
     refs = [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":"]
     assert refs == [0.5]
 

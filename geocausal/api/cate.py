@@ -254,7 +254,7 @@ def evaluate_cate(fit: CateFit, X: np.ndarray, y: np.ndarray, d: np.ndarray, *,
                   n_splits: int = 20, n_groups: int = 5, alpha: float = 0.05,
                   n_boot: int = 200, clusters: np.ndarray | None = None,
                   features: pd.DataFrame | None = None, truth: np.ndarray | None = None,
-                  seed: int = 0) -> CateEvaluation:
+                  seed: int = 0, progress: bool = True) -> CateEvaluation:
     """BLP/GATES/CLAN (repeated splits), RATE and calibration for a fitted CATE learner.
 
     The generic ML proxies are the same meta-learner refitted on each auxiliary half (two inner
@@ -284,8 +284,9 @@ def evaluate_cate(fit: CateFit, X: np.ndarray, y: np.ndarray, d: np.ndarray, *,
 
         gml = generic_ml(y, d, fit_proxy, X, propensity=propensity, n_splits=n_splits,
                          n_groups=n_groups, alpha=alpha, features=features, truth=truth,
-                         clusters=clusters, seed=seed)
-    rates = {t: rate(fit.phi, fit.tau, target=t, clusters=clusters, n_boot=n_boot, seed=seed)
+                         clusters=clusters, seed=seed, progress=progress)
+    rates = {t: rate(fit.phi, fit.tau, target=t, clusters=clusters, n_boot=n_boot, seed=seed,
+                     progress=progress)
              for t in ("AUTOC", "QINI")}
     m = fit.e * fit.mu1 + (1 - fit.e) * fit.mu0
     cal = calibration_test(y, d, fit.e, m, fit.tau)
@@ -347,6 +348,7 @@ def cate(
     outcome_correction: Any = None,
     seed: int = 0,
     missing_images: str = "drop",
+    progress: bool = True,
 ) -> Estimate:
     """Conditional average treatment effects in a randomised (or unconfounded) trial.
 
@@ -391,7 +393,7 @@ def cate(
     n_splits, n_groups, alpha
         Repeated splits, GATES groups and per-split level of the generic ML inference.
     n_boot
-        Half-samples for the RATE standard errors.
+        Half-samples for the RATE standard errors (and the TOC curve's pointwise band).
     clan
         Columns of ``data`` whose means CLAN compares (default: the formula's plain controls).
     truth
@@ -404,12 +406,17 @@ def cate(
     missing_images
         Units whose image is unusable (no valid pixel in some period, NaN features):
         ``"drop"`` (default, counted ``MissingImagesWarning``), ``"impute"`` or ``"error"``.
+    progress
+        Progress bars over the splits and half-samples (shown only in a terminal or notebook).
 
     Returns
     -------
     Estimate
         The ATE; CATE predictions and the evaluation in ``diagnostics``.
     """
+    from geocausal._progress import progress_visible
+
+    progress_visible(progress)  # validates the option
     if learner not in LEARNERS:
         raise DataError(f"learner must be one of {LEARNERS}, got '{learner}'")
     al = align_images(images, data, missing_images=missing_images)
@@ -460,7 +467,7 @@ def cate(
         ev = evaluate_cate(fit, X, y, d, learners=learners, propensity=prop,
                            outcome_mode=outcome_mode, n_splits=n_splits, n_groups=n_groups,
                            alpha=alpha, n_boot=n_boot, clusters=clusters, features=feats,
-                           truth=true_tau, seed=seed)
+                           truth=true_tau, seed=seed, progress=progress)
         diag["evaluation"] = ev
         diag.update(_scalar_summary(ev))
     if true_tau is not None:

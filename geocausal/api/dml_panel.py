@@ -225,6 +225,7 @@ def dml_panel(
     n_boot: int = 999,
     alpha: float = 0.05,
     missing_images: str = "drop",
+    progress: bool = True,
 ) -> Estimate:
     """Double machine learning for a partially linear panel model.
 
@@ -279,6 +280,8 @@ def dml_panel(
         Clustered multiplier-bootstrap draws for the joint intervals (0 to skip).
     alpha
         Level of the joint and bias-aware intervals in the diagnostics.
+    progress
+        A progress bar over the repetitions (shown only in a terminal or notebook).
     missing_images
         Units whose image is unusable (no valid pixel in some period, NaN features):
         ``"drop"`` (default; all their rows, with a counted ``MissingImagesWarning``),
@@ -309,6 +312,9 @@ def dml_panel(
     fold_type = fold_type or ("random" if approach == "dummies" else "unit")
     if fold_type not in FOLD_TYPES:
         raise DataError(f"fold_type '{fold_type}' is not one of {FOLD_TYPES}")
+    from geocausal._progress import progress_visible
+
+    progress_visible(progress)  # validates the option
     if not isinstance(n_rep, int | np.integer) or n_rep < 1:
         raise DataError(f"n_rep must be a positive integer, got {n_rep}")
     if not isinstance(data, pd.DataFrame):
@@ -369,7 +375,7 @@ def dml_panel(
                       stacklevel=2)
     fit = fit_panel_dml(tr, lrn, plan, score=score, vcov=req,
                         gap=gap if fold_type == "neighbours" else 0,
-                        bias_check=bias_check, time_effects=time_effects)
+                        bias_check=bias_check, time_effects=time_effects, progress=progress)
 
     params = pd.Series(fit.theta, index=d_names)
     rule = VarianceRule() if len(plan) == 1 else VarianceRule(

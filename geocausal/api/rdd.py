@@ -637,7 +637,7 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
     cluster_data = {} if clusters is None else {cname: clusters}
     vspec = "hetero" if clusters is None else {"cluster": cname}
     prov = make_provenance(formula if isinstance(formula, str) else None, seed, method=method,
-                           n_boot=n_draws)
+                           n_boot=n_draws, alpha=alpha)
     estimand = "QTE" if not res.fuzzy else "LQTE (fuzzy)"
     # t tests of the params with the smallest per-quantile df (conservative for averages);
     # with clusters the rule uses G - 1. The curve's bands come from the bootstrap, so

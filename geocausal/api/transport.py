@@ -51,6 +51,7 @@ class TransportResult:
         """Map of the predicted CATE."""
         from geocausal.results.plot_cate import cate_map
 
+        kwargs.setdefault("crs", self.crs)
         return cate_map(self.values, ax=ax, transform=self.transform, **kwargs)
 
 

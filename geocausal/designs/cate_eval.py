@@ -30,6 +30,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
+from geocausal._progress import progress as _progress
 from geocausal.designs.common import check_full_rank, check_treatment
 from geocausal.errors import DataError, DesignError
 
@@ -63,7 +64,8 @@ def _value(toc: np.ndarray, target: str) -> float:
 class RateResult:
     """A rank-weighted average treatment effect with its bootstrap standard error.
 
-    ``curve`` is the TOC curve (columns ``quantile``, ``estimate``) on a grid of q.
+    ``curve`` is the TOC curve (columns ``quantile``, ``estimate``) on a grid of q, with a
+    ``std_error`` column (the half-sample bootstrap's, NaN without bootstrap).
     """
 
     target: str
@@ -97,6 +99,7 @@ def rate(
     n_boot: int = 200,
     seed: int = 0,
     q: Sequence[float] | None = None,
+    progress: bool = True,
 ) -> RateResult:
     """RATE of a priority rule: AUTOC (``alpha(q) = 1``) or QINI (``alpha(q) = q``).
 
@@ -121,7 +124,10 @@ def rate(
     seed
         Seed of the half-samples.
     q
-        Grid of the returned TOC curve (default 0.05, 0.10, ..., 1).
+        Grid of the returned TOC curve (default 0.05, 0.10, ..., 1). The curve's
+        ``std_error`` at each q is the standard deviation of the half-samples' TOC at that q.
+    progress
+        Show a progress bar over the half-samples (in a terminal or notebook).
 
     Examples
     --------
@@ -148,6 +154,7 @@ def rate(
     k = np.clip(np.ceil(grid * phi.size).astype(int), 1, phi.size) - 1
     curve = pd.DataFrame({"quantile": grid, "estimate": toc[k]})
     se = float("nan")
+    curve["std_error"] = np.nan
     if n_boot:
         rng = np.random.default_rng(seed)
         labels = np.arange(phi.size) if clusters is None else np.asarray(clusters)
@@ -159,13 +166,21 @@ def rate(
         inv_sorted = inv[np.argsort(-priority, kind="stable")]
         half = uniq.size // 2
         draws = np.empty(n_boot)
-        for b in range(n_boot):
+        curve_draws = np.zeros((n_boot, grid.size))
+        for b in _progress(range(n_boot), desc="RATE bootstrap", enabled=progress):
             keep = np.zeros(uniq.size, bool)
             keep[rng.choice(uniq.size, half, replace=False)] = True
             rows = keep[inv_sorted]
             t = ties[rows]
-            draws[b] = _value(_toc_sorted(s_sorted[rows], t), target) if t[-1] > t[0] else 0.0
+            if t[-1] > t[0]:
+                toc_b = _toc_sorted(s_sorted[rows], t)
+                draws[b] = _value(toc_b, target)
+                kb = np.clip(np.ceil(grid * toc_b.size).astype(int), 1, toc_b.size) - 1
+                curve_draws[b] = toc_b[kb]
+            else:
+                draws[b] = 0.0
         se = float(np.std(draws, ddof=1))
+        curve["std_error"] = np.std(curve_draws, axis=0, ddof=1) if n_boot > 1 else np.nan
     return RateResult(target=target, estimate=est, std_error=se, n_boot=n_boot, curve=curve)
 
 
@@ -368,6 +383,7 @@ def generic_ml(
     truth: np.ndarray | None = None,
     clusters: np.ndarray | None = None,
     seed: int = 0,
+    progress: bool = True,
 ) -> GenericMLResult:
     """Generic ML inference on heterogeneous effects (BLP, GATES, CLAN).
 
@@ -396,6 +412,8 @@ def generic_ml(
         Cluster labels: splits then keep clusters whole and standard errors are clustered.
     seed
         Seed of the splits.
+    progress
+        Show a progress bar over the splits (in a terminal or notebook).
 
     Returns
     -------
@@ -431,7 +449,7 @@ def generic_ml(
         _, codes = np.unique(np.asarray(clusters), return_inverse=True)
         if codes.max() + 1 < 4:
             raise DesignError(f"only {codes.max() + 1} clusters; repeated half splits need 4+")
-    for s in range(n_splits):
+    for s in _progress(range(n_splits), desc="generic ML splits", enabled=progress):
         if codes is None:
             aux = np.zeros(n, bool)
             for arm in (0.0, 1.0):

@@ -22,7 +22,8 @@ Examples
 --------
 >>> import numpy as np
 >>> from sklearn.linear_model import LinearRegression
->>> from geocausal.designs.panel_transforms import transform_panel
+>>> from geocausal._progress import progress as _progress
+from geocausal.designs.panel_transforms import transform_panel
 >>> rng = np.random.default_rng(0)
 >>> unit = np.repeat(np.arange(40), 5); time = np.tile(np.arange(5), 40)
 >>> x = rng.normal(size=(200, 1)); d = x[:, 0] + rng.normal(size=200)
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone, is_classifier
 
+from geocausal._progress import progress as _progress
 from geocausal.designs.panel_transforms import PanelTransform, demean, group_means
 from geocausal.errors import DataError, DesignError
 from geocausal.inference.variance import VcovRequest, vcov_from_influence
@@ -236,6 +238,7 @@ def fit_panel_dml(
     gap: int = 0,
     bias_check: bool = False,
     time_effects: bool = False,
+    progress: bool = True,
 ) -> PanelDMLFit:
     """Cross-fit, solve the score and aggregate over repetitions.
 
@@ -260,6 +263,8 @@ def fit_panel_dml(
         estimates the second-order bias).
     time_effects
         Two-way demeaning of the residuals for the ``late`` approach.
+    progress
+        A progress bar over the repetitions (shown only in a terminal or notebook).
 
     Returns
     -------
@@ -274,7 +279,8 @@ def fit_panel_dml(
         raise DataError(f"learners is missing the slots {missing}")
     req = vcov or VcovRequest("cluster", (tr.unit,), ("unit",))
     thetas, ses, alts, infls, r2s, resid = [], [], [], [], [], []
-    for f in fold_ids:
+    for f in _progress(fold_ids, desc="dml repetitions", enabled=progress,
+                       min_total=2):
         splits = None if f is None else make_splits(f, tr.time, gap)
         theta, infl, alt, r2, uv = _one_rep(tr, learners, splits, score, bias_check,
                                             time_effects)

@@ -411,14 +411,13 @@ class Estimate:
 
         return _save(self, path, overwrite=overwrite)
 
-    def plot(self, ax=None, **kwargs):
-        """A curve plot for function-valued estimands, else a coefficient plot."""
-        from geocausal.results import plot as _plot
+    def plot(self, ax=None, alpha: float = 0.05, **kwargs):
+        """A curve plot for function-valued estimands, else a coefficient plot, titled with the
+        estimand and design and stating the CI level; returns the Figure
+        (:func:`geocausal.results.plot.estimate_plot`)."""
+        from geocausal.results.plot import estimate_plot
 
-        if self.curve is not None:
-            return _plot.curve_plot(self.curve, ax=ax, **kwargs)
-        kwargs.setdefault("null", self.null.to_numpy())
-        return _plot.coef_plot(self.tidy(), ax=ax, **kwargs)
+        return estimate_plot(self, ax=ax, alpha=alpha, **kwargs)
 
 
 def _sensitivity_with_vcov(elements: Any, request: Any) -> Any:
@@ -576,15 +575,12 @@ class EstimateSet:
             kwargs["keep"] = ["^" + re.escape(str(t)) + "$" for t in terms]
         return _etable(self, fmt=fmt, digits=digits, alpha=alpha, **kwargs)
 
-    def plot(self, ax=None, **kwargs):
-        """Coefficient plot of every estimate."""
-        from geocausal.results import plot as _plot
+    def plot(self, ax=None, alpha: float = 0.05, **kwargs):
+        """Coefficient plot of every estimate (rows ``model: term``) stating the CI level;
+        returns the Figure (:func:`geocausal.results.plot.estimate_set_plot`)."""
+        from geocausal.results.plot import estimate_set_plot
 
-        t = self.tidy()
-        t["term"] = t["model"] + ": " + t["term"]
-        if self.estimates:
-            kwargs.setdefault("null", np.concatenate([e.null.to_numpy() for e in self.estimates]))
-        return _plot.coef_plot(t, ax=ax, **kwargs)
+        return estimate_set_plot(self, ax=ax, alpha=alpha, **kwargs)
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write every estimate to ``path``; :func:`geocausal.load` reads it back exactly."""

@@ -5,8 +5,8 @@ Examples
 >>> import pandas as pd
 >>> t = pd.DataFrame({"method": ["naive", "naive", "lcc", "lcc"], "true": [0., 1, 0, 1],
 ...                   "estimate": [0., .5, 0, 1]})
->>> ax = slope_plot(t)
->>> ax.get_xlabel()
+>>> fig = slope_plot(t)
+>>> fig.axes[0].get_xlabel()
 'true effect'
 """
 
@@ -18,11 +18,12 @@ import pandas as pd
 
 def slope_plot(trials: pd.DataFrame, ax=None, true: str = "true", estimate: str = "estimate",
                method: str = "method", title: str | None = None):
-    """Estimated against true effects per method, with fitted slopes and the 45-degree line."""
-    import matplotlib.pyplot as plt
+    """Estimated against true effects per method, with fitted slopes (each in its points'
+    colour) and the 45-degree line; returns the Figure."""
+    from geocausal.results.plot import new_figure
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4.5))
+        _, ax = new_figure(size=(5, 4.5))
     lo = float(min(trials[true].min(), trials[estimate].min()))
     hi = float(max(trials[true].max(), trials[estimate].max()))
     ax.plot([lo, hi], [lo, hi], color="0.5", ls="--", lw=1, label="45-degree line")
@@ -37,7 +38,7 @@ def slope_plot(trials: pd.DataFrame, ax=None, true: str = "true", estimate: str 
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8, frameon=False)
-    return ax
+    return ax.figure
 
 
 def comparison_plot(comparison, ax=None):

@@ -3,24 +3,24 @@ estimates of each cross-fitting repetition.
 
 Examples
 --------
->>> import matplotlib
->>> matplotlib.use("Agg")
 >>> import pandas as pd
 >>> reps = pd.DataFrame({"approach": ["cre", "cre", "pooled", "pooled"],
 ...                      "estimate": [1.0, 1.1, 1.2, 1.3]})
->>> ax = estimates_boxplot(reps, truth=1.0)
+>>> fig = estimates_boxplot(reps, truth=1.0)
+>>> fig.axes[0].get_xlabel()
+'estimate'
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from geocausal.errors import DataError
+from geocausal.results.plot import level_text, new_figure
 
 
 def estimates_boxplot(reps: pd.DataFrame, truth: float | None = None,
@@ -41,7 +41,7 @@ def estimates_boxplot(reps: pd.DataFrame, truth: float | None = None,
         ``{approach: median}`` to mark.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.5 * reps["approach"].nunique() + 1.5))
+        _, ax = new_figure(size=(7, 0.5 * reps["approach"].nunique() + 1.5))
     med = reps.groupby("approach")["estimate"].median()
     order = list(order) if order is not None else list(med.sort_values().index)
     data = [reps.loc[reps["approach"] == a, "estimate"].to_numpy() for a in order]
@@ -55,26 +55,36 @@ def estimates_boxplot(reps: pd.DataFrame, truth: float | None = None,
             xs, ys = zip(*pts)
             ax.plot(xs, ys, "x", color="tab:red", label="paper median")
     ax.set_xlabel("estimate")
+    ax.set_ylabel("approach")
     if title:
         ax.set_title(title)
-    ax.legend(loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     ax.invert_yaxis()
-    return ax
+    return ax.figure
 
 
-def repetition_plot(estimate, ax=None):
-    """Per-repetition estimates with their intervals, and the aggregated one at the bottom."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3))
+def repetition_plot(estimate, ax=None, level: float = 0.95):
+    """Per-repetition estimates with their ``level`` intervals (normal), and the aggregated
+    one at the bottom; the legend sits outside the axes so it covers no interval."""
+    if "thetas" not in estimate.diagnostics or "ses" not in estimate.diagnostics:
+        raise DataError("repetition_plot needs a gc.dml_panel Estimate (diagnostics 'thetas' "
+                        "and 'ses')")
+    lt = level_text(level)
+    z = float(norm.ppf(0.5 + level / 2))
     th = np.asarray(estimate.diagnostics["thetas"])[:, 0]
     se = np.asarray(estimate.diagnostics["ses"])[:, 0]
+    if ax is None:
+        _, ax = new_figure(size=(6.5, 0.3 * th.size + 2))
     y = np.arange(th.size)
-    ax.errorbar(th, y, xerr=1.96 * se, fmt="o", color="grey", capsize=2, label="repetition")
+    ax.errorbar(th, y, xerr=z * se, fmt="o", color="grey", capsize=2, label="repetition")
     agg, agg_se = float(estimate.params.iloc[0]), float(estimate.std_errors.iloc[0])
-    ax.errorbar([agg], [th.size], xerr=[1.96 * agg_se], fmt="s", color="k", capsize=3,
+    ax.errorbar([agg], [th.size], xerr=[z * agg_se], fmt="s", color="k", capsize=3,
                 label="median aggregate")
     ax.set_yticks(list(y) + [th.size], [f"rep {r + 1}" for r in y] + ["aggregate"])
     ax.invert_yaxis()
-    ax.set_xlabel(str(estimate.params.index[0]))
-    ax.legend(loc="best")
-    return ax
+    ax.set_xlabel(f"{estimate.params.index[0]}{lt}")
+    ax.set_ylabel("cross-fitting repetition")
+    ax.set_title(f"{estimate.estimand} per repetition")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    return ax.figure

@@ -164,8 +164,7 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
                  n_splits=cfg["n_splits"], n_boot=cfg["n_boot"], truth="tau_image", seed=seed)
     ev = est.diagnostics["evaluation"]
     ev.tidy().to_csv(out / "tables" / "evaluation_sequence.csv", index=False)
-    axes = ev.plot()
-    save(axes[0].figure, out / "figures" / "gates_toc.png")
+    save(ev.plot(), out / "figures" / "gates_toc.png")
     paths = [write_geotiff(out / "rasters" / f"mosaic_t{t}.tif", sim.mosaic[t], sim.crs,
                            sim.transform) for t in range(sim.mosaic.shape[0])]
     tr = transport_cate(est, paths, out / "rasters" / "cate_transport.tif", chip_size=sim.chip)
@@ -185,7 +184,7 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
     lc = cate_landcover(est, both.iloc[:, :-1], reference=frac.columns[-1])
     lc.tidy().to_csv(out / "tables" / "landcover.csv", index=False)
     write_tables(lc, out / "tables", "landcover", caption="CATE on land-cover fractions")
-    save(landcover_plot(frac, est.diagnostics["cate"]).figure, out / "figures" / "landcover.png")
+    save(landcover_plot(frac, est.diagnostics["cate"]), out / "figures" / "landcover.png")
     summary = {
         "transport_cor_all": transport_cor, "transport_cor_outside": transport_cor_out,
         "landcover_r2": lc.diagnostics["r_squared"],

@@ -409,9 +409,6 @@ def _world_chips(world, size: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- entry point
 def _slope_figure(trials: pd.DataFrame, truth: str, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from geocausal.results.plot_debias import slope_plot
