@@ -116,3 +116,79 @@ def test_crs_and_collision_errors():
         check_collisions(["id", "y"], ["y", "z"], "joins.0")
     with pytest.raises(DataError, match="max_distance_m"):
         join_nearest(_units(), bare.set_crs(UTM), ["r"], max_distance_m=-1, distance_col="d")
+
+
+def _study(tmp_path, joins, **extra):
+    import yaml
+
+    from geocausal.data.rasters import write_example_study
+
+    write_example_study(tmp_path)
+    data = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
+    data.update(joins=joins, **extra)
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return tmp_path / "manifest.yaml"
+
+
+def test_manifest_joins_in_the_study_table(tmp_path):
+    from geocausal.data.study import load_study
+    from geocausal.data.units import load_units
+
+    x0, y0 = 500_000.0, 5_000_000.0
+    gpd.GeoDataFrame({"district": ["north", "south"]},
+                     geometry=[box(x0, y0 - 320, x0 + 640, y0), box(x0, y0 - 640, x0 + 640,
+                                                                      y0 - 320)],
+                     crs=UTM).to_crs("EPSG:4326").to_file(tmp_path / "admin.gpkg")
+    gpd.GeoDataFrame({"mkt": ["m1", "m2"]}, geometry=[Point(x0 + 100, y0 - 100),
+                                                      Point(x0 + 500, y0 - 500)],
+                     crs=UTM).to_file(tmp_path / "markets.gpkg")
+    gpd.GeoDataFrame(geometry=[LineString([(x0 + 320, y0), (x0 + 320, y0 - 640)])],
+                     crs=UTM).to_file(tmp_path / "border.gpkg")
+    pd.DataFrame({"unit": [1, 2, 3, 4, 5, 6], "gdp": np.arange(6) * 1.5}).to_csv(
+        tmp_path / "gdp.csv", index=False)
+    path = _study(tmp_path, [
+        {"kind": "within", "path": "admin.gpkg", "columns": ["district"]},
+        {"kind": "nearest", "path": "markets.gpkg", "columns": ["mkt"], "max_distance_m": 2000,
+         "name": "dist_mkt"},
+        {"kind": "count", "path": "markets.gpkg", "radius_m": 400, "name": "n_mkt"},
+        {"kind": "distance", "path": "border.gpkg", "name": "dist_border",
+         "treated_side": [x0 + 600, y0 - 10]},
+        {"kind": "table", "path": "gdp.csv", "on": "unit", "columns": ["gdp"]}],
+        columns={"treatment": ["treat"], "covariates": ["x1", "gdp", "dist_border"]})
+    s = load_study(path, features="none")
+    pts = load_units(path).to_crs(UTM).geometry
+    x, y = pts.x.to_numpy(), pts.y.to_numpy()
+    assert s.table["district"].tolist() == np.where(y > y0 - 320, "north", "south").tolist()
+    d1 = np.hypot(x - x0 - 100, y - y0 + 100)
+    d2 = np.hypot(x - x0 - 500, y - y0 + 500)
+    np.testing.assert_allclose(s.table["dist_mkt"], np.minimum(d1, d2), atol=0.01)
+    assert s.table["mkt"].tolist() == np.where(d1 <= d2, "m1", "m2").tolist()
+    assert s.table["n_mkt"].tolist() == ((d1 <= 400).astype(int) + (d2 <= 400)).tolist()
+    np.testing.assert_allclose(s.table["dist_border"], x - x0 - 320, atol=0.01)
+    np.testing.assert_allclose(s.table["gdp"], (s.table["unit"] - 1) * 1.5)
+
+
+def test_manifest_join_errors(tmp_path):
+    from geocausal.data.study import load_study
+    from geocausal.errors import ManifestError
+
+    gpd.GeoDataFrame({"x1": [1]}, geometry=[box(0, 0, 1e7, 1e7)]).to_file(tmp_path / "nocrs.gpkg")
+    path = _study(tmp_path, [{"kind": "within", "path": "nocrs.gpkg", "columns": ["x1"]}])
+    with pytest.raises(DataError, match=r"'joins.0': layer .*nocrs.gpkg' has no CRS"):
+        load_study(path, features="none")
+    path = _study(tmp_path, [{"kind": "within", "path": "nocrs.gpkg", "columns": ["x1"],
+                              "crs": UTM}])
+    with pytest.raises(DataError, match=r"'joins.0': joined column\(s\) \['x1'\] collide"):
+        load_study(path, features="none")
+    path = _study(tmp_path, [{"kind": "within", "path": "nocrs.gpkg", "columns": ["x1"],
+                              "crs": UTM, "prefix": "adm_"}])
+    assert load_study(path, features="none").table["adm_x1"].tolist() == [1] * 6
+    path = _study(tmp_path, [{"kind": "within", "path": "missing.gpkg", "columns": ["x1"]}])
+    with pytest.raises(DataError, match=r"'joins.0'.path: file 'missing.gpkg' not found"):
+        load_study(path, features="none")
+    path = _study(tmp_path, [{"kind": "nearest", "path": "nocrs.gpkg", "columns": ["x1"]}])
+    with pytest.raises(ManifestError, match="needs"):
+        load_study(path, features="none")
+    path = _study(tmp_path, [], align_time={"column": "survey"})
+    with pytest.raises(DataError, match="'align_time': column 'survey'"):
+        load_study(path, features="none")
