@@ -59,11 +59,11 @@ from geocausal.data.rasters import (
     TileInfo,
     chip_size_px,
     close_rasters,
-    open_raster,
+    read_window,
     tile_infos,
     valid_pixels,
 )
-from geocausal.errors import DataError, GeocausalWarning
+from geocausal.errors import DataError, GeocausalWarning, NoClearObservationWarning
 
 FORMAT = "geocausal-chips-2"
 #: file extract writes in every folder it creates; only such folders are ever deleted
@@ -405,6 +405,8 @@ def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
     mask = np.zeros((n, n_periods, h, h), dtype=bool)
     tiles = task.tiles
     for tile in tiles:
+        if tile.composite is not None:
+            continue  # composites: reduced over all the period's scenes below
         t = tile.period_index
         sel, rows, cols = [], [], []
         for home_k in np.unique(task.home[:, t]):
@@ -426,8 +428,6 @@ def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
         idx, r0, c0 = idx[hit], r0[hit], c0[hit]
         if not len(idx):
             continue
-        src = open_raster(tile.path)
-        bands = list(tile.image_bands) + ([tile.mask_band] if tile.mask_band else [])
         image_pos = list(range(len(tile.image_bands)))
         mask_pos = len(tile.image_bands) if tile.mask_band else None
         for group in _clusters(r0, c0, h, tile.height, tile.width):
@@ -435,7 +435,7 @@ def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
             wr1 = min(int(r0[group].max()) + h, tile.height)
             wc0 = max(int(c0[group].min()), 0)
             wc1 = min(int(c0[group].max()) + h, tile.width)
-            raw = src.read(bands, window=Window(wc0, wr0, wc1 - wc0, wr1 - wr0))
+            raw = read_window(tile, Window(wc0, wr0, wc1 - wc0, wr1 - wr0))
             vals, valid = valid_pixels(raw, tile, image_pos, mask_pos)
             if not valid.all():
                 vals[~valid] = 0.0
@@ -457,6 +457,13 @@ def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
                     chip_view = chips[i, t, dst_r, dst_c]
                     chip_view[take] = vals[src_r, src_c][take]
                     have |= take
+    comp_periods = sorted({tile.period_index for tile in tiles if tile.composite is not None})
+    if comp_periods:
+        from geocausal.data.composite import composite_chips
+
+        for t in comp_periods:
+            chips[:, t], mask[:, t] = composite_chips(tiles, t, task.home[:, t], task.row0[:, t],
+                                                      task.col0[:, t], h)
     return chips, mask
 
 
@@ -752,6 +759,7 @@ def _step_write_attrs(tmp: Path, plan: _FinalPlan, arrays: dict) -> None:
     group.attrs.update({"unit_ids": _jsonable(ids), "periods": _jsonable(plan.periods),
                         "bands": m.band_names, "outside_ids": _jsonable(outside),
                         "empty_ids": _jsonable(empty_ids), "chip_size": plan.chip,
+                        "composite": any(r.composite is not None for r in m.rasters),
                         "manifest_hash": m.content_hash(),
                         "manifest_file": str(m.file) if m.file else None,
                         "outside_per_period": (~cov).sum(axis=0).tolist(),
@@ -800,6 +808,15 @@ def _jsonable(values: Sequence) -> list:
                                  else str(v)))
 
 
+def _is_composite(cache: ChipsCache) -> bool:
+    import zarr
+
+    try:
+        return bool(zarr.open_group(str(cache.path), mode="r").attrs.get("composite", False))
+    except Exception:  # noqa: BLE001 - an older cache: not a composite
+        return False
+
+
 def _finish(cache: ChipsCache, start: float, *, reused: bool, tasks_run: int) -> ChipsResult:
     if cache.outside_ids:
         per = (~cache.coverage).sum(axis=0)
@@ -808,7 +825,18 @@ def _finish(cache: ChipsCache, start: float, *, reused: bool, tasks_run: int) ->
                       f"period ({detail}); their chips there are fully masked (ids "
                       f"{cache.outside_ids[:5]}{'...' if len(cache.outside_ids) > 5 else ''})",
                       GeocausalWarning, stacklevel=3)
-    if cache.empty_ids:
+    if cache.empty_ids and _is_composite(cache):
+        import zarr
+
+        per = zarr.open_group(str(cache.path), mode="r").attrs.get("empty_per_period", [])
+        detail = ", ".join(f"{p}: {int(k)}" for p, k in zip(cache.periods, per) if k)
+        warnings.warn(f"{len(cache.empty_ids)} units have no clear observation in at least one "
+                      f"composite period ({detail}): every scene is cloudy, shadowed or nodata "
+                      f"over their chip (ids {cache.empty_ids[:5]}"
+                      f"{'...' if len(cache.empty_ids) > 5 else ''}); their chips there are fully "
+                      "masked, reported in empty_ids, and designs drop them by default "
+                      "(missing_images='drop')", NoClearObservationWarning, stacklevel=3)
+    elif cache.empty_ids:
         warnings.warn(f"{len(cache.empty_ids)} units lie on a raster but their chip holds no valid "
                       "pixel (all nodata, clouds or masked) in at least one period (ids "
                       f"{cache.empty_ids[:5]}{'...' if len(cache.empty_ids) > 5 else ''}); image "

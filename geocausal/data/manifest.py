@@ -56,19 +56,85 @@ class UnitsSpec(_Strict):
         return self
 
 
+#: clear values of the cloud-mask presets: Fmask (0 clear land, 1 clear water; 2 shadow, 3 snow,
+#: 4 cloud, 255 fill) and Sentinel-2's scene classification SCL (4 vegetation, 5 not vegetated,
+#: 6 water; 0 no data, 1 saturated, 2 dark, 3 shadow, 7 unclassified, 8-10 cloud/cirrus, 11 snow)
+CLOUD_MASK_PRESETS: dict[str, tuple[int, ...]] = {"fmask": (0, 1), "scl": (4, 5, 6)}
+
+
 class CloudMask(_Strict):
-    """A band that flags clouds: pixels whose value is not in ``clear_values`` are masked."""
+    """A band that flags clouds: pixels whose value is not in ``clear_values`` are masked.
+
+    Give ``clear_values`` or a ``preset`` (``fmask``: 0, 1; ``scl``: 4, 5, 6), not both.
+    """
 
     band: str = Field(description="name of the mask band (one of the raster's bands)")
-    clear_values: list[int] = Field(description="mask values that mean a clear pixel")
+    clear_values: list[int] | None = Field(None, description="mask values that mean a clear pixel")
+    preset: Literal["fmask", "scl"] | None = Field(
+        None, description="sensor mask whose clear values to use: fmask (Landsat Fmask: 0 clear "
+        "land, 1 clear water) or scl (Sentinel-2 SCL: 4 vegetation, 5 bare, 6 water)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CloudMask:
+        if (self.clear_values is None) == (self.preset is None):
+            raise ValueError("give exactly one of 'clear_values' and 'preset' (fmask, scl)")
+        return self
+
+    @property
+    def clear(self) -> tuple[int, ...]:
+        """The mask values that mean a clear pixel."""
+        if self.preset is not None:
+            return CLOUD_MASK_PRESETS[self.preset]
+        return tuple(self.clear_values or ())
+
+
+class CompositeSpec(_Strict):
+    """Reduce a period's many scenes to one image per pixel over the clear observations."""
+
+    reducer: Literal["median", "mean", "min", "max", "quantile"] = Field(
+        "median", description="per-pixel reducer over the clear observations of the period")
+    quantile: float | None = Field(None, gt=0, lt=1, description="the quantile, for reducer "
+                                   "'quantile' (numpy's default linear interpolation)")
+    count_band: str = Field("n_clear", description="name of the band holding the number of "
+                            "clear observations per pixel")
+
+    @model_validator(mode="after")
+    def _quantile_given(self) -> CompositeSpec:
+        if (self.reducer == "quantile") != (self.quantile is not None):
+            raise ValueError("give 'quantile' exactly when reducer is 'quantile'")
+        return self
+
+
+class StacSpec(_Strict):
+    """A local STAC catalog, collection or item whose items are the period's scenes."""
+
+    path: str = Field(description="STAC catalog/collection/item JSON file, relative to the manifest")
+    datetime: list[str] | str | None = Field(
+        None, description="window 'start/end' (ISO dates, '..' open) or [start, end]: only items "
+        "dated inside it (inclusive) belong to the period")
+    collection: str | None = Field(None, description="only items of this collection id")
 
 
 class RasterSpec(_Strict):
-    """One period's imagery: one or more GeoTIFF/COG/VRT files (tiles) with the same bands."""
+    """One period's imagery: one or more GeoTIFF/COG/VRT files (tiles) with the same bands.
+
+    ``paths`` are files, glob patterns or http(s) URLs of COGs (read by range requests). With
+    ``band_files`` each path is a scene folder holding one file per band. With ``stac`` the
+    period's scenes are the items of a local STAC catalog. With ``composite`` the scenes are
+    reduced per pixel over their clear observations instead of mosaicked.
+    """
 
     period: int | str = Field(description="the period this imagery belongs to (e.g. a year)")
-    paths: list[str] = Field(min_length=1, description="raster files, relative to the manifest")
-    bands: list[str] = Field(min_length=1, description="band names, in file order")
+    paths: list[str] | None = Field(None, min_length=1, description="raster files, glob "
+                                    "patterns or http(s) URLs (COGs), relative to the manifest")
+    bands: list[str] = Field(min_length=1, description="band names, in file order (with 'stac': "
+                             "asset keys, eo:bands names or common names)")
+    band_files: dict[str, str] | None = Field(
+        None, description="band -> file name pattern (glob) inside each scene folder of 'paths', "
+        "for scenes stored as one file per band")
+    stac: StacSpec | None = Field(None, description="a local STAC catalog as the source")
+    composite: CompositeSpec | None = Field(None, description="reduce the scenes of the period "
+                                            "per pixel (median, ...) over clear observations")
     nodata: float | None = Field(None, description="nodata value (overrides the file's)")
     scale: float = Field(1.0, description="physical value = raw * scale + offset")
     offset: float = 0.0
@@ -80,6 +146,17 @@ class RasterSpec(_Strict):
             raise ValueError(f"cloud_mask band '{self.cloud_mask.band}' is not in bands {self.bands}")
         if len(set(self.bands)) != len(self.bands):
             raise ValueError(f"band names repeat: {self.bands}")
+        if (self.paths is None) == (self.stac is None):
+            raise ValueError("give exactly one of 'paths' and 'stac'")
+        if self.band_files is not None:
+            if self.stac is not None:
+                raise ValueError("'band_files' is for scene folders in 'paths', not for 'stac'")
+            if sorted(self.band_files) != sorted(self.bands):
+                raise ValueError(f"'band_files' must give a file pattern for every band of "
+                                 f"{self.bands}, got {sorted(self.band_files)}")
+        if self.composite is not None and self.composite.count_band in self.bands:
+            raise ValueError(f"composite count_band '{self.composite.count_band}' is also a "
+                             "band name; choose another name")
         return self
 
     @property
@@ -216,6 +293,7 @@ class Manifest(_Strict):
 
     _base: Path = PrivateAttr(default=Path("."))
     _file: Path | None = PrivateAttr(default=None)
+    _stac_roles: dict = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _periods_match(self) -> Manifest:
@@ -229,6 +307,10 @@ class Manifest(_Strict):
         bands = {tuple(r.image_bands) for r in self.rasters}
         if len(bands) > 1:
             raise ValueError(f"every period must have the same image bands, got {sorted(bands)}")
+        comp = {None if r.composite is None else r.composite.count_band for r in self.rasters}
+        if len(comp) > 1:
+            raise ValueError("either every raster entry is a 'composite' (with the same "
+                             "count_band) or none is: the chips of all periods need the same bands")
         return self
 
     @model_validator(mode="after")
@@ -245,8 +327,8 @@ class Manifest(_Strict):
     def _roles(self) -> Any:
         from geocausal.features.roles import resolve_band_roles
 
-        return resolve_band_roles(self.band_names, self.band_roles, self.band_preset,
-                                  where="field 'band_roles'")
+        return resolve_band_roles(self.band_names, {**self._stac_roles, **self.band_roles},
+                                  self.band_preset, where="field 'band_roles'")
 
     def resolved_band_roles(self) -> Any:
         """The image bands' roles (:class:`~geocausal.features.roles.BandRoles`) from
@@ -321,9 +403,40 @@ class Manifest(_Strict):
         return self._file
 
     def resolve(self, rel: str) -> Path:
-        """Absolute path of a path written in the manifest."""
+        """Absolute path of a path written in the manifest (an http(s) URL is returned as a
+        string, unchanged)."""
+        if is_url(rel):
+            return rel  # type: ignore[return-value]
         p = Path(rel)
         return p if p.is_absolute() else (self._base / p).resolve()
+
+    def expand(self, rel: str) -> list[str]:
+        """The files (or folders) a path of ``paths`` names: itself, a URL, or a glob's matches
+        (sorted)."""
+        if is_url(rel) or not _is_glob(rel):
+            return [str(self.resolve(rel))]
+        p = Path(rel)
+        base = p.anchor if p.is_absolute() else str(self._base)
+        pattern = str(p.relative_to(p.anchor)) if p.is_absolute() else rel
+        return sorted(str(q.resolve()) for q in Path(base).glob(pattern))
+
+    def source_files(self) -> list[str]:
+        """Every file the rasters read (globs expanded, STAC catalogs and their assets)."""
+        out: list[str] = []
+        for r in self.rasters:
+            if r.stac is not None:
+                from geocausal.data.stac import stac_files
+
+                out += stac_files(self, r)
+                continue
+            for rel in r.paths or []:
+                for f in self.expand(rel):
+                    if r.band_files and Path(f).is_dir():
+                        for pat in r.band_files.values():
+                            out += sorted(str(q) for q in Path(f).glob(pat))
+                    else:
+                        out.append(f)
+        return out
 
     def rasters_for(self, period: int | str) -> list[RasterSpec]:
         """Raster entries of one period."""
@@ -342,8 +455,11 @@ class Manifest(_Strict):
 
     @property
     def band_names(self) -> list[str]:
-        """Image band names (cloud-mask bands excluded)."""
-        return list(self.rasters[0].image_bands) if self.rasters else []
+        """Image band names (cloud-mask bands excluded; a composite's count band last)."""
+        if not self.rasters:
+            return []
+        comp = self.rasters[0].composite
+        return list(self.rasters[0].image_bands) + ([comp.count_band] if comp else [])
 
     def role(self, name: str) -> list[str]:
         """Columns holding a role (empty list if none)."""
@@ -352,12 +468,27 @@ class Manifest(_Strict):
     def content_hash(self) -> str:
         """Hash of the manifest and of the size and mtime of every file it names."""
         h = hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode())
-        files = [self.units.path] + [p for r in self.rasters for p in r.paths]
-        for rel in files:
+        try:
+            sources = self.source_files()
+        except Exception:  # noqa: BLE001 - an unreadable source is reported when it is read
+            sources = [p for r in self.rasters for p in r.paths or []]
+        for rel in [self.units.path, *sources]:
+            if is_url(rel):  # a remote file: its URL (its content is not checked)
+                h.update(f"{rel}:url".encode())
+                continue
             p = self.resolve(rel)
             st = p.stat() if p.exists() else None
             h.update(f"{rel}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
         return h.hexdigest()[:16]
+
+
+def is_url(path: Any) -> bool:
+    """True for an http(s) URL (a remote file read by GDAL range requests)."""
+    return isinstance(path, str) and path.lower().startswith(("http://", "https://"))
+
+
+def _is_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
 
 
 def _format_error(exc: ValidationError, where: str) -> str:
@@ -382,6 +513,16 @@ def manifest_from_dict(data: Any, base_dir: str | Path = ".", file: str | Path |
     m._file = Path(file).resolve() if file else None
     if check_files:
         _check_files(m, where)
+        if any(r.stac is not None for r in m.rasters):
+            from geocausal.data.stac import stac_band_roles
+            from geocausal.errors import DataError
+
+            try:
+                m._stac_roles = stac_band_roles(m)
+                if m._stac_roles and m.rasters:
+                    m._roles()
+            except DataError as exc:
+                raise ManifestError(f"{where}: {exc}") from None
     return m
 
 
@@ -390,10 +531,20 @@ def _check_files(m: Manifest, where: str) -> None:
         raise ManifestError(f"{where}: field 'units.path': file '{m.units.path}' not found "
                             f"(relative to {m.base_dir})")
     for i, r in enumerate(m.rasters):
-        for j, p in enumerate(r.paths):
+        for j, p in enumerate(r.paths or []):
+            if is_url(p):
+                continue  # checked when opened (a named DataError within a timeout)
+            if _is_glob(p):
+                if not m.expand(p):
+                    raise ManifestError(f"{where}: field 'rasters.{i}.paths.{j}': pattern '{p}' "
+                                        f"matches no file (relative to {m.base_dir})")
+                continue
             if not m.resolve(p).exists():
                 raise ManifestError(f"{where}: field 'rasters.{i}.paths.{j}': file '{p}' not found "
                                     f"(relative to {m.base_dir})")
+        if r.stac is not None and not m.resolve(r.stac.path).exists():
+            raise ManifestError(f"{where}: field 'rasters.{i}.stac.path': file '{r.stac.path}' "
+                                f"not found (relative to {m.base_dir})")
 
 
 def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:

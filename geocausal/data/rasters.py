@@ -4,6 +4,15 @@ Every process (the main one or a Dask worker) keeps each raster it reads open on
 :func:`open_raster`'s cache (one per thread: rasterio datasets are not shared between
 threads); :func:`close_rasters` closes them.
 
+A raster may be a local file or an http(s) URL of a cloud-optimised GeoTIFF, read with GDAL's
+range requests (``/vsicurl/``) under a timeout (:data:`HTTP_TIMEOUT_S`, environment variable
+``GEOCAUSAL_HTTP_TIMEOUT``) and a retry count (:data:`HTTP_MAX_RETRY`,
+``GEOCAUSAL_HTTP_MAX_RETRY``); a URL that cannot be reached is a one-line
+:class:`~geocausal.errors.DataError`. A period's imagery is a list of **scenes**
+(:func:`scenes_of`): multi-band files, scene folders with one file per band
+(``band_files``), or the items of a STAC catalog; :func:`tile_infos` describes each and
+:func:`read_window` reads a window of its bands.
+
 Examples
 --------
 >>> import tempfile
@@ -28,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from geocausal.data.manifest import Manifest, RasterSpec, manifest_from_dict
+from geocausal.data.manifest import Manifest, RasterSpec, is_url, manifest_from_dict
 from geocausal.errors import DataError
 
 _LOCAL = threading.local()
@@ -41,18 +50,73 @@ def _open_files() -> dict[str, Any]:
     return files
 
 
+#: seconds GDAL waits for a remote raster's server before giving up (GEOCAUSAL_HTTP_TIMEOUT)
+HTTP_TIMEOUT_S = 30
+#: retries of a failed remote request (GEOCAUSAL_HTTP_MAX_RETRY)
+HTTP_MAX_RETRY = 2
+
+
+def _env_number(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DataError(f"environment variable {name}={raw!r} is not a whole number of "
+                        "seconds/retries; unset it or give e.g. 30") from None
+    if value < 0:
+        raise DataError(f"environment variable {name}={raw!r} must be >= 0")
+    return value
+
+
+def remote_env() -> Any:
+    """A ``rasterio.Env`` with the timeout and retry settings for remote (URL) rasters."""
+    import rasterio
+
+    timeout = _env_number("GEOCAUSAL_HTTP_TIMEOUT", HTTP_TIMEOUT_S)
+    return rasterio.Env(GDAL_HTTP_TIMEOUT=max(1, timeout), GDAL_HTTP_CONNECTTIMEOUT=max(1, timeout),
+                        GDAL_HTTP_MAX_RETRY=_env_number("GEOCAUSAL_HTTP_MAX_RETRY", HTTP_MAX_RETRY),
+                        GDAL_HTTP_RETRY_DELAY=1, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
+                        CPL_VSIL_CURL_USE_HEAD="NO")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
 def open_raster(path: str | Path) -> Any:
-    """Open ``path`` with rasterio once per process (per thread) and keep it open."""
+    """Open ``path`` (a file or an http(s) URL) with rasterio once per process (per thread)
+    and keep it open.
+
+    Raises
+    ------
+    DataError
+        The file cannot be opened, or the URL cannot be reached within the timeout (one line).
+    """
     import rasterio
 
     key = str(path)
     files = _open_files()
     src = files.get(key)
     if src is None or src.closed:
-        try:
-            src = rasterio.open(key)
-        except Exception as exc:
-            raise DataError(f"cannot open raster '{key}': {exc}") from None
+        if is_url(key):
+            try:
+                with remote_env():
+                    src = rasterio.open("/vsicurl/" + key)
+            except DataError:
+                raise
+            except Exception as exc:
+                raise DataError(f"cannot read remote raster '{key}': {_one_line(exc)} (check the "
+                                "URL and the network; the timeout is GEOCAUSAL_HTTP_TIMEOUT="
+                                f"{_env_number('GEOCAUSAL_HTTP_TIMEOUT', HTTP_TIMEOUT_S)} s)"
+                                ) from None
+        else:
+            try:
+                src = rasterio.open(key)
+            except Exception as exc:
+                raise DataError(f"cannot open raster '{key}': {_one_line(exc)}") from None
         files[key] = src
     return src
 
@@ -81,11 +145,93 @@ class TileInfo:
     nodata: float | None
     scale: float
     offset: float
+    #: (file or URL, 1-based band) of each band read (image bands, then the mask band) when a
+    #: scene's bands live in several files (one file per band, STAC assets); empty: ``path``
+    sources: tuple[tuple[str, int], ...] = ()
+    #: the period's composite (:class:`~geocausal.data.manifest.CompositeSpec`), or None for a
+    #: mosaic (the first tile with a valid pixel serves it)
+    composite: Any = None
+    #: name of the scene (file, folder or STAC item id), for messages
+    scene: str = ""
 
     @property
     def north_up(self) -> bool:
         """True when the grid has no rotation."""
         return self.transform[1] == 0 and self.transform[3] == 0
+
+
+def read_window(tile: TileInfo, window: Any) -> np.ndarray:
+    """Raw ``(B, h, w)`` block of a tile: its image bands, then its mask band (if any).
+
+    Raises
+    ------
+    DataError
+        A read fails (a truncated file, a remote server that stopped answering).
+    """
+    remote = is_url(tile.path) or any(is_url(p) for p, _ in tile.sources)
+    try:
+        if remote:
+            with remote_env():
+                return _read(tile, window)
+        return _read(tile, window)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read raster '{tile.scene or tile.path}': {_one_line(exc)}"
+                        ) from None
+
+
+def _read(tile: TileInfo, window: Any) -> np.ndarray:
+    if not tile.sources:
+        bands = list(tile.image_bands) + ([tile.mask_band] if tile.mask_band else [])
+        return open_raster(tile.path).read(bands, window=window)
+    parts = [open_raster(f).read(b, window=window) for f, b in tile.sources]
+    dtype = np.result_type(*parts)
+    return np.stack([a.astype(dtype, copy=False) for a in parts])
+
+
+def scenes_of(manifest: Manifest, spec: RasterSpec) -> list[tuple[str, dict[str, tuple[str, int]] | None]]:
+    """The scenes of one raster entry: ``(name, sources)`` with ``sources`` ``{band: (file,
+    1-based band)}`` for scenes whose bands are separate files, or None for a multi-band file
+    (``name`` is then the file).
+
+    Raises
+    ------
+    DataError
+        A scene folder without (or with several) files for a band of ``band_files``, a STAC
+        item without a band.
+    """
+    if spec.stac is not None:
+        from geocausal.data.stac import stac_scenes
+
+        return stac_scenes(manifest, spec)
+    out: list[tuple[str, dict[str, tuple[str, int]] | None]] = []
+    for rel in spec.paths or []:
+        for f in manifest.expand(rel):
+            if spec.band_files is None:
+                out.append((f, None))
+                continue
+            folder = Path(f)
+            if not folder.is_dir():
+                raise DataError(f"'{f}' (field 'rasters.paths', period {spec.period}) is not a "
+                                "folder; with 'band_files' every path is a scene folder holding "
+                                "one file per band")
+            sources = {}
+            for band, pattern in spec.band_files.items():
+                found = sorted(folder.glob(pattern))
+                if len(found) != 1:
+                    raise DataError(f"scene folder '{f}' has {len(found)} files matching "
+                                    f"'{pattern}' (field 'band_files.{band}'); each scene needs "
+                                    "exactly one file per band")
+                sources[band] = (str(found[0]), 1)
+            out.append((f, sources))
+    return out
+
+
+def first_raster_file(manifest: Manifest) -> str:
+    """A file (or URL) of the first raster entry, for its CRS and pixel size."""
+    name, sources = scenes_of(manifest, manifest.rasters[0])[0]
+    return name if sources is None else next(iter(sources.values()))[0]
 
 
 def band_indexes(spec: RasterSpec, count: int, path: str) -> tuple[tuple[int, ...], int | None]:
@@ -99,14 +245,51 @@ def band_indexes(spec: RasterSpec, count: int, path: str) -> tuple[tuple[int, ..
     return image, mask
 
 
+def _multi_file_tile(t: int, name: str, sources: dict[str, tuple[str, int]],
+                     spec: RasterSpec) -> TileInfo:
+    """A scene whose bands are separate files (all on one grid)."""
+    order = list(spec.image_bands) + ([spec.cloud_mask.band] if spec.cloud_mask else [])
+    srcs = [(sources[b], open_raster(sources[b][0])) for b in order]
+    (f0, _), first = srcs[0]
+    if first.crs is None:
+        raise DataError(f"raster '{f0}' has no CRS; give the file a CRS (e.g. with "
+                        "gdal_edit.py -a_srs)")
+    for (f, b), src in srcs:
+        if b > src.count:
+            raise DataError(f"raster '{f}' has {src.count} bands; band {b} was asked for "
+                            f"(scene '{name}')")
+        if src.crs != first.crs or src.transform != first.transform or \
+                (src.width, src.height) != (first.width, first.height):
+            raise DataError(f"the band files of scene '{name}' are not on one grid: '{f}' "
+                            f"differs from '{f0}' (CRS, transform or size); resample them to "
+                            "one grid")
+    nodata = spec.nodata if spec.nodata is not None else first.nodatavals[srcs[0][0][1] - 1]
+    k = len(spec.image_bands)
+    return TileInfo(
+        period_index=t, path=f0, crs=first.crs.to_wkt(), transform=tuple(first.transform)[:6],
+        width=first.width, height=first.height, image_bands=tuple(range(1, k + 1)),
+        mask_band=k + 1 if spec.cloud_mask else None,
+        clear_values=spec.cloud_mask.clear if spec.cloud_mask else (),
+        nodata=None if nodata is None else float(nodata), scale=spec.scale, offset=spec.offset,
+        sources=tuple(sources[b] for b in order), composite=spec.composite, scene=name)
+
+
 def tile_infos(manifest: Manifest) -> list[TileInfo]:
-    """One :class:`TileInfo` per raster file, in period order then manifest order."""
+    """One :class:`TileInfo` per scene (raster file, scene folder or STAC item), in period
+    order then manifest order."""
     periods = manifest.ordered_periods
     out = []
     for spec in manifest.rasters:
         t = periods.index(spec.period)
-        for rel in spec.paths:
-            path = str(manifest.resolve(rel))
+        scenes = scenes_of(manifest, spec)
+        if not scenes:
+            raise DataError(f"period {spec.period}: field 'rasters' names no scene (a pattern "
+                            "or STAC window that matches nothing)")
+        for name, sources in scenes:
+            if sources is not None:
+                out.append(_multi_file_tile(t, name, sources, spec))
+                continue
+            path = name
             src = open_raster(path)
             if src.crs is None:
                 raise DataError(f"raster '{path}' has no CRS; give the file a CRS (e.g. with "
@@ -118,9 +301,9 @@ def tile_infos(manifest: Manifest) -> list[TileInfo]:
                 period_index=t, path=path, crs=src.crs.to_wkt(),
                 transform=tuple(src.transform)[:6], width=src.width, height=src.height,
                 image_bands=image, mask_band=mask,
-                clear_values=tuple(spec.cloud_mask.clear_values) if spec.cloud_mask else (),
+                clear_values=spec.cloud_mask.clear if spec.cloud_mask else (),
                 nodata=None if nodata is None else float(nodata),
-                scale=spec.scale, offset=spec.offset))
+                scale=spec.scale, offset=spec.offset, composite=spec.composite, scene=path))
     out.sort(key=lambda ti: ti.period_index)
     return out
 
@@ -142,7 +325,7 @@ def chip_size_px(manifest: Manifest) -> int:
     if not manifest.rasters:
         raise DataError("field 'chip.size_m' needs a raster to convert metres to pixels; "
                         "give 'chip.size_px' or add 'rasters'")
-    res = resolution_m(manifest.resolve(manifest.rasters[0].paths[0]))
+    res = resolution_m(first_raster_file(manifest))
     return max(1, int(round(manifest.chip.size_m / res)))
 
 
