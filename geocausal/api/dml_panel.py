@@ -82,7 +82,8 @@ from geocausal.results.estimate import Estimate, make_provenance
 FLAG_RATIO = 0.5  # |bias| or repetition spread above half an SE: coverage below about 92%
 # Share of a treatment's variance left after partialling out below which the estimate rests
 # on a small residual: in the Fuhr-Papies Monte Carlo (paper/dml_panel/MONTECARLO.md, u-shaped
-# structure C) flagged CRE fits covered the truth 39-41% of the time, unflagged spline ones 93%.
+# structure C, 250 replications) flagged CRE fits covered the truth 38-46% of the time,
+# unflagged spline ones 90%.
 RESIDUAL_SHARE_MIN = 0.2
 BLIND_TOL = 1e-8  # two scores this close (relative to the SE) coincide: a linear smoother
 
@@ -444,7 +445,7 @@ def coverage_verdict(
       the features (``1 - R^2`` of ``ml_m``); below ``RESIDUAL_SHARE_MIN`` the estimate rests
       on a small residual and small errors of the nuisance fits become a bias of the order of
       the standard error (strong nonlinear confounding; flagged CRE fits covered the truth
-      39-41% of the time there, unflagged spline fits 93%).
+      38-46% of the time there, unflagged spline fits 90%; 250 replications).
 
     When neither check could run (``bias_check=False`` and ``n_rep=1``) or the bias check is
     blind (both scores coincide exactly, as they do for linear smoothers: least squares,
