@@ -276,3 +276,26 @@ def test_delta_se_matches_bootstrap():
     assert r_dml.se_lower == pytest.approx(r.se_upper, rel=1e-12)
     # measured: delta 0.0921, bootstrap 0.0954, DoubleML's rule 0.0889
     assert abs(r_dml.se_lower / boot_lo - 1) > abs(r.se_lower / boot_lo - 1)
+
+
+def test_plot_and_summary(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    df, ehat, mu0, mu1 = _irm_data(n=300, seed=2)
+    est = gc.aipw("y ~ d + x1", df, propensity=ehat, predictions={"mu0": mu0, "mu1": mu1})
+    bench = pd.DataFrame({"group": ["x1"], "cf_y": [0.05], "cf_d": [0.02], "rho": [1.0],
+                          "theta_lower": [np.nan], "theta_upper": [np.nan]})
+    res = est.sensitivity(0.05, 0.05, benchmarks=bench)
+    r = res.tidy().iloc[0]
+    text = res.summary()
+    assert f"{100 * r.rv:.3g}%" in text and "lower bound" in text and "x1" in text
+    fig = res.plot()
+    assert fig.axes[0].get_xlabel().startswith("cf_y")
+    # the contour's bound at the scenario equals the table's
+    z = res.bound_grid(np.array([r.cf_y]), np.array([r.cf_d]))
+    assert z[0, 0] == pytest.approx(r.theta_lower, abs=1e-12)
+    fig.savefig(tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    with pytest.raises(DataError, match="benchmarks"):
+        est.sensitivity(benchmarks=pd.DataFrame({"x": [1]}))
