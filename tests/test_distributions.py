@@ -12,7 +12,7 @@ from shapely.geometry import Point, box
 
 from geocausal.data.distributions import pixel_distributions, weighted_quantiles
 from geocausal.data.rasters import write_geotiff
-from geocausal.errors import DataError, GeocausalWarning
+from geocausal.errors import DataError, EmptyZoneWarning
 
 CRS = "EPSG:32633"
 X0, Y0, RES = 400_000.0, 4_600_000.0, 10.0
@@ -85,6 +85,7 @@ def test_ndvi_and_callable_index(raster):
     path, red, nir = raster
     units = gpd.GeoDataFrame({"id": [0]}, geometry=[_rect(*RECTS[1])], crs=CRS)
     d = pixel_distributions(path, units, index="ndvi", bands=["red", "nir"])
+    assert d.variable == "NDVI"  # spyndex's index, found by the band roles
     r, w = _direct(red, *RECTS[1])
     n, _ = _direct(nir, *RECTS[1])
     ndvi = (n - r) / (n + r)
@@ -100,23 +101,40 @@ def test_ndvi_and_callable_index(raster):
 def test_point_buffer_weights_match_exact_areas(raster):
     path, red, _ = raster
     centre = Point(X0 + RES * 20.3, Y0 - RES * 8.6)
-    units = gpd.GeoDataFrame({"id": [0]}, geometry=[centre], crs=CRS).to_crs("EPSG:4326")
-    d = pixel_distributions(path, units, band="red", bands=["red", "nir"], buffer_m=55.0,
-                            supersample=8)
-    circle = centre.buffer(55.0, resolution=64)
+    units = gpd.GeoDataFrame({"id": [0]}, geometry=[centre], crs=CRS)
+    d = pixel_distributions(path, units.to_crs("EPSG:4326"), band="red", bands=["red", "nir"],
+                            buffer_m=55.0)
+    here = pixel_distributions(path, units, band="red", bands=["red", "nir"], buffer_m=55.0)
+    circle = centre.buffer(55.0, quad_segs=32)
     exact = {}
     for r in range(N):
         for c in range(N):
             a = circle.intersection(_rect(r, r + 1, c, c + 1)).area / RES**2
             if a > 0:
                 exact[float(red[r, c])] = a
-    got = dict(zip(d.values[0].tolist(), d.weights[0].tolist()))
-    # supersampling 8x8 errs by at most a few sub-pixels (1/64 each) on boundary pixels,
-    # and by at most one pixel's sliver where the circle only grazes a pixel
-    common = set(got) & set(exact)
-    assert len(common) >= 0.9 * len(exact)
-    assert max(abs(got[k] - exact[k]) for k in common) < 0.2
-    assert d.total_weight[0] == pytest.approx(np.pi * 5.5**2, rel=0.02)
+    # exact coverage fractions (exactextract), not the 1/64 steps of the old 8x8 supersampling
+    got = dict(zip(here.values[0].tolist(), here.weights[0].tolist()))
+    assert set(got) == set(exact)
+    assert max(abs(got[k] - exact[k]) for k in exact) < 1e-6
+    # through EPSG:4326 and back to the UTM zone the circle moves by millimetres
+    assert d.total_weight[0] == pytest.approx(sum(exact.values()), rel=1e-4)
+    assert d.total_weight[0] == pytest.approx(np.pi * 5.5**2, rel=1e-3)
+
+
+def test_coverage_equals_exactextract_called_directly(raster):
+    from exactextract import exact_extract
+
+    path, *_ = raster
+    pts = [Point(X0 + RES * 7.2, Y0 - RES * 9.9), Point(X0 + RES * 15.5, Y0 - RES * 22.1)]
+    units = gpd.GeoDataFrame({"id": [3, 4]}, geometry=pts, crs=CRS)
+    d = pixel_distributions(path, units, band="nir", bands=["red", "nir"], buffer_m=42.0,
+                            id_col="id")
+    zones = gpd.GeoDataFrame({"id": [3, 4]}, geometry=units.buffer(42.0, quad_segs=32), crs=CRS)
+    peer = exact_extract(str(path), zones, ["values", "coverage"], output="pandas")
+    for k in range(2):
+        want = sorted(zip(peer["band_2_values"][k], peer["band_2_coverage"][k]))
+        got = sorted(zip(d.values[k], d.weights[k]))
+        np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-12)
 
 
 def test_manifest_source_with_cloud_mask(tmp_path, raster):
@@ -151,7 +169,7 @@ def test_bad_input(raster):
         pixel_distributions(path, pts, buffer_m=20.0)
     with pytest.raises(DataError, match="band 'blue' not in"):
         pixel_distributions(path, pts, band="blue", bands=["red", "nir"], buffer_m=20.0)
-    with pytest.warns(GeocausalWarning, match="1 units have no valid pixel"):
+    with pytest.warns(EmptyZoneWarning, match="1 units have no valid pixel"):
         d = pixel_distributions(path, pts, band=1, buffer_m=20.0, quantiles=[0.5])
     assert np.isnan(d.quantiles[1, 0]) and np.isfinite(d.quantiles[0, 0])
 

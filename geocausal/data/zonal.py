@@ -781,3 +781,54 @@ def zonal_columns(manifest: Any, units: Any, table: pd.DataFrame) -> pd.DataFram
         check_collisions([*table.columns, *out], list(new), where)
         out.update(new)
     return pd.DataFrame(out, index=table.index)
+
+
+def zone_samples(rasters: Any, zones: Any, *, band: str | None = None,
+                 index: str | Callable | None = None, band_names: Sequence[str] | None = None,
+                 roles: Any = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per zone, the valid pixel values of a band or index and their exact coverage fractions
+    (pooled over the tiles of ``rasters``), as :func:`zonal_stats` sees them.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from geocausal.data.rasters import write_example_study
+    >>> from geocausal.data.units import load_units
+    >>> m = write_example_study(tempfile.mkdtemp())
+    >>> zones = zone_geometries(load_units(m), kind="buffer", radius_m=15.0)
+    >>> v, w = zone_samples(m.resolve(m.rasters[0].paths[0]), zones, band="red",
+    ...                     band_names=["red", "nir"])
+    >>> len(v), round(float(w[0].sum()), 2)
+    (6, 7.07)
+    """
+    if (band is None) == (index is None):
+        raise DataError("give exactly one of 'band' and 'index'")
+    tiles = _as_tiles(rasters, band_names)
+    names = list(tiles[0][1])
+    if roles is None and index is not None and not callable(index):
+        from geocausal.features.roles import resolve_band_roles
+
+        roles = resolve_band_roles(names, where="band roles of the raster")
+    geoms = zones.geometry if hasattr(zones, "geometry") else zones
+    if getattr(geoms, "crs", None) is None:
+        raise DataError("the zones have no CRS; set one")
+    read_idx, variables = _tile_vars(names, [band] if band is not None else [], [],
+                                     [index] if index is not None else [], roles)
+    from exactextract import Operation
+
+    n = len(geoms)
+    vals: list[list[np.ndarray]] = [[] for _ in range(n)]
+    wts: list[list[np.ndarray]] = [[] for _ in range(n)]
+    try:
+        for tile, _ in tiles:
+            df = _run(tile, geoms, read_idx, variables, lambda src, var, k: [
+                Operation("values", "values", src), Operation("coverage", "coverage", src)])
+            for i, (v, w) in enumerate(zip(df["values"], df["coverage"])):
+                v, w = np.asarray(v, float), np.asarray(w, float)
+                keep = (w > 0) & np.isfinite(v)
+                vals[i].append(v[keep])
+                wts[i].append(w[keep])
+    finally:
+        close_rasters()
+    return ([np.concatenate(v) if v else np.empty(0) for v in vals],
+            [np.concatenate(w) if w else np.empty(0) for w in wts])
