@@ -238,3 +238,28 @@ def test_cate_and_given_predictions_refuse_bad_inputs():
     mu[5] = np.inf
     with pytest.raises(DataError, match=r"predictions\['mu0'\] has 1 infinite"):
         gc.aipw("y ~ d + x", df, propensity="e", predictions={"mu0": mu, "mu1": np.zeros(200)})
+
+
+def test_by_column_with_missing_values_is_a_named_error():
+    """A ``by=`` column with None values was a TypeError deep in the label builder."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x1": rng.normal(size=120)})
+    df["d"] = (rng.random(120) < 0.5).astype(float)
+    df["y"] = df["d"] + df["x1"] + rng.normal(size=120)
+    df["funder"] = np.where(rng.random(120) < 0.5, "a", "b").astype(object)
+    df.loc[3, "funder"] = None
+    with pytest.raises(DataError, match="funder"):
+        gc.aipw("y ~ d + x1", df, by="funder")
+    with pytest.raises(DataError, match="funder"):
+        gc.placement("d ~ x1", df, by="funder")
+
+
+def test_rdd_outcome_and_running_variable_pass_the_value_validator():
+    """gc.rdd built its arrays itself: 1e300 in the outcome or running variable is named."""
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.uniform(-1, 1, 400)})
+    df["y"] = (df["x"] >= 0) + df["x"] + rng.normal(size=400)
+    with pytest.raises(DataError, match="column 'y'.*beyond"):
+        gc.rdd("y ~ 1", df.assign(y=np.where(df.index == 0, 1e300, df["y"])), running="x")
+    with pytest.raises(DataError, match="column 'x'.*beyond"):
+        gc.rdd("y ~ 1", df.assign(x=np.where(df.index == 0, 1e300, df["x"])), running="x")

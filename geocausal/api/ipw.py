@@ -123,6 +123,7 @@ def _group_labels(data: pd.DataFrame, by: str | Sequence[str]) -> tuple[list[str
     missing = [c for c in cols if c not in data.columns]
     if missing:
         raise DataError(f"by= columns {missing} are not in the data")
+    _check_nan(data, set(cols))
     lab = data[cols].astype(str).agg(" x ".join, axis=1)
     return cols, lab
 

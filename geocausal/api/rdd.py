@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from geocausal.api._correction import apply_correction
+from geocausal.designs.common import check_values
 from geocausal.designs.rdd.bootstrap import (
     cluster_scores,
     curve_tests,
@@ -172,6 +173,8 @@ def _column_or_array(data, value, name: str, n: int | None = None) -> np.ndarray
         arr = np.asarray(value, dtype=float).ravel()
     if n is not None and arr.size != n:
         raise DataError(f"{name} has {arr.size} values but there are {n} units")
+    check_values(arr[~np.isnan(arr)], value if isinstance(value, str) else name,
+                 column=isinstance(value, str))
     bad = int(np.sum(~np.isfinite(arr)))
     if bad:
         raise DataError(f"{name} '{value if isinstance(value, str) else ''}' has {bad} missing "
@@ -516,6 +519,7 @@ def _rdd_one(formula, data, *, running, cutoff, outcome, treatment, weights, q_g
             Q, g, kind = outcome_quantiles(raw, q_grid, weights=weights)
         else:
             yv = pd.to_numeric(ycol, errors="coerce").to_numpy(dtype=float)
+            check_values(yv[~np.isnan(yv)], pf.outcome)
             bad = int(np.sum(~np.isfinite(yv)))
             if bad:
                 raise DataError(f"outcome column '{pf.outcome}' has {bad} missing or "
