@@ -257,6 +257,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     manifest = _materialise_shipped(args.manifest)
     load_manifest(manifest)  # fail fast, naming the field and the file
     names = [f"{args.design}.{ext}" for ext in ("csv", "json", "md", "tex", "png")]
+    sens = _sensitivity_args(args)
+    if sens is not None:
+        names += [f"{args.design}_sensitivity.csv", f"{args.design}_sensitivity.png"]
     out = prepare_output_dir(args.out, names, overwrite=args.overwrite)  # before the work
     from geocausal.data.study import load_study
     from geocausal.results.export import write_outputs
@@ -269,8 +272,76 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     result = fn(args.formula, study.table, **_accepted(fn, args.design, kwargs))
     paths = write_outputs(result, out, stem=args.design, manifest_hash=study.manifest_hash)
     print(result)
+    if sens is not None:
+        paths = [*paths, *_write_sensitivity(result, sens, args, study, kwargs, fn, out)]
     print("\nwrote: " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _sensitivity_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--sensitivity CF_Y,CF_D[,RHO]`` as keywords of ``est.sensitivity``."""
+    if args.sensitivity is None:
+        if args.benchmark:
+            raise CliError("--benchmark needs --sensitivity")
+        return None
+    parts = [p.strip() for p in args.sensitivity.split(",")]
+    if len(parts) not in (2, 3):
+        raise CliError(f"--sensitivity expects CF_Y,CF_D[,RHO], got '{args.sensitivity}'")
+    vals = [_finite_float(p) for p in parts]
+    out = {"cf_y": vals[0], "cf_d": vals[1]}
+    if len(vals) == 3:
+        out["rho"] = vals[2]
+    from geocausal.inference.sensitivity import check_cf, check_rho
+
+    check_cf(out["cf_y"], "--sensitivity cf_y")
+    check_cf(out["cf_d"], "--sensitivity cf_d")
+    check_rho(out.get("rho", 1.0))
+    return out
+
+
+def _write_sensitivity(result, sens: dict[str, Any], args, study, kwargs, fn, out: Path
+                       ) -> list[Path]:
+    """Print the sensitivity table; write ``<design>_sensitivity.csv`` and ``.png``."""
+    import pandas as pd
+
+    from geocausal.results.estimate import EstimateSet
+
+    ests = (list(zip(result.names, result.estimates)) if isinstance(result, EstimateSet)
+            else [("", result)])
+    tables, last = [], None
+    for name, est in ests:
+        kw = dict(sens)
+        if args.benchmark and args.design == "fe":
+            kw["benchmark"] = list(args.benchmark)
+        elif args.benchmark:
+            from geocausal.api.sensitivity import sensitivity_benchmark
+
+            groups = {b: b for b in args.benchmark}
+            data = study.table if not name else None
+            if data is None:
+                raise CliError("--benchmark with --by: run one subgroup at a time")
+            kw["benchmarks"] = sensitivity_benchmark(
+                args.formula, data, groups, design=args.design, long=est,
+                **_accepted(fn, args.design, kwargs))
+        res = est.sensitivity(**kw)
+        print("\n" + res.summary())
+        tab = res.tidy()
+        if name:
+            tab.insert(0, "group", name)
+        tables.append(tab)
+        if res.benchmarks is not None:
+            b = res.benchmarks.copy()
+            b.insert(0, "term", "benchmark")
+            tables.append(b)
+        last = res
+    csv = out / f"{args.design}_sensitivity.csv"
+    pd.concat(tables, ignore_index=True).to_csv(csv, index=False)
+    png = out / f"{args.design}_sensitivity.png"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    last.plot().savefig(png, dpi=120, bbox_inches="tight")
+    return [csv, png]
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -504,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace output files that geocausal did not create")
     e.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other keyword of the design (JSON values), repeatable")
+    e.add_argument("--sensitivity", nargs="?", const="0.03,0.03", metavar="CF_Y,CF_D[,RHO]",
+                   help="sensitivity to an omitted confounder (aipw, dml_panel: OVB bounds; "
+                        "fe: partial R2 bounds): prints the bounds and robustness values and "
+                        "writes <design>_sensitivity.csv and .png (default 0.03,0.03)")
+    e.add_argument("--benchmark", action="append", metavar="GROUP",
+                   help="with --sensitivity: benchmark against a control or 'images' "
+                        "(refits without it; repeatable)")
     e.set_defaults(func=cmd_estimate)
 
     x = _sub(sub, "extract")

@@ -299,3 +299,23 @@ def test_plot_and_summary(tmp_path):
     assert (tmp_path / "s.png").stat().st_size > 1000
     with pytest.raises(DataError, match="benchmarks"):
         est.sensitivity(benchmarks=pd.DataFrame({"x": [1]}))
+
+
+def test_cli_sensitivity(tmp_path, capsys):
+    from geocausal.cli import main
+
+    out = tmp_path / "res"
+    rc = main(["estimate", "--design", "aipw", "--manifest", "demo", "--formula",
+               "y ~ d + x1 + x2", "--images", "none", "--out", str(out),
+               "--sensitivity", "0.05,0.04", "--benchmark", "x1"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "Robustness value RV" in text and "x1: cf_y" in text
+    tab = pd.read_csv(out / "aipw_sensitivity.csv")
+    assert tab.cf_y[0] == 0.05 and tab.cf_d[0] == 0.04 and "benchmark" in set(tab.term)
+    assert (out / "aipw_sensitivity.png").stat().st_size > 1000
+    rc = main(["estimate", "--design", "aipw", "--manifest", "demo", "--formula",
+               "y ~ d + x1", "--images", "none", "--out", str(tmp_path / "r2"),
+               "--sensitivity", "1.5,0.1"])
+    assert rc != 0
+    assert "cf_y" in capsys.readouterr().err

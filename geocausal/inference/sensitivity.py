@@ -732,9 +732,8 @@ class SensitivityResult:
         """The result in plain words."""
         r = self.table.iloc[0]
         side = "lower" if r.estimate >= r["null"] else "upper"
-        what = ("the outcome's residual variation and of the treatment's (the Riesz "
-                "representer's)" if self.kind == "ovb" else
-                "the outcome's residual variance and of the treatment's")
+        what = ("the outcome and the treatment (its Riesz representer)" if self.kind == "ovb"
+                else "the outcome and the treatment")
         lines = [
             f"Sensitivity of '{r.term}' ({self.design or self.kind}) to an omitted confounder",
             f"  estimate {r.estimate:.4g}; with a confounder explaining {100 * r.cf_y:.3g}% of "
