@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
     "fe": "geocausal.api.fe",
     # heterogeneity
     "cate": "geocausal.api.cate",
+    "effect": "geocausal.api.cate",
     # panels
     "dml_panel": "geocausal.api.dml_panel",
     # predicted outcomes

@@ -4,7 +4,11 @@ The returned :class:`~geocausal.results.estimate.Estimate` holds the ATE (AIPW, 
 influence-function standard error). Its diagnostics hold
 
 * ``"cate"``: out-of-fold CATE predictions, one per row;
-* ``"model"``: the fitted :class:`~geocausal.designs.cate.CateFit` (``.predict(features)``);
+* ``"model"``: the fitted :class:`CateModel`: ``.effect(new_rows, images=new_chips)`` predicts
+  the CATE of new units through the same feature path (formula terms with the training
+  encoding, the same image representation), ``.predict(features)`` from a feature matrix,
+  ``.save(path)`` / ``CateModel.load(path)`` keep it (``est.save`` does not: fitted models stay
+  out of the safe result format);
 * ``"features"``: the feature spec (tabular columns, image representation) to rebuild features
   for new places (see :mod:`geocausal.api.transport`);
 * ``"evaluation"``: a :class:`CateEvaluation` with BLP/GATES/CLAN (median over repeated splits),
@@ -24,9 +28,11 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -453,7 +459,12 @@ def cate(
     fit = crossfit_cate(learner, X, y, d, fold_ids, learners=learners, propensity=prop,
                         outcome_mode=outcome_mode, clip=clip, seed=seed)
     true_tau = None if truth is None else _column_or_array(data, truth, "truth").astype(float)
-    diag: dict[str, Any] = {"cate": fit.tau, "model": fit, "fold_ids": fold_ids,
+    model = CateModel(fit=fit, formula=formula, controls=tuple(parsed.controls),
+                      names=tuple(names), representation=representation,
+                      images=images is not None, raw_chips=raw,
+                      multiscale=isinstance(images, Mapping), n_features=X.shape[1],
+                      control_spec=_control_spec(parsed, data), seed=seed)
+    diag: dict[str, Any] = {"cate": fit.tau, "model": model, "fold_ids": fold_ids,
                             "features": {"controls": parsed.controls, "names": names,
                                          "representation": representation,
                                          "images": images is not None, "raw_chips": raw,
@@ -565,6 +576,272 @@ def representation_row(est: Estimate) -> dict[str, float]:
     return row
 
 
+# ----------------------------------------------------------------------------- new units
+def _control_spec(parsed, data: pd.DataFrame):
+    """formulaic's model spec of the controls: new rows get the training encoding."""
+    if not parsed.controls:
+        return None
+    from formulaic import model_matrix
+
+    return model_matrix("0 + " + " + ".join(parsed.controls), data, na_action="raise").model_spec
+
+
+_EFFECT_MISSING = ("drop", "error")
+
+
+@dataclass(frozen=True)
+class CateModel:
+    """The fitted CATE model of a ``gc.cate`` result, for new units and new places.
+
+    It holds the cross-fitted learner (:class:`~geocausal.designs.cate.CateFit`, refitted on
+    all units) and how features were built: the formula's control terms with formulaic's
+    training encoding (levels of categorical terms, transforms), the image representation,
+    whether raw chips fed an image learner. :meth:`effect` builds features of new rows and new
+    chips through that same path; :meth:`predict` takes a feature matrix as built at fit time.
+
+    ``Estimate.save`` leaves the model out (fitted scikit-learn models are not in the safe
+    format); :meth:`save` writes it with joblib, which runs code when loaded: load only files
+    you wrote yourself.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); n = 300
+    >>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
+    >>> df["y"] = df.d * (1 + df.x) + rng.normal(size=n)
+    >>> est = cate("y ~ d + x", df, propensity=.5, evaluate=False)
+    >>> model = est.diagnostics["model"]
+    >>> model.effect(pd.DataFrame({"x": [0.0, 1.0]}, index=["a", "b"])).round(0).to_dict()
+    {'a': 1.0, 'b': 2.0}
+    """
+
+    fit: CateFit = field(repr=False)
+    formula: str
+    controls: tuple[str, ...]
+    names: tuple[str, ...]
+    representation: str
+    images: bool
+    raw_chips: bool
+    multiscale: bool
+    n_features: int
+    control_spec: Any = field(default=None, repr=False)
+    seed: int = 0
+    _not_saved: ClassVar[bool] = True  # holds fitted models: never in the safe result format
+
+    # the CateFit interface, for code written against diagnostics["model"] before
+    @property
+    def kind(self) -> str:
+        """The meta-learner (``"dr"``, ``"r"``, ...)."""
+        return self.fit.kind
+
+    @property
+    def models(self) -> Mapping[str, Any]:
+        """Models refitted on all units."""
+        return self.fit.models
+
+    @property
+    def tau(self) -> np.ndarray:
+        """Out-of-fold CATE predictions of the training units."""
+        return self.fit.tau
+
+    def propensity(self, X: np.ndarray) -> np.ndarray:
+        """Propensity at feature rows ``X``."""
+        return self.fit.propensity(X)
+
+    def baseline(self, X: np.ndarray) -> np.ndarray:
+        """Untreated outcome ``mu0`` at feature rows ``X``."""
+        return self.fit.baseline(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """CATE at feature rows ``X`` (columns as at fit time, ``n_features`` of them)."""
+        X = np.asarray(X, dtype=float)
+        X = X[:, None] if X.ndim == 1 else X
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise DataError(f"the CATE model takes {self.n_features} feature columns, got "
+                            f"shape {X.shape}; build features with model.effect(data, "
+                            "images=...) or model.features(...)")
+        if not np.all(np.isfinite(X)):
+            bad = int((~np.isfinite(X).all(axis=1)).sum())
+            raise DataError(f"{bad} feature rows have NaN or infinite values")
+        return self.fit.predict(X)
+
+    def features(self, data: pd.DataFrame | None = None, *, images: Any = None,
+                 missing_images: str = "drop") -> tuple[np.ndarray, pd.Index]:
+        """Features of new units, built as at fit time: ``(X, index of the rows kept)``.
+
+        Parameters
+        ----------
+        data
+            New rows with the formula's control columns (the outcome and treatment are not
+            needed). May be None for a model on images only: rows are then the images' rows
+            (an embeddings frame's index, or positions of a chips array).
+        images
+            New chips (``(N, T, H, W, C)``, ``(N, H, W, C)``, a ``(chips, mask)`` pair), an
+            embeddings frame, a ``ChipsResult`` or cache: anything ``gc.cate`` takes, matched
+            to ``data`` by unit id in the same way.
+        missing_images
+            ``"drop"`` (counted ``MissingImagesWarning``) or ``"error"``; imputation is not
+            offered here (the training means are not those of new units).
+        """
+        if missing_images not in _EFFECT_MISSING:
+            raise DataError(f"missing_images must be one of {_EFFECT_MISSING} for new units, "
+                            f"got {missing_images!r}")
+        if self.images and images is None:
+            raise DataError("this CATE model uses image features: pass images= for the new "
+                            "units (chips, an embeddings frame or a chips cache)")
+        if not self.images and images is not None:
+            raise DataError("this CATE model was fitted without images; do not pass images=")
+        if data is None:
+            if self.controls:
+                raise DataError(f"this CATE model uses the controls {list(self.controls)}: "
+                                "pass data= with those columns for the new units")
+            data = _rows_of(images)
+        if not isinstance(data, pd.DataFrame):
+            raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        if self.images:
+            al = align_images(images, data, missing_images=missing_images, stacklevel=4)
+            data, images = al.data, al.images
+        n = len(data)
+        if n == 0:
+            raise DataError("no new units to predict (empty data, or every image missing)")
+        parts = []
+        if self.controls:
+            miss = sorted({c for c in _needed_columns(self.controls)} - set(data.columns))
+            if miss:
+                raise DataError(f"new data lack the control columns {miss} of the formula "
+                                f"'{self.formula}'")
+            from formulaic.errors import DataMismatchWarning
+
+            try:
+                with warnings.catch_warnings():
+                    # formulaic turns unseen levels into NaN rows with a warning: refuse them
+                    warnings.simplefilter("error", DataMismatchWarning)
+                    mm = self.control_spec.get_model_matrix(data, na_action="raise")
+            except Exception as err:  # formulaic raises several types (unseen levels, NaN)
+                raise DataError(f"new data cannot be encoded as at fit time "
+                                f"({type(err).__name__}: {err}); check categorical levels "
+                                "and missing values") from None
+            tab = np.asarray(mm, dtype=float)
+            expect = list(self.names[:tab.shape[1]])
+            if list(map(str, mm.columns)) != expect:
+                raise DataError(f"new data encode to columns {list(map(str, mm.columns))}, "
+                                f"the model was fitted on {expect}")
+            parts.append(tab)
+        if self.images:
+            img = _image_matrix(images, n, self.representation, self.seed)
+            parts.append(img)
+        X = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
+        if X.shape[1] == 0:
+            X = np.zeros((n, 1))  # crossfit_cate's placeholder column for no modifiers
+        if self.raw_chips:
+            chips = np.asarray(images[0] if isinstance(images, tuple) else images)
+            X = np.concatenate([chips.reshape(chips.shape[0], -1).astype(float), X], axis=1)
+        if X.shape[1] != self.n_features:
+            raise DataError(f"new units give {X.shape[1]} features, the model was fitted on "
+                            f"{self.n_features}; pass images of the same shape (periods, "
+                            "bands, scales) as at fit time")
+        return X, data.index
+
+    def effect(self, data: pd.DataFrame | None = None, *, images: Any = None,
+               missing_images: str = "drop") -> pd.Series:
+        """Predicted CATE of new units (rows of ``data`` and/or new chips), by unit.
+
+        See :meth:`features` for the arguments. Returns a Series named ``"cate"`` on the new
+        units' index (rows whose image is missing are dropped with a counted warning).
+        """
+        X, index = self.features(data, images=images, missing_images=missing_images)
+        return pd.Series(self.predict(X), index=index, name="cate")
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model with joblib. Loading a joblib file runs code: load only your own."""
+        import joblib
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise DataError(f"'{path}' exists; pass overwrite=True to replace it")
+        if not path.parent.is_dir():
+            raise DataError(f"the folder of '{path}' does not exist; create it first")
+        joblib.dump(self, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CateModel:
+        """Read a model written by :meth:`save` (joblib: runs code, so only trusted files)."""
+        import joblib
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"no saved CATE model at '{path}'")
+        obj = joblib.load(path)
+        if not isinstance(obj, cls):
+            raise DataError(f"'{path}' does not hold a CateModel")
+        return obj
+
+
+def _needed_columns(controls: Sequence[str]) -> set[str]:
+    from geocausal.formula import _names
+
+    out: set[str] = set()
+    for c in controls:
+        out |= _names(c)
+    return out
+
+
+def _rows_of(images: Any) -> pd.DataFrame:
+    """Rows of new images without data: a frame's index or array positions."""
+    if isinstance(images, pd.DataFrame):
+        return pd.DataFrame(index=images.index)
+    first = images
+    if isinstance(images, Mapping) and images:
+        first = next(iter(images.values()))
+    if isinstance(first, tuple):
+        first = first[0]
+    if isinstance(first, np.ndarray):
+        return pd.DataFrame(index=pd.RangeIndex(first.shape[0]))
+    raise DataError("pass data= (one row per new unit, indexed by unit id) with images= of "
+                    f"type {type(images).__name__}, so that images are matched by id")
+
+
+def cate_model(est: Estimate) -> CateModel:
+    """The fitted :class:`CateModel` of a ``gc.cate`` result (a DesignError when absent).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); n = 200
+    >>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
+    >>> df["y"] = df.d + rng.normal(size=n)
+    >>> cate_model(cate("y ~ d + x", df, propensity=.5, evaluate=False)).kind
+    'dr'
+    """
+    if isinstance(est, CateModel):
+        return est
+    if not isinstance(est, Estimate):
+        raise DataError(f"expected a gc.cate result, got {type(est).__name__}")
+    model = est.diagnostics.get("model")
+    if isinstance(model, CateModel):
+        return model
+    if model is not None and type(model).__name__ == "NotSaved":
+        raise DesignError("this gc.cate result was loaded from a file, which holds no fitted "
+                          "model; save the model with est.diagnostics['model'].save(path) and "
+                          "use CateModel.load(path)")
+    raise DataError("this estimate has no fitted CATE model; use a gc.cate result")
+
+
+def effect(est: Estimate | CateModel, data: pd.DataFrame | None = None, *, images: Any = None,
+           missing_images: str = "drop") -> pd.Series:
+    """Predicted CATE of new units from a ``gc.cate`` result: :meth:`CateModel.effect`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); n = 300
+    >>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
+    >>> df["y"] = df.d * (1 + df.x) + rng.normal(size=n)
+    >>> est = cate("y ~ d + x", df, propensity=.5, evaluate=False)
+    >>> effect(est, pd.DataFrame({"x": [-1.0, 2.0]})).round(0).abs().tolist()
+    [0.0, 3.0]
+    """
+    return cate_model(est).effect(data, images=images, missing_images=missing_images)
+
+
 def predict_cate(est: Estimate, X: np.ndarray) -> np.ndarray:
     """CATE predictions at new feature rows from a ``gc.cate`` result.
 
@@ -577,7 +854,4 @@ def predict_cate(est: Estimate, X: np.ndarray) -> np.ndarray:
     >>> predict_cate(est, np.array([[0.0], [1.0]])).round(0).tolist()
     [1.0, 2.0]
     """
-    model = est.diagnostics.get("model")
-    if not isinstance(model, CateFit):
-        raise DataError("this estimate has no fitted CATE model; use a gc.cate result")
-    return model.predict(np.asarray(X, dtype=float))
+    return cate_model(est).predict(np.asarray(X, dtype=float))

@@ -2,8 +2,11 @@
 
 :func:`transport_cate` slides a window of the chip size over a mosaic (one GeoTIFF per
 period, all on the same grid), turns each window's image sequence into the same features the
-``gc.cate`` model was trained on, predicts the CATE and writes one value per window as a
+``gc.cate`` model was trained on (through :meth:`geocausal.api.cate.CateModel.effect`, the path
+new chips of new places take), predicts the CATE and writes one value per window as a
 GeoTIFF (pixel size = the window stride); :func:`geocausal.results.plot_cate.cate_map` draws it.
+Windows with no valid pixel in some period get no prediction (NaN, counted in one
+:class:`~geocausal.errors.MissingImagesWarning`).
 
 Examples
 --------
@@ -26,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from geocausal.api.cate import chip_features, predict_cate
-from geocausal.errors import DataError
+from geocausal.api.cate import CateModel, cate_model
+from geocausal.errors import DataError, MissingImagesWarning
 from geocausal.results.estimate import Estimate
 
 
@@ -78,7 +82,7 @@ def _open_all(rasters: Sequence[str | Path]):
 
 
 def transport_cate(
-    estimate: Estimate,
+    estimate: Estimate | CateModel,
     rasters: Sequence[str | Path],
     out: str | Path,
     *,
@@ -93,7 +97,8 @@ def transport_cate(
     ----------
     estimate
         A ``gc.cate`` result fitted on image features only (no tabular controls, which are
-        unknown off the trial sites).
+        unknown off the trial sites), or its :class:`~geocausal.api.cate.CateModel` (e.g.
+        ``CateModel.load(path)``).
     rasters
         One GeoTIFF per period, in the order of the training chips' periods, on one grid.
     out
@@ -116,17 +121,14 @@ def transport_cate(
 
     from geocausal.data.rasters import write_geotiff
 
-    spec = estimate.diagnostics.get("features")
-    if not isinstance(spec, dict) or not spec.get("images"):
+    model = cate_model(estimate)
+    if not model.images:
         raise DataError("transport_cate needs a gc.cate result fitted with images=")
-    if spec.get("multiscale"):
+    if model.multiscale:
         raise DataError("transport_cate reads one chip size; this model uses several (images= "
                         "was a mapping of scales); refit on one scale to transport")
-    if spec.get("raw_chips"):
-        raise DataError("transport_cate supports models on chip summary features; this one uses "
-                        "an image learner on raw chips")
-    if spec.get("controls"):
-        raise DataError(f"the CATE model also uses tabular controls {list(spec['controls'])}, "
+    if model.controls:
+        raise DataError(f"the CATE model also uses tabular controls {list(model.controls)}, "
                         "unknown outside the trial sites; refit with images only")
     stride = stride or chip_size
     if chip_size < 1 or stride < 1:
@@ -141,6 +143,7 @@ def transport_cate(
         n_rows = (src.height - chip_size) // stride + 1
         n_cols = (src.width - chip_size) // stride + 1
         values = np.full((n_rows, n_cols), np.nan, dtype=np.float32)
+        n_missing = 0
         for r0 in range(0, n_rows, rows_per_batch):
             rows = range(r0, min(n_rows, r0 + rows_per_batch))
             chips = np.empty((len(rows) * n_cols, len(srcs), chip_size, chip_size, len(idx)))
@@ -152,8 +155,20 @@ def transport_cate(
                         a = s.read(idx, window=win, masked=True).astype(float).filled(np.nan)
                         chips[k, t] = np.moveaxis(a, 0, -1)
                     k += 1
-            feats = chip_features(chips, spec["representation"])
-            values[rows.start:rows.stop] = predict_cate(estimate, feats).reshape(len(rows), n_cols)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", MissingImagesWarning)
+                tau = model.effect(images=chips, missing_images="drop")
+            for w in caught:
+                if not issubclass(w.category, MissingImagesWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            n_missing += chips.shape[0] - len(tau)
+            flat = np.full(chips.shape[0], np.nan)
+            flat[tau.index.to_numpy()] = tau.to_numpy()
+            values[rows.start:rows.stop] = flat.reshape(len(rows), n_cols)
+        if n_missing:
+            warnings.warn(f"{n_missing} of {n_rows * n_cols} windows have no valid pixel in some "
+                          "period: their CATE is NaN in the map", MissingImagesWarning,
+                          stacklevel=2)
         transform = src.transform @ Affine.scale(stride)
         crs = src.crs
     finally:
