@@ -545,7 +545,7 @@ def _remove(path: Path, overwrite: bool) -> None:
 # ----------------------------------------------------------------------------- extract
 def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | None = None,
             workers: int | None = None, scheduler: str | None = None, progress: bool = True,
-            task_mb: float = 64.0, overwrite: bool = False) -> ChipsResult:
+            task_mb: float = 64.0, overwrite: bool = False, rasters: Any = None) -> ChipsResult:
     """Extract a chip around every unit for every period into a zarr cache.
 
     Parameters
@@ -567,6 +567,11 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
         Delete whatever sits at the cache path (and its ``.partial`` work folder) and extract
         afresh. Without it, a finished cache is reused, an interrupted one resumed, and a
         folder geocausal did not make (no ``.geocausal-cache`` marker) is never deleted.
+    rasters
+        Imagery held as xarray: a ``DataArray`` (``(band, y, x)``, optionally with a ``time`` or
+        ``period`` dimension), a ``Dataset`` (one variable per band), or a mapping ``{period:
+        DataArray or Dataset}``; it replaces the manifest's rasters (see
+        :mod:`geocausal.data.xarray_source`; written once as GeoTIFFs under ``cache_dir``).
 
     Returns
     -------
@@ -588,6 +593,11 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
 
     start = time.perf_counter()
     m = as_manifest(manifest_or_path)
+    if rasters is not None:
+        from geocausal.data.xarray_source import manifest_with_xarray
+
+        m = manifest_with_xarray(m, rasters, Path(cache_dir) if cache_dir is not None
+                                 else m.base_dir / ".cache")
     if not m.rasters:
         raise DataError(f"{m.file or m.name}: field 'rasters' is empty; there is nothing to extract")
     chip = chip_size_px(m)
