@@ -22,8 +22,8 @@ A zone without a valid pixel gets ``count`` 0 and NaN for every other statistic,
 :class:`~geocausal.errors.EmptyZoneWarning` that says how many zones and which ids.
 
 Spectral indices are computed per pixel from the band roles (see
-:mod:`geocausal.features.roles`) by :func:`index_pixels`, an adapter over
-`spyndex <https://github.com/awesome-spectral-indices/spyndex>`_.
+:mod:`geocausal.features.roles`) by :func:`geocausal.features.indices.spectral_indices`
+(spyndex's formulas), through :func:`index_pixels`.
 
 Examples
 --------
@@ -107,29 +107,17 @@ def index_pixels(name: str | Callable, bands: Mapping[str, np.ndarray], roles: A
     """
     if callable(name):
         return np.asarray(name(dict(bands)), dtype=np.float64)
-    try:  # the features layer's own function, when it exists
-        from geocausal.features.indices import compute_index  # type: ignore[import-not-found]
-    except ImportError:
-        compute_index = None
-    if compute_index is not None:  # pragma: no cover - switched on when features/indices lands
-        return np.asarray(compute_index(name, bands, roles), dtype=np.float64)
-    import spyndex
+    from geocausal.features.indices import spectral_indices
 
     key = _index_key(name)
-    need = spyndex.indices[key].bands
-    codes = roles.spyndex_bands()
-    params: dict[str, Any] = {}
-    for code in need:
-        if code in codes:
-            params[code] = np.asarray(bands[roles.bands[codes[code]]], dtype=np.float64)
-        elif code in spyndex.constants:
-            params[code] = float(spyndex.constants[code].default)
-        else:
-            raise DataError(f"index '{key}' needs the band with spyndex code '{code}', which no "
-                            f"band has as its role; bands and roles are {dict(roles.roles)}; "
-                            "set 'band_roles' (or 'band_preset') in the manifest")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(spyndex.computeIndex(key, params=params), dtype=np.float64)
+    index_bands(key, roles, roles.bands)  # names the missing roles
+    first = np.asarray(next(iter(bands.values())))
+    chips = np.full(first.shape + (len(roles.bands),), np.nan)
+    for k, b in enumerate(roles.bands):
+        if b in bands:
+            chips[..., k] = bands[b]
+    values, _ = spectral_indices(chips, roles, [key], warn=False)
+    return values[..., 0]
 
 
 def _index_key(name: str) -> str:
