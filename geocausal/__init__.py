@@ -51,6 +51,7 @@ _LAZY: dict[str, str] = {
     "extract": "geocausal.data.chips",
     "load_manifest": "geocausal.data.manifest",
     "pixel_distributions": "geocausal.data.distributions",
+    "zonal_stats": "geocausal.data.zonal",
     "embed": "geocausal.encoders.embed",
     "engineered_features": "geocausal.features.engineered",
     "spectral_indices": "geocausal.features.indices",

@@ -28,6 +28,11 @@ _LAZY: dict[str, str] = {
     "Study": "geocausal.data.study",
     "load_study": "geocausal.data.study",
     "load_units": "geocausal.data.units",
+    "zonal_stats": "geocausal.data.zonal",
+    "zone_geometries": "geocausal.data.zonal",
+    "weighted_quantiles": "geocausal.data.zonal",
+    "apply_joins": "geocausal.data.joins",
+    "align_periods": "geocausal.data.joins",
 }
 
 __all__ = sorted(_LAZY)
