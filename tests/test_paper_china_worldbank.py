@@ -52,3 +52,14 @@ def test_paper_pipeline_ci(tmp_path):
     # image-aware adjustment removes at least 75% of the naive bias on real Sentinel-2 pixels
     assert s2.loc["image", "bias_removed_vs_naive"] >= 0.75
     assert s2.loc["naive", "mean_bias"] > 1.0
+
+    # sensitivity of the image-aware effects, benchmarked against the images (issue 19)
+    sens = pd.read_csv(tables / "world_sensitivity.csv")
+    eff_rows = sens[sens.row == "effect"].set_index("model")
+    assert {"all", "china", "world_bank", "fe (unit, period)"} <= set(eff_rows.index)
+    a = eff_rows.loc["all"]
+    assert a.theta_lower < a.estimate < a.theta_upper and 0 < a.rva <= a.rv < 1
+    bench = sens[(sens.row == "benchmark") & (sens.model == "all")].set_index("group")
+    # the planted confounding lives in the images: leaving them out is a strong benchmark
+    assert bench.loc["images", "cf_y"] > 0.1
+    assert (figs / "world_sensitivity.png").stat().st_size > 0
