@@ -68,6 +68,16 @@ def progress_visible(enabled: bool = True) -> bool:
     return _in_notebook() or _stderr_is_tty()
 
 
+def _bar_class(show: bool):
+    """``tqdm.notebook.tqdm`` in a notebook with ipywidgets importable, else plain ``tqdm``
+    (tqdm.auto would warn about IProgress when ipywidgets is missing)."""
+    if show and _in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as bar_cls
+    else:
+        from tqdm import tqdm as bar_cls
+    return bar_cls
+
+
 def progress(iterable: Iterable | None = None, *, total: int | None = None,
              desc: str | None = None, enabled: bool = True, unit: str = "it",
              leave: bool = False, min_total: int = 0, **kwargs: Any):
@@ -106,9 +116,5 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None,
         total = len(iterable)
     if min_total and total is not None and total < min_total:
         show = False
-    if show and _in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.notebook import tqdm as bar_cls
-    else:
-        from tqdm import tqdm as bar_cls
-    return bar_cls(iterable, total=total, desc=desc, disable=not show, unit=unit, leave=leave,
+    return _bar_class(show)(iterable, total=total, desc=desc, disable=not show, unit=unit, leave=leave,
                    **kwargs)

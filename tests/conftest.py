@@ -13,17 +13,25 @@ matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def execute_notebook(name: str, timeout: int = 600) -> None:
-    """Execute ``notebooks/<name>`` at small size (GEOCAUSAL_SMALL=1) and fail on any error."""
+def execute_notebook(name: str, timeout: int = 600):
+    """Execute ``notebooks/<name>`` at small size (GEOCAUSAL_SMALL=1) in a real kernel with
+    its default (inline) matplotlib backend, fail on any error, and return the executed
+    notebook (see ``tests/_notebooks.py`` for the checks of its figure outputs)."""
     import nbformat
     from nbclient import NotebookClient
 
     path = ROOT / "notebooks" / name
     nb = nbformat.read(path, as_version=4)
     os.environ["GEOCAUSAL_SMALL"] = "1"
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT)}})
-    client.execute()
+    saved = os.environ.pop("MPLBACKEND", None)  # the kernel picks the inline backend itself
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(ROOT)}})
+        client.execute()
+    finally:
+        if saved is not None:
+            os.environ["MPLBACKEND"] = saved
+    return nb
 
 
 @pytest.fixture

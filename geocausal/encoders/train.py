@@ -37,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm.auto import tqdm
 
 from geocausal.encoders import sharding
 from geocausal.encoders.augment import augment
@@ -303,8 +302,10 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
     bad = 0
     stopped = False
     t = 0
-    bar = tqdm(range(cfg.epochs), desc=f"train {model.spec.encoder}", leave=False,
-               disable=not cfg.progress)
+    from geocausal._progress import progress
+
+    bar = progress(range(cfg.epochs), desc=f"train {model.spec.encoder}",
+                   enabled=bool(cfg.progress))
     for epoch in bar:
         order = train_idx[rng.permutation(len(train_idx))]
         losses = []

@@ -141,12 +141,15 @@ def run_montecarlo(
     tasks = [{"seed": seed + r, "structures": list(structures), "approaches": list(approaches),
               "learners": list(learners), "n_units": n_units, "n_periods": n_periods,
               "folds": folds, "n_rep": n_rep} for r in range(reps)]
+    from geocausal._progress import progress
+
     if workers <= 1:
-        results = [one_replication(t) for t in tasks]
+        results = [one_replication(t) for t in progress(tasks, desc="Monte Carlo")]
     else:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(one_replication, tasks, chunksize=1))
+            results = list(progress(pool.map(one_replication, tasks, chunksize=1),
+                                    total=len(tasks), desc="Monte Carlo"))
     return pd.DataFrame([row for rows in results for row in rows])
 
 

@@ -161,12 +161,20 @@ def run(full: bool, out: Path, seed: int = 0, size: str | None = None) -> None:
               "folds": cfg["folds"], "n_rep": cfg["n_rep"], "approaches": cfg["approaches"],
               "bias_check": cfg.get("bias_check", True)}
              for cell in cfg["cells"] for s in range(cfg["n_datasets"])]
+    from geocausal._progress import progress
+
     t0 = time.perf_counter()
     with dask_client(workers=cfg.get("workers") or None) as client:
         if client is None:
-            results = [replicate(t) for t in tasks]
+            results = [replicate(t) for t in progress(tasks, desc="dml_panel replications")]
         else:
-            results = client.gather(client.map(replicate, tasks, pure=False))
+            from dask.distributed import as_completed
+
+            futures = client.map(replicate, tasks, pure=False)
+            for _ in progress(as_completed(futures), total=len(futures),
+                              desc="dml_panel replications"):
+                pass
+            results = client.gather(futures)
     wall = time.perf_counter() - t0
     reps = pd.DataFrame([row for rows in results for row in rows])
     reps.to_csv(out / "tables" / "replications.csv", index=False)

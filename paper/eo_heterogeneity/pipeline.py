@@ -144,8 +144,10 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
     for sub in ("tables", "figures", "rasters"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     sim_kw = {k: cfg[k] for k in ("grid", "trial_frac", "chip", "periods", "noise")}
+    from geocausal._progress import progress
+
     rows = []
-    for r in range(cfg["reps"]):
+    for r in progress(range(cfg["reps"]), desc="eo_heterogeneity trials"):
         sim = simulate_trial(cfg["n_units"], seed=seed + r, **sim_kw)
         for learner in cfg["learners"]:
             t = compare(sim, learner, cfg, seed + r)

@@ -315,8 +315,10 @@ def replicate(size: str, seeds, out: Path | str) -> pd.DataFrame:
     cfg = cfg_all[size]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    from geocausal._progress import progress
+
     frames, infos = [], {}
-    for s in seeds:
+    for s in progress(seeds, desc="one_map seeds"):
         t0 = time.perf_counter()
         trials, info = simulate(cfg, int(s))
         info["seconds"] = round(time.perf_counter() - t0, 1)

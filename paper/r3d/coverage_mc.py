@@ -76,11 +76,15 @@ def run(reps: int, workers: int, seed: int = 0, ns=(200, 500), dgps=("dgp1",),
     """Coverage table: one row per (dgp, n, method, variant)."""
     jobs = [(d, n, delta, r, seed, n_boot, bandwidth, tuple(methods), kernel)
             for d in dgps for n in ns for r in range(reps)]
+    from geocausal._progress import progress
+
     if workers > 1:
         with ProcessPoolExecutor(workers) as ex:
-            out = list(ex.map(one_replication, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+            out = list(progress(ex.map(one_replication, jobs,
+                                       chunksize=max(1, len(jobs) // (8 * workers))),
+                                total=len(jobs), desc="coverage Monte Carlo"))
     else:
-        out = [one_replication(j) for j in jobs]
+        out = [one_replication(j) for j in progress(jobs, desc="coverage Monte Carlo")]
     df = pd.DataFrame([row for rows in out for row in rows])
     tab = (df.groupby(["dgp", "n", "method", "variant"], sort=False)
            .agg(coverage=("covered", "mean"), mean_width=("width", "mean"),
