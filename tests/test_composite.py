@@ -164,3 +164,17 @@ def test_composite_manifest_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(DataError, match=r"band_files\.b5"):
         extract(load_manifest(tmp_path / "bad.yaml"), cache_dir=tmp_path / "c", progress=False)
+
+
+def test_single_file_readers_refuse_composites(tmp_path):
+    """Zonal statistics and pixel distributions read one multi-band file per tile: a composite
+    manifest is a named error there, never a mosaic of the first scene read silently."""
+    from geocausal.data.distributions import pixel_distributions
+    from geocausal.data.rasters import tile_infos
+
+    m = load_manifest(_study(tmp_path, [10], [10], [2012]))
+    with pytest.raises(DataError, match=r"'rasters\.0\.composite'.*chip extraction only"):
+        tile_infos(m)
+    assert len(tile_infos(m, scenes=True)) == len(_scenes(2012))
+    with pytest.raises(DataError, match=r"'rasters\.0\.composite'"):
+        pixel_distributions(m, band="b3", period=2012)

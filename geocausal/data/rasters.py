@@ -274,10 +274,26 @@ def _multi_file_tile(t: int, name: str, sources: dict[str, tuple[str, int]],
         sources=tuple(sources[b] for b in order), composite=spec.composite, scene=name)
 
 
-def tile_infos(manifest: Manifest) -> list[TileInfo]:
+def tile_infos(manifest: Manifest, *, scenes: bool = False) -> list[TileInfo]:
     """One :class:`TileInfo` per scene (raster file, scene folder or STAC item), in period
-    order then manifest order."""
+    order then manifest order.
+
+    Readers that use ``tile.path`` and ``tile.image_bands`` directly (one multi-band file per
+    tile, mosaicked) get a :class:`~geocausal.errors.DataError` for composites, STAC items and
+    scene folders; ``scenes=True`` (readers that go through :func:`read_window` and handle
+    ``composite``, such as chip extraction) accepts them.
+    """
     periods = manifest.ordered_periods
+    if not scenes:
+        for i, spec in enumerate(manifest.rasters):
+            kind = ("composite" if spec.composite is not None else "stac" if spec.stac is not None
+                    else "band_files" if spec.band_files is not None else None)
+            if kind is not None:
+                raise DataError(f"{manifest.file or manifest.name}: field 'rasters.{i}.{kind}': "
+                                "this step reads one multi-band file per tile; composites, STAC "
+                                "items and scene folders are read by chip extraction only "
+                                "(geocausal extract). Write the imagery as multi-band GeoTIFFs "
+                                "for it")
     out = []
     for spec in manifest.rasters:
         t = periods.index(spec.period)
