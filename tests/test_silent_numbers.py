@@ -263,3 +263,15 @@ def test_rdd_outcome_and_running_variable_pass_the_value_validator():
         gc.rdd("y ~ 1", df.assign(y=np.where(df.index == 0, 1e300, df["y"])), running="x")
     with pytest.raises(DataError, match="column 'x'.*beyond"):
         gc.rdd("y ~ 1", df.assign(x=np.where(df.index == 0, 1e300, df["x"])), running="x")
+
+
+def test_debias_bootstrap_refuses_iid():
+    """vcov='iid' was silently the unclustered (robust) bootstrap under an 'iid' request."""
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=300)
+    cal = pd.DataFrame({"truth": truth, "prediction": 0.7 * truth + rng.normal(0, .3, 300)})
+    d = (rng.random(400) < 0.5).astype(float)
+    df = pd.DataFrame({"d": d, "yhat": 0.7 * (d + rng.normal(size=400))})
+    with pytest.raises(DesignError, match="iid"):
+        gc.debias("yhat ~ d", df, calibration=cal, method="lcc", vcov="iid", n_boot=50,
+                  prediction="prediction")

@@ -148,11 +148,15 @@ def _resampling_clusters(vcov: Any, data: pd.DataFrame, calibration: Any, interv
                          ) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
     """Cluster name, downstream labels and calibration labels for a bootstrap/delta interval.
 
-    ``vcov="hetero"``/``"iid"``: no clusters. ``{"cluster": col}``: downstream units are
+    ``vcov="hetero"``: no clusters (``"iid"`` is refused: no homoskedastic variance is defined). ``{"cluster": col}``: downstream units are
     clustered by ``data[col]``; calibration units by ``calibration[col]`` when the calibration
     frame has that column, else they count as independent units.
     """
     req = parse_vcov(vcov, len(data), cluster_data_from(data))
+    if req.kind == "iid":
+        raise DesignError(f"vcov='iid' is not defined for interval='{interval}': the bootstrap "
+                          "and delta-method intervals resample or sum independent units "
+                          "(heteroskedasticity-robust); use vcov='hetero' or a cluster column")
     if req.kind != "cluster":
         return None, None, None
     if len(req.clusters) != 1:
