@@ -32,6 +32,7 @@ from geocausal.designs.rdd.estimator import fit_r3d
 from geocausal.designs.rdd.simulate import simulate
 from geocausal.designs.rdd.smallsample import normal_equivalent, t_critical
 from geocausal.results.estimate import make_provenance
+from geocausal.results.export import write_tables
 
 HERE = Path(__file__).resolve().parent
 
@@ -165,6 +166,8 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
              out / "figures" / f"raster_effect_{name}.png")
         save(plot_rdd.quantile_functions_plot(est), out / "figures" / f"raster_sides_{name}.png")
     pd.DataFrame(rows).to_csv(out / "tables" / "raster_summary.csv", index=False)
+    write_tables(list(rex["estimates"].values()), out / "tables", "raster_estimates",
+                 names=list(rex["estimates"]), caption="R3D effects at the boundary by scene")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
