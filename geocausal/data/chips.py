@@ -685,12 +685,11 @@ def _finalised(tmp: Path) -> bool:
 
 def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, initial: int,
              workers: int | None, scheduler: str | None, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
+    from geocausal._progress import progress as _progress
     from geocausal.parallel import dask_client
 
-    bar = tqdm(total=total, initial=initial, disable=not progress, desc="extract",
-               unit="unit", leave=False)
+    bar = _progress(total=total, initial=initial, enabled=bool(progress), desc="extract",
+                    unit="unit", leave=False)
     try:
         with dask_client(address=scheduler, workers=workers) as client:
             if client is None:
