@@ -85,12 +85,12 @@ def http_folder(tmp_path):
     close_rasters()
 
 
-def _to_cog(src_path: Path, dst: Path) -> Path:
+def _to_cog(src_path: Path, dst: Path, block: int = 16) -> Path:
     with rasterio.open(src_path) as src:
         profile = src.profile.copy()
         data = src.read()
         desc = src.descriptions
-    profile.update(driver="COG", blocksize=16, overview_resampling="average")
+    profile.update(driver="COG", blocksize=block, overview_resampling="average")
     for k in ("blockxsize", "blockysize", "tiled", "interleave"):
         profile.pop(k, None)
     with rasterio.open(dst, "w", **profile) as out:
