@@ -216,7 +216,7 @@ def to_bytes(result: Any) -> bytes:
     >>> import pandas as pd
     >>> from geocausal.results.estimate import Estimate
     >>> e = Estimate(pd.Series({"d": 1.0}), pd.DataFrame([[0.25]]))
-    >>> from_bytes(to_bytes(e)).std_errors["d"]
+    >>> float(from_bytes(to_bytes(e)).std_errors["d"])
     0.5
     """
     from geocausal.results.estimate import Estimate, EstimateSet
@@ -273,7 +273,7 @@ def save(result: Any, path: str | Path, *, overwrite: bool = False) -> Path:
     >>> from geocausal.results.estimate import Estimate
     >>> e = Estimate(pd.Series({"d": 1.0}), pd.DataFrame([[0.25]]))
     >>> p = save(e, Path(tempfile.mkdtemp()) / "e.gcr")
-    >>> load(p).params["d"]
+    >>> float(load(p).params["d"])
     1.0
     """
     path = Path(path)
