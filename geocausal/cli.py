@@ -337,10 +337,9 @@ def _write_sensitivity(result, sens: dict[str, Any], args, study, kwargs, fn, ou
     csv = out / f"{args.design}_sensitivity.csv"
     pd.concat(tables, ignore_index=True).to_csv(csv, index=False)
     png = out / f"{args.design}_sensitivity.png"
-    import matplotlib
+    from geocausal.results.plot import save
 
-    matplotlib.use("Agg")
-    last.plot().savefig(png, dpi=120, bbox_inches="tight")
+    save(last.plot(), png)  # any backend (headless falls back to Agg); closes the figure
     return [csv, png]
 
 

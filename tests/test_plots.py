@@ -240,3 +240,33 @@ def test_every_public_plot_function_returns_a_figure():
     # a given ax: the figure of that ax
     fig, ax = plt.subplots()
     assert plot.coef_plot(_est().tidy(), ax=ax) is fig
+
+
+# ----------------------------------------------------------------------------- gallery
+def test_gallery_renders_every_figure(tmp_path):
+    """docs/gallery.py draws every public figure function of the plot modules into PNGs and
+    lists them on the page."""
+    import importlib
+    import inspect
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        gallery = importlib.import_module("gallery")
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    helpers = {"axes_or_new", "new_figure", "level_text", "save", "rgb_bands", "stretch",
+               "coef_plot", "curve_plot"}            # coef/curve: drawn via est.plot()
+    wanted = set()
+    for mod in (plot, plot_cate, plot_debias, plot_dml, plot_ipw, plot_rdd, plot_salience):
+        for name, fn in inspect.getmembers(mod, inspect.isfunction):
+            if fn.__module__ == mod.__name__ and not name.startswith("_") and name not in helpers:
+                wanted.add(name)
+    wanted -= {"comparison_plot"}                     # = slope_plot of a comparison
+    names = {n for n, _, _ in gallery.figures()}
+    shown = {n.replace("rdd_", "") for n in names}
+    assert wanted <= shown, f"not in the gallery: {sorted(wanted - shown)}"
+    paths = gallery.render(tmp_path / "gallery")
+    assert len(paths) == len(names) and all(p.stat().st_size > 5000 for p in paths)
+    page = (tmp_path / "gallery.md").read_text()
+    assert all(f"(gallery/{p.name})" in page for p in paths)

@@ -127,6 +127,7 @@ def cate_map(values, ax=None, transform=None, title: str | None = "Predicted CAT
     matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ax = axes_or_new(ax, (6, 5))
     extent = None
@@ -146,6 +147,8 @@ def cate_map(values, ax=None, transform=None, title: str | None = "Predicted CAT
         x1, y1 = transform @ (w, h)
         extent = (x0, x1, y1, y0)
         xl, yl = _crs_axis_labels(crs)
+        ax.ticklabel_format(useOffset=False, style="plain")
+        ax.xaxis.set_major_locator(MaxNLocator(4))
     else:
         xl, yl = "column (pixels)", "row (pixels)"
     im = ax.imshow(arr, cmap=cmap, extent=extent)
@@ -162,7 +165,7 @@ def cate_map(values, ax=None, transform=None, title: str | None = "Predicted CAT
             label = f"trial sites ({max_sites} of {n} shown)"
         ax.scatter(xy[:, 0], xy[:, 1], s=5, facecolors="none", edgecolors="k", linewidths=0.4,
                    alpha=0.5, label=label)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.12), frameon=False)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.13), frameon=False)
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
     if title:

@@ -81,7 +81,8 @@ def rd_plot(est, quantiles: Sequence[float] = (0.25, 0.5, 0.75), bins: int = 20,
     grid = est.diagnostics["bandwidths"]["quantile"].to_numpy()
     c = est.diagnostics["cutoff"]
     if axes is None:
-        _, axes = new_figure(1, len(quantiles), size=(4 * len(quantiles), 3.5), squeeze=False)
+        _, axes = new_figure(1, len(quantiles), size=(4.2 * len(quantiles), 3.6), squeeze=False,
+                             layout="constrained")
         axes = axes[0]
     x = pts["running"].to_numpy()
     for ax, q in zip(axes, quantiles):
