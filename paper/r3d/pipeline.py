@@ -43,13 +43,15 @@ def _config(full: bool) -> dict:
 
 def monte_carlo(cfg: dict, seed: int) -> pd.DataFrame:
     """One row per (dgp, n, delta, method): bias, RMSE, uniform coverage, rejection rate."""
+    from geocausal._progress import progress
+
     grid = np.asarray(cfg["quantiles"], float)
     rows = []
     for dgp in cfg["dgps"]:
         for n in cfg["n"]:
             for delta in cfg["deltas"]:
                 res = {m: {"err": [], "cov": [], "rej": []} for m in cfg["methods"]}
-                for r in range(cfg["reps"]):
+                for r in progress(range(cfg["reps"]), desc=f"r3d {dgp} n={n} delta={delta}"):
                     s = seed * 100_003 + r
                     x, Y = simulate(dgp, n, cfg["draws"], delta=delta, seed=s)
                     Q = np.quantile(Y, grid, axis=1).T
