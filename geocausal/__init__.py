@@ -60,6 +60,8 @@ _LAZY: dict[str, str] = {
     "data": "geocausal.data",
     "load_study": "geocausal.data.study",
     "encoders": "geocausal.encoders",
+    # specification curves
+    "spec_curve": "geocausal.speccurve",
     # results
     "etable": "geocausal.results.table",
     "load": "geocausal.results.io",

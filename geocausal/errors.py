@@ -89,3 +89,9 @@ class NoClearObservationWarning(GeocausalWarning):
     """A composite period has no clear observation (every scene cloudy, shadowed or nodata) for
     some units: their chips there are fully masked and they are reported with the all-nodata
     units (``empty_ids``); the message gives the count per period and some ids."""
+
+
+class FailedSpecificationWarning(GeocausalWarning):
+    """Some specifications of a specification curve (``gc.spec_curve``) raised a
+    :class:`GeocausalError`; they are kept in its table with ``status == "failed"`` and the
+    error's message. The message gives how many failed, out of how many, and the first ones."""
