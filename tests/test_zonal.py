@@ -301,3 +301,16 @@ def test_manifest_zonal_bad_input(tmp_path):
                                        "stats": ["median"]}])
     with pytest.raises(ManifestError, match="zonal.0.stats"):
         load_study(path, features="none")
+
+
+def test_benchmark_script_runs_small(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "zonal.py"
+    spec = importlib.util.spec_from_file_location("bench_zonal", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(["--size", "256", "--bands", "2", "--n", "40", "--radius", "60"])
+    assert out["max_mean_diff"] < 1e-9 and np.isfinite(out["ratio"]) and out["ratio"] > 0
+    assert "ratio geocausal / exactextract" in capsys.readouterr().out
