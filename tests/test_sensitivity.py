@@ -319,3 +319,30 @@ def test_cli_sensitivity(tmp_path, capsys):
                "--sensitivity", "1.5,0.1"])
     assert rc != 0
     assert "cf_y" in capsys.readouterr().err
+
+
+def test_bound_se_follows_vcov_and_refusals_of_panel():
+    from sklearn.linear_model import LinearRegression
+
+    df, ehat, mu0, mu1 = _irm_data(n=400, seed=8)
+    df["g"] = np.arange(len(df)) % 40
+    est = gc.aipw("y ~ d + x1", df, propensity=ehat, predictions={"mu0": mu0, "mu1": mu1})
+    for e in (est, est.with_vcov({"cluster": "g"})):
+        r = e.sensitivity(cf_y=0.0, cf_d=0.0).tidy().iloc[0]  # no confounding: the estimate
+        assert r.theta_lower == pytest.approx(e.params["d"], abs=1e-12)
+        assert r.se_lower == pytest.approx(e.std_errors["d"], rel=1e-10)
+        from scipy import stats
+
+        q = stats.t(e.dof).ppf(0.95) if e.dof else stats.norm.ppf(0.95)
+        assert r.ci_lower == pytest.approx(e.params["d"] - q * e.std_errors["d"], rel=1e-10)
+    panel = _panel(40, 4)
+    lin = {"ml_l": LinearRegression(), "ml_m": LinearRegression(), "ml_g": LinearRegression()}
+    iv = gc.dml_panel("y ~ d + x1", panel, unit="unit", time="time", learners=lin, folds=3,
+                      score="IV-type")
+    with pytest.raises(DesignError, match="partialling-out"):
+        iv.sensitivity()
+    panel["d2"] = panel.x2 + np.random.default_rng(0).normal(size=len(panel))
+    two = gc.dml_panel("y ~ d + d2 + x1", panel, unit="unit", time="time", learners=lin,
+                       folds=3, treatments=["d", "d2"])
+    with pytest.raises(DesignError, match="one treatment"):
+        two.sensitivity()

@@ -184,7 +184,6 @@ def _positive_nu2(nu2: float, psi_nu2: np.ndarray, riesz: np.ndarray, term: str
         return nu2, psi_nu2, None
     note = (f"the estimated nu2 of '{term}' ({nu2:.4g}) is not positive; re-estimated as the "
             "mean squared Riesz representer (not orthogonal)")
-    warnings.warn(note, DiagnosticWarning, stacklevel=4)
     sq = riesz ** 2
     return float(sq.mean()), sq, note
 
@@ -447,6 +446,8 @@ def ovb_sensitivity(el: SensitivityElements, cf_y: float = 0.03, cf_d: float = 0
         null = float(null)
     except (TypeError, ValueError):
         raise DataError(f"null must be a number, got {null!r}") from None
+    for note in el.notes:  # warned when the bounds are used, not at fit time
+        warnings.warn(note, DiagnosticWarning, stacklevel=3)
     cs = confounding_strength(cf_y, cf_d, rho)
     b = _bounds_at(el, cs, level, se_rule, cluster_data)
     rv, rva = robustness_values(el, rho, level, null, se_rule, cluster_data)
@@ -816,7 +817,7 @@ def estimate_sensitivity(est: Any, cf_y: float = 0.03, cf_d: float = 0.03, rho: 
     >>> rng = np.random.default_rng(0)
     >>> df = pd.DataFrame({"unit": np.repeat(np.arange(50), 4), "t": np.tile(np.arange(4), 50)})
     >>> df["x"] = rng.normal(size=200); df["d"] = df.x + rng.normal(size=200)
-    >>> df["y"] = df.d + df.x + rng.normal(size=200)
+    >>> df["y"] = df.d + 0.2 * df.x + rng.normal(size=200)
     >>> s = gc.fe("y ~ d + x | unit + t", df).sensitivity(0.05, 0.05, benchmark="x")
     >>> list(s.tidy().columns[:4])
     ['term', 'estimate', 'cf_y', 'cf_d']
@@ -860,10 +861,10 @@ def gain_statistics(long: SensitivityElements, short: SensitivityElements,
     >>> import numpy as np
     >>> z = np.zeros((1, 3))
     >>> lo = SensitivityElements("d", "plr", [1.0], z, [1.0], [2.0], z, z, var_y=4.0)
-    >>> sh = SensitivityElements("d", "plr", [1.2], z, [2.0], [1.0], z, z, var_y=4.0)
+    >>> sh = SensitivityElements("d", "plr", [1.2], z, [1.25], [1.6], z, z, var_y=4.0)
     >>> g = gain_statistics(lo, sh)
     >>> round(g["cf_y"], 4), round(g["cf_d"], 4), round(g["rho"], 4)
-    (0.3333, 1.0, 0.2)
+    (0.25, 0.25, 0.6325)
     """
     if long.theta.size != short.theta.size:
         raise DataError("the long and short fits have different numbers of repetitions")
