@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PAPERS := china_worldbank eo_heterogeneity dml_panel one_map_many_trials r3d
 
-.PHONY: venv demo test bench paper lint clean
+.PHONY: venv demo test bench paper docs lint clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,11 @@ bench: $(STAMP)
 paper: $(STAMP)
 	for p in $(PAPERS); do $(VENV)/bin/geocausal paper run $$p || exit 1; done
 
+docs: $(STAMP)
+	GEOCAUSAL_DOCS_EXECUTE=true NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check geocausal tests benchmarks paper
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results site .pytest_cache
