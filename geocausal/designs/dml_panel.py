@@ -22,8 +22,7 @@ Examples
 --------
 >>> import numpy as np
 >>> from sklearn.linear_model import LinearRegression
->>> from geocausal._progress import progress as _progress
-from geocausal.designs.panel_transforms import transform_panel
+>>> from geocausal.designs.panel_transforms import transform_panel
 >>> rng = np.random.default_rng(0)
 >>> unit = np.repeat(np.arange(40), 5); time = np.tile(np.arange(5), 40)
 >>> x = rng.normal(size=(200, 1)); d = x[:, 0] + rng.normal(size=200)
