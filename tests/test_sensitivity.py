@@ -219,6 +219,16 @@ def test_linear_equals_sensemakr_wage_panel():
     ols = smf.ols(f + " + C(nr) + C(year)", data=wp).fit()
     est = gc.fe(f + " | nr + year", wp, vcov={"cluster": "nr"})
     _sensemakr_compare(est, ols, "union", ["married", "hours"], kd=(1.0, 2.0))
+    # a group benchmark (both covariates together): sensemakr's F-statistic partial R2
+    import sensemakr
+
+    ref = sensemakr.Sensemakr(model=ols, treatment="union",
+                              benchmark_covariates={"grp": ["married", "hours"]}, kd=[1.0])
+    got = est.sensitivity(benchmark={"grp": ["married", "hours"]}).benchmarks.iloc[0]
+    b = ref.bench_bounds.iloc[0]
+    assert got.cf_d == pytest.approx(float(b.r2dz_x), abs=1e-8)
+    assert got.cf_y == pytest.approx(float(b.r2yz_dx), abs=1e-8)
+    assert got.theta_lower == pytest.approx(float(b.adjusted_estimate), abs=1e-8)
 
 
 def test_bad_input_named_errors():

@@ -28,6 +28,13 @@ function of each bound; ``se_rule="doubleml"`` reproduces DoubleML's numbers exa
 agree on the bounds of ``theta`` and on ``RV``; they differ in the confidence bounds and
 ``RVa`` by the asymmetry of ``phi_theta +- C phi_S``.
 
+*Panels.* ``gc.dml_panel`` stores the PLR elements of the transformed panel (the residuals
+of its approach, after any demeaning), per repetition, and aggregates the bounds with
+DoubleML's median rule; with the ``"pooled"`` approach and ``vcov="hetero"`` they equal
+``DoubleMLPLR``'s. DoubleML 0.11's ``DoubleMLPLPR`` does not implement sensitivity analysis
+(its ``_sensitivity_element_est`` is empty), so there is no peer for the other approaches;
+the bounds' standard errors follow the estimate's (cluster-robust by unit by default).
+
 **Partial R^2 bounds for linear regressions** (Cinelli and Hazlett 2020), for ``gc.fe``: with
 ``R2_dz`` the partial R^2 of the confounder with the treatment and ``R2_yz`` with the outcome,
 ``|bias| = se * sqrt(R2_yz R2_dz / (1 - R2_dz)) * sqrt(dof)``, the adjusted standard error is
