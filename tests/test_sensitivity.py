@@ -356,3 +356,14 @@ def test_bound_se_follows_vcov_and_refusals_of_panel():
                        folds=3, treatments=["d", "d2"])
     with pytest.raises(DesignError, match="one treatment"):
         two.sensitivity()
+
+
+def test_elements_survive_save_load(tmp_path):
+    df, ehat, mu0, mu1 = _irm_data(n=200)
+    df["g"] = np.arange(len(df)) % 30
+    est = gc.aipw("y ~ d + x1", df, propensity=ehat, predictions={"mu0": mu0, "mu1": mu1},
+                  vcov={"cluster": "g"})
+    est.save(tmp_path / "e.zip")
+    back = gc.load(tmp_path / "e.zip")
+    pd.testing.assert_frame_equal(back.sensitivity(0.1, 0.05).tidy(),
+                                  est.sensitivity(0.1, 0.05).tidy(), rtol=1e-12)
