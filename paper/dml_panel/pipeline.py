@@ -32,6 +32,8 @@ import pandas as pd
 import statsmodels.api as sm
 import yaml
 
+from geocausal.paper_labels import attach_labels, write_numbers
+
 HERE = Path(__file__).resolve().parent
 CELL_DEFAULTS = {"n_confounders": 1, "rho": 0.0, "two_way": False}
 
@@ -143,9 +145,11 @@ def summarise(reps: pd.DataFrame, truth: float, paper: dict[str, float]) -> pd.D
     return out
 
 
-def run(full: bool, out: Path, seed: int = 0, size: str | None = None) -> None:
+def run(full: bool, out: Path, seed: int = 0, size: str | None = None,
+        n_datasets: int | None = None, workers: int | None = None) -> None:
     """Run the harness at CI size (or the paper's with ``full``; ``size`` names any section of
-    config.yaml, e.g. ``"reduced"``) and write tables, a figure and provenance under ``out``."""
+    config.yaml, e.g. ``"reduced"`` or ``"paper_cell"``; ``n_datasets`` and ``workers``
+    override the section's) and write tables, a figure and provenance under ``out``."""
     from geocausal.parallel import dask_client
     from geocausal.results.estimate import make_provenance
     from geocausal.results.plot import save
@@ -153,7 +157,14 @@ def run(full: bool, out: Path, seed: int = 0, size: str | None = None) -> None:
 
     cfg_all = yaml.safe_load((HERE / "config.yaml").read_text())
     size = size or ("full" if full else "ci")
-    cfg = cfg_all[size]
+    if size not in cfg_all or size == "paper_medians":
+        raise ValueError(f"size '{size}' is not a section of {HERE / 'config.yaml'}")
+    cfg = dict(cfg_all[size])
+    for key, val in (("n_datasets", n_datasets), ("workers", workers)):
+        if val is not None:
+            if int(val) < 0 or (key == "n_datasets" and int(val) < 1):
+                raise ValueError(f"{key}={val} must be a positive integer")
+            cfg[key] = int(val)
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -181,13 +192,49 @@ def run(full: bool, out: Path, seed: int = 0, size: str | None = None) -> None:
     summary = summarise(reps, 1.0, cfg_all["paper_medians"])
     summary.to_csv(out / "tables" / "summary.csv", index=False)
     first = {**CELL_DEFAULTS, **cfg["cells"][0]}
+    paper_cell = (first["structure"], first["shape"], first["n_units"], first["n_periods"],
+                  first["n_confounders"], first["rho"], first["two_way"]) == \
+        ("C", "u", 500, 10, 1, 0.0, False)
     sel = np.ones(len(reps), dtype=bool)
     for k, v in first.items():
         sel &= (reps[k] == v).to_numpy()
     ax = estimates_boxplot(reps[sel], truth=1.0, reference=cfg_all["paper_medians"],
-                           title=f"structure {first['structure']}, {first['shape']}, "
-                                 f"N={first['n_units']}, T={first['n_periods']}")
+                           title=f"cell: structure {first['structure']}, {first['shape']}, "
+                                 f"N={first['n_units']}, T={first['n_periods']}; "
+                                 f"{cfg['n_datasets']} datasets, {cfg['learner']} learners"
+                                 + ("" if paper_cell else " (not the paper's cell)"))
     save(ax, out / "figures" / "estimates.png")
     prov = make_provenance(None, seed, size=size, config=cfg,
-                           wall_seconds=wall, tasks=len(tasks))
+                           wall_seconds=wall, tasks=len(tasks), figure_cell=first,
+                           figure_is_paper_cell=paper_cell)
+    prov = attach_labels(prov, "dml_panel")
     (out / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    numbers = reference_numbers(reps, summary)
+    write_numbers(out / "tables" / "reference_numbers.json", numbers, pipeline="dml_panel",
+                  size=size, seed=seed, n_datasets=cfg["n_datasets"])
+    print(summary[["approach", "median", "paper_median", "coverage", "seconds"]]
+          .round(3).to_string(index=False), flush=True)
+
+
+def reference_numbers(reps: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict]:
+    """Median estimate per approach with its Monte Carlo SE (first cell): the numbers the
+    drift test compares with ``reference_ci.json``.
+
+    The MC SE of a median is ``1.2533 * sd / sqrt(n)`` under normality; the spread across
+    datasets is heavy-tailed (one strongly confounded draw), so we use the robust spread
+    ``1.4826 * MAD`` instead of the SD, floored at 0.01.
+    """
+    from geocausal.paper_labels import number
+
+    first = summary.iloc[0]
+    keys = ["structure", "shape", "n_units", "n_periods"]
+    sel = np.ones(len(reps), dtype=bool)
+    for k in keys:
+        sel &= (reps[k] == first[k]).to_numpy()
+    out = {}
+    for a, g in reps[sel].groupby("approach"):
+        e = g["estimate"].to_numpy()
+        spread = 1.4826 * np.median(np.abs(e - np.median(e)))
+        mcse = max(1.2533 * spread / np.sqrt(e.size), 0.01)
+        out[f"median_{a}"] = number(np.median(e), mcse)
+    return out
