@@ -35,7 +35,9 @@ Dask
 ----
 ``scheduler=`` (an address or a ``dask.distributed.Client``) or ``workers=`` (a local cluster,
 see :mod:`geocausal.parallel`) runs the specifications as Dask tasks; every specification runs
-the same function with the same seed, so the results equal the serial run's.
+the same function with the same seed, so the results equal the serial run's. Each worker
+process runs one specification at a time (the warnings of a specification are recorded with
+Python's process-global warning filters), so use worker processes, not threads, for speed.
 
 Examples
 --------
@@ -60,6 +62,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import numbers
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -232,9 +235,14 @@ class _Outcome:
     fatal: str | None = None
 
 
+#: one specification at a time per process: Python's warnings filters are process-global, so
+#: recording each specification's warnings needs them not to interleave (threaded Dask workers)
+_RECORD_LOCK = threading.RLock()
+
+
 @contextmanager
 def _recording():
-    with warnings.catch_warnings(record=True) as caught:
+    with _RECORD_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield caught
 
@@ -443,6 +451,9 @@ def _collect(design, choices, labels, outcomes, terms, alpha) -> SpecCurve:
             raise DesignError(f"the estimates have several terms {list(many.params.index)}; "
                               "choose with term=, e.g. term="
                               f"{str(many.params.index[0])!r}")
+        names = {str(e.params.index[0]) for e in ok}
+        if len(names) == 1:  # failed specifications are reported under the same term
+            terms = (names.pop(),)
     if terms is not None and ok and not any(t in e.params.index for e in ok for t in terms):
         raise DesignError(f"term={list(terms)} is not a term of any specification's estimate; "
                           f"terms: {list(ok[0].params.index)}")
