@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -188,28 +189,212 @@ def count_within(units: Any, features: Any, *, radius_m: float, what: str = "the
     return np.bincount(hit["_gc_row"].to_numpy(np.int64), minlength=len(units)).astype(np.int64)
 
 
-def distance_to(units: Any, boundary: Any, *, treated_side: Any = None,
-                signed: bool = True, what: str = "the boundary layer") -> np.ndarray:
-    """Distance in metres from each unit's point to a line or polygon boundary.
+#: side labels of a boundary: polygons (inside/outside), lines (left/right of the line's
+#: direction of digitisation, or a compass side)
+POLYGON_SIDES = ("inside", "outside")
+LINE_SIDES = ("left", "right", "north", "south", "east", "west")
+SIDE_LABELS = POLYGON_SIDES + LINE_SIDES
 
-    ``signed=True``: :func:`geocausal.api.rdd_geo.signed_distance` (positive inside a polygon,
-    or on the side of ``treated_side`` of a line); else the unsigned distance.
-    ``treated_side`` is an ``(x, y)`` pair in the boundary layer's CRS.
+
+@dataclass(frozen=True)
+class SidedBoundary:
+    """A boundary in a metric CRS, with the side that is treated.
+
+    ``line`` is what distances are measured to (a line, a polygon's boundary, or the border
+    shared by the treated regions and the others); ``region`` is the treated region of a
+    polygon boundary (None for lines); ``reference`` a point on the treated side of a line (None:
+    the left of its direction); ``flip`` negates the sign (``outside``, ``right``).
+    """
+
+    crs: Any
+    line: Any
+    region: Any = None
+    reference: Any = None
+    flip: bool = False
+
+    def signed(self, points: Any) -> np.ndarray:
+        """Signed distance in metres of points (a GeoSeries, any CRS) to the boundary:
+        positive on the treated side (zero counts as treated)."""
+        import geopandas as gpd
+        import shapely
+
+        from geocausal.api.rdd_geo import signed_distance
+
+        pts = points.to_crs(self.crs) if not points.crs.equals(self.crs) else points
+        if self.region is None:
+            d = signed_distance(gpd.GeoSeries(pts.values, crs=self.crs), self.line,
+                                treated_side=self.reference)
+        else:
+            xy = shapely.points(shapely.get_coordinates(pts.values))
+            dist = shapely.distance(xy, self.line)
+            inside = shapely.contains(self.region, xy) | shapely.touches(self.region, xy)
+            d = np.where(inside, dist, -dist)
+        return -d if self.flip else d
+
+    def clip(self, zones: Any, points: Any) -> tuple[Any, int]:
+        """Each zone clipped to its unit's own side of the boundary.
+
+        ``zones`` and ``points`` are GeoSeries (any CRS) of the same length. Returns the
+        clipped zones (in the boundary's metric CRS) and how many zones crossed the boundary.
+        A point exactly on the boundary belongs to the treated side, as in :meth:`signed`.
+        """
+        import geopandas as gpd
+        import shapely
+        from shapely.ops import split
+
+        z = zones.to_crs(self.crs) if not zones.crs.equals(self.crs) else zones
+        geoms = np.asarray(z.values, dtype=object).copy()
+        own = self.signed(points) >= 0
+        cross = np.asarray(shapely.intersects(geoms, self.line), bool)
+        if self.region is not None:
+            in_region = own != self.flip  # the unit is inside the treated region
+            hit = cross & in_region
+            geoms[hit] = shapely.intersection(geoms[hit], self.region)
+            hit = cross & ~in_region
+            geoms[hit] = shapely.difference(geoms[hit], self.region)
+        else:
+            for i in np.flatnonzero(cross):
+                parts = list(split(geoms[i], self.line).geoms)
+                if len(parts) < 2:
+                    continue
+                reps = gpd.GeoSeries([q.representative_point() for q in parts], crs=self.crs)
+                keep = [q for q, s in zip(parts, self.signed(reps) >= 0) if s == own[i]]
+                geoms[i] = shapely.union_all(keep) if keep else shapely.Polygon()
+        return gpd.GeoSeries(geoms, index=zones.index, crs=self.crs), int(cross.sum())
+
+
+def _compass_reference(line: Any, label: str, what: str, where: str) -> Any:
+    """A point far beyond the line in the compass direction ``label``."""
+    from shapely.geometry import Point
+    from shapely.ops import nearest_points
+
+    x0, y0, x1, y1 = line.bounds
+    span = max(x1 - x0, y1 - y0, 1.0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    ref = {"north": Point(cx, y1 + span), "south": Point(cx, y0 - span),
+           "east": Point(x1 + span, cy), "west": Point(x0 - span, cy)}[label]
+    near = nearest_points(line, ref)[0]
+    parts = list(line.geoms) if hasattr(line, "geoms") else [line]
+    ends = [Point(c) for g in parts for c in (g.coords[0], g.coords[-1])]
+    if any(near.distance(e) < 1e-9 * span for e in ends) and not line.is_ring:
+        raise DataError(f"{where}: side '{label}' of {what} is ambiguous (the line does not run "
+                        f"across the {label}ward direction); use 'left' or 'right' (of the "
+                        "line's direction), another compass side, or 'treated_side' (a point)")
+    return ref
+
+
+def sided_boundary(units: Any, boundary: Any, *, treated: str | None = None,
+                   side_column: str | None = None, treated_side: Any = None,
+                   what: str = "the boundary layer", where: str = "distance_to"
+                   ) -> SidedBoundary:
+    """The boundary layer in the units' metric CRS, with its treated side.
+
+    Parameters
+    ----------
+    units
+        The units (GeoDataFrame with a CRS): their UTM zone, or their own projected CRS, is
+        where distances are measured.
+    boundary
+        GeoDataFrame of lines or polygons, with a CRS.
+    treated
+        The treated side: ``"inside"`` or ``"outside"`` of a polygon layer; ``"left"``,
+        ``"right"`` (of the line's direction) or a compass side (``"north"``, ``"south"``,
+        ``"east"``, ``"west"``) of a line layer; with ``side_column``, the value of that column
+        of the polygons that are treated (the boundary is then the border they share with the
+        other polygons). Default: inside (polygons), left (lines), or ``treated_side``.
+    side_column
+        Column of a polygon layer that labels the regions on each side.
+    treated_side
+        ``(x, y)`` in the boundary layer's CRS: a point on the treated side of a line.
+
+    Raises
+    ------
+    DataError
+        No CRS, an unknown side label or one that does not fit the geometry (naming ``where``
+        and ``what``), a label that no polygon carries, treated regions that share no border
+        with the others.
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> from shapely.geometry import LineString, Point
+    >>> units = gpd.GeoDataFrame(geometry=[Point(5, 1), Point(-2, 0)], crs=3857)
+    >>> line = gpd.GeoDataFrame(geometry=[LineString([(0, -10), (0, 10)])], crs=3857)
+    >>> sided_boundary(units, line, treated="east").signed(units.geometry).round(6).tolist()
+    [5.0, -2.0]
     """
     import geopandas as gpd
+    import shapely
     from shapely.geometry import Point
 
-    from geocausal.api.rdd_geo import signed_distance
-
     _crs_of(boundary, what)
+    _crs_of(units, "the units")
+    if treated is not None and treated_side is not None:
+        raise DataError(f"{where}: give the treated side as a label ('treated') or as a point "
+                        "('treated_side'), not both")
     metric = _metric(units)
-    pts = _points(units, metric)
     layer = _to(boundary, metric, what)
-    side = None
+    kinds = set(layer.geometry.geom_type.dropna())
+    polygons = kinds <= {"Polygon", "MultiPolygon"}
+    lines = kinds <= {"LineString", "MultiLineString", "LinearRing"}
+    if not kinds or not (polygons or lines):
+        raise DataError(f"{what} must hold only lines or only polygons, got {sorted(kinds)}")
+    if side_column is not None:
+        if not polygons:
+            raise DataError(f"{where}: 'side_column' needs a polygon layer; {what} holds lines")
+        if side_column not in layer.columns:
+            raise DataError(f"{where}.side_column: {what} has no column '{side_column}'; "
+                            f"columns are {[c for c in layer.columns if c != layer.geometry.name]}")
+        labels = layer[side_column].astype(str)
+        if treated is None or str(treated) not in set(labels):
+            raise DataError(f"{where}.treated: side label {treated!r} is not a value of column "
+                            f"'{side_column}' of {what}; values are {sorted(set(labels))[:10]}")
+        mine = (labels == str(treated)).to_numpy()
+        if mine.all():
+            raise DataError(f"{where}.treated: every polygon of {what} is labelled "
+                            f"{treated!r}; the boundary needs polygons of both sides")
+        region = shapely.union_all(layer.geometry.values[mine])
+        other = shapely.union_all(layer.geometry.values[~mine])
+        border = shapely.intersection(region.boundary, other.boundary)
+        if border.is_empty or border.length == 0:
+            raise DataError(f"{where}: the polygons labelled {treated!r} share no border with "
+                            f"the other polygons of {what}")
+        return SidedBoundary(metric, border, region=region)
+    if treated is not None and treated not in SIDE_LABELS:
+        raise DataError(f"{where}.treated: unknown side label {treated!r} for {what}; use one "
+                        f"of {list(SIDE_LABELS)}, or 'side_column' with a polygon layer")
+    geom = shapely.union_all(layer.geometry.values)
+    if polygons:
+        if treated in LINE_SIDES:
+            raise DataError(f"{where}.treated: side {treated!r} is for a line layer, but {what} "
+                            f"holds polygons; use one of {list(POLYGON_SIDES)}")
+        return SidedBoundary(metric, geom.boundary, region=geom, flip=treated == "outside")
+    if treated in POLYGON_SIDES:
+        raise DataError(f"{where}.treated: side {treated!r} is for a polygon layer, but {what} "
+                        f"holds lines; use one of {list(LINE_SIDES)}")
+    ref = None
     if treated_side is not None:
-        side = _to(gpd.GeoSeries([Point(*treated_side)], crs=boundary.crs), metric,
-                   f"'treated_side' of {what}").iloc[0]
-    d = signed_distance(pts, layer, treated_side=side)
+        ref = _to(gpd.GeoSeries([Point(*treated_side)], crs=boundary.crs), metric,
+                  f"'treated_side' of {what}").iloc[0]
+    elif treated in ("north", "south", "east", "west"):
+        ref = _compass_reference(geom, treated, what, where)
+    return SidedBoundary(metric, geom, reference=ref, flip=treated == "right")
+
+
+def distance_to(units: Any, boundary: Any, *, treated_side: Any = None,
+                signed: bool = True, treated: str | None = None,
+                side_column: str | None = None, what: str = "the boundary layer",
+                where: str = "distance_to") -> np.ndarray:
+    """Distance in metres from each unit's point to a line or polygon boundary.
+
+    ``signed=True``: positive on the treated side (:func:`sided_boundary`: inside a polygon,
+    the side of ``treated_side`` or the ``treated`` side of a line, the regions labelled
+    ``treated`` in ``side_column``); else the unsigned distance. ``treated_side`` is an
+    ``(x, y)`` pair in the boundary layer's CRS.
+    """
+    b = sided_boundary(units, boundary, treated=treated, side_column=side_column,
+                       treated_side=treated_side, what=what, where=where)
+    d = b.signed(_points(units).geometry)
     return d if signed else np.abs(d)
 
 
@@ -354,9 +539,10 @@ def apply_joins(manifest: Any, units: Any, table: pd.DataFrame) -> pd.DataFrame:
             new = pd.DataFrame({spec.name: count_within(units, layer, radius_m=spec.radius_m,
                                                         what=what)}, index=out.index)
         elif spec.kind == "distance":
-            new = pd.DataFrame({spec.name: distance_to(units, layer, what=what,
-                                                       treated_side=spec.treated_side,
-                                                       signed=spec.signed)}, index=out.index)
+            new = pd.DataFrame({spec.name: distance_to(
+                units, layer, what=what, treated_side=spec.treated_side, signed=spec.signed,
+                treated=spec.treated, side_column=spec.side_column,
+                where=where)}, index=out.index)
         else:
             new = join_table(out, layer, on=spec.on, columns=spec.columns, prefix=spec.prefix,
                              what=what)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from geocausal.data.joins import SIDE_LABELS
 from geocausal.errors import ManifestError
 
 ROLES = ("outcome", "treatment", "covariates", "groups", "cluster", "time", "running",
@@ -244,6 +245,13 @@ class JoinSpec(_Strict):
                                              "CRS) on the positive side")
     signed: bool = Field(True, description="distance: signed (positive inside a polygon or on "
                          "the treated side of a line)")
+    treated: str | None = Field(None, description="distance: the treated (positive) side: "
+                                "'inside' or 'outside' of a polygon layer; 'left' or 'right' of "
+                                "a line's direction, or 'north', 'south', 'east', 'west'; with "
+                                "'side_column', the label of the treated polygons")
+    side_column: str | None = Field(None, description="distance: column of a polygon layer "
+                                    "labelling the regions on each side; the boundary is the "
+                                    "border the 'treated' regions share with the others")
 
     @model_validator(mode="after")
     def _complete(self) -> JoinSpec:
@@ -254,7 +262,57 @@ class JoinSpec(_Strict):
             raise ValueError(f"a '{self.kind}' join needs {missing}")
         if self.kind in ("within", "nearest", "table") and not self.columns:
             raise ValueError(f"a '{self.kind}' join needs 'columns' (the attributes to bring)")
+        if self.kind != "distance" and (self.treated is not None or self.side_column is not None):
+            raise ValueError("'treated' and 'side_column' are for 'distance' joins")
+        if self.treated is not None and self.treated_side is not None:
+            raise ValueError("give the treated side as a label ('treated') or as a point "
+                             "('treated_side'), not both")
+        if self.side_column is not None and self.treated is None:
+            raise ValueError("'side_column' needs 'treated' (the label of the treated regions)")
+        if self.side_column is None and self.treated is not None \
+                and self.treated not in SIDE_LABELS:
+            raise ValueError(f"unknown side label 'treated: {self.treated}'; use one of "
+                             f"{list(SIDE_LABELS)}, or 'side_column' naming the layer's column "
+                             "whose value it is")
         return self
+
+
+class DistributionSpec(_Strict):
+    """Per-unit pixel distributions of a band or spectral index, as a column of the study table.
+
+    The column ``name`` holds, per row, the valid pixel values of the unit's zone and
+    ``<name>_weight`` their exact coverage fractions (exactextract): the distribution-valued
+    outcome of ``gc.rdd`` (``weights="<name>_weight"``; the command line passes it). With a
+    boundary (a ``distance`` join), zones that cross it are clipped to their unit's own side.
+    """
+
+    name: str = Field(pattern=_NAME, description="column of the study table (e.g. 'ndvi')")
+    band: str | None = Field(None, description="band whose pixel values are collected")
+    index: str | None = Field(None, description="spectral index (spyndex name, e.g. NDVI) "
+                              "computed from the band roles")
+    zone: Literal["buffer", "polygon", "chip"] = Field(
+        "buffer", description="buffer (radius_m around each unit), polygon (the unit's polygon, "
+        "grown by radius_m when given) or chip (the chip footprint)")
+    radius_m: float | None = Field(None, ge=0, description="buffer radius in metres")
+    period: int | str | None = Field(None, description="only this period (default: every "
+                                     "period, matched to rows like 'zonal')")
+    clip_to_side: bool = Field(True, description="clip zones that cross the boundary to their "
+                               "unit's own side (mixing sides biases a regression discontinuity)")
+    boundary: str | None = Field(None, pattern=_NAME, description="'name' of the 'distance' "
+                                 "join whose boundary clips the zones (default: the only one)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> DistributionSpec:
+        if (self.band is None) == (self.index is None):
+            raise ValueError("give exactly one of 'band' and 'index'")
+        if self.zone == "buffer" and self.radius_m is None:
+            raise ValueError("zone 'buffer' needs 'radius_m'")
+        return self
+
+    @property
+    def weight_column(self) -> str:
+        """The column holding the pixels' coverage weights."""
+        return f"{self.name}_weight"
 
 
 class TimeAlignSpec(_Strict):
@@ -290,6 +348,9 @@ class Manifest(_Strict):
     joins: list[JoinSpec] = Field(default_factory=list, description="joins to other layers and "
                                   "tables, applied in order")
     align_time: TimeAlignSpec | None = Field(None, description="survey year -> imagery period")
+    distributions: list[DistributionSpec] = Field(
+        default_factory=list, description="per-unit pixel distributions (distribution-valued "
+        "outcomes): columns <name> (values) and <name>_weight (coverage fractions)")
 
     _base: Path = PrivateAttr(default=Path("."))
     _file: Path | None = PrivateAttr(default=None)
@@ -312,6 +373,40 @@ class Manifest(_Strict):
             raise ValueError("either every raster entry is a 'composite' (with the same "
                              "count_band) or none is: the chips of all periods need the same bands")
         return self
+
+    @model_validator(mode="after")
+    def _distributions_complete(self) -> Manifest:
+        dist = [j.name for j in self.joins if j.kind == "distance"]
+        names = [d.name for d in self.distributions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"distributions: names repeat: {names}")
+        for i, d in enumerate(self.distributions):
+            if d.boundary is not None and d.boundary not in dist:
+                raise ValueError(f"distributions.{i}.boundary: '{d.boundary}' is not the name "
+                                 f"of a 'distance' join; those are {dist}")
+            if d.clip_to_side and d.boundary is None and len(dist) > 1:
+                raise ValueError(f"distributions.{i}: several 'distance' joins {dist}; name the "
+                                 "one whose boundary clips the zones in 'boundary' (or set "
+                                 "'clip_to_side: false')")
+            if not self.rasters:
+                raise ValueError(f"distributions.{i}: the manifest has no rasters")
+            if d.band is not None and d.band not in self.band_names:
+                raise ValueError(f"distributions.{i}.band: '{d.band}' is not one of the bands "
+                                 f"{self.band_names}")
+            if d.period is not None and d.period not in self.ordered_periods:
+                raise ValueError(f"distributions.{i}.period: {d.period!r} is not one of the "
+                                 f"periods {self.ordered_periods}")
+        return self
+
+    def distribution_boundary(self, spec: DistributionSpec) -> int | None:
+        """Position in ``joins`` of the ``distance`` join that clips ``spec``'s zones (None:
+        no clipping)."""
+        if not spec.clip_to_side:
+            return None
+        for i, j in enumerate(self.joins):
+            if j.kind == "distance" and (spec.boundary is None or j.name == spec.boundary):
+                return i
+        return None
 
     @model_validator(mode="after")
     def _band_roles_known(self) -> Manifest:
