@@ -40,7 +40,8 @@ from geocausal.data.units import load_units
 from geocausal.data.zonal import weighted_quantiles, zone_geometries, zone_samples
 from geocausal.errors import DataError, EmptyZoneWarning
 
-__all__ = ["PixelDistributions", "pixel_distributions", "weighted_quantiles"]
+__all__ = ["PixelDistributions", "distribution_columns", "pixel_distributions",
+           "weighted_quantiles"]
 
 
 @dataclass(frozen=True)
@@ -289,3 +290,153 @@ def _collect(units: Any, tiles: list[TileInfo], names: list[str], band: str | No
         return [], []
     return zone_samples(tiles, _regions(units, buffer_m, polygon), band=band, index=index,
                         band_names=names, roles=roles)
+
+
+# --------------------------------------------------------------------------- manifests
+
+def _boundary_of(m: Manifest, spec: Any, units: Any) -> Any:
+    """The :class:`~geocausal.data.joins.SidedBoundary` that clips ``spec``'s zones, or None."""
+    from geocausal.data.joins import _read_layer, sided_boundary
+
+    k = m.distribution_boundary(spec)
+    if k is None:
+        return None
+    join = m.joins[k]
+    where = f"{m.file or m.name}: field 'joins.{k}'"
+    layer = _read_layer(m, join, where)
+    return sided_boundary(units, layer, treated=join.treated, side_column=join.side_column,
+                          treated_side=join.treated_side, what=f"'{join.path}' (joins.{k})",
+                          where=where)
+
+
+def _unit_samples(m: Manifest, spec: Any, where: str, uniq: Any, tiles: list[TileInfo],
+                  period: Any, boundary: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per unique unit, the pixel values of ``spec`` in its (clipped) zone and their weights."""
+    from geocausal.data.rasters import chip_size_px
+    from geocausal.data.units import unit_points
+    from geocausal.data.zonal import zone_geometries
+
+    k = m.ordered_periods.index(period)
+    ptiles = [t for t in tiles if t.period_index == k]
+    zones = zone_geometries(uniq, kind=spec.zone, radius_m=spec.radius_m,
+                            chip_px=chip_size_px(m) if spec.zone == "chip" else None,
+                            tile=ptiles[0])
+    if boundary is not None:
+        zones, _ = boundary.clip(zones, unit_points(uniq))
+    roles = m.resolved_band_roles() if spec.index is not None else None
+    try:
+        return zone_samples(ptiles, zones, band=spec.band, index=spec.index,
+                            band_names=list(m.rasters_for(period)[0].bands), roles=roles)
+    except DataError as exc:
+        raise DataError(f"{where} (period {period}): {exc}") from None
+
+
+def distribution_columns(manifest: Manifest, units: Any, table: Any) -> tuple[Any, np.ndarray]:
+    """The manifest's ``distributions`` as columns aligned with ``table``'s rows.
+
+    For each entry, column ``<name>`` holds each row's valid pixel values in its unit's zone
+    (clipped to the unit's own side of the boundary of a ``distance`` join, unless
+    ``clip_to_side: false``) and ``<name>_weight`` their exact coverage fractions. Samples are
+    computed once per unit id and period and matched to rows by id (and by the row's period,
+    as for zonal statistics: :func:`geocausal.data.zonal.row_periods`); with several periods
+    and no per-row period the columns get the suffix ``_<period>``.
+
+    Returns
+    -------
+    (pandas.DataFrame, numpy.ndarray)
+        The columns (index of ``table``), and a boolean mask of the rows whose every
+        distribution has at least one valid pixel. Rows without one are counted in an
+        :class:`~geocausal.errors.EmptyZoneWarning` naming the field; the caller drops them.
+
+    Raises
+    ------
+    DataError
+        A boundary layer without CRS, an unknown side label (naming the field ``joins.<i>``
+        and the file), an unknown band, a column collision (naming ``distributions.<i>``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from geocausal.data.manifest import manifest_from_dict
+    >>> from geocausal.data.rasters import write_example_study
+    >>> from geocausal.data.units import load_units
+    >>> m = write_example_study(tempfile.mkdtemp())
+    >>> m2 = manifest_from_dict({**m.model_dump(mode="json", exclude_defaults=True),
+    ...     "distributions": [{"name": "red_px", "band": "red", "radius_m": 25.0,
+    ...                        "period": 2020}]},
+    ...     base_dir=m.base_dir)
+    >>> units = load_units(m2)
+    >>> cols, keep = distribution_columns(m2, units, units.drop(columns="geometry"))
+    >>> list(cols.columns), bool(keep.all()), bool((cols["red_px_weight"][0] > 0).all())
+    (['red_px', 'red_px_weight'], True, True)
+    """
+    import pandas as pd
+
+    from geocausal.data.joins import check_collisions
+    from geocausal.data.units import unique_units
+    from geocausal.data.zonal import row_periods
+
+    m = manifest
+    keep = np.ones(len(table), dtype=bool)
+    if not m.distributions:
+        return pd.DataFrame(index=table.index), keep
+    id_col = m.units.id
+    uniq = unique_units(units, id_col)
+    periods = m.ordered_periods
+    try:
+        tiles = tile_infos(m)
+    finally:
+        close_rasters()
+    per_row = row_periods(m, table)
+    keys = table[id_col].to_numpy()
+    out: dict[str, np.ndarray] = {}
+    for i, spec in enumerate(m.distributions):
+        where = f"{m.file or m.name}: field 'distributions.{i}'"
+        boundary = _boundary_of(m, spec, uniq)
+        todo = [spec.period] if spec.period is not None else periods
+        pos = {u: j for j, u in enumerate(uniq[id_col].tolist())}
+        rows = np.array([pos[u] for u in keys.tolist()], dtype=np.int64)
+        samples = {p: _unit_samples(m, spec, where, uniq, tiles, p, boundary) for p in todo}
+        new: dict[str, np.ndarray] = {}
+        empty = np.zeros(len(table), dtype=bool)
+
+        def column(vals: list[np.ndarray], at: np.ndarray) -> np.ndarray:
+            col = np.empty(len(at), dtype=object)
+            for r, j in enumerate(at):
+                col[r] = vals[j]
+            return col
+
+        if spec.period is not None or len(periods) == 1 or per_row is not None:
+            vcol = np.empty(len(table), dtype=object)
+            wcol = np.empty(len(table), dtype=object)
+            if spec.period is not None or len(periods) == 1:
+                hit_of = {todo[0]: np.ones(len(table), dtype=bool)}
+            else:
+                rp = per_row.to_numpy()
+                hit_of = {p: np.array([q is not None and q == p for q in rp], dtype=bool)
+                          for p in periods}
+            unmatched = np.ones(len(table), dtype=bool)
+            for p, hit in hit_of.items():
+                v, w = samples[p]
+                vcol[hit] = column(v, rows[hit])
+                wcol[hit] = column(w, rows[hit])
+                unmatched &= ~hit
+            for r in np.flatnonzero(unmatched):  # rows of no imagery period (align_time)
+                vcol[r], wcol[r] = np.empty(0), np.empty(0)
+            new[spec.name], new[spec.weight_column] = vcol, wcol
+            empty |= np.array([len(w) == 0 for w in wcol], dtype=bool)
+        else:
+            for p in todo:
+                v, w = samples[p]
+                new[f"{spec.name}_{p}"] = column(v, rows)
+                new[f"{spec.weight_column}_{p}"] = wcol = column(w, rows)
+                empty |= np.array([len(x) == 0 for x in wcol], dtype=bool)
+        check_collisions([*table.columns, *out], list(new), where)
+        out.update(new)
+        if empty.any():
+            warnings.warn(f"{where} ('{spec.name}'): {int(empty.sum())} of {len(table)} rows "
+                          f"have no valid pixel in their unit's zone (unit ids "
+                          f"{pd.unique(keys[empty])[:5].tolist()}); they are dropped from the "
+                          "study table", EmptyZoneWarning, stacklevel=3)
+            keep &= ~empty
+    return pd.DataFrame(out, index=table.index), keep

@@ -49,7 +49,12 @@ class Study:
         One row per row of the units file: its tabular columns (geometry dropped, ``lon`` and
         ``lat`` in EPSG:4326 kept or added), then the columns of the manifest's ``joins``,
         ``align_time`` and ``zonal`` entries (:mod:`geocausal.data.joins`,
-        :mod:`geocausal.data.zonal`), ready for formulas.
+        :mod:`geocausal.data.zonal`), ready for formulas; then, per ``distributions`` entry,
+        the column ``<name>`` of per-row pixel value arrays and ``<name>_weight`` of their
+        coverage weights (the distribution-valued outcome of :func:`geocausal.rdd`:
+        ``gc.rdd("<name> ~ 1", study.table, running=..., weights="<name>_weight")``). Rows
+        whose zone has no valid pixel are dropped (counted in an
+        :class:`~geocausal.errors.EmptyZoneWarning`); the index keeps the units file's rows.
     features
         Image features aligned with ``table``'s rows (same index), or None.
     chips
@@ -83,6 +88,11 @@ def _table(m: Manifest) -> pd.DataFrame:
         from geocausal.data.zonal import zonal_columns
 
         table = pd.concat([table, zonal_columns(m, units, table)], axis=1)
+    if m.distributions:
+        from geocausal.data.distributions import distribution_columns
+
+        dist, keep = distribution_columns(m, units, table)
+        table = pd.concat([table, dist], axis=1)[keep]  # empty zones: counted and dropped
     where = m.file or m.name
     for role, cols in m.columns.items():
         for col in cols:
