@@ -22,18 +22,17 @@ specified for the linear structure), ``spline`` (cubic splines + ridge) and ``bo
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from geocausal.parallel import ScriptParser, add_parallel_arguments, parallel_map
 
 TRUTH = 1.0
 DEFAULT_APPROACHES = ("cre", "cre_cp", "fd", "pooled", "within", "late")
@@ -121,11 +120,14 @@ def run_montecarlo(
     n_rep: int = 1,
     seed: int = 0,
     workers: int = 1,
+    scheduler: str | None = None,
+    client: Any = None,
 ) -> pd.DataFrame:
     """Per-replication records (one row per seed x structure x learner x approach).
 
     Replication ``r`` uses seed ``seed + r`` for the data, the folds and the learners, so a
-    run is reproducible whatever the number of workers.
+    run is reproducible whatever the number of workers, and the same on local processes
+    (``workers``) or a Dask cluster (``scheduler`` address or ``client``).
 
     Examples
     --------
@@ -141,15 +143,8 @@ def run_montecarlo(
     tasks = [{"seed": seed + r, "structures": list(structures), "approaches": list(approaches),
               "learners": list(learners), "n_units": n_units, "n_periods": n_periods,
               "folds": folds, "n_rep": n_rep} for r in range(reps)]
-    from geocausal._progress import progress
-
-    if workers <= 1:
-        results = [one_replication(t) for t in progress(tasks, desc="Monte Carlo")]
-    else:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(progress(pool.map(one_replication, tasks, chunksize=1),
-                                    total=len(tasks), desc="Monte Carlo"))
+    results = parallel_map(one_replication, tasks, workers=workers, scheduler=scheduler,
+                           client=client, desc="Monte Carlo")
     return pd.DataFrame([row for rows in results for row in rows])
 
 
@@ -228,9 +223,9 @@ def to_markdown(summary: pd.DataFrame, *, title: str = "") -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: run, write ``replications.csv``, ``summary.csv`` and ``summary.md``."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=200)
-    p.add_argument("--workers", type=int, default=1)
+    add_parallel_arguments(p)
     p.add_argument("--approaches", default=",".join(DEFAULT_APPROACHES))
     p.add_argument("--structures", default=",".join(DEFAULT_STRUCTURES))
     p.add_argument("--learners", default=",".join(DEFAULT_LEARNERS))
@@ -245,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reps = run_montecarlo(a.reps, structures=a.structures.split(","),
                           approaches=a.approaches.split(","), learners=a.learners.split(","),
                           n_units=a.n_units, n_periods=a.n_periods, folds=a.folds,
-                          n_rep=a.n_rep, seed=a.seed, workers=a.workers)
+                          n_rep=a.n_rep, seed=a.seed, workers=a.workers,
+                          scheduler=a.scheduler)
     wall = time.perf_counter() - t0
     summary = summarise_mc(reps)
     a.out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ Usage (the recorded table in ``coverage_mc.md`` is the full size)::
 
     python paper/r3d/coverage_mc.py --reps 1000 --workers 16 --out paper/r3d/coverage_mc.md
     python paper/r3d/coverage_mc.py --reps 50 --workers 1          # a smoke run
+    python paper/r3d/coverage_mc.py --reps 1000 --scheduler tcp://10.0.0.5:8786  # on Dask
 
 Every replication has its own seed (``seed * 1_000_003 + rep``); the Monte Carlo standard
 error of a coverage near 0.95 is ``sqrt(.95 * .05 / reps)`` (0.0069 at 1,000 reps).
@@ -26,15 +27,15 @@ error of a coverage near 0.95 is ``sqrt(.95 * .05 / reps)`` (0.0069 at 1,000 rep
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from geocausal.parallel import ScriptParser, add_parallel_arguments, parallel_map
 
 GRID = np.arange(1, 10) / 10
 VARIANTS = ("hc2_normal", "hc3_normal", "hc2_bm", "hc3_bm")
@@ -72,19 +73,17 @@ def one_replication(args: tuple) -> list[dict]:
 
 def run(reps: int, workers: int, seed: int = 0, ns=(200, 500), dgps=("dgp1",),
         methods=("simple", "frechet"), n_boot: int = 500, bandwidth: str = "mse",
-        delta: float = 1.0, kernel: str = "epanechnikov") -> pd.DataFrame:
-    """Coverage table: one row per (dgp, n, method, variant)."""
+        delta: float = 1.0, kernel: str = "epanechnikov", scheduler: str | None = None,
+        client=None) -> pd.DataFrame:
+    """Coverage table: one row per (dgp, n, method, variant).
+
+    ``workers`` local processes, or a Dask cluster (``scheduler`` address or ``client``): the
+    same replications with the same seeds, so the table does not depend on where they ran.
+    """
     jobs = [(d, n, delta, r, seed, n_boot, bandwidth, tuple(methods), kernel)
             for d in dgps for n in ns for r in range(reps)]
-    from geocausal._progress import progress
-
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
-            out = list(progress(ex.map(one_replication, jobs,
-                                       chunksize=max(1, len(jobs) // (8 * workers))),
-                                total=len(jobs), desc="coverage Monte Carlo"))
-    else:
-        out = [one_replication(j) for j in progress(jobs, desc="coverage Monte Carlo")]
+    out = parallel_map(one_replication, jobs, workers=workers, scheduler=scheduler,
+                       client=client, desc="coverage Monte Carlo")
     df = pd.DataFrame([row for rows in out for row in rows])
     tab = (df.groupby(["dgp", "n", "method", "variant"], sort=False)
            .agg(coverage=("covered", "mean"), mean_width=("width", "mean"),
@@ -103,9 +102,9 @@ def to_markdown(tab: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ScriptParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=1)
+    add_parallel_arguments(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, nargs="+", default=[200, 500])
     ap.add_argument("--dgp", nargs="+", default=["dgp1"])
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.perf_counter()
     tab = run(a.reps, a.workers, a.seed, tuple(a.n), tuple(a.dgp), n_boot=a.n_boot,
-              bandwidth=a.bandwidth, kernel=a.kernel)
+              bandwidth=a.bandwidth, kernel=a.kernel, scheduler=a.scheduler)
     secs = time.perf_counter() - t0
     md = to_markdown(tab)
     head = (f"reps={a.reps} seed={a.seed} n_boot={a.n_boot} bandwidth={a.bandwidth} "
