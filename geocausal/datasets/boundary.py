@@ -39,7 +39,7 @@ Examples
 >>> s = border_ndvi_study(tempfile.mkdtemp(), n_units=40, size_px=120, seed=1)
 >>> s.manifest_path.name, len(s.units)
 ('manifest.yaml', 40)
->>> round(s.truth["qte_50"], 4)
+>>> round(s.truth["qte_50"], 5)
 0.0809
 """
 
