@@ -40,7 +40,7 @@ Examples
 >>> s.manifest_path.name, len(s.units)
 ('manifest.yaml', 40)
 >>> round(s.truth["qte_50"], 5)
-0.0809
+0.08102
 """
 
 from __future__ import annotations
