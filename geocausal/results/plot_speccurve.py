@@ -31,7 +31,7 @@ from geocausal.results.plot import level_text, new_figure
 
 def spec_curve_plot(curve: Any, term: str | None = None, null: float | None = None,
                     title: str | None = None, size: tuple[float, float] | None = None,
-                    ylabel: str | None = None):
+                    ylabel: str | None = None, truth: float | None = None):
     """Draw a :class:`~geocausal.speccurve.SpecCurve`: sorted estimates over the choices.
 
     Parameters
@@ -48,6 +48,8 @@ def spec_curve_plot(curve: Any, term: str | None = None, null: float | None = No
         Figure size in inches; default grows with the number of options.
     ylabel
         Label of the estimates' axis; default ``"estimate of <term> (95% CI)"``.
+    truth
+        A known true value (simulations), drawn as a green line.
 
     Returns
     -------
@@ -90,8 +92,10 @@ def spec_curve_plot(curve: Any, term: str | None = None, null: float | None = No
     top.axhline(ref, color="black", ls="--", lw=0.8)
     top.axhline(float(np.median(est)), color="tab:red", ls=":", lw=0.8,
                 label=f"median {np.median(est):.3g}")
+    if truth is not None:
+        top.axhline(float(truth), color="tab:green", lw=1.0, label=f"truth {float(truth):.3g}")
     top.set_ylabel(ylabel or f"estimate of {term}{level_text(1 - curve.alpha)}")
-    top.legend(loc="best", fontsize="small", frameon=False)
+    top.legend(loc="best", fontsize="small", frameon=True, framealpha=0.8)
     ypos = {opt: len(options) - 1 - i for i, opt in enumerate(options)}
     for c in curve.choices:
         used = ok[c].astype(str).to_numpy()
