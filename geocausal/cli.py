@@ -42,6 +42,10 @@ DESIGNS: dict[str, str] = {
     "rdd": "geocausal.api.rdd:rdd",
 }
 
+#: designs whose estimates carry a function-valued ``curve`` (quantile effects): written to
+#: ``<design>_curve.csv`` by ``geocausal estimate``
+CURVE_DESIGNS = ("rdd",)
+
 PAPERS = ("china_worldbank", "eo_heterogeneity", "dml_panel", "one_map_many_trials", "r3d")
 
 
@@ -255,8 +259,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from geocausal.data.manifest import load_manifest
 
     manifest = _materialise_shipped(args.manifest)
-    load_manifest(manifest)  # fail fast, naming the field and the file
+    m = load_manifest(manifest)  # fail fast, naming the field and the file
+    _distribution_weights(m, args.formula, kwargs)
     names = [f"{args.design}.{ext}" for ext in ("csv", "json", "md", "tex", "png")]
+    curve = args.design in CURVE_DESIGNS
+    if curve:
+        names.append(f"{args.design}_curve.csv")
     sens = _sensitivity_args(args)
     if sens is not None:
         names += [f"{args.design}_sensitivity.csv", f"{args.design}_sensitivity.png"]
@@ -264,18 +272,58 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from geocausal.data.study import load_study
     from geocausal.results.export import write_outputs
 
-    study = load_study(manifest, features=args.images, seed=args.seed,
-                       workers=args.workers)
+    takes_images = "images" in inspect.signature(fn).parameters
+    study = load_study(manifest, features=args.images if takes_images else "none",
+                       seed=args.seed, workers=args.workers)
     check_table(study.table, _used_columns(args.formula, kwargs), kwargs.get("by"))
     if study.features is not None:
         kwargs["images"] = study.features
     result = fn(args.formula, study.table, **_accepted(fn, args.design, kwargs))
     paths = write_outputs(result, out, stem=args.design, manifest_hash=study.manifest_hash)
+    if curve:
+        paths.extend(_write_curve(result, out / f"{args.design}_curve.csv"))
     print(result)
     if sens is not None:
         paths = [*paths, *_write_sensitivity(result, sens, args, study, kwargs, fn, out)]
     print("\nwrote: " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _distribution_weights(manifest, formula: str, kwargs: dict[str, Any]) -> None:
+    """A formula whose outcome is a manifest ``distributions`` column takes its coverage
+    weights (``weights="<name>_weight"``) unless ``--set weights=...`` says otherwise."""
+    from geocausal.formula import parse_formula
+
+    if "weights" in kwargs or not manifest.distributions:
+        return
+    outcome = parse_formula(formula if "~" in formula else f"{formula} ~ 1",
+                            treatment=False).outcome
+    for spec in manifest.distributions:
+        if outcome == spec.name:
+            kwargs["weights"] = spec.weight_column
+
+
+def _write_curve(result, path: Path) -> list[Path]:
+    """Write the function-valued estimates (quantile effects of ``rdd``) as a CSV table, with
+    a ``group`` column for subgroups; nothing when the result has no curve."""
+    import pandas as pd
+
+    from geocausal.results.estimate import EstimateSet
+
+    ests = (list(zip(result.names, result.estimates)) if isinstance(result, EstimateSet)
+            else [("", result)])
+    parts = []
+    for name, est in ests:
+        if getattr(est, "curve", None) is None:
+            continue
+        tab = est.curve.copy()
+        if name:
+            tab.insert(0, "group", name)
+        parts.append(tab)
+    if not parts:
+        return []
+    pd.concat(parts, ignore_index=True).to_csv(path, index=False)
+    return [path]
 
 
 def _sensitivity_args(args: argparse.Namespace) -> dict[str, Any] | None:
