@@ -86,6 +86,21 @@ def test_seed_reaches_every_spec(study):
     b = gc.spec_curve(gc.aipw, "y ~ d + x1", df, grid={"folds": [2]}, seed=2)
     direct = gc.aipw("y ~ d + x1", df, folds=2, seed=2).params["d"]
     assert b.table.estimate[0] == direct != a.table.estimate[0]
+    seeds = gc.spec_curve(gc.aipw, "y ~ d + x1", df, grid={"seed": [1, 2], "folds": [2]})
+    assert seeds.table.estimate.tolist() == [a.table.estimate[0], b.table.estimate[0]]
+
+
+def test_other_exceptions_propagate_naming_the_spec(study):
+    df, _ = study
+
+    def design(formula, data, *, k: int = 0):
+        if k == 2:
+            raise ValueError("a bug")
+        return gc.fe("y ~ d + x1 | g", data.assign(g=np.arange(len(data)) % 10))
+
+    with pytest.raises(ValueError, match="a bug") as info:
+        gc.spec_curve(design, "y ~ d", df, grid={"k": [1, 2]}, term="d")
+    assert "in specification k=2" in "".join(getattr(info.value, "__notes__", []))
 
 
 def test_failures_recorded_with_counted_warning(study):
