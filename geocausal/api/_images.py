@@ -50,6 +50,31 @@ def summary_features(chips: np.ndarray, mask: np.ndarray | None = None) -> np.nd
         mask = None if mask is None else np.asarray(mask)[:, None]
     if x.ndim != 5:
         raise DataError(f"chips must be (N, T, H, W, C) or (N, H, W, C), got shape {x.shape}")
+    return _impute_columns(_summary_raw(x, mask))
+
+
+def _cache_features(cache: Any, representation: str, seed: int, **kwargs: Any) -> np.ndarray:
+    """Learned or summary features of a chips cache, read block by block (never whole)."""
+    if representation == "learned":
+        from geocausal.encoders.embed import learned_features
+
+        return learned_features(cache, seed=seed, **kwargs)
+    from geocausal.encoders.stream import ChipSource
+
+    src = ChipSource.of(cache, block_units=kwargs.get("block_units"),
+                        budget=kwargs.get("memory_budget"))
+    feats = None
+    for units, x, m in src.blocks():
+        f = _summary_raw(x, m)
+        if feats is None:
+            feats = np.empty((src.n, f.shape[1]))
+        feats[units] = f
+    return _impute_columns(feats)
+
+
+def _summary_raw(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Per-band mean and SD per period ``(N, T * C * 2)``, NaN where no pixel is valid."""
+    x = np.asarray(x, dtype=np.float64)
     valid = np.isfinite(x)
     if mask is not None:
         valid &= np.asarray(mask, bool)[..., None]
@@ -59,7 +84,11 @@ def summary_features(chips: np.ndarray, mask: np.ndarray | None = None) -> np.nd
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = x0.sum(axis=(2, 3)) / cnt
         var = (w * (x0 - mean[:, :, None, None, :]) ** 2).sum(axis=(2, 3)) / cnt
-    feats = np.concatenate([mean, np.sqrt(var)], axis=-1).reshape(x.shape[0], -1)
+    return np.concatenate([mean, np.sqrt(var)], axis=-1).reshape(x.shape[0], -1)
+
+
+def _impute_columns(feats: np.ndarray) -> np.ndarray:
+    """Non-finite entries get their column's mean over the finite ones."""
     col_mean = np.nanmean(np.where(np.isfinite(feats), feats, np.nan), axis=0)
     bad = ~np.isfinite(feats)
     if bad.any():
@@ -128,6 +157,16 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
 
         images = open_cache(images)
     if hasattr(images, "chips") and hasattr(images, "unit_ids"):  # a chips cache or result
+        if representation in ("learned", "summary"):  # streamed in blocks of units
+            feats = _cache_features(images, representation, seed, **kwargs)
+            if feats.shape[0] != n:
+                raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
+            return feats
+        from geocausal.encoders.stream import check_fits
+
+        check_fits(int(np.prod(images.chips.shape)) * 4, f"the chips cache ({images.shape})",
+                   "the number of units (or use representation='summary'/'learned', which "
+                   "stream)")
         images = (np.asarray(images.chips), np.asarray(images.mask))
     mask = None
     if isinstance(images, tuple):

@@ -6,6 +6,11 @@ saw it, which is what a downstream estimator may use. Continuous targets are sta
 training folds and predictions returned on the original scale; binary targets come back as
 probabilities.
 
+``x`` may be a chips cache's lazy array (``cache.chips``): each fold's training rows are loaded
+only when they fit the memory budget (:mod:`geocausal.encoders.stream`; else a
+:class:`~geocausal.errors.DataError` says what to lower), and the held-out fold is predicted
+and embedded in blocks of units.
+
 Examples
 --------
 >>> import numpy as np
@@ -28,6 +33,7 @@ from scipy.special import expit
 
 from geocausal.encoders.modules import ImageModel, ModelSpec, build_model
 from geocausal.encoders.objectives import Objective, objective_for
+from geocausal.encoders.stream import check_fits, is_lazy, plan_block_units
 from geocausal.encoders.train import TrainConfig, TrainResult, embed_array, fit, predict
 from geocausal.errors import DataError
 from geocausal.nuisance.crossfit import fold_indices, make_folds
@@ -68,7 +74,8 @@ def crossfit(x: np.ndarray, y: np.ndarray, *, spec: ModelSpec,
     ``spec.n_outputs`` and ``spec.n_tabular`` are set from ``y`` and ``tab``; ``objective``
     defaults to :func:`~geocausal.encoders.objectives.objective_for` of ``y``.
     """
-    x = np.asarray(x)
+    lazy = is_lazy(x)
+    x = x if lazy else np.asarray(x)
     y = np.asarray(y, float)
     y2 = y[:, None] if y.ndim == 1 else y
     n = x.shape[0]
@@ -86,20 +93,29 @@ def crossfit(x: np.ndarray, y: np.ndarray, *, spec: ModelSpec,
     embs = None
     models, hists = [], []
     binary = np.asarray(obj.binary, bool)
+    unit_bytes = int(np.prod(tuple(x.shape)[1:])) * 4
+    step = plan_block_units(unit_bytes) if lazy else n
+
+    def rows(a, idx):
+        return None if a is None else (a[idx] if is_lazy(a) else np.asarray(a)[idx])
+
     for k, (tr, te) in enumerate(fold_indices(ids)):
+        if lazy:
+            check_fits(len(tr) * unit_bytes, f"fold {k}'s {len(tr)} training images",
+                       "the number of units or raise folds")
         loc, scale = standardise_targets(y2[tr], obj.binary)
         model = build_model(spec, seed + k)
-        res = fit(model, obj, x[tr], (y2[tr] - loc) / scale,
-                  tab=None if tab is None else np.asarray(tab)[tr],
-                  mask=None if mask is None else np.asarray(mask)[tr],
-                  config=config, seed=seed + k)
-        out = predict(res.model, x[te], None if tab is None else np.asarray(tab)[te],
-                      None if mask is None else np.asarray(mask)[te])
-        preds[te] = np.where(binary[None], expit(out), out * scale + loc)
-        e = embed_array(res.model, x[te], None if mask is None else np.asarray(mask)[te])
-        if embs is None:
-            embs = np.zeros((n, e.shape[1]), np.float32)
-        embs[te] = e
+        res = fit(model, obj, rows(x, tr), (y2[tr] - loc) / scale, tab=rows(tab, tr),
+                  mask=rows(mask, tr), config=config, seed=seed + k)
+        for a in range(0, len(te), step):  # the held-out fold in blocks of units
+            sl = te[a:a + step]
+            xb, mb = rows(x, sl), rows(mask, sl)
+            out = predict(res.model, xb, rows(tab, sl), mb)
+            preds[sl] = np.where(binary[None], expit(out), out * scale + loc)
+            e = embed_array(res.model, xb, mb)
+            if embs is None:
+                embs = np.zeros((n, e.shape[1]), np.float32)
+            embs[sl] = e
         models.append(res.model)
         hists.append(res)
     return CrossfitResult(preds, embs, ids, tuple(models), tuple(hists))

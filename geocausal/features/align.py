@@ -298,6 +298,13 @@ def _match(src: _Source, data: pd.DataFrame, keys: np.ndarray, key_name: str,
 def _take(src: _Source, pos: np.ndarray) -> _Source:
     if src.features is not None:
         return _Source(ids=None, features=src.features[pos], what=src.what)
+    if not isinstance(src.chips, np.ndarray):  # a chips cache: refuse to load what cannot fit
+        from geocausal.encoders.stream import check_fits
+
+        shape = tuple(src.chips.shape)
+        check_fits(len(pos) * int(np.prod(shape[1:])) * 4, f"{src.what} ({len(pos)} units "
+                   f"of shape {shape[1:]})", "the number of units, or embed the cache first "
+                   "('geocausal embed') and pass the embeddings Parquet as images=")
     if src.ids is None and len(pos) == len(src.chips) and np.array_equal(pos, np.arange(len(pos))):
         chips = np.asarray(src.chips)
         mask = None if src.mask is None else np.asarray(src.mask, dtype=bool)

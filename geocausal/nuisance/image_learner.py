@@ -15,6 +15,11 @@ ImageLearner()}``) and survives ``sklearn.base.clone``.
 
 Tabular covariates are standardised and concatenated with the image embedding before the head.
 
+The chips may also be a chips cache's lazy array (``cache.chips``): predictions and embeddings
+are then computed in blocks of units that fit the memory budget
+(:mod:`geocausal.encoders.stream`), and ``fit`` loads its training rows only when they fit it
+(else a :class:`~geocausal.errors.DataError` says what to lower), never an out-of-memory kill.
+
 Examples
 --------
 >>> import numpy as np
@@ -36,6 +41,7 @@ from sklearn.base import BaseEstimator
 
 from geocausal.encoders.modules import ModelSpec, build_model
 from geocausal.encoders.objectives import binary, is_binary, regression
+from geocausal.encoders.stream import check_fits, is_lazy, row_blocks
 from geocausal.encoders.train import TrainConfig, TrainResult, embed_array, fit, predict
 from geocausal.errors import DataError, DiagnosticWarning
 
@@ -143,7 +149,23 @@ class ImageLearner(BaseEstimator):
         self.seed = seed
         self.progress = progress
 
+    def _row_blocks(self, X):
+        """``X`` cut into blocks of rows that fit the memory budget (one block when in memory)."""
+        chips = X[0] if isinstance(X, tuple) else X
+        if not is_lazy(chips):
+            yield X
+            return
+        shape = tuple(chips.shape)
+        for sl in row_blocks(shape[0], int(np.prod(shape[1:])) * 4):
+            yield ((chips[sl], None if X[1] is None else np.asarray(X[1])[sl])
+                   if isinstance(X, tuple) else chips[sl])
+
     def _split_X(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+        chips = X[0] if isinstance(X, tuple) else X
+        if is_lazy(chips):  # a chips cache: load only what fits the memory budget
+            shape = tuple(chips.shape)
+            check_fits(int(np.prod(shape)) * 4, f"ImageLearner: {shape[0]} images of shape "
+                       f"{shape[1:]}", "the number of training units (fit on a subsample)")
         if isinstance(X, tuple):
             chips, tab = X
             return np.asarray(chips, np.float32), None if tab is None else np.asarray(tab, float)
@@ -228,6 +250,9 @@ class ImageLearner(BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """Raw head output (logit for classification, standardised scale otherwise)."""
         self._check_fitted()
+        return np.concatenate([self._decision_block(b) for b in self._row_blocks(X)])
+
+    def _decision_block(self, X) -> np.ndarray:
         chips, tab = self._split_X(X)
         if (tab is None) != (self.n_tabular_ == 0):
             raise DataError(f"the learner was fitted with {self.n_tabular_} tabular columns")
@@ -251,5 +276,5 @@ class ImageLearner(BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Image embeddings ``(N, embed_dim)`` from the fitted encoder."""
         self._check_fitted()
-        chips, _ = self._split_X(X)
-        return embed_array(self.model_, chips)
+        return np.concatenate([embed_array(self.model_, self._split_X(b)[0])
+                               for b in self._row_blocks(X)])
