@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
 from geocausal.cli import main
+from geocausal.paper_labels import drift, read_numbers
+
+REFERENCE = (Path(__file__).resolve().parents[1] / "paper" / "one_map_many_trials"
+             / "reference_ci.json")
 
 
 def test_one_map_pipeline_ci(tmp_path):
     assert main(["paper", "run", "one_map_many_trials", "--out", str(tmp_path)]) == 0
     slopes = pd.read_csv(tmp_path / "tables" / "slopes.csv")
     sim = slopes[slopes.setting == "simulation"].set_index("method")
-    world = slopes[slopes.setting == "synthetic_world"].set_index("method")
+    world = slopes[slopes.setting.str.startswith("synthetic_world")].set_index("method")
+    assert slopes.setting[slopes.setting.str.startswith("synthetic_world")].str.contains(
+        "substitute").all()
     # CI size: 9 trials on 1,500 units; slope se ~0.035 (naive), ~0.06 (Tweedie), ~0.07
     # (LCC), ~0.1 (PPI). The bands are about 4 se wide around the paper's values, and the
     # naive slope must be clearly attenuated.
@@ -31,6 +38,19 @@ def test_one_map_pipeline_ci(tmp_path):
     assert abs(world.loc["lcc", "slope"] - 1) < abs(world.loc["naive", "slope"] - 1)
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["size"] == "ci" and 0 < prov["mean_r2_test"] < 1
+    # honest labels: the simulation reproduces the paper; the DHS half is a labelled substitute
+    res = prov["reproduction"]["results"]
+    assert res[0]["status"] == "reproduced" and res[1]["status"] == "not reproducible here"
+    assert "substitute" in prov["substitute"].lower()
+    # the calibration pseudo-trials recommend by slope: never the attenuated naive predictions
+    # (their pseudo-trial slope is far below 1); the MAE pick is reported with its reason
+    assert prov["world"]["recommended_on_calibration"] in ("lcc", "tweedie")
+    assert prov["world"]["calibration_pseudo_trial_slopes"]["naive"] < 0.8
+    assert "MAE" in prov["world"]["recommendation_note"]
+    # drift: the simulation slopes within 4 SEs of the committed CI reference (seed 0)
+    bad = drift(read_numbers(tmp_path / "tables" / "reference_numbers.json"),
+                read_numbers(REFERENCE))
+    assert not bad, f"numbers drifted from {REFERENCE}: {bad}"
     assert (tmp_path / "figures" / "simulation_slopes.png").exists()
     assert (tmp_path / "figures" / "world_slopes.png").exists()
 

@@ -41,6 +41,7 @@ from geocausal.api.debias import compare_debiasers
 from geocausal.designs.debias import LinearCalibration, Tweedie, hajek_ate
 from geocausal.designs.ppi import ppi_ate
 from geocausal.errors import DiagnosticWarning
+from geocausal.paper_labels import attach_labels, write_numbers
 from geocausal.results.estimate import make_provenance
 
 HERE = Path(__file__).resolve().parent
@@ -391,15 +392,25 @@ def world_trials(cfg: dict, out: Path, seed: int) -> tuple[pd.DataFrame, dict]:
             "tweedie": naive - tw.sigma2 * float(hajek_ate(sc, a, e)),
             "lcc": naive / lcc.slope, "ppi": float(ppi_ate(*args, lam=1.0).estimate[0]),
             "ppi++": float(ppi_ate(*args, lam=None).estimate[0])})
-    # what the calibration data alone would have recommended (pseudo-trials on it)
+    # what the calibration data alone would have recommended (pseudo-trials on it). By the
+    # slope of corrected on true contrasts: at CI size the calibration set is small (80 units,
+    # 16 per held-out fold), so MAE is dominated by the noise of each fold's contrasts, and
+    # the naive predictions, which divide by nothing, won on MAE although their slope was
+    # 0.36; the slope measures the systematic shrinkage, whatever the fold size.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticWarning)
-        cmp = compare_debiasers((yhat[ca], y[ca]), n_trials=20, seed=seed)
+        cmp = compare_debiasers((yhat[ca], y[ca]), n_trials=20, seed=seed, criterion="slope")
+        by_mae = compare_debiasers((yhat[ca], y[ca]), n_trials=20, seed=seed).recommended
     info = {"n_units": n, "r2_downstream": float(1 - np.mean((yd - yhd) ** 2) / np.var(yd)),
             "lcc_slope_k": lcc.slope, "sigma": float(np.sqrt(tw.sigma2)), "n_labels": n_lab,
             "recommended_on_calibration": cmp.recommended,
-            "recommended_on_calibration_by_slope":
-                str(cmp.table.set_index("method")["slope_error"].idxmin()),
+            "recommendation_criterion": "slope (|slope - 1| of pseudo-trial contrasts)",
+            "recommended_on_calibration_by_mae": by_mae,
+            "recommendation_note": (
+                f"by MAE the pseudo-trials would pick '{by_mae}': with {ca.size} calibration "
+                f"units ({ca.size // 5} per held-out fold) MAE mostly measures the noise of "
+                "each fold's contrasts, which corrections that divide by the slope k amplify; "
+                "the slope measures the shrinkage itself"),
             "calibration_pseudo_trial_slopes": cmp.table.set_index("method")["slope"].to_dict()}
     return pd.DataFrame(rows), info
 
@@ -453,15 +464,35 @@ def run(full: bool = False, out: Path | str = HERE, seed: int = 0) -> None:
                   f"simulation ({cfg['n_trials']} trials)")
     wtrials, winfo = world_trials(cfg["world"], out, seed)
     wtable = slope_table(wtrials, {}, truth="true", methods=METHODS[1:])
-    wtable.insert(0, "setting", "synthetic_world")
+    wtable.insert(0, "setting", "synthetic_world (substitute for the paper's DHS trials)")
     wtrials.to_csv(out / "tables" / "world_trials.csv", index=False)
     _slope_figure(wtrials, "true", out / "figures" / "world_slopes.png", "synthetic world")
     pd.concat([table, wtable]).to_csv(out / "tables" / "slopes.csv", index=False)
     prov = make_provenance(None, seed, size=size, config=cfg, simulation=info, world=winfo,
                            mean_r2_test=float(trials["r2_test"].mean()),
                            mean_lcc_slope_k=float(trials["lcc_slope_k"].mean()),
-                           seconds=round(time.perf_counter() - t0, 1))
+                           seconds=round(time.perf_counter() - t0, 1),
+                           substitute=("the 'synthetic_world' rows are a SUBSTITUTE for the "
+                                       "paper's DHS aid trials (not installable offline); "
+                                       "they do not reproduce the paper's DHS finding"))
+    prov = attach_labels(prov, "one_map_many_trials")
     (out / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    write_numbers(out / "tables" / "reference_numbers.json",
+                  reference_numbers(table), pipeline="one_map_many_trials", size=size,
+                  seed=seed)
+    print(pd.concat([table, wtable]).round(3).to_string(index=False))
+    print(f"calibration pseudo-trials recommend '{winfo['recommended_on_calibration']}' "
+          f"(by slope); {winfo['recommendation_note']}", flush=True)
+
+
+def reference_numbers(table: pd.DataFrame) -> dict[str, dict]:
+    """Simulation slopes with their SEs (the MC error of one run): the numbers the drift
+    test compares with ``reference_ci.json``. The synthetic-world rows are a substitute and
+    depend on CNN training, so they are not pinned."""
+    from geocausal.paper_labels import number
+
+    return {f"slope_{r.method}": number(r.slope, r.slope_se)
+            for r in table.itertuples(index=False)}
 
 
 if __name__ == "__main__":
