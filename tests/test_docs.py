@@ -59,6 +59,23 @@ def test_mkdocs_build_strict(tmp_path):
     vocab = (site / "vocabulary" / "index.html").read_text()
     assert "ml_l" in vocab and "cluster" in vocab
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
-        assert (site / "notebooks" / nb.stem / "index.html").is_file(), nb.name
+        page = (site / "notebooks" / nb.stem / "index.html").read_text()
+        assert "jp-Cell" in page and '"cell_type"' not in page, f"{nb.name} not rendered"
     assert (site / "gallery" / "index.html").is_file()
     assert not re.search(r"``\w", (site / "index.html").read_text())
+
+
+def test_docs_hook_reads_its_switch(monkeypatch):
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("geocausal_docs_hooks", ROOT / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    monkeypatch.setenv("GEOCAUSAL_DOCS_EXECUTE", "maybe")
+    with pytest.raises(ValueError, match="GEOCAUSAL_DOCS_EXECUTE"):
+        hooks._wanted()
+    monkeypatch.setenv("GEOCAUSAL_DOCS_EXECUTE", "false")
+    files = [object()]
+    assert hooks.on_files(files, {}) is files  # nothing executed, nothing touched
