@@ -6,6 +6,8 @@
   imagery in manifest form (:mod:`geocausal.datasets.real`);
 - :func:`sentinel2_semisynthetic`: simulated treatment and outcome on the real Sentinel-2
   scene (:mod:`geocausal.datasets.semisynthetic`);
+- :func:`border_ndvi_study`: NDVI pixel distributions across a border with a planted jump,
+  declared in a manifest for the distributional RD (:mod:`geocausal.datasets.boundary`);
 - :func:`ensure_study`: the shipped studies;
 - :func:`wealth_survey`, :func:`border_distributions`, :func:`close_elections`, :func:`panel`:
   small tabular examples with a known truth (:mod:`geocausal.datasets.examples`).
@@ -36,6 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from geocausal.datasets.boundary import BorderStudy, border_ndvi_study
 from geocausal.datasets.examples import (
     border_distributions,
     close_elections,
@@ -192,9 +195,11 @@ def ensure_study(name: str, root: str | Path | None = None) -> Path:
 __all__ = [
     "DATA_DIR_ENV",
     "STUDIES",
+    "BorderStudy",
     "SemiSyntheticStudy",
     "SyntheticWorld",
     "border_distributions",
+    "border_ndvi_study",
     "close_elections",
     "committed_manifest",
     "data_dir",
