@@ -411,7 +411,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     cache = open_cache(args.cache)  # a DataError naming the path when it is not a cache
     check_writable_file(args.out, overwrite=args.overwrite)
     path = embed(cache, out=args.out, encoder=args.encoder, seed=args.seed,
-                 epochs=args.epochs)
+                 epochs=args.epochs, block_units=args.block_units,
+                 memory_budget=args.memory_budget, workers=args.workers,
+                 scheduler=args.scheduler)
     print(f"wrote embeddings to {path}")
     return 0
 
@@ -650,6 +652,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--epochs", type=_int_at_least(0), default=5,
                    help="training epochs; 0 embeds with the untrained encoder (default: 5)")
     m.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
+    m.add_argument("--block-units", type=_int_at_least(1),
+                   help="units read per block (default: as many as fit the memory budget)")
+    m.add_argument("--memory-budget",
+                   help="memory chips may take, e.g. 2GB (default: $GEOCAUSAL_MEMORY_BUDGET "
+                        "or 2GB)")
+    m.add_argument("--workers", type=_int_at_least(1),
+                   help="embed the blocks on a local Dask cluster with N workers")
+    m.add_argument("--scheduler", help="address of a running Dask scheduler to embed on")
     m.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file that geocausal did not write")
     m.set_defaults(func=cmd_embed)

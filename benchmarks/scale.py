@@ -1,0 +1,191 @@
+"""Scale: extract -> embed -> AIPW with image features, wall time and peak RSS per step.
+
+For each size (default 1,000, 3,000 and 10,000 units x 4 periods x 64x64 px x 6 bands: the
+China/World Bank paper's scale, 3.9 GB of float32 chips at 10,000 units) the script writes a
+study (6-band uint16 GeoTIFFs, as ``benchmarks/extract.py``; not timed), then runs each step in
+its own process so that its peak resident memory is its own:
+
+1. ``extract``: ``gc.extract`` into a zarr chips cache;
+2. ``embed``: ``gc.embed`` (CNN, contrastive training on ``--max-train`` images for
+   ``--epochs``, then every unit and period embedded), streamed from the cache in blocks that
+   fit ``--memory-budget``;
+3. ``aipw``: ``gc.aipw`` with the embeddings Parquet as ``images=`` (aligned by unit id) on a
+   simulated treatment and outcome confounded by the embeddings' first principal component
+   (true ATE 1).
+
+The target is a peak RSS under 4 GB at 10,000 units, growing at most linearly with units.
+Each size's rows are recorded in ``benchmarks/results.md`` (via ``benchmarks/_report.py``).
+
+    .venv/bin/python benchmarks/scale.py                      # 1k, 3k, 10k
+    .venv/bin/python benchmarks/scale.py --units 1000 3000    # smaller
+    .venv/bin/python benchmarks/scale.py --units 300 --no-record   # a smoke run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from geocausal.parallel import ScriptParser, add_parallel_arguments  # noqa: E402
+
+STEPS = ("extract", "embed", "aipw")
+PERIODS, BANDS, CHIP = 4, 6, 64
+
+
+def raster_size(n_units: int) -> int:
+    """Raster side (px): about 1,600 px^2 of raster per unit, in whole 256-px tiles."""
+    return int(max(1024, round((n_units * 1600) ** 0.5 / 256) * 256))
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process and its finished children (GB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 2**20
+
+
+def run_step(step: str, folder: Path, args) -> dict:
+    """One step in this process; returns wall seconds, peak RSS and what it made."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    import geocausal as gc
+
+    t0 = time.perf_counter()
+    info: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if step == "extract":
+            res = gc.extract(folder / "manifest.yaml", cache_dir=folder / "cache",
+                             progress=False, workers=args.workers, scheduler=args.scheduler)
+            info["shape"] = list(res.shape)
+        elif step == "embed":
+            from geocausal.encoders.embed import embed
+
+            embed(folder / "cache", folder / "emb.parquet", encoder="cnn", seed=0,
+                  epochs=args.epochs, embed_dim=16, max_train=args.max_train,
+                  memory_budget=args.memory_budget, progress=False,
+                  scheduler=args.scheduler)
+        else:
+            emb = pd.read_parquet(folder / "emb.parquet")
+            wide = emb.pivot(index="unit_id", columns="period").sort_index()
+            z = wide.to_numpy()
+            z = (z - z.mean(0)) / (z.std(0) + 1e-9)
+            rng = np.random.default_rng(0)
+            u, sv, _ = np.linalg.svd(z - z.mean(0), full_matrices=False)
+            score = u[:, 0] / u[:, 0].std()  # the first principal component of the images
+            d = rng.binomial(1, 1 / (1 + np.exp(-0.5 * score)))
+            y = 1.0 * d + 2.0 * score + rng.normal(size=len(d))
+            data = pd.DataFrame({"y": y, "d": d}, index=wide.index)
+            est = gc.aipw("y ~ d", data, images=folder / "emb.parquet", folds=5, seed=0)
+            info["ate"] = round(float(est.params["d"]), 4)
+            info["se"] = round(float(est.std_errors["d"]), 4)
+    return {"step": step, "wall_s": round(time.perf_counter() - t0, 2),
+            "peak_rss_gb": round(peak_rss_gb(), 3), **info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = add_parallel_arguments(ScriptParser(description=__doc__.splitlines()[0]),
+                                default_workers=None)
+    ap.add_argument("--units", type=int, nargs="+", default=[1000, 3000, 10000])
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--max-train", type=int, default=4096,
+                    help="images the encoder trains on (default 4096)")
+    ap.add_argument("--memory-budget", default="1GB",
+                    help="memory chips may take at once (default 1GB)")
+    ap.add_argument("--folder", type=Path, default=None,
+                    help="work folder (default: a temporary one, removed at the end)")
+    ap.add_argument("--no-record", action="store_true", help="do not record rows")
+    ap.add_argument("--step", choices=STEPS, help=argparse_hidden())
+    a = ap.parse_args(argv)
+    if any(n < 10 for n in a.units):
+        ap.error("--units: give sizes of at least 10 units")
+    if a.step:  # a child: one step, one JSON line
+        print(json.dumps(run_step(a.step, a.folder, a)))
+        return 0
+    from extract import write_study
+
+    base = a.folder or Path(tempfile.mkdtemp(prefix="gc-bench-scale-"))
+    table = []
+    try:
+        for n in a.units:
+            folder = base / f"units-{n}"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            t0 = time.perf_counter()
+            write_study(folder, n, raster_size(n), PERIODS, BANDS, CHIP, seed=0)
+            print(f"{n:,} units: study written in {time.perf_counter() - t0:.0f} s "
+                  f"({raster_size(n)} px rasters)", flush=True)
+            for step in STEPS:
+                cmd = [sys.executable, __file__, "--step", step, "--folder", str(folder),
+                       "--epochs", str(a.epochs), "--max-train", str(a.max_train),
+                       "--memory-budget", a.memory_budget, "--units", str(n)]
+                if a.workers:
+                    cmd += ["--workers", str(a.workers)]
+                if a.scheduler:
+                    cmd += ["--scheduler", a.scheduler]
+                proc = subprocess.run(cmd, capture_output=True, text=True,
+                                      env={**os.environ, "GEOCAUSAL_PROGRESS": "0"})
+                if proc.returncode:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"step {step} at {n} units failed "
+                                     f"(exit {proc.returncode})")
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                row["units"] = n
+                table.append(row)
+                extra = {k: v for k, v in row.items()
+                         if k not in ("step", "wall_s", "peak_rss_gb", "units")}
+                print(f"  {step:8s} {row['wall_s']:8.1f} s   peak RSS {row['peak_rss_gb']:6.2f}"
+                      f" GB   {extra if extra else ''}", flush=True)
+            shutil.rmtree(folder / "cache", ignore_errors=True)
+    finally:
+        if a.folder is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print()
+    print("| units | step | wall (s) | peak RSS (GB) |")
+    print("|---|---|---|---|")
+    for r in table:
+        print(f"| {r['units']:,} | {r['step']} | {r['wall_s']:.1f} | {r['peak_rss_gb']:.2f} |")
+    if len(a.units) > 1:
+        lo, hi = min(a.units), max(a.units)
+        for step in STEPS:
+            r0 = next(r for r in table if r["units"] == lo and r["step"] == step)
+            r1 = next(r for r in table if r["units"] == hi and r["step"] == step)
+            print(f"{step}: peak RSS x{r1['peak_rss_gb'] / r0['peak_rss_gb']:.2f} for "
+                  f"x{hi / lo:.1f} units")
+    if not a.no_record:
+        from _report import record
+
+        for n in a.units:
+            rows = [r for r in table if r["units"] == n]
+            result = "; ".join(f"{r['step']} {r['wall_s']:.0f} s, {r['peak_rss_gb']:.2f} GB"
+                               for r in rows)
+            record(f"scale: extract -> embed -> AIPW, {n:,} units x {PERIODS} periods x "
+                   f"{CHIP}x{CHIP} px x {BANDS} bands (wall, peak RSS per step)", None, None,
+                   result=result + f"; embed: {a.epochs} epoch(s) on {a.max_train} images, "
+                   f"budget {a.memory_budget}")
+    return 0
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
