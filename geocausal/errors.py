@@ -95,3 +95,15 @@ class FailedSpecificationWarning(GeocausalWarning):
     """Some specifications of a specification curve (``gc.spec_curve``) raised a
     :class:`GeocausalError`; they are kept in its table with ``status == "failed"`` and the
     error's message. The message gives how many failed, out of how many, and the first ones."""
+
+
+class CandidateFailedWarning(GeocausalWarning):
+    """A candidate representation of a nuisance stack (``images=`` chips with
+    ``representation="auto"``: engineered or learned features) failed to build or to train in
+    some fold; it was dropped from the stack. The message names the candidate, the nuisance and
+    the error."""
+
+
+class ImageFeaturesWorseWarning(DiagnosticWarning):
+    """Image features made the out-of-fold loss of a nuisance worse than tabular controls alone
+    (every image candidate lost to the tabular one); the message gives both losses."""
