@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from geocausal.cli import main
+from geocausal.paper_labels import drift, read_numbers
+
+REFERENCE = Path(__file__).resolve().parents[1] / "paper" / "china_worldbank" / "reference_ci.json"
 
 
 def test_paper_pipeline_ci(tmp_path):
@@ -18,6 +22,13 @@ def test_paper_pipeline_ci(tmp_path):
         assert (figs / f"{name}.png").stat().st_size > 0
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["size"] == "ci" and prov["manifest_hash"]
+    # honest labels: substitute data, said so; drift: numbers within 4 MC SEs of the reference
+    statuses = {r["status"] for r in prov["reproduction"]["results"]}
+    assert "reproduced" not in statuses and "not reproducible here" in statuses
+    bad = drift(read_numbers(tmp_path / "tables" / "reference_numbers.json"),
+                read_numbers(REFERENCE))
+    assert not bad, f"numbers drifted from {REFERENCE} (regenerate it from a CI run at seed 0 "\
+                    f"if the change is intended): {bad}"
 
     eff = pd.read_csv(tables / "world_effects.csv")
     overall = eff[eff.model == "all"].set_index("method")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
 from geocausal.cli import main
+from geocausal.paper_labels import drift, read_numbers
+
+REFERENCE = Path(__file__).resolve().parents[1] / "paper" / "eo_heterogeneity" / "reference_ci.json"
 
 
 def test_pipeline_ci(tmp_path):
@@ -32,3 +36,10 @@ def test_pipeline_ci(tmp_path):
     assert (tmp_path / "rasters" / "cate_transport.tif").exists()
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["paper"] == "eo_heterogeneity" and prov["seed"] == 0
+    # honest labels: substitute data, said so; drift: numbers within 4 MC SEs of the reference
+    statuses = {r["status"] for r in prov["reproduction"]["results"]}
+    assert "reproduced" not in statuses and "not reproducible here" in statuses
+    bad = drift(read_numbers(tmp_path / "tables" / "reference_numbers.json"),
+                read_numbers(REFERENCE))
+    assert not bad, f"numbers drifted from {REFERENCE} (regenerate it from a CI run at seed 0 "\
+                    f"if the change is intended): {bad}"

@@ -334,4 +334,26 @@ def run(full: bool, out: Path, seed: int) -> None:
     prov = make_provenance(None, seed, world["manifest_hash"], size=size, config=cfg,
                            world=world, sentinel2=s2,
                            seconds=round(time.perf_counter() - t0, 1))
+    from geocausal.paper_labels import attach_labels, write_numbers
+
+    prov = attach_labels(prov, "china_worldbank")
     (out / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    write_numbers(tables / "reference_numbers.json", reference_numbers(tables),
+                  pipeline="china_worldbank", size=size, seed=seed)
+
+
+def reference_numbers(tables: Path) -> dict[str, dict]:
+    """The pipeline's headline numbers with their standard errors (the Monte Carlo error of
+    one run), for the drift test against ``reference_ci.json``: the overall and per-funder
+    effects of each method on the synthetic world, and the Sentinel-2 mean biases."""
+    from geocausal.paper_labels import number
+
+    out = {}
+    eff = pd.read_csv(tables / "world_effects.csv")
+    for r in eff.itertuples(index=False):
+        out[f"world_{r.model}_{r.method}"] = number(r.estimate, r.std_error)
+    s2 = pd.read_csv(tables / "sentinel2_bias_coverage.csv")
+    for r in s2.itertuples(index=False):
+        out[f"sentinel2_bias_{r.method}"] = number(
+            r.mean_bias, max(r.sd_estimate / np.sqrt(r.replications), 1e-3))
+    return out

@@ -126,6 +126,22 @@ def paper_table(reps: pd.DataFrame) -> pd.DataFrame:
                  blp_detect_rate=("blp_detect", "mean"), reps=("ate", "size")).reset_index()
 
 
+def reference_numbers(reps: pd.DataFrame) -> dict[str, dict]:
+    """Mean correlation of predicted with true CATE and mean AUTOC per learner and
+    representation, with Monte Carlo SEs (SD over replications / sqrt(reps), floored at
+    0.02: CI size has two replications), for the drift test against ``reference_ci.json``."""
+    from geocausal.paper_labels import number
+
+    out = {}
+    for (lrn, rep), g in reps.groupby(["learner", "representation"], sort=False):
+        for col in ("cor_truth", "autoc"):
+            v = g[col].to_numpy(dtype=float)
+            se = float(np.std(v, ddof=1) / np.sqrt(v.size)) if v.size > 1 else np.inf
+            out[f"{col}_{lrn}_{rep}"] = number(v.mean(), max(se, 0.02) if np.isfinite(se)
+                                               else 0.1)
+    return out
+
+
 def run(full: bool, out: Path, seed: int = 0) -> None:
     """Run the CI-sized (or full) study and write tables, figures, a CATE GeoTIFF, provenance."""
     import matplotlib.pyplot as plt
@@ -195,5 +211,10 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
     pd.Series(summary).to_csv(out / "tables" / "transport_landcover.csv", header=["value"])
     prov = make_provenance("y ~ d (+ x1 + x2)", seed, paper="eo_heterogeneity", full=full,
                            config=cfg, summary=summary)
+    from geocausal.paper_labels import attach_labels, write_numbers
+
+    prov = attach_labels(prov, "eo_heterogeneity")
     (out / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    write_numbers(out / "tables" / "reference_numbers.json", reference_numbers(reps),
+                  pipeline="eo_heterogeneity", full=full, seed=seed)
     plt.close("all")
