@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from geocausal.cli import main
+from geocausal.paper_labels import drift, read_numbers
+
+REFERENCE = Path(__file__).resolve().parents[1] / "paper" / "dml_panel" / "reference_ci.json"
 
 
 def test_paper_pipeline_ci(tmp_path):
@@ -17,6 +21,13 @@ def test_paper_pipeline_ci(tmp_path):
     assert (tmp_path / "figures" / "estimates.png").stat().st_size > 0
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["size"] == "ci" and prov["tasks"] == 4
+    # the figure says which cell it shows, and that it is not the paper's (N = 500, T = 10)
+    assert prov["figure_cell"]["n_units"] == 150 and prov["figure_is_paper_cell"] is False
+    assert prov["reproduction"]["results"][0]["status"] == "reproduced"
+    # drift: every median within 4 Monte Carlo SEs of the committed CI reference (seed 0)
+    bad = drift(read_numbers(tmp_path / "tables" / "reference_numbers.json"),
+                read_numbers(REFERENCE))
+    assert not bad, f"numbers drifted from {REFERENCE}: {bad}"
     approaches = {"cre", "cre_cp", "fd", "pooled", "within", "late", "ols", "pols", "fe",
                   "oracle_fe"}
     assert set(summary.approach) == approaches

@@ -7,18 +7,17 @@ POLS, FE and the oracle FE), then writes a markdown table.
 
 Usage (the lead's full size, 16 cores)::
 
-    python paper/dml_panel/paper_cell.py --datasets 100 --workers 16 --out /tmp/dml_cell \\
+    python -m paper.dml_panel.paper_cell --datasets 100 --workers 16 --out /tmp/dml_cell \\
         --md paper/dml_panel/PAPER_CELL.md
 
 and a small run on two cores::
 
-    python paper/dml_panel/paper_cell.py --datasets 6 --workers 2 --out /tmp/dml_cell_small
+    python -m paper.dml_panel.paper_cell --datasets 6 --workers 2 --out /tmp/dml_cell_small
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
+import importlib
 import os
 import sys
 import time
@@ -36,11 +35,12 @@ PAPER_NAMES = {"oracle_fe": "oracle", "cre": "CRE", "dummies": "dummies", "late"
 
 
 def _pipeline():
-    spec = importlib.util.spec_from_file_location("paper_dml_panel_cell", HERE / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The pipeline as ``paper.dml_panel.pipeline`` (Dask workers import it by that name;
+    run this script with ``python -m`` from the repository root)."""
+    root = str(HERE.parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("paper.dml_panel.pipeline")
 
 
 def cell_table(reps: pd.DataFrame, paper: dict[str, float], truth: float = 1.0) -> pd.DataFrame:
@@ -72,9 +72,11 @@ def to_markdown(tab: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from geocausal.parallel import ScriptParser, worker_count
+
+    ap = ScriptParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", type=int, default=100)
-    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--workers", type=worker_count, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True, help="folder for the pipeline outputs")
     ap.add_argument("--md", type=Path, default=None, help="markdown file to write")
