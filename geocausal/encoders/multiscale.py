@@ -1,0 +1,212 @@
+"""Position-aware learned features: one self-supervised CNN, pooled at the centre and the ring.
+
+A unit sits at the centre of its chip, so what is *at* the unit and what *surrounds* it can
+matter differently (a field at the village versus fields around it). A CNN with global pooling
+cannot tell them apart. :func:`multiscale_features` therefore
+
+1. trains one small CNN self-supervised (contrastive, two augmented views of each image; flips
+   and 90-degree rotations keep the centre where it is) on all of a study's chips: no label,
+   treatment or outcome is used. Training stops on the held-out contrastive loss with
+   ``patience`` (at most ``epochs``), and the best epoch is kept;
+2. embeds every image by pooling the CNN's last feature map three times, over the whole chip,
+   over the central square (``centre`` of the side) and over the ring around it, each through
+   the encoder's own projection: ``3 * embed_dim`` features per image;
+3. concatenates a unit's dates in period order and, when there are several, appends the change
+   from the first to the last date (the sequence's difference, for change over time).
+
+The pretraining runs once per study; cross-fitted supervised heads (the nuisance learners of
+:mod:`geocausal.nuisance.stacking`) are then fitted on these frozen features fold by fold, which
+is cheap. The jitted embedding program is compiled once per model and batch size.
+
+Examples
+--------
+>>> import numpy as np
+>>> chips = np.random.default_rng(0).normal(size=(24, 2, 8, 8, 3)).astype("float32")
+>>> multiscale_features(chips, epochs=2, embed_dim=4, widths=(4,)).shape
+(24, 36)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from geocausal.encoders.modules import CNN, ModelSpec, build_model, set_normaliser
+from geocausal.encoders.objectives import contrastive
+from geocausal.encoders.stream import choose_items
+from geocausal.encoders.train import TrainConfig, fit
+from geocausal.errors import DataError
+
+__all__ = ["MultiscaleResult", "multiscale_features", "pretrain_multiscale", "region_masks"]
+
+
+@dataclass(frozen=True, eq=False)
+class MultiscaleResult:
+    """The pretrained encoder and its training record (see :func:`pretrain_multiscale`)."""
+
+    model: Any
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    val_loss: tuple[float, ...]
+
+
+def region_masks(h: int, w: int, centre: float = 0.5) -> np.ndarray:
+    """Pooling weights ``(3, h, w)``: whole chip, central square (``centre`` of each side,
+    at least one cell) and the ring around it, each summing to one.
+
+    Examples
+    --------
+    >>> region_masks(4, 4)[1].round(2)[1:3, 1:3].tolist()
+    [[0.25, 0.25], [0.25, 0.25]]
+    """
+    if not 0.0 < centre < 1.0:
+        raise DataError(f"centre={centre} must be in (0, 1): the share of the chip's side "
+                        "that counts as its centre")
+    ch, cw = max(1, round(h * centre)), max(1, round(w * centre))
+    r0, c0 = (h - ch) // 2, (w - cw) // 2
+    inner = np.zeros((h, w))
+    inner[r0:r0 + ch, c0:c0 + cw] = 1.0
+    ring = 1.0 - inner
+    if ring.sum() == 0:  # a 1 x 1 feature map: the ring is the whole chip
+        ring = np.ones((h, w))
+    full = np.ones((h, w))
+    return np.stack([m / m.sum() for m in (full, inner, ring)])
+
+
+def _as_items(chips: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
+    x = np.asarray(chips, np.float32)
+    if x.ndim == 4:
+        x = x[:, None]
+    if x.ndim != 5:
+        raise DataError(f"chips must be (N, T, H, W, C) or (N, H, W, C), got shape {x.shape}")
+    m = None
+    if mask is not None:
+        m = np.asarray(mask, bool)
+        if m.ndim == 3:
+            m = m[:, None]
+        if m.shape != x.shape[:-1]:
+            raise DataError(f"mask shape {np.asarray(mask).shape} must equal chips shape "
+                            f"without bands {np.asarray(chips).shape[:-1]}")
+    n, t = x.shape[:2]
+    items = x.reshape(n * t, *x.shape[2:])
+    return items, None if m is None else m.reshape(n * t, *m.shape[2:]), t
+
+
+def pretrain_multiscale(chips: Any, mask: Any = None, seed: int = 0, *, epochs: int = 40,
+                        patience: int = 4, embed_dim: int = 16,
+                        widths: tuple[int, ...] = (16, 32), batch_size: int = 128,
+                        max_train: int | None = 4096, learning_rate: float = 3e-3,
+                        progress: bool = False) -> MultiscaleResult:
+    """Contrastive pretraining of a CNN on (at most ``max_train`` of) the images of ``chips``.
+
+    Stops when the held-out (20% of the images) contrastive loss has not improved for
+    ``patience`` epochs, at most ``epochs``; the best epoch's weights are kept.
+    """
+    items, m, _ = _as_items(chips, mask)
+    if items.shape[0] < 16:
+        raise DataError(f"self-supervised pretraining needs at least 16 images, got "
+                        f"{items.shape[0]}")
+    if epochs < 1 or patience < 1:
+        raise DataError(f"epochs={epochs} and patience={patience} must be >= 1")
+    idx = choose_items(items.shape[0], max_train, seed)
+    spec = ModelSpec(encoder="cnn", in_bands=items.shape[-1], embed_dim=embed_dim,
+                     widths=tuple(widths), proj_dim=max(embed_dim, 8))
+    model = build_model(spec, seed)
+    set_normaliser(model, items[idx], None if m is None else m[idx])
+    cfg = TrainConfig(epochs=epochs, batch_size=max(2, min(batch_size, len(idx) * 4 // 5)),
+                      learning_rate=learning_rate, val_frac=0.2, patience=patience,
+                      band_dropout=0.2, progress=progress)
+    res = fit(model, contrastive(proj_dim=spec.proj_dim), items[idx],
+              mask=None if m is None else m[idx], config=cfg, seed=seed)
+    return MultiscaleResult(res.model, len(res.train_loss), res.best_epoch, res.stopped_early,
+                            res.val_loss)
+
+
+@functools.lru_cache(maxsize=16)
+def _pooled_fn(graphdef, centre: float):
+    @jax.jit
+    def f(state, x, mask):
+        m = nnx.merge(graphdef, state)
+        enc = m.encoder
+        if not isinstance(enc, CNN):
+            raise DataError("multiscale pooling needs a CNN encoder")
+        h = nnx.relu(enc.stem(m.normalise(x, mask)))
+        for blk in enc.blocks:
+            h = blk(h)
+        w = jnp.asarray(region_masks(h.shape[1], h.shape[2], centre), h.dtype)
+        mean = jnp.einsum("bhwc,rhw->brc", h, w)
+        big = jnp.where(w[None, :, :, :, None] > 0, h[:, None], -jnp.inf)
+        mx = big.max(axis=(2, 3))
+        return enc.proj(jnp.concatenate([mean, mx], axis=-1))  # (B, 3, embed_dim)
+    return f
+
+
+def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float = 0.5,
+                     batch_size: int = 256) -> np.ndarray:
+    """Whole-chip, centre and ring embeddings of every image: ``(N, T, 3 * embed_dim)``."""
+    items, m, t = _as_items(chips, mask)
+    graphdef, state = nnx.split(model)
+    f = _pooled_fn(graphdef, float(centre))
+    out = []
+    bs = int(batch_size)
+    for s in range(0, items.shape[0], bs):
+        xb = items[s:s + bs]
+        mb = np.ones(xb.shape[:-1], bool) if m is None else m[s:s + bs]
+        k = xb.shape[0]
+        if k < bs:  # pad to one shape: one compiled program
+            xb = np.concatenate([xb, np.zeros((bs - k, *xb.shape[1:]), xb.dtype)])
+            mb = np.concatenate([mb, np.ones((bs - k, *mb.shape[1:]), bool)])
+        z = np.asarray(f(state, jnp.asarray(xb), jnp.asarray(mb)))[:k]
+        out.append(z.reshape(k, -1))
+    z = np.concatenate(out).astype(np.float64)
+    return z.reshape(-1, t, z.shape[-1])
+
+
+def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: float = 0.5,
+                        epochs: int = 40, patience: int = 4, embed_dim: int = 16,
+                        widths: tuple[int, ...] = (16, 32), batch_size: int = 128,
+                        max_train: int | None = 4096, progress: bool = False,
+                        return_model: bool = False) -> Any:
+    """Position-aware self-supervised features of every unit.
+
+    Parameters
+    ----------
+    chips
+        ``(N, T, H, W, C)`` or ``(N, H, W, C)`` array (pixels in any unit; NaN allowed).
+    mask
+        Valid pixels (chips' shape without the band axis); masked and NaN pixels enter the
+        network as the band mean and never as zeros of the raw scale.
+    seed
+        Seeds the initialisation, the training subsample, batches and augmentations.
+    centre
+        Share of the chip's side (of the CNN's feature map) that is the unit's centre.
+    epochs, patience, embed_dim, widths, batch_size, max_train, progress
+        Pretraining size; see :func:`pretrain_multiscale`.
+    return_model
+        Also return the :class:`MultiscaleResult` (the encoder and its training record).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, T * 3 * embed_dim)`` features, plus ``3 * embed_dim`` columns of last-minus-first
+        date change when ``T > 1``; with ``return_model`` a tuple ``(features, result)``.
+    """
+    pre = pretrain_multiscale(chips, mask, seed, epochs=epochs, patience=patience,
+                              embed_dim=embed_dim, widths=widths, batch_size=batch_size,
+                              max_train=max_train, progress=progress)
+    z = embed_multiscale(pre.model, chips, mask, centre=centre)
+    n, t, _ = z.shape
+    feats = z.reshape(n, -1)
+    if t > 1:
+        feats = np.column_stack([feats, z[:, -1] - z[:, 0]])
+    if not np.all(np.isfinite(feats)):
+        raise DataError(f"learned features have {int((~np.isfinite(feats)).sum())} non-finite "
+                        "values; check the chips for infinite pixels")
+    return (feats, pre) if return_model else feats
