@@ -1,0 +1,123 @@
+"""The candidate feature sets that ``images=`` chips offer the nuisance models by default.
+
+:func:`image_candidates` returns, in order, the candidates that
+:func:`geocausal.nuisance.stacking.stack_nuisances` cross-fits and stacks when a design gets
+chips with ``representation="auto"`` (the default):
+
+- ``tabular``: the formula's controls alone (an intercept when there are none);
+- ``summary``: plus per-band mean and SD per date (masked pixels excluded);
+- ``engineered``: plus statistics of bands and spectral indices (quantiles, centre versus
+  rings, texture; :func:`geocausal.features.engineered.engineered_features`, with the band
+  ``roles`` when given);
+- ``learned``: plus position-aware self-supervised embeddings
+  (:func:`geocausal.encoders.multiscale.multiscale_features`: one contrastive pretraining on all
+  chips, pooled over the whole chip, its centre and its ring, with the change over time when
+  there are several dates). The nuisance heads are then fitted fold by fold on these frozen
+  features. Skipped, and recorded, when there are fewer than ``min_learned_images`` images
+  (units x dates): a representation learned from so few images is not worth its noise.
+
+Image candidates are callables, built only when the stack asks for them, so that one that fails
+(chips too small for the rings, a training that diverges) is dropped with a named warning
+instead of stopping the estimate.
+
+Examples
+--------
+>>> import numpy as np
+>>> chips = np.random.default_rng(0).uniform(0.05, 0.5, size=(30, 8, 8, 2))
+>>> cands, skipped = image_candidates(chips, None, np.zeros((30, 0)))
+>>> list(cands), skipped["learned"][:27]
+(['tabular', 'summary', 'engineered'], '30 images < min_learned_images')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from geocausal.errors import DataError
+
+__all__ = ["CANDIDATES", "image_candidates"]
+
+#: the candidates of the default stack, in order
+CANDIDATES = ("tabular", "summary", "engineered", "learned")
+
+
+def _with_tab(X_tab: np.ndarray, f: np.ndarray) -> np.ndarray:
+    return np.column_stack([X_tab, f]) if X_tab.shape[1] else np.asarray(f, float)
+
+
+def _engineered(chips, mask, roles, options) -> np.ndarray:
+    from geocausal.api._images import _engineered as eng
+
+    kw = dict(options)
+    if roles is not None:
+        kw["roles"] = roles
+    return eng(chips, mask, **kw)
+
+
+def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarray, *,
+                     seed: int = 0, roles: Any = None, candidates: tuple[str, ...] = CANDIDATES,
+                     min_learned_images: int = 1000,
+                     engineered_options: Mapping[str, Any] | None = None,
+                     learned_options: Mapping[str, Any] | None = None,
+                     ) -> tuple[dict[str, np.ndarray | Callable[[], np.ndarray]], dict[str, str]]:
+    """Candidate feature matrices (or callables making them) and the candidates skipped.
+
+    Parameters
+    ----------
+    chips, mask
+        ``(N, [T,] H, W, C)`` chips aligned with the data rows and their validity mask.
+    X_tab
+        ``(N, p)`` tabular controls (``p`` may be 0).
+    seed
+        Seed of the learned representation.
+    roles
+        Band roles for the spectral indices (a manifest, a preset name or a mapping; see
+        :func:`geocausal.features.engineered.engineered_features`).
+    candidates
+        Which of :data:`CANDIDATES` to offer (``tabular`` is always first).
+    min_learned_images
+        Fewest images (units x dates) for the learned candidate.
+    engineered_options, learned_options
+        Keywords of ``engineered_features`` and of ``multiscale_features``.
+
+    Returns
+    -------
+    tuple
+        ``(candidates, skipped)``: name -> matrix or callable, and name -> reason.
+    """
+    bad = [c for c in candidates if c not in CANDIDATES]
+    if bad:
+        raise DataError(f"unknown nuisance candidates {bad}; choose from {CANDIDATES}")
+    X_tab = np.asarray(X_tab, float)
+    chips = np.asarray(chips)
+    n = chips.shape[0]
+    if X_tab.shape[0] != n:
+        raise DataError(f"tabular controls have {X_tab.shape[0]} rows but chips have {n}")
+    base = X_tab if X_tab.shape[1] else np.zeros((n, 1))
+    out: dict[str, Any] = {"tabular": base}
+    skipped: dict[str, str] = {}
+    if "summary" in candidates:
+        from geocausal.api._images import summary_features
+
+        out["summary"] = _with_tab(X_tab, summary_features(chips, mask))
+    if "engineered" in candidates:
+        eo = dict(engineered_options or {})
+        out["engineered"] = lambda: _with_tab(X_tab, _engineered(chips, mask, roles, eo))
+    if "learned" in candidates:
+        n_images = n * (chips.shape[1] if chips.ndim == 5 else 1)
+        if n_images < int(min_learned_images):
+            skipped["learned"] = (f"{n_images} images < min_learned_images="
+                                  f"{int(min_learned_images)}")
+        else:
+            lo = dict(learned_options or {})
+
+            def learned() -> np.ndarray:
+                from geocausal.encoders.multiscale import multiscale_features
+
+                return _with_tab(X_tab, multiscale_features(chips, mask, seed, **lo))
+
+            out["learned"] = learned
+    return out, skipped
