@@ -25,7 +25,7 @@ Examples
 >>> import numpy as np
 >>> chips = np.random.default_rng(0).uniform(0.05, 0.5, size=(30, 8, 8, 2))
 >>> cands, skipped = image_candidates(chips, None, np.zeros((30, 0)))
->>> list(cands), skipped["learned"][:27]
+>>> list(cands), skipped["learned"][:31]
 (['tabular', 'summary', 'engineered'], '30 images < min_learned_images')
 """
 
