@@ -26,7 +26,7 @@ Examples
 >>> chips = np.random.default_rng(0).uniform(0.05, 0.5, size=(30, 8, 8, 2))
 >>> cands, skipped = image_candidates(chips, None, np.zeros((30, 0)))
 >>> list(cands), skipped["learned"][:31]
-(['tabular', 'summary', 'engineered'], '30 images < min_learned_images')
+(['tabular', 'summary', 'engineered'], '30 images < min_learned_images=')
 """
 
 from __future__ import annotations
