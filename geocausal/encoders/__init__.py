@@ -1,7 +1,8 @@
 """Image and image-sequence encoders (flax NNX): learn, embed, explain, scale.
 
 - :mod:`~geocausal.encoders.modules`: CNN, ViT, sequence encoder, random features, ImageModel
-- :mod:`~geocausal.encoders.train`: pure jitted train step, fit loop, batched inference
+- :mod:`~geocausal.encoders.train`: pure jitted train step, fit loop, batched inference,
+  the opt-in compilation cache (``enable_compile_cache`` or ``GEOCAUSAL_JAX_CACHE=DIR``)
 - :mod:`~geocausal.encoders.objectives`: supervised heads and contrastive self-supervision
 - :mod:`~geocausal.encoders.augment`: flips, 90-degree rotations, band dropout
 - :mod:`~geocausal.encoders.crossfit`: one model per fold, out-of-fold outputs
@@ -31,7 +32,14 @@ from geocausal.encoders.modules import (
 )
 from geocausal.encoders.objectives import binary, contrastive, multitask, regression
 from geocausal.encoders.salience import gradient_salience, integrated_gradients
-from geocausal.encoders.train import TrainConfig, TrainResult, embed_array, fit, predict
+from geocausal.encoders.train import (
+    TrainConfig,
+    TrainResult,
+    embed_array,
+    enable_compile_cache,
+    fit,
+    predict,
+)
 
 __all__ = [
     "CNN",
@@ -49,6 +57,7 @@ __all__ = [
     "crossfit",
     "embed",
     "embed_array",
+    "enable_compile_cache",
     "fit",
     "gradient_salience",
     "integrated_gradients",

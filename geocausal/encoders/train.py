@@ -44,25 +44,61 @@ from geocausal.encoders.modules import ImageModel, set_normaliser
 from geocausal.encoders.objectives import Objective
 from geocausal.errors import DataError
 
+#: environment variable naming a folder for JAX's persistent compilation cache (opt-in)
+CACHE_ENV = "GEOCAUSAL_JAX_CACHE"
 
-def enable_compilation_cache() -> None:
-    """Keep compiled XLA programs on disk so later runs skip compilation.
 
-    Uses ``$GEOCAUSAL_JAX_CACHE`` or ``~/.cache/geocausal/jax``; ``GEOCAUSAL_JAX_CACHE=0``
-    turns it off, and a cache folder the user already configured is left alone.
+def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Keep compiled XLA programs on disk so later runs skip compilation (opt-in).
+
+    Nothing is cached unless asked: importing geocausal never touches JAX's configuration or
+    the file system. Call this function with a folder, or set ``GEOCAUSAL_JAX_CACHE=DIR``
+    (read when a model is first trained by :func:`fit`). A cache folder the user already
+    configured in JAX is left alone.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        Folder for the cache; created if needed. ``None`` reads ``$GEOCAUSAL_JAX_CACHE``
+        and does nothing when it is unset, empty or ``"0"``.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The cache folder JAX now uses, or None when no cache is on.
+
+    Raises
+    ------
+    DataError
+        When ``path`` (or the environment variable) names a folder that cannot be created.
+
+    Examples
+    --------
+    >>> import os, tempfile, jax
+    >>> previous = jax.config.jax_compilation_cache_dir  # None unless the user set one
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     where = enable_compile_cache(os.path.join(tmp, "jax"))
+    ...     print(where.is_dir(), jax.config.jax_compilation_cache_dir == str(where))
+    ...     jax.config.update("jax_compilation_cache_dir", previous)  # switch it off again
+    True True
     """
-    where = os.environ.get("GEOCAUSAL_JAX_CACHE", "")
-    if where == "0" or jax.config.jax_compilation_cache_dir:
-        return
-    path = Path(where) if where else Path.home() / ".cache" / "geocausal" / "jax"
+    if path is None:
+        env = os.environ.get(CACHE_ENV, "").strip()
+        if env in ("", "0"):
+            return None
+        path = env
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return Path(current)
+    folder = Path(path).expanduser()
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    jax.config.update("jax_compilation_cache_dir", str(path))
-
-
-enable_compilation_cache()
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the JAX compilation cache folder '{folder}' ({exc}); "
+                        f"give a writable folder to enable_compile_cache() or "
+                        f"{CACHE_ENV}") from exc
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    return folder
 
 
 @dataclass(frozen=True)
@@ -244,6 +280,7 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
         Explicit held-out rows (default: a random ``config.val_frac`` of rows).
     """
     cfg = config or TrainConfig()
+    enable_compile_cache()  # only when $GEOCAUSAL_JAX_CACHE names a folder
     if objective.supervised and y is None:
         raise DataError(f"objective {objective.kind!r} needs targets y")
     x, y, tab = _check_inputs(model, x, y, tab, mask)
