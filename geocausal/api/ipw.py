@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from geocausal.api._correction import apply_correction
-from geocausal.api._images import align_images, image_features
+from geocausal.api._images import REPRESENTATIONS, align_images, image_features
 from geocausal.designs import overlap as ov
 from geocausal.designs.common import check_treatment, check_values
 from geocausal.designs.ipw import (
@@ -90,17 +90,99 @@ def _vector(data: pd.DataFrame, value: Any, name: str, n: int) -> np.ndarray:
     return check_values(arr, name, data.index, column=False)
 
 
-def _features(pf: ParsedFormula, data: pd.DataFrame, images: Any, seed: int
+def _features(pf: ParsedFormula, data: pd.DataFrame, images: Any, seed: int,
+              representation: str = "summary", options: Mapping[str, Any] | None = None
               ) -> tuple[np.ndarray, list[str], np.ndarray | None, np.ndarray | None]:
-    """Tabular controls, their names, image features and raw chips (if chips were given)."""
+    """Tabular controls, their names, image features and raw chips (if chips were given).
+
+    ``representation="auto"`` gives the summary features here (for the balance table); the
+    nuisance stack builds its own candidates (:func:`_stacked`).
+    """
     tab = pf.control_matrix(data)
     n = len(data)
-    feats = image_features(images, n, seed=seed) if images is not None else None
-    chips = None
-    if images is not None and not isinstance(images, pd.DataFrame | str):
-        arr = np.asarray(images[0] if isinstance(images, tuple) else images)
-        chips = arr if arr.ndim >= 4 else None
+    chips, mask = _chips_of(images)
+    rep = "summary" if representation == "auto" else representation
+    feats = None
+    if images is not None:
+        if rep == "learned" and chips is not None:
+            from geocausal.encoders.multiscale import multiscale_features
+
+            feats = _with_options(multiscale_features, chips, mask, seed, **dict(options or {}))
+        else:
+            opts = {} if representation == "auto" else dict(options or {})
+            feats = _with_options(image_features, images, n, representation=rep, seed=seed,
+                                  **opts)
     return tab.to_numpy(dtype=float), list(tab.columns), feats, chips
+
+
+def _with_options(f: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``f``; an unknown ``image_options`` keyword is a DataError naming it."""
+    try:
+        return f(*args, **kwargs)
+    except TypeError as exc:
+        if "unexpected keyword" not in str(exc):
+            raise
+        raise DataError(f"image_options: {exc}; see the representation's function for its "
+                        "options") from None
+
+
+def _chips_of(images: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Raw chips ``(N, [T,] H, W, C)`` and their mask when ``images`` are chips."""
+    if images is None or isinstance(images, pd.DataFrame | str):
+        return None, None
+    mask = None
+    if isinstance(images, tuple):
+        images, mask = images
+    elif hasattr(images, "chips") and hasattr(images, "mask"):
+        images, mask = images.chips, images.mask
+    arr = np.asarray(images)
+    if arr.ndim < 4:
+        return None, None
+    return arr, None if mask is None else np.asarray(mask, bool)
+
+
+#: keys of ``image_options`` with ``representation="auto"``
+AUTO_OPTIONS = ("roles", "candidates", "combine", "min_learned_images", "engineered", "learned")
+
+
+def _stacked(images: Any, X_tab: np.ndarray, y: np.ndarray, d: np.ndarray,
+             fold_ids: np.ndarray, lrn: Mapping[str, Any], need_outcome: bool, need_mu1: bool,
+             seed: int, options: Mapping[str, Any] | None):
+    """The default image path: cross-fitted stack over tabular, summary, engineered and
+    learned candidates (:mod:`geocausal.nuisance.stacking`)."""
+    from geocausal.nuisance.candidates import CANDIDATES, image_candidates
+    from geocausal.nuisance.stacking import stack_nuisances
+
+    opts = dict(options or {})
+    bad = sorted(set(opts) - set(AUTO_OPTIONS))
+    if bad:
+        raise DataError(f"image_options {bad} are not options of representation='auto' "
+                        f"({list(AUTO_OPTIONS)})")
+    chips, mask = _chips_of(images)
+    cands, skipped = image_candidates(
+        chips, mask, X_tab, seed=seed, roles=opts.get("roles"),
+        candidates=tuple(opts.get("candidates", CANDIDATES)),
+        min_learned_images=int(opts.get("min_learned_images", 1000)),
+        engineered_options=opts.get("engineered"), learned_options=opts.get("learned"))
+    res = stack_nuisances(cands, y, d, fold_ids, lrn["propensity"],
+                          lrn["outcome"] if need_outcome else None, need_mu1=need_mu1,
+                          combine=opts.get("combine", "stack"), stacklevel=5)
+    return res, skipped
+
+
+def _quality_lines(q: pd.DataFrame, combined: str) -> dict[str, Any]:
+    """Scalar out-of-fold quality of the nuisances used (shown by ``summary()``)."""
+    out: dict[str, Any] = {}
+    row = q[(q.candidate == combined) & (q.nuisance == "propensity")]
+    if len(row):
+        r = row.iloc[0]
+        out.update(propensity_oof_logloss=float(r.loss), propensity_oof_auc=float(r.auc),
+                   propensity_calibration_slope=float(r.calibration_slope))
+    for k in ("outcome0", "outcome1"):
+        row = q[(q.candidate == combined) & (q.nuisance == k)]
+        if len(row):
+            out[f"{k}_oof_r2"] = float(row.iloc[0].r2)
+    return out
 
 
 def _folds(folds: int | np.ndarray, n: int, seed: int, d: np.ndarray,
@@ -183,11 +265,14 @@ def _fit_one(
     stabilized: bool,
     clip: float | None = None,
     name: str = "",
+    representation: str = "auto",
+    image_options: Mapping[str, Any] | None = None,
 ) -> Estimate:
     n = len(data)
     d = check_treatment(pf.treatment_vector(data), pf.treatment)
     y = apply_correction(outcome_correction, pf.outcome_vector(data))
-    X_tab, tab_names, F_img, chips = _features(pf, data, images, seed)
+    X_tab, tab_names, F_img, chips = _features(pf, data, images, seed, representation,
+                                               image_options)
     X = X_tab if F_img is None else np.column_stack([X_tab, F_img])
     lrn = {**default_learners(seed), **dict(learners or {})}
     groups = None
@@ -196,7 +281,13 @@ def _fit_one(
     fold_ids = _folds(folds, n, seed, d, groups)
 
     need_outcome = method == "aipw" and predictions is None
-    if propensity is not None:
+    stack = skipped = None
+    if (representation == "auto" and chips is not None and propensity is None
+            and not any(uses_images(v) for v in lrn.values())):
+        stack, skipped = _stacked(images, X_tab, y, d, fold_ids, lrn, need_outcome,
+                                  method == "aipw", seed, image_options)
+        nu = Nuisances(stack.e, stack.mu0, stack.mu1)
+    elif propensity is not None:
         e = _vector(data, propensity, "propensity", n)
         nu = Nuisances(e)
         if need_outcome:
@@ -260,6 +351,24 @@ def _fit_one(
         "propensity": pd.DataFrame({"propensity": nk.e, "treated": dk.astype(int)}),
         "features": ("tabular" if F_img is None else "tabular+image" if X_tab.shape[1] else "image"),
     }
+    if images is not None:
+        diags["representation"] = representation if chips is not None else "features"
+    if stack is not None:
+        diags["nuisance_quality"] = stack.quality
+        diags["nuisance_selection"] = {"combine": stack.combine, "winner": dict(stack.winner),
+                                       "weights": stack.weights, "dropped": dict(stack.dropped),
+                                       "skipped": dict(skipped)}
+        diags["propensity_winner"] = stack.winner["e"]
+        if "mu0" in stack.winner:
+            diags["outcome_winner"] = stack.winner["mu0"]
+        diags.update(_quality_lines(stack.quality, stack.combine))
+    elif propensity is None:
+        from geocausal.nuisance.stacking import nuisance_quality
+
+        q = nuisance_quality({"model": {"e": nu.e, "mu0": nu.mu0 if need_outcome else None,
+                                        "mu1": nu.mu1 if need_outcome else None}}, y, d)
+        diags["nuisance_quality"] = q
+        diags.update(_quality_lines(q, "model"))
     if method == "aipw":
         diags["outcome_rmse"] = float(np.sqrt(np.mean(
             (yk - np.where(dk == 1, nk.mu1 if nk.mu1 is not None else nk.mu0, nk.mu0)) ** 2)))
@@ -308,6 +417,12 @@ def _run(formula: str, data: pd.DataFrame, *, by: Any, method: str, **kw: Any
     _check_nan(data, used & set(data.columns))
     if kw["estimand"] not in ("ATE", "ATT"):
         raise DataError(f"estimand '{kw['estimand']}' is not 'ATE' or 'ATT'")
+    reps = ("auto", *REPRESENTATIONS)
+    if kw["representation"] not in reps:
+        raise DataError(f"representation={kw['representation']!r} is not one of {reps}")
+    if kw["image_options"] is not None and not isinstance(kw["image_options"], Mapping):
+        raise DataError("image_options must be a dict of options of the representation, got "
+                        f"{type(kw['image_options']).__name__}")
     if by is None:
         return _fit_one(pf, data, method=method, **kw)
     _, labels = _group_labels(data, by)
@@ -368,6 +483,8 @@ def aipw(
     stabilized: bool = True,
     clip: float | None = None,
     missing_images: str = "drop",
+    representation: str = "auto",
+    image_options: Mapping[str, Any] | None = None,
 ) -> Estimate | EstimateSet:
     """Doubly robust (augmented IPW) ATE or ATT with cross-fitted nuisances.
 
@@ -413,6 +530,23 @@ def aipw(
         Units whose image is unusable (a chip with no valid pixel in some period, NaN
         features): ``"drop"`` (default, with a counted ``MissingImagesWarning``), ``"impute"``
         (the other units' mean features) or ``"error"``.
+    representation
+        What chips become for the nuisance models. ``"auto"`` (default): a cross-fitted stack
+        (super learner) over the candidates tabular-only, per-band summaries, engineered
+        statistics of bands and spectral indices, and learned position-aware self-supervised
+        embeddings (:mod:`geocausal.nuisance.candidates`), weighted by out-of-fold loss; the
+        weights used for each fold are fitted on the other folds, so AIPW only sees
+        out-of-fold nuisances. The out-of-fold R², log-loss, AUC and calibration of every
+        candidate are in ``diagnostics["nuisance_quality"]``, the winners and weights in
+        ``diagnostics["nuisance_selection"]``. ``"summary"``, ``"engineered"`` or
+        ``"learned"`` use that one representation. Image learners (``uses_images``) and
+        feature frames are used as given.
+    image_options
+        Options of the representation: with ``"auto"`` the keys ``roles`` (band roles: a
+        manifest, a preset name or a mapping), ``candidates``, ``combine`` (``"stack"`` or
+        ``"select"``), ``min_learned_images`` (default 1000; fewer images skip the learned
+        candidate), ``engineered`` and ``learned`` (keyword dicts); otherwise the keywords of
+        the representation's function.
 
     Returns
     -------
@@ -422,7 +556,8 @@ def aipw(
                 learners=learners, folds=folds, seed=seed, images=images,
                 outcome_correction=outcome_correction, trim=trim, propensity=propensity,
                 predictions=predictions, fold_groups=fold_groups, n_pcs=n_pcs,
-                stabilized=stabilized, clip=clip, missing_images=missing_images)
+                stabilized=stabilized, clip=clip, missing_images=missing_images,
+                representation=representation, image_options=image_options)
 
 
 def ipw(
@@ -445,6 +580,8 @@ def ipw(
     n_pcs: int = 5,
     clip: float | None = None,
     missing_images: str = "drop",
+    representation: str = "auto",
+    image_options: Mapping[str, Any] | None = None,
 ) -> Estimate | EstimateSet:
     """Inverse-probability weighting: Hajek (``normalized=True``) or Horvitz-Thompson.
 
@@ -466,7 +603,8 @@ def ipw(
                 estimand=estimand, vcov=vcov, learners=learners, folds=folds, seed=seed,
                 images=images, outcome_correction=outcome_correction, trim=trim,
                 propensity=propensity, predictions=None, fold_groups=fold_groups,
-                n_pcs=n_pcs, stabilized=stabilized, clip=clip, missing_images=missing_images)
+                n_pcs=n_pcs, stabilized=stabilized, clip=clip, missing_images=missing_images,
+                representation=representation, image_options=image_options)
 
 
 def balance(

@@ -501,6 +501,10 @@ class Summary:
         diag = self._diag_lines()
         if diag:
             lines += ["", "Diagnostics:"] + ["  " + d for d in diag]
+        q = self.estimate.diagnostics.get("nuisance_quality")
+        if isinstance(q, pd.DataFrame) and len(q):
+            lines += ["", "Nuisance quality (out-of-fold):",
+                      q.to_string(index=False, float_format=lambda x: f"{x:.4f}")]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
