@@ -469,6 +469,15 @@ def cmd_paper(args: argparse.Namespace) -> int:
     spec = importlib.util.spec_from_file_location(f"paper_{args.name}", path)
     if spec is None or spec.loader is None:
         raise CliError(f"cannot load '{path}'")
+    data = getattr(args, "data", None)
+    if data is not None:  # the paper's real data: the pipeline's data_paths.py reads it
+        data = Path(data)
+        if not data.is_dir():
+            raise CliError(f"--data '{data}' is not a folder")
+        path = path.with_name("data_paths.py")
+        if not path.is_file():
+            raise CliError(f"paper '{args.name}' has no real-data path ({path} is missing)")
+        spec = importlib.util.spec_from_file_location(f"paper_{args.name}_data", path)
     module = importlib.util.module_from_spec(spec)
     target = Path(args.out) if args.out else papers_dir() / args.name
     out = prepare_output_dir(target, overwrite=args.overwrite).resolve()
@@ -483,7 +492,10 @@ def cmd_paper(args: argparse.Namespace) -> int:
     print(f"[2/3] running the pipeline ({'hours' if args.full else 'minutes'} at this size)",
           flush=True)
     t0 = time.perf_counter()
-    module.run(full=args.full, out=out, seed=args.seed)
+    if data is not None:
+        module.run(data=data, out=out, seed=args.seed, full=args.full)
+    else:
+        module.run(full=args.full, out=out, seed=args.seed)
     after = _files(out)
     written = sorted(k for k, v in after.items() if before.get(k) != v)
     print(f"[3/3] done in {time.perf_counter() - t0:.1f} s; wrote {len(written)} files "
@@ -683,6 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="output folder: new, empty, or from an earlier run "
                                   "(default: paper/NAME in the user data folder)")
     pr.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
+    pr.add_argument("--data", help="folder with the paper's real data in its published schema "
+                                   "(see paper/NAME/data_paths.py); default: the substitute data")
     pr.add_argument("--overwrite", action="store_true",
                     help="write into a folder that holds files geocausal did not create")
     pr.set_defaults(func=cmd_paper)
