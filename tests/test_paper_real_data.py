@@ -7,7 +7,6 @@ the path through the command line (manifest -> load_study -> the paper's steps).
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +180,7 @@ def test_r3d_real_data_path(tmp_path):
     # draws of a unit that the unit table lacks are refused, not dropped
     pd.concat([draws, pd.DataFrame({"unit_id": ["ghost"], "value": [1.0]})]).to_csv(
         data / "outcomes.csv", index=False)
-    assert main(["paper", "run", "r3d", "--data", str(data), "--out", str(tmp_path / "o2")]) == 1
+    assert main(["paper", "run", "r3d", "--data", str(data), "--out", str(tmp_path / "o2")]) == 2
 
 
 # ----------------------------------------------------------------------------- one_map

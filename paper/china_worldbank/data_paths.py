@@ -51,8 +51,8 @@ LAYOUT = __doc__.split("::")[1].split("What runs")[0]
 
 
 def _shared():
-    from importlib.util import module_from_spec, spec_from_file_location
     import sys
+    from importlib.util import module_from_spec, spec_from_file_location
 
     name = "geocausal_paper__real_data"
     if name not in sys.modules:
@@ -142,7 +142,6 @@ def run(data: Path, out: Path, seed: int = 0, full: bool = False) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    import geocausal as gc
     from geocausal.data.study import load_study
     from geocausal.results.estimate import make_provenance
     from geocausal.results.plot import save

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geocausal.errors import DataError
+from geocausal.errors import DataError, GeocausalError
 
 HERE = Path(__file__).resolve().parent
 LAYOUT = __doc__.split("::")[1].split("A manifest")[0]
@@ -99,16 +99,27 @@ def run(data: Path, out: Path, seed: int = 0, full: bool = False) -> dict:
                               "representation": "sequence"}}
     rows = []
     for learner in cfg["learners"]:
-        t = compare_representations("outcome ~ treated", table, specs, learner=learner,
-                                    propensity=float(table["treated"].mean()),
-                                    folds=cfg["folds"], n_splits=cfg["n_splits"],
-                                    n_boot=cfg["n_boot"], seed=seed)
-        t.index.name = "representation"
-        rows.append(t.reset_index().assign(learner=learner))
+        for name, spec in specs.items():
+            try:  # one cell at a time: a learner that cannot rank (constant CATE) is recorded
+                t = compare_representations("outcome ~ treated", table, {name: spec},
+                                            learner=learner,
+                                            propensity=float(table["treated"].mean()),
+                                            folds=cfg["folds"], n_splits=cfg["n_splits"],
+                                            n_boot=cfg["n_boot"], seed=seed)
+            except GeocausalError as exc:
+                rows.append(pd.DataFrame({"representation": [name], "learner": [learner],
+                                          "error": [f"{type(exc).__name__}: {exc}"]}))
+                continue
+            t.index.name = "representation"
+            rows.append(t.reset_index().assign(learner=learner, error=""))
     res = pd.concat(rows, ignore_index=True)
+    if res["error"].astype(bool).all():
+        raise DataError("no learner x representation could be evaluated: "
+                        + "; ".join(res["error"].unique()[:3]))
     res.to_csv(out / "tables" / "real_representations.csv", index=False)
-    best = res.loc[res["autoc_ratio"].idxmax()]
+    best = res.loc[res["autoc_ratio"].astype(float).idxmax()]
     summary = {"n_units": int(len(table)), "periods": int(chips.shape[1]),
+               "n_failed_cells": int(res["error"].astype(bool).sum()),
                "best_by_rate_ratio": {"learner": best.learner,
                                       "representation": best.representation,
                                       "autoc_ratio": float(best.autoc_ratio)}}
