@@ -54,6 +54,8 @@ def _engineered(chips, mask, roles, options) -> np.ndarray:
     kw = dict(options)
     if roles is not None:
         kw["roles"] = roles
+    elif not any(k in kw for k in ("bands", "preset", "indices")):
+        kw["indices"] = ()  # no band roles: band statistics only, no index to skip
     return eng(chips, mask, **kw)
 
 

@@ -1,0 +1,158 @@
+"""The default image path: cross-fitted stacking of nuisance candidates (issue 12, item 3)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+import geocausal as gc
+from geocausal.errors import CandidateFailedWarning, DataError, ImageFeaturesWorseWarning
+from geocausal.nuisance.stacking import convex_weights, nuisance_quality, stack_nuisances
+
+
+def _centre_study(n: int, seed: int):
+    """The confounder is the first band at the chip's centre (not its ring)."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=n)
+    chips = rng.normal(size=(n, 8, 8, 3)) * 0.3
+    chips[:, 2:6, 2:6, 0] += signal[:, None, None]
+    d = rng.binomial(1, 1 / (1 + np.exp(-1.2 * signal)))
+    x = rng.normal(size=n)
+    df = pd.DataFrame({"y": 1.0 * d + 2 * signal + 0.5 * x + rng.normal(size=n), "d": d,
+                       "x": x})
+    return df, chips
+
+
+def test_default_stack_removes_image_confounding_and_records_quality():
+    df, chips = _centre_study(800, 0)
+    tab = gc.aipw("y ~ d + x", df, clip=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.errors.DiagnosticWarning)
+        est = gc.aipw("y ~ d + x", df, images=chips, clip=0.01)
+    # tabular-only is far off; the default covers the truth (1.0) within 3.5 SE (two-sided)
+    assert abs(tab.params["d"] - 1.0) > 8 * tab.std_errors["d"]
+    assert abs(est.params["d"] - 1.0) < 3.5 * est.std_errors["d"]
+    q = est.diagnostics["nuisance_quality"]
+    assert set(q.candidate) == {"tabular", "summary", "engineered", "stack"}
+    assert set(q.nuisance) == {"propensity", "outcome0", "outcome1"}
+    prop = q[q.nuisance == "propensity"].set_index("candidate")
+    assert prop.loc["summary", "auc"] > prop.loc["tabular", "auc"] + 0.15
+    assert 0.7 < prop.loc["stack", "calibration_slope"] < 1.3
+    sel = est.diagnostics["nuisance_selection"]
+    assert sel["winner"]["e"] in ("summary", "engineered")
+    assert sel["skipped"]["learned"].startswith("800 images")
+    for k in ("e", "mu0", "mu1"):
+        assert abs(sum(sel["weights"][k].values()) - 1.0) < 1e-9
+    text = str(est.summary())
+    assert "propensity_winner" in text and "Nuisance quality (out-of-fold)" in text
+
+
+def test_tabular_only_candidate_equals_plain_aipw():
+    """Peer check: a stack of one candidate is exactly the package's plain AIPW."""
+    df, chips = _centre_study(300, 1)
+    plain = gc.aipw("y ~ d + x", df, seed=3)
+    one = gc.aipw("y ~ d + x", df, images=chips, seed=3,
+                  image_options={"candidates": ("tabular",)})
+    assert one.params["d"] == pytest.approx(plain.params["d"], abs=1e-12)
+    assert one.std_errors["d"] == pytest.approx(plain.std_errors["d"], abs=1e-12)
+
+
+def test_stack_weights_are_crossfitted_and_noise_gets_little_weight():
+    rng = np.random.default_rng(2)
+    n = 600
+    x = rng.normal(size=(n, 2))
+    d = rng.binomial(1, 1 / (1 + np.exp(-x[:, 0])))
+    y = d + x[:, 0] + x[:, 1] + rng.normal(size=n)
+    folds = np.arange(n) % 4
+    noise = np.column_stack([x[:, 1:], rng.normal(size=(n, 20))])
+    res = stack_nuisances({"tabular": x[:, 1:], "good": x, "noise": noise}, y, d, folds,
+                          LogisticRegression(), LinearRegression())
+    assert res.winner == {"e": "good", "mu0": "good", "mu1": "good"}
+    assert res.weights["e"]["good"] > 0.8 and res.weights["mu0"]["noise"] < 0.2
+    # the weights used for fold 0 are fitted on folds 1-3 only
+    P = np.column_stack([res.candidates[c]["e"] for c in ("tabular", "good", "noise")])
+    w0 = convex_weights(P[folds != 0], d[folds != 0], "logloss")
+    assert np.allclose(res.e[folds == 0], P[folds == 0] @ w0)
+    sel = stack_nuisances({"tabular": x[:, 1:], "good": x}, y, d, folds, LogisticRegression(),
+                          LinearRegression(), combine="select")
+    assert np.allclose(sel.e, sel.candidates["good"]["e"])
+
+
+def test_failed_candidate_is_dropped_with_a_named_warning():
+    rng = np.random.default_rng(3)
+    n = 200
+    x = rng.normal(size=(n, 2))
+    d = rng.binomial(1, 0.5, n)
+    y = x[:, 0] + rng.normal(size=n)
+
+    def broken():
+        raise RuntimeError("training diverged in fold 2")
+
+    with pytest.warns(CandidateFailedWarning, match="'learned' failed.*diverged"):
+        res = stack_nuisances({"tabular": x, "learned": broken}, y, d, np.arange(n) % 2,
+                              LogisticRegression(), LinearRegression())
+    assert "learned" in res.dropped and list(res.candidates) == ["tabular"]
+    with pytest.raises(RuntimeError):  # the baseline never fails silently
+        stack_nuisances({"tabular": broken}, y, d, np.arange(n) % 2, LogisticRegression())
+    with pytest.raises(DataError, match="combine"):
+        stack_nuisances({"tabular": x}, y, d, np.arange(n) % 2, LogisticRegression(),
+                        combine="average")
+
+
+def test_learned_candidate_that_cannot_train_is_dropped_end_to_end():
+    """A learned candidate that fails (here: pretraining with 0 epochs) -> warning, no traceback."""
+    df, chips = _centre_study(200, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.errors.DiagnosticWarning)
+        with pytest.warns(CandidateFailedWarning, match="'learned'.*epochs=0"):
+            est = gc.aipw("y ~ d + x", df, images=chips, folds=2, image_options={
+                "candidates": ("tabular", "summary", "learned"), "min_learned_images": 0,
+                "learned": {"epochs": 0}})
+    assert "learned" in est.diagnostics["nuisance_selection"]["dropped"]
+    assert np.isfinite(est.params["d"])
+
+
+def test_image_noise_warns_that_images_hurt():
+    rng = np.random.default_rng(5)
+    n = 300
+    x = rng.normal(size=n)
+    d = rng.binomial(1, 1 / (1 + np.exp(-x)))
+    df = pd.DataFrame({"y": d + x + rng.normal(size=n), "d": d, "x": x})
+    chips = rng.normal(size=(n, 8, 8, 4))  # pure noise
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    lrn = {"propensity": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+           "outcome": LinearRegression()}
+    with pytest.warns(ImageFeaturesWorseWarning, match="worse than the tabular controls"):
+        est = gc.aipw("y ~ d + x", df, images=chips, learners=lrn, folds=3)
+    assert abs(est.params["d"] - 1.0) < 4 * est.std_errors["d"]
+
+
+def test_bad_representation_options_are_named_errors():
+    df, chips = _centre_study(100, 6)
+    with pytest.raises(DataError, match="representation='bogus'"):
+        gc.aipw("y ~ d + x", df, images=chips, representation="bogus")
+    with pytest.raises(DataError, match="image_options.*colour"):
+        gc.aipw("y ~ d + x", df, images=chips, image_options={"colour": 1})
+    with pytest.raises(DataError, match="unknown nuisance candidates"):
+        gc.aipw("y ~ d + x", df, images=chips, image_options={"candidates": ("cnn",)})
+
+
+def test_nuisance_quality_matches_sklearn_metrics():
+    from sklearn.metrics import log_loss, r2_score, roc_auc_score
+
+    rng = np.random.default_rng(7)
+    n = 400
+    d = rng.binomial(1, 0.4, n)
+    e = np.clip(0.4 + 0.2 * (d - 0.4) + rng.normal(0, 0.1, n), 0.05, 0.95)
+    y = rng.normal(size=n)
+    mu0 = y + rng.normal(0, 0.5, n)
+    q = nuisance_quality({"m": {"e": e, "mu0": mu0}}, y, d).set_index("nuisance")
+    assert q.loc["propensity", "loss"] == pytest.approx(log_loss(d, e), rel=1e-9)
+    assert q.loc["propensity", "auc"] == pytest.approx(roc_auc_score(d, e), rel=1e-12)
+    assert q.loc["outcome0", "r2"] == pytest.approx(r2_score(y[d == 0], mu0[d == 0]), rel=1e-9)
