@@ -188,10 +188,13 @@ def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int
         return client.gather(futures)
     if workers is None or workers == 1 or len(items) < 2:
         return [fn(item) for item in bar(items, desc=desc, enabled=progress)]
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # forking a process that runs JAX's threads can deadlock: start fresh interpreters then
+    ctx = multiprocessing.get_context("spawn" if "jax" in sys.modules else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         return list(bar(pool.map(fn, items, chunksize=max(1, len(items) // (8 * workers))),
                         total=len(items), desc=desc, enabled=progress))
 

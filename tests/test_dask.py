@@ -48,14 +48,14 @@ def test_extraction_on_dask_equals_serial(cluster, study, tmp_path):
     assert list(dask.unit_ids) == list(serial.unit_ids)
 
 
-@pytest.mark.parametrize("encoder", ["random", "cnn"])
-def test_embedding_on_dask_equals_serial(cluster, study, tmp_path, encoder):
+def test_embedding_on_dask_equals_serial(cluster, study, tmp_path):
+    """A trained encoder is sent to the workers; each embeds the blocks it is given."""
     from geocausal.data.chips import extract
     from geocausal.encoders.embed import embed
 
     lc, _ = cluster
     cache = extract(study, cache_dir=tmp_path / "cache", progress=False)
-    kw = dict(encoder=encoder, embed_dim=4, epochs=1, batch_size=16, progress=False,
+    kw = dict(encoder="cnn", embed_dim=4, epochs=1, batch_size=16, progress=False,
               block_units=1)
     serial = pd.read_parquet(embed(cache.path, tmp_path / "s.parquet", **kw))
     dask = pd.read_parquet(embed(cache.path, tmp_path / "d.parquet",
@@ -113,7 +113,9 @@ def test_dml_panel_monte_carlo_on_dask_equals_serial(cluster):
     ["paper/r3d/coverage_mc.py", "--workers", "0"],
     ["-m", "paper.dml_panel.montecarlo", "--workers", "-2", "--out", "unused"],
     ["benchmarks/scale.py", "--workers", "0"],
-    ["benchmarks/engineered_semisynthetic.py", "--workers", "0"],
+    ["benchmarks/rdd_manifest_mc.py", "--workers", "0"],
+    ["paper/r3d/pipeline.py", "--workers", "-3", "--out", "unused"],
+    ["-m", "paper.dml_panel.paper_cell", "--workers", "0", "--out", "unused"],
     ["-m", "geocausal.cli", "extract", "--manifest", "demo", "--workers", "0"],
     ["-m", "geocausal.cli", "embed", "--cache", "x", "--out", "y", "--workers", "-1"],
 ])

@@ -241,3 +241,18 @@ def test_aligning_a_cache_larger_than_the_budget_is_refused(cache, monkeypatch):
     monkeypatch.setenv("GEOCAUSAL_MEMORY_BUDGET", "10KB")
     with pytest.raises(DataError, match="geocausal embed"):
         align_images(c, data)
+
+
+def test_in_place_normalisation_equals_the_training_rule(cache):
+    from geocausal.encoders.modules import ModelSpec, build_model, set_normaliser
+    from geocausal.encoders.train import normalised
+
+    _, chips, mask = cache
+    x = chips[:, 0].copy()
+    x[0, 0, 0, 0] = np.nan
+    model = build_model(ModelSpec("cnn", in_bands=C, embed_dim=4, widths=(4,)))
+    set_normaliser(model, chips[:, 0], mask[:, 0])
+    want = normalised(model, x, mask[:, 0])
+    got = stream.normalise_inplace(x, mask[:, 0], np.asarray(model.band_mean[...]),
+                                   np.asarray(model.band_std[...]))
+    np.testing.assert_array_equal(got, want)

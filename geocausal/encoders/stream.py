@@ -335,6 +335,26 @@ def streaming_band_statistics(source: ChipSource, select: np.ndarray | None = No
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def normalise_inplace(x: np.ndarray, mask: np.ndarray | None, mean: np.ndarray,
+                      std: np.ndarray) -> np.ndarray:
+    """Per-band z-scores of float32 ``x`` in place, invalid pixels at 0 (the rule of
+    :func:`geocausal.encoders.train.normalised`, without its temporary copies).
+
+    Examples
+    --------
+    >>> x = np.array([[[[1.0, np.nan]]]], "float32")
+    >>> normalise_inplace(x, None, np.zeros(2, "float32"), np.full(2, 2, "float32")).ravel()
+    array([0.5, 0. ], dtype=float32)
+    """
+    x -= mean
+    x /= std
+    bad = ~np.isfinite(x)
+    if mask is not None:
+        bad |= ~np.asarray(mask, bool)[..., None]
+    x[bad] = 0
+    return x
+
+
 def choose_items(n_items: int, max_train: int | None, seed: int) -> np.ndarray:
     """Sorted item indices used for training: all, or ``max_train`` drawn with ``seed``.
 
@@ -407,7 +427,6 @@ def fit_streaming(model: Any, objective: Any, source: ChipSource, *, chosen: np.
         learning_rate_schedule,
         make_optimizer,
         make_train_step,
-        normalised,
         resolve_dtype,
     )
 
@@ -462,15 +481,17 @@ def fit_streaming(model: Any, objective: Any, source: ChipSource, *, chosen: np.
         for units, x, m in source.blocks(rng.permutation(n_blocks)):
             if len(losses) >= steps_per_epoch:
                 break
-            if sequences:
-                sel = select[units]
-                xs, ms = x[sel], None if m is None else m[sel]
-            else:
-                sel = select[units].reshape(-1)
-                xs = x.reshape(-1, *x.shape[2:])[sel]
-                ms = None if m is None else m.reshape(-1, *m.shape[2:])[sel]
-            xn = normalised(model, xs, ms)
-            pool = np.concatenate([carry, xn[rng.permutation(len(xn))]])
+            sel = select[units] if sequences else select[units].reshape(-1)
+            xs = x if sequences else x.reshape(-1, *x.shape[2:])  # views of the fresh block
+            ms = None if m is None else (m if sequences else m.reshape(-1, *m.shape[2:]))
+            if not sel.all():
+                xs, ms = xs[sel], None if ms is None else ms[sel]
+            del x, m
+            normalise_inplace(xs, ms, mean, std)
+            pool = np.empty((len(carry) + len(xs), *xs.shape[1:]), np.float32)
+            pool[:len(carry)] = carry
+            np.take(xs, rng.permutation(len(xs)), axis=0, out=pool[len(carry):])
+            del xs, ms
             s = 0
             while s + bs <= len(pool) and len(losses) < steps_per_epoch:
                 params, opt_state, loss = step(params, rest, opt_state, put(pool[s:s + bs]),
@@ -479,7 +500,8 @@ def fit_streaming(model: Any, objective: Any, source: ChipSource, *, chosen: np.
                 k += 1
                 losses.append(float(loss))
                 s += bs
-            carry = pool[s:]
+            carry = pool[s:].copy()
+            del pool
         step_hist.extend(losses)
         train_hist.append(float(np.mean(losses)) if losses else float("nan"))
         bar.set_postfix(train=f"{train_hist[-1]:.4f}")
