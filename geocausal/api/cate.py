@@ -51,8 +51,8 @@ from geocausal.designs.cate_eval import (
     RateResult,
     calibration_test,
     generic_ml,
-    rate,
 )
+from geocausal.designs.cate_eval import rates as rate_targets
 from geocausal.designs.common import check_treatment
 from geocausal.errors import DataError, DesignError
 from geocausal.formula import parse_formula
@@ -291,9 +291,8 @@ def evaluate_cate(fit: CateFit, X: np.ndarray, y: np.ndarray, d: np.ndarray, *,
         gml = generic_ml(y, d, fit_proxy, X, propensity=propensity, n_splits=n_splits,
                          n_groups=n_groups, alpha=alpha, features=features, truth=truth,
                          clusters=clusters, seed=seed, progress=progress)
-    rates = {t: rate(fit.phi, fit.tau, target=t, clusters=clusters, n_boot=n_boot, seed=seed,
-                     progress=progress)
-             for t in ("AUTOC", "QINI")}
+    rates = rate_targets(fit.phi, fit.tau, targets=("AUTOC", "QINI"), clusters=clusters,
+                         n_boot=n_boot, seed=seed, progress=progress)
     m = fit.e * fit.mu1 + (1 - fit.e) * fit.mu0
     cal = calibration_test(y, d, fit.e, m, fit.tau)
     return CateEvaluation(generic_ml=gml, rate=rates, calibration=cal)
