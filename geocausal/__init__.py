@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from geocausal import registry as _registry
 from geocausal.errors import (
     ConvergenceWarning,
     DataError,
@@ -27,26 +28,11 @@ from geocausal.results.estimate import Estimate, EstimateSet
 
 __version__ = "0.1.0"
 
+#: ``gc.<name>`` -> module, imported on first use. Designs and their helpers come from the one
+#: registry (:mod:`geocausal.registry`, which imports no estimator); the rest are data,
+#: representation and result tools.
 _LAZY: dict[str, str] = {
-    # average effects with image confounding
-    "ipw": "geocausal.api.ipw",
-    "aipw": "geocausal.api.ipw",
-    "placement": "geocausal.api.ipw",
-    "balance": "geocausal.api.ipw",
-    # sensitivity to omitted confounders (est.sensitivity(...) on the estimate itself)
-    "sensitivity_benchmark": "geocausal.api.sensitivity",
-    "fe": "geocausal.api.fe",
-    # heterogeneity
-    "cate": "geocausal.api.cate",
-    "effect": "geocausal.api.cate",
-    # panels
-    "dml_panel": "geocausal.api.dml_panel",
-    # predicted outcomes
-    "debias": "geocausal.api.debias",
-    "compare_debiasers": "geocausal.api.debias",
-    "ppi": "geocausal.api.debias",
-    # regression discontinuity
-    "rdd": "geocausal.api.rdd",
+    **_registry.lazy_names(),
     # data and representations
     "extract": "geocausal.data.chips",
     "load_manifest": "geocausal.data.manifest",

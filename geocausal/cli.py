@@ -28,19 +28,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from geocausal import registry
 from geocausal._safety import check_writable_file, prepare_output_dir
 from geocausal.errors import DataError, GeocausalError
 
 #: design name -> "module:function" of the formula API called by ``geocausal estimate``
-DESIGNS: dict[str, str] = {
-    "ipw": "geocausal.api.ipw:ipw",
-    "aipw": "geocausal.api.ipw:aipw",
-    "placement": "geocausal.api.ipw:placement",
-    "fe": "geocausal.api.fe:fe",
-    "cate": "geocausal.api.cate:cate",
-    "dml_panel": "geocausal.api.dml_panel:dml_panel",
-    "rdd": "geocausal.api.rdd:rdd",
-}
+#: (read from :mod:`geocausal.registry`, the one list of designs)
+DESIGNS: dict[str, str] = registry.cli_designs()
 
 #: designs whose estimates carry a function-valued ``curve`` (quantile effects): written to
 #: ``<design>_curve.csv`` by ``geocausal estimate``
@@ -120,7 +114,8 @@ _INT_OPTIONS: dict[str, int] = {"folds": 2, "n_folds": 2, "n_splits": 2, "n_boot
                                 "n_rep": 1, "seed": 0}
 #: command-line flag of a role keyword, for messages
 _FLAGS = {"running": "--running COLUMN", "unit": "--unit COLUMN", "time": "--time COLUMN",
-          "cutoff": "--cutoff VALUE", "by": "--by COLUMN"}
+          "cutoff": "--cutoff VALUE", "by": "--by COLUMN", "truth": "--truth COLUMN",
+          "calibration": "--calibration FILE"}
 
 
 def check_options(kwargs: dict[str, Any]) -> None:
@@ -254,6 +249,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         kwargs["vcov"] = _vcov(args.vcov)
     kwargs.update(_options(args.set))
     check_options(kwargs)
+    _prediction_roles(args, kwargs)
     fn = _load(DESIGNS[args.design])
     check_required(fn, args.design, kwargs)
     from geocausal.data.manifest import load_manifest
@@ -287,6 +283,57 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         paths = [*paths, *_write_sensitivity(result, sens, args, study, kwargs, fn, out)]
     print("\nwrote: " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def read_calibration(path: str | Path):
+    """The calibration sample of ``--calibration``: a CSV or Parquet file of held-out
+    predictions and truths (columns named as the formula's outcome, or ``prediction=``, and
+    ``truth``).
+
+    Examples
+    --------
+    >>> read_calibration("missing.csv")
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.DataError: --calibration 'missing.csv' does not exist; give a CSV or Parquet file of held-out predictions and truths
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"--calibration '{path}' does not exist; give a CSV or Parquet file "
+                        "of held-out predictions and truths")
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"--calibration '{path}': unknown file type '{suffix}'; give a .csv "
+                        "or .parquet file")
+    try:
+        table = pd.read_parquet(p) if suffix != ".csv" else pd.read_csv(p)
+    except Exception as exc:  # a corrupt or foreign file: name it, one line
+        raise DataError(f"--calibration '{path}' cannot be read as {suffix[1:]} "
+                        f"({type(exc).__name__}: {exc})") from None
+    if table.empty:
+        raise DataError(f"--calibration '{path}' has no rows")
+    return table
+
+
+def _prediction_roles(args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
+    """``--calibration FILE`` and ``--truth COLUMN``: only for the designs that take them
+    (:data:`geocausal.registry.ROLES`); debias needs a calibration sample."""
+    roles = registry.get(args.design).roles
+    for role in ("calibration", "truth"):
+        if getattr(args, role, None) is None:
+            continue
+        if role not in roles:
+            takers = [n for n in DESIGNS if role in registry.get(n).roles]
+            raise CliError(f"design '{args.design}' does not take {_FLAGS[role]} (only "
+                           f"{', '.join(takers)})")
+        kwargs[role] = (read_calibration(args.calibration) if role == "calibration"
+                        else args.truth)
+    if (args.design == "debias" and kwargs.get("calibration") is None
+            and kwargs.get("method", "tweedie") != "none"):
+        raise CliError("design 'debias' needs --calibration FILE (held-out predictions and "
+                       "truths), or --set 'method=\"none\"' for the naive effect")
 
 
 def _distribution_weights(manifest, formula: str, kwargs: dict[str, Any]) -> None:
@@ -548,6 +595,9 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
                      --running dist --cutoff 0
   geocausal estimate --design cate --manifest demo --formula "y ~ d + x1" \\
                      --set propensity=0.5 --set 'learner="dr"'
+  geocausal estimate --design debias --manifest study.yaml --formula "yhat ~ d + x1" \\
+                     --calibration calibration.csv
+  geocausal estimate --design ppi --manifest study.yaml --formula "yhat ~ d" --truth y
 
 --manifest takes a YAML file or a shipped study's name (demo, sentinel2_semisynthetic).
 --set KEY=VALUE passes any other keyword of the design; VALUE is JSON (quote strings)."""),
@@ -629,6 +679,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--running", help="running variable (rdd)")
     e.add_argument("--cutoff", type=_finite_float, help="cutoff of the running variable (rdd)")
     e.add_argument("--by", help="subgroup column(s), comma separated")
+    e.add_argument("--calibration", metavar="FILE",
+                   help="debias: held-out predictions and truths (CSV or Parquet; columns "
+                        "named as the formula's outcome and 'truth', or --truth COLUMN)")
+    e.add_argument("--truth", metavar="COLUMN",
+                   help="ppi: column of labels (missing where unlabelled); debias: the truth "
+                        "column of the calibration file; cate: the true CATE")
     e.add_argument("--folds", type=_int_at_least(2), help="cross-fitting folds")
     e.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
     e.add_argument("--workers", type=_int_at_least(1), help="local Dask workers for extraction")
