@@ -24,7 +24,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet torch==2.13.0
-	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	for f in benchmarks/[!_]*.py; do [ $$f = benchmarks/collect.py ] && continue; \
+		echo "== $$f"; $(PY) $$f || exit 1; done
+	$(PY) benchmarks/collect.py
 
 paper: $(STAMP)
 	for p in $(PAPERS); do $(VENV)/bin/geocausal paper run $$p || exit 1; done

@@ -85,6 +85,16 @@ def _compare(args, dml, dml_panel, make_fuhr_papies) -> None:
         print(f"{ours:>7} vs {theirs:<11} ours {t_ours:6.2f}s  DoubleML {t_theirs:6.2f}s  "
               f"ratio {t_theirs / t_ours:5.2f}  |diff| {diff:.1e}  "
               f"(ours with bias check {t_bias:.2f}s)")
+        if not args.small:
+            import sys
+            from pathlib import Path
+
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from _report import record, speedup
+
+            record(f"panel DML ({ours}), N={n} T=10", f"DoubleMLPLPR ({theirs})",
+                   speedup(t_ours, t_theirs), result=f"{t_ours:.2f} s vs {t_theirs:.2f} s; "
+                   f"|diff| {diff:.1e}")
 
 
 if __name__ == "__main__":

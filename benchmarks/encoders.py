@@ -152,6 +152,18 @@ def main(argv=None):
     print(f"{'':10s}{'jax img/s':>12s}{'torch img/s':>14s}{'ratio':>8s}")
     print(f"{'train':10s}{jt:12.1f}{tt:14.1f}{jt / tt:8.2f}")
     print(f"{'inference':10s}{ji:12.1f}{ti:14.1f}{ji / ti:8.2f}")
+    if not args.small:
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _report import record
+
+        what = f"default CNN, {size}x{size}x{bands}, batch {batch}, {jax.default_backend()}"
+        record(f"encoder training, {what}", f"same network in PyTorch {tver}", jt / tt,
+               result=f"{jt:.0f} vs {tt:.0f} images/s")
+        record(f"encoder inference, {what}", f"same network in PyTorch {tver}", ji / ti,
+               result=f"{ji:.0f} vs {ti:.0f} images/s")
 
 
 if __name__ == "__main__":
