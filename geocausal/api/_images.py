@@ -104,7 +104,7 @@ def _engineered(chips: np.ndarray, mask: np.ndarray | None, **kwargs: Any) -> np
     from geocausal.errors import MissingImagesWarning
     from geocausal.features.engineered import engineered_features
 
-    feats = engineered_features(chips, mask, **kwargs).to_numpy(dtype=float)
+    feats = np.array(engineered_features(chips, mask, **kwargs).to_numpy(dtype=float))
     bad = ~np.isfinite(feats)
     if bad.any():
         rows = bad.any(axis=1)

@@ -124,7 +124,8 @@ def resolve_band_roles(bands: Sequence[Any], roles: Mapping[str, Any] | None = N
     bands
         Band names in the order of the chips' last axis.
     roles
-        ``{role: band name or 1-based band number}``; overrides the preset for those roles.
+        ``{role: band name or 1-based band number}``; overrides the preset for those roles and
+        those bands.
     preset
         One of :data:`PRESETS` (sensor band names), or None.
     where
@@ -169,8 +170,11 @@ def resolve_band_roles(bands: Sequence[Any], roles: Mapping[str, Any] | None = N
             r = _ALIASES.get(b, b)
             if r in ROLE_TO_SPYNDEX:
                 out[r] = i
+    explicit: dict[str, int] = {}
     for role, band in (roles or {}).items():
         r = _role_name(role, where)
+        if r in explicit:
+            raise DataError(f"{where}: role '{r}' is given twice ({role!r})")
         if isinstance(band, bool) or not isinstance(band, int | str):
             raise DataError(f"{where}.{r}: give a band name or a 1-based band number, got "
                             f"{band!r}")
@@ -178,13 +182,16 @@ def resolve_band_roles(bands: Sequence[Any], roles: Mapping[str, Any] | None = N
             if not 1 <= band <= len(names):
                 raise DataError(f"{where}.{r}: band number {band} is out of range: the raster "
                                 f"has {len(names)} image bands {names} (numbers start at 1)")
-            out[r] = band - 1
+            explicit[r] = band - 1
             continue
         nb = normalise_band_name(band)
         if nb not in norm:
             raise DataError(f"{where}.{r}: band '{band}' is not a band of the raster; its bands "
                             f"are {names}")
-        out[r] = norm.index(nb)
+        explicit[r] = norm.index(nb)
+    claimed = set(explicit.values())  # a band given a role explicitly loses its preset role
+    out = {r: i for r, i in out.items() if i not in claimed and r not in explicit}
+    out.update(explicit)
     seen: dict[int, str] = {}
     for r, i in out.items():
         if i in seen:

