@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PAPERS := china_worldbank eo_heterogeneity dml_panel one_map_many_trials r3d
 
-.PHONY: venv demo test bench paper docs lint clean
+.PHONY: venv demo test test-fast bench paper docs lint clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=20
+
+# the fast tier: no slow, Monte Carlo, notebook or paper tests (under 2 minutes on 2 cores)
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=20 \
+		-m "not slow and not montecarlo and not notebook and not paper"
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet torch==2.13.0

@@ -38,3 +38,53 @@ def execute_notebook(name: str, timeout: int = 600):
 def run_notebook():
     """Fixture returning :func:`execute_notebook`."""
     return execute_notebook
+
+
+# ----------------------------------------------------------------------------- test tiers
+#: tiers of whole test modules (markers registered in pyproject.toml); a single test can also
+#: carry ``@pytest.mark.slow`` etc. ``make test`` runs every tier (gpu tests skip without a
+#: GPU); ``make test-fast`` deselects slow, montecarlo, notebook and paper.
+TIERS: dict[str, str] = {
+    "test_rdd_coverage.py": "montecarlo",
+    "test_dml_panel_mc.py": "montecarlo",
+    "test_demo.py": "slow",
+    "test_docs.py": "slow",
+    "test_wheel.py": "slow",
+    "test_encoders_learning.py": "slow",
+    "test_dask.py": "slow",
+}
+#: module-name prefixes of a tier: every notebook and paper test, present and future
+PREFIX_TIERS: dict[str, str] = {"test_notebook_": "notebook", "test_paper_": "paper"}
+#: fast modules under a tier prefix (no pipeline runs)
+UNTIERED = {"test_paper_labels.py"}
+
+
+def tier_of(filename: str) -> str | None:
+    """The tier marker of a test module, or None (the fast tier)."""
+    if filename in UNTIERED:
+        return None
+    if filename in TIERS:
+        return TIERS[filename]
+    return next((t for p, t in PREFIX_TIERS.items() if filename.startswith(p)), None)
+
+
+def _has_gpu() -> bool:
+    try:
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    except Exception:  # no backend at all: no GPU
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its module's tier; skip gpu tests when JAX sees no GPU."""
+    for item in items:
+        tier = tier_of(Path(str(item.fspath)).name)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+    gpu_items = [i for i in items if i.get_closest_marker("gpu")]
+    if gpu_items and not _has_gpu():
+        skip = pytest.mark.skip(reason="needs a GPU visible to JAX (pip install '.[gpu]')")
+        for item in gpu_items:
+            item.add_marker(skip)
