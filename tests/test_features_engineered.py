@@ -269,3 +269,23 @@ def test_aipw_with_engineered_frame_sees_centre_versus_ring():
     assert 0.02 < se < 0.2
     naive_diff = df.y[df.d == 1].mean() - df.y[df.d == 0].mean()
     assert naive_diff - 1.0 > 10 * se  # the confounding the features had to remove
+
+
+def test_engineered_from_a_chips_cache_streams_with_its_ids_and_band_names(tmp_path):
+    from geocausal.data.chips import extract
+    from geocausal.data.rasters import write_example_study
+
+    m = write_example_study(tmp_path / "study", n_units=5, size=32)
+    cache = extract(m, cache_dir=tmp_path / "cache", progress=False, workers=1)
+    with pytest.warns(IndicesSkippedWarning):  # red and nir only: NDWI, EVI, ... skipped
+        f = engineered_features(cache, block=2)
+    assert f.index.tolist() == list(cache.unit_ids)
+    assert {"red_mean_t0", "nir_sd_t1", "NDVI_centre_t0", "SAVI_q50_t1"} <= set(f.columns)
+    chips, mask = np.asarray(cache.chips), np.asarray(cache.mask)
+    red, nir = chips[..., 0], chips[..., 1]
+    ndvi = (nir - red) / (nir + red)
+    u = 3
+    np.testing.assert_allclose(f.iloc[u]["NDVI_mean_t1"], ndvi[u, 1][mask[u, 1]].mean())
+    with pytest.warns(IndicesSkippedWarning):
+        x = image_features(cache, len(f), representation="engineered")
+    np.testing.assert_allclose(x, f.to_numpy())

@@ -157,6 +157,11 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
 
         images = open_cache(images)
     if hasattr(images, "chips") and hasattr(images, "unit_ids"):  # a chips cache or result
+        if representation == "engineered":  # streamed in blocks; band names from the cache
+            feats = _engineered(images, None, **kwargs)
+            if feats.shape[0] != n:
+                raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
+            return feats
         if representation in ("learned", "summary"):  # streamed in blocks of units
             feats = _cache_features(images, representation, seed, **kwargs)
             if feats.shape[0] != n:
