@@ -156,3 +156,14 @@ def test_nuisance_quality_matches_sklearn_metrics():
     assert q.loc["propensity", "loss"] == pytest.approx(log_loss(d, e), rel=1e-9)
     assert q.loc["propensity", "auc"] == pytest.approx(roc_auc_score(d, e), rel=1e-12)
     assert q.loc["outcome0", "r2"] == pytest.approx(r2_score(y[d == 0], mu0[d == 0]), rel=1e-9)
+
+
+def test_calibration_slope_matches_statsmodels():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(8)
+    e = rng.uniform(0.1, 0.9, 500)
+    d = rng.binomial(1, 1 / (1 + np.exp(-1.7 * np.log(e / (1 - e)))))
+    ref = sm.GLM(d, sm.add_constant(np.log(e / (1 - e))), family=sm.families.Binomial()).fit()
+    q = nuisance_quality({"m": {"e": e}}, np.zeros(500), d)
+    assert q.loc[0, "calibration_slope"] == pytest.approx(ref.params[1], abs=1e-8)

@@ -286,20 +286,27 @@ def _auc(d: np.ndarray, e: np.ndarray) -> float:
 
 
 def _calibration_slope(d: np.ndarray, e: np.ndarray) -> float:
-    """Slope of the logistic recalibration ``logit P(d=1) = a + b logit(e)`` (1 = calibrated)."""
-    import statsmodels.api as sm
-
+    """Slope of the logistic recalibration ``logit P(d=1) = a + b logit(e)`` (1 = calibrated),
+    by Newton-Raphson; NaN when it has no finite maximum (separation) or ``e`` is constant."""
     lo = np.log(np.clip(e, _EPS, 1 - _EPS) / np.clip(1 - e, _EPS, 1))
     if np.ptp(lo) < 1e-12:
         return float("nan")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = sm.GLM(d.astype(float), sm.add_constant(lo), family=sm.families.Binomial()).fit()
-        slope = float(fit.params[1])
-        return slope if np.isfinite(slope) and abs(slope) < 1e6 else float("nan")
-    except Exception:  # perfect separation: no finite slope
-        return float("nan")
+    Z = np.column_stack([np.ones_like(lo), lo])
+    t = d.astype(float)
+    beta = np.zeros(2)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(Z @ beta)))
+        H = (Z * (p * (1 - p))[:, None]).T @ Z
+        try:
+            step = np.linalg.solve(H + 1e-12 * np.eye(2), Z.T @ (t - p))
+        except np.linalg.LinAlgError:
+            return float("nan")
+        beta = beta + step
+        if not np.all(np.isfinite(beta)) or abs(beta[1]) > 1e6:
+            return float("nan")
+        if np.max(np.abs(step)) < 1e-10:
+            return float(beta[1])
+    return float("nan")
 
 
 def nuisance_quality(preds: Mapping[str, Mapping[str, np.ndarray]], y: np.ndarray,
