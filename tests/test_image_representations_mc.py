@@ -1,0 +1,81 @@
+"""The semi-synthetic suite's pieces (benchmarks/image_representations_mc.py), small and fast."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "image_representations_mc.py"
+
+
+@pytest.fixture(scope="module")
+def mc():
+    spec = importlib.util.spec_from_file_location("image_representations_mc", PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_draw_is_the_package_semisynthetic_form(mc):
+    from geocausal.datasets.semisynthetic import draw_semisynthetic
+
+    z = np.random.default_rng(0).normal(size=(300, 3)) * [1.0, 2.0, 0.5]
+    ours = mc.draw(z, 7)
+    content = pd.DataFrame({"veg_share": z[:, 0], "ndvi_sd": z[:, 1], "water": z[:, 2]})
+    ref = draw_semisynthetic(content, 7, mechanism="composition")
+    for c in ("x1", "x2", "x3", "x4", "d", "y", "cate"):
+        assert np.allclose(ours[c], ref[c], atol=1e-12), c
+
+
+def test_configuration_confounders_see_the_centre_and_the_water(mc):
+    n, h = 2, 16
+    chips = np.full((n, h, h, 10), 0.1, np.float32)
+    nir = mc.S2_BANDS.index("B08")
+    green = mc.S2_BANDS.index("B03")
+    chips[0, 4:12, 4:12, nir] = 0.5  # vegetated centre: NDVI 0.667 inside, 0 outside
+    chips[1, :, :, nir] = 0.5
+    chips[1, 4:12, 4:12, nir] = 0.1  # vegetated ring, bare centre
+    chips[1, 0, 0, green] = 0.9      # one water pixel in a corner of chip 1
+    chips[1, 0, 0, nir] = 0.05
+    mask = np.ones((n, h, h), bool)
+    c = mc.sentinel2_confounders(chips, mask)["c_configuration"]
+    assert c[0, 0] == pytest.approx(2 / 3, abs=1e-6)       # centre minus ring
+    assert c[1, 0] < -0.5
+    assert c[0, 2] == pytest.approx(1.0) and c[1, 2] == pytest.approx(1.0, abs=1e-9)
+    # masking the vegetated centre of chip 0 removes it from the statistic (no silent zeros)
+    mask[0, 4:12, 4:12] = False
+    c2 = mc.sentinel2_confounders(chips, mask)["c_configuration"]
+    assert c2[0, 0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_change_confounder(mc):
+    n, t, h = 3, 4, 9
+    chips = np.full((n, t, h, h, 3), 0.1, np.float32)
+    chips[:, 2:, 3:6, 3:6, 1] = 0.3       # the centre greens up in the last two dates
+    chips[2, :, :, :, 1] = 0.3            # unit 2 is green throughout: no change
+    mask = np.ones((n, t, h, h), bool)
+    z = mc.landsat_confounders(chips, mask)
+    assert z[0, 0] == pytest.approx(0.5, abs=1e-6) and z[2, 0] == pytest.approx(0.0, abs=1e-6)
+    assert z[0, 2] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_one_draw_and_the_report(mc):
+    rng = np.random.default_rng(1)
+    n = 240
+    z = rng.normal(size=(n, 3))
+    feats = {"summary": z[:, :1] + rng.normal(0, 0.1, (n, 1)), "engineered": z,
+             "learned": rng.normal(size=(n, 5))}
+    mc._init({"studies": {"sentinel2": feats}, "confounders": {"a_composition": z}})
+    raw = pd.DataFrame([r for s in range(2) for r in mc.one(("a_composition", s))])
+    assert set(raw.method) == set(mc.METHODS)
+    tab = mc.summarise(raw)
+    assert np.isfinite(tab[["bias", "rmse", "coverage", "length"]].to_numpy()).all()
+    eng = raw[raw.method == "engineered"]
+    naive = raw[raw.method == "naive"]
+    assert (eng.est - eng.truth).abs().mean() < (naive.est - naive.truth).abs().mean()
+    lines = mc.targets(tab)
+    assert any(line.startswith("- a_composition: default removes") for line in lines)
