@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -545,7 +546,8 @@ def _remove(path: Path, overwrite: bool) -> None:
 # ----------------------------------------------------------------------------- extract
 def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | None = None,
             workers: int | None = None, scheduler: str | None = None, progress: bool = True,
-            task_mb: float = 64.0, overwrite: bool = False, rasters: Any = None) -> ChipsResult:
+            task_mb: float = 64.0, overwrite: bool = False, rasters: Any = None,
+            threads: int | None = None) -> ChipsResult:
     """Extract a chip around every unit for every period into a zarr cache.
 
     Parameters
@@ -572,6 +574,11 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
         ``period`` dimension), a ``Dataset`` (one variable per band), or a mapping ``{period:
         DataArray or Dataset}``; it replaces the manifest's rasters (see
         :mod:`geocausal.data.xarray_source`; written once as GeoTIFFs under ``cache_dir``).
+    threads
+        Without ``workers`` or ``scheduler``: tasks run on this many threads of this process,
+        so that raster decoding, conversion and cache writes overlap (default: the CPUs
+        available, at most 4; 1 runs them one after another). Each thread holds one task's
+        chips (``task_mb``) at a time.
 
     Returns
     -------
@@ -592,6 +599,7 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
     from geocausal.data.units import as_manifest, load_units, unique_units, unit_points
 
     start = time.perf_counter()
+    threads = _check_threads(threads)
     m = as_manifest(manifest_or_path)
     if rasters is not None:
         from geocausal.data.xarray_source import manifest_with_xarray
@@ -649,11 +657,28 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
     sizes = {task.index: task.stop - task.start for task in todo}
     try:
         _run_all(todo, str(tmp), sizes, len(ids), len(ids) - sum(sizes.values()), workers,
-                 scheduler, progress)
+                 scheduler, progress, threads)
     finally:
         close_rasters()
     _finalize(tmp, final, _FinalPlan(m, ids, periods, chip, starts, per_task, order))
     return _finish(open_cache(final), start, reused=False, tasks_run=len(todo))
+
+
+def _check_threads(threads: int | None) -> int:
+    """The number of extraction threads: ``threads``, or the CPUs available (at most 4).
+
+    Examples
+    --------
+    >>> _check_threads(2)
+    2
+    """
+    if threads is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, min(4, cpus or 1))
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise DataError(f"threads must be a positive integer, got {threads!r}; use 1 to read "
+                        "the tasks one after another")
+    return int(threads)
 
 
 def _resumable(tmp: Path, n_units: int) -> np.ndarray | None:
@@ -683,8 +708,45 @@ def _finalised(tmp: Path) -> bool:
     return attrs.get("format") == FORMAT and (tmp / OWNER_MARKER).is_file()
 
 
+def _run_threads(todo: list[_Task], tmp: str, threads: int, done: Any) -> None:
+    """Run tasks on ``threads`` threads of this process: GDAL decoding, the float conversion
+    and blosc compression release the GIL, so one task's reads overlap another's writes.
+
+    Each thread opens its own raster handles (:func:`open_raster` keeps them per thread) and
+    closes them when its last task is done; tasks write disjoint zarr chunks.
+    """
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    queue = list(reversed(todo))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    task = queue.pop()
+                k = _run_task(task, tmp)
+                with lock:
+                    done(k)
+        finally:
+            close_rasters()
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gc-extract") as pool:
+        futures = [pool.submit(worker) for _ in range(min(threads, len(todo)))]
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in finished if f.exception() is not None]
+        if failed:
+            with lock:
+                queue.clear()  # the other threads stop after their current task
+            wait(futures)
+            raise failed[0].exception()
+
+
 def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, initial: int,
-             workers: int | None, scheduler: str | None, progress: bool) -> None:
+             workers: int | None, scheduler: str | None, progress: bool,
+             threads: int = 1) -> None:
     from geocausal._progress import progress as _progress
     from geocausal.parallel import dask_client
 
@@ -692,10 +754,12 @@ def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, ini
                     unit="unit", leave=False)
     try:
         with dask_client(address=scheduler, workers=workers) as client:
-            if client is None:
+            if client is None and (threads <= 1 or len(todo) <= 1):
                 for task in todo:
                     _run_task(task, tmp)
                     bar.update(sizes[task.index])
+            elif client is None:
+                _run_threads(todo, tmp, threads, lambda k: bar.update(sizes[k]))
             else:
                 from dask.distributed import as_completed
 

@@ -364,9 +364,19 @@ def valid_pixels(raw: np.ndarray, tile: TileInfo, image_pos: list[int],
             valid &= (img != tile.nodata).all(axis=0)
     if mask_pos is not None:
         valid &= np.isin(raw[mask_pos], tile.clear_values)
-    vals = np.moveaxis(img, 0, -1).astype(np.float32)
+    # one pass into a pixel-interleaved float32 array (the same float32 products and sums as
+    # casting first and scaling after, without the temporaries)
+    vals = np.empty(img.shape[1:] + img.shape[:1], dtype=np.float32)
+    src = np.moveaxis(img, 0, -1)
     if tile.scale != 1.0 or tile.offset != 0.0:
-        vals = vals * np.float32(tile.scale) + np.float32(tile.offset)
+        if img.dtype.itemsize <= 2 and img.dtype.kind in "ui":  # exact in float32
+            np.multiply(src, np.float32(tile.scale), out=vals, dtype=np.float32)
+        else:
+            vals[...] = src
+            vals *= np.float32(tile.scale)
+        vals += np.float32(tile.offset)
+    else:
+        vals[...] = src
     return vals, valid
 
 
