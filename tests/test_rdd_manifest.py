@@ -323,3 +323,46 @@ def test_shipped_border_study_by_name_through_the_cli(tmp_path, monkeypatch, cap
     (folder / "border.gpkg").unlink()
     with pytest.raises(DataError, match="delete that folder"):
         ensure_study("border_ndvi")
+
+
+# --------------------------------------------------------------------------- overlapping zones
+def test_overlap_groups_are_components_of_zones_sharing_pixels(study, loaded):
+    """Units whose clipped buffers overlap share a group; a group never joins units farther
+    apart than two radii plus a pixel diagonal (the zones' own extent)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from geocausal.datasets.boundary import CRS
+
+    tab = loaded.table
+    g = tab["ndvi_overlap_group"].to_numpy()
+    units = gpd.read_file(study.manifest_path.parent / "units.gpkg").set_index("unit_id")
+    xy = units.loc[tab["unit_id"]].to_crs(CRS).get_coordinates().to_numpy()
+    d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
+    side = np.sign(tab["dist_border"].to_numpy())
+    must = (d < 2 * 60.0 - 1e-6) & (side[:, None] == side[None, :])
+    i, j = np.nonzero(must)
+    assert i.size > len(tab) + 20  # the study has overlapping zones
+    assert np.all(g[i] == g[j])
+    may = d < 2 * 60.0 + 10 * np.sqrt(2)
+    _, comp = connected_components(coo_matrix(may), directed=False)
+    same = g[:, None] == g[None, :]
+    assert np.all((comp[:, None] == comp[None, :])[same])
+    assert 50 < np.unique(g).size < len(tab)
+
+
+def test_cluster_on_overlap_groups_gives_finite_tests(loaded):
+    """Clustered fits (few clusters, t(G-1) tails) keep every curve test finite: large t
+    statistics map to the normal scale through upper tails, not ``ppf(cdf)`` (which was inf)."""
+    from geocausal.designs.rdd.smallsample import normal_equivalent
+
+    eq = normal_equivalent(np.array([2.228, 12.0, 40.0]), np.array([10.0, 5.0, 8.0]))
+    assert np.all(np.isfinite(eq)) and eq[0] == pytest.approx(1.96, abs=1e-3)
+    assert eq[1] < 12.0 and eq[2] < 40.0 and eq[1] > 3.5
+    est = gc.rdd("ndvi ~ 1", loaded.table, running="dist_border", weights="ndvi_weight",
+                 q_grid=GRID, n_boot=N_BOOT, seed=SEED, vcov={"cluster": "ndvi_overlap_group"})
+    tests = est.diagnostics["tests"]
+    assert np.all(np.isfinite(tests["statistic"])) and np.all(np.isfinite(est.curve.to_numpy()))
+    hetero = gc.rdd("ndvi ~ 1", loaded.table, running="dist_border", weights="ndvi_weight",
+                    q_grid=GRID, n_boot=N_BOOT, seed=SEED)
+    np.testing.assert_allclose(est.curve["estimate"], hetero.curve["estimate"], rtol=1e-12)

@@ -40,7 +40,7 @@ from geocausal.data.units import load_units
 from geocausal.data.zonal import weighted_quantiles, zone_geometries, zone_samples
 from geocausal.errors import DataError, EmptyZoneWarning
 
-__all__ = ["PixelDistributions", "distribution_columns", "pixel_distributions",
+__all__ = ["PixelDistributions", "distribution_columns", "overlap_groups", "pixel_distributions",
            "weighted_quantiles"]
 
 
@@ -309,9 +309,62 @@ def _boundary_of(m: Manifest, spec: Any, units: Any) -> Any:
                           where=where)
 
 
+def overlap_groups(zones: Any, tile: TileInfo) -> np.ndarray:
+    """Groups of zones that share pixels: connected components of the zone overlap graph.
+
+    Two zones are linked when they come within one pixel diagonal of each other on ``tile``'s
+    grid (so every pair that shares a pixel, even a boundary pixel with small coverage
+    fractions, is linked); a group is a connected component of these links. Units whose zones
+    share pixels have correlated pixel distributions, so cluster on the groups
+    (``vcov={"cluster": "<name>_overlap_group"}``).
+
+    Parameters
+    ----------
+    zones
+        GeoSeries of zones, with a CRS.
+    tile
+        A raster tile of the grid the pixels come from.
+
+    Returns
+    -------
+    numpy.ndarray
+        Group label (1, 2, ... in order of first appearance) per zone.
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> from shapely.geometry import Point
+    >>> from geocausal.data.rasters import TileInfo
+    >>> tile = TileInfo(0, "x.tif", "EPSG:32632", (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), 100, 100,
+    ...                 (1,), None, (), None, 1.0, 0.0)
+    >>> z = gpd.GeoSeries([Point(0, 0).buffer(30), Point(50, 0).buffer(30),
+    ...                    Point(500, 0).buffer(30), Point(105, 0).buffer(30)], crs="EPSG:32632")
+    >>> overlap_groups(z, tile).tolist()
+    [1, 1, 2, 1]
+    """
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(zones)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    a, b, _, d, e, _ = tile.transform
+    half = 0.5 * float(np.hypot(abs(a) + abs(b), abs(d) + abs(e)))
+    geoms = zones.to_crs(tile.crs).buffer(half).to_numpy()
+    i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    graph = coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    _, first, inverse = np.unique(comp, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # label components by their first zone
+    return order[inverse].astype(np.int64) + 1
+
+
 def _unit_samples(m: Manifest, spec: Any, where: str, uniq: Any, tiles: list[TileInfo],
-                  period: Any, boundary: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per unique unit, the pixel values of ``spec`` in its (clipped) zone and their weights."""
+                  period: Any, boundary: Any) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                       np.ndarray]:
+    """Per unique unit, the pixel values of ``spec`` in its (clipped) zone, their weights,
+    and the zone's overlap group (:func:`overlap_groups`)."""
     from geocausal.data.rasters import chip_size_px
     from geocausal.data.units import unit_points
     from geocausal.data.zonal import zone_geometries
@@ -325,10 +378,11 @@ def _unit_samples(m: Manifest, spec: Any, where: str, uniq: Any, tiles: list[Til
         zones, _ = boundary.clip(zones, unit_points(uniq))
     roles = m.resolved_band_roles() if spec.index is not None else None
     try:
-        return zone_samples(ptiles, zones, band=spec.band, index=spec.index,
-                            band_names=list(m.rasters_for(period)[0].bands), roles=roles)
+        vals, wts = zone_samples(ptiles, zones, band=spec.band, index=spec.index,
+                                 band_names=list(m.rasters_for(period)[0].bands), roles=roles)
     except DataError as exc:
         raise DataError(f"{where} (period {period}): {exc}") from None
+    return vals, wts, overlap_groups(zones, ptiles[0])
 
 
 def distribution_columns(manifest: Manifest, units: Any, table: Any) -> tuple[Any, np.ndarray]:
@@ -336,7 +390,11 @@ def distribution_columns(manifest: Manifest, units: Any, table: Any) -> tuple[An
 
     For each entry, column ``<name>`` holds each row's valid pixel values in its unit's zone
     (clipped to the unit's own side of the boundary of a ``distance`` join, unless
-    ``clip_to_side: false``) and ``<name>_weight`` their exact coverage fractions. Samples are
+    ``clip_to_side: false``) and ``<name>_weight`` their exact coverage fractions; column
+    ``<name>_overlap_group`` labels groups of units whose zones share pixels (connected
+    components of the overlap graph, :func:`overlap_groups`, of the first period's zones):
+    their distributions are correlated, so cluster on it (``vcov={"cluster":
+    "<name>_overlap_group"}``, the command line's default for such an outcome). Samples are
     computed once per unit id and period and matched to rows by id (and by the row's period,
     as for zonal statistics: :func:`geocausal.data.zonal.row_periods`); with several periods
     and no per-row period the columns get the suffix ``_<period>``.
@@ -368,7 +426,7 @@ def distribution_columns(manifest: Manifest, units: Any, table: Any) -> tuple[An
     >>> units = load_units(m2)
     >>> cols, keep = distribution_columns(m2, units, units.drop(columns="geometry"))
     >>> list(cols.columns), bool(keep.all()), bool((cols["red_px_weight"][0] > 0).all())
-    (['red_px', 'red_px_weight'], True, True)
+    (['red_px', 'red_px_weight', 'red_px_overlap_group'], True, True)
     """
     import pandas as pd
 
@@ -417,7 +475,7 @@ def distribution_columns(manifest: Manifest, units: Any, table: Any) -> tuple[An
                           for p in periods}
             unmatched = np.ones(len(table), dtype=bool)
             for p, hit in hit_of.items():
-                v, w = samples[p]
+                v, w, _ = samples[p]
                 vcol[hit] = column(v, rows[hit])
                 wcol[hit] = column(w, rows[hit])
                 unmatched &= ~hit
@@ -427,10 +485,11 @@ def distribution_columns(manifest: Manifest, units: Any, table: Any) -> tuple[An
             empty |= np.array([len(w) == 0 for w in wcol], dtype=bool)
         else:
             for p in todo:
-                v, w = samples[p]
+                v, w, _ = samples[p]
                 new[f"{spec.name}_{p}"] = column(v, rows)
                 new[f"{spec.weight_column}_{p}"] = wcol = column(w, rows)
                 empty |= np.array([len(x) == 0 for x in wcol], dtype=bool)
+        new[f"{spec.name}_overlap_group"] = samples[todo[0]][2][rows]
         check_collisions([*table.columns, *out], list(new), where)
         out.update(new)
         if empty.any():

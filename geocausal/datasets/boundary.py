@@ -96,6 +96,26 @@ def _half_disc_quantiles(levels: np.ndarray, loc: float, sd: float, slope_m: flo
     return np.array([brentq(lambda z, q=q: cdf(z) - q, lo, hi, xtol=1e-12) for q in levels])
 
 
+def _spaced_points(rng: np.random.Generator, n: int, xr: tuple[float, float],
+                   yr: tuple[float, float], spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uniform points in a box, each at least ``spacing`` from the earlier ones."""
+    pts: list[tuple[float, float]] = []
+    tries = 0
+    while len(pts) < n:
+        tries += 1
+        if tries > 200 * n:
+            raise DataError(f"could not place {n} units at least {spacing} m apart in the "
+                            f"image; lower n_units or min_spacing_m (placed {len(pts)})")
+        x, y = rng.uniform(*xr), rng.uniform(*yr)
+        if pts:
+            arr = np.asarray(pts)
+            if np.min(np.hypot(arr[:, 0] - x, arr[:, 1] - y)) < spacing:
+                continue
+        pts.append((x, y))
+    arr = np.asarray(pts)
+    return arr[:, 0], arr[:, 1]
+
+
 def border_truth(levels: Sequence[float] = TRUTH_LEVELS, *, base: float = 0.45,
                  jump: float = 0.08, scale: float = 0.5, sigma: float = 0.06,
                  slope: float = 0.02, radius_m: float = 60.0) -> dict[str, float]:
@@ -120,8 +140,8 @@ def border_truth(levels: Sequence[float] = TRUTH_LEVELS, *, base: float = 0.45,
 def border_ndvi_study(out_dir: str | Path, *, n_units: int = 300, size_px: int = 400,
                       pixel_m: float = 10.0, radius_m: float = 60.0, base: float = 0.45,
                       jump: float = 0.08, scale: float = 0.5, sigma: float = 0.06,
-                      slope: float = 0.02, seed: int = 0, overwrite: bool = False
-                      ) -> BorderStudy:
+                      slope: float = 0.02, min_spacing_m: float = 0.0, seed: int = 0,
+                      overwrite: bool = False) -> BorderStudy:
     """Write the border study (imagery, border layer, units, manifest) into ``out_dir``.
 
     Parameters
@@ -137,6 +157,10 @@ def border_ndvi_study(out_dir: str | Path, *, n_units: int = 300, size_px: int =
     base, jump, scale, sigma, slope
         The NDVI field (module docstring): level, jump at the border, relative increase of
         the pixel spread on the east side, west pixel spread, trend per km of signed distance.
+    min_spacing_m
+        Minimum distance between unit points (dart throwing: uniform points, each one closer
+        than this to an earlier one redrawn); ``2 * radius_m + 2 * pixel_m`` gives zones that
+        share no pixel. 0 (the default): independent uniform points.
     seed
         Seed of the unit positions and pixel noise.
 
@@ -152,6 +176,8 @@ def border_ndvi_study(out_dir: str | Path, *, n_units: int = 300, size_px: int =
     if n_units < 10 or size_px < 20 or not pixel_m > 0 or not radius_m > 0 or not sigma > 0:
         raise DataError("border_ndvi_study needs n_units >= 10, size_px >= 20 and positive "
                         "pixel_m, radius_m and sigma")
+    if not (np.isfinite(min_spacing_m) and min_spacing_m >= 0):
+        raise DataError(f"min_spacing_m must be a finite number >= 0, got {min_spacing_m}")
     out = prepare_output_dir(out_dir, list(FILES), overwrite=overwrite, trust_marker=False,
                              clear=True)
     rng = np.random.default_rng(seed)
@@ -185,8 +211,12 @@ def border_ndvi_study(out_dir: str | Path, *, n_units: int = 300, size_px: int =
         out / "border.gpkg", layer="regions", driver="GPKG", engine="pyogrio")
     # units: uniform inside the image, a zone away from its edges
     margin = radius_m + 2 * pixel_m
-    ux = rng.uniform(x0 + margin, x0 + side - margin, n_units)
-    uy = rng.uniform(y0 - side + margin, y0 - margin, n_units)
+    if min_spacing_m > 0:
+        ux, uy = _spaced_points(rng, n_units, (x0 + margin, x0 + side - margin),
+                                (y0 - side + margin, y0 - margin), min_spacing_m)
+    else:
+        ux = rng.uniform(x0 + margin, x0 + side - margin, n_units)
+        uy = rng.uniform(y0 - side + margin, y0 - margin, n_units)
     units = gpd.GeoDataFrame({"unit_id": np.arange(1, n_units + 1)},
                              geometry=[Point(p) for p in zip(ux, uy)], crs=CRS).to_crs("EPSG:4326")
     units.to_file(out / "units.gpkg", layer="units", driver="GPKG", engine="pyogrio")

@@ -128,5 +128,7 @@ def normal_equivalent(tstat: np.ndarray, df: np.ndarray) -> np.ndarray:
     df = np.broadcast_to(np.asarray(df, dtype=float), t.shape)
     out = t.copy()
     ok = np.isfinite(df) & (df > 0)
-    out[ok] = stats.norm.ppf(stats.t.cdf(t[ok], df[ok]))
+    # upper tails (isf of sf), not ppf(cdf): cdf rounds to 1 for |t| beyond ~8 and gave inf
+    eq = stats.norm.isf(stats.t.sf(t[ok], df[ok]))
+    out[ok] = np.where(np.isfinite(eq), eq, t[ok])  # sf underflowed: |t| itself, finite
     return out
