@@ -53,6 +53,18 @@ TIERS: dict[str, str] = {
     "test_encoders_learning.py": "slow",
     "test_dask.py": "slow",
 }
+#: single tests of a tier inside otherwise fast modules (the slowest of the fast tier, measured
+#: with --durations on 2 shared cores)
+TEST_TIERS: dict[str, str] = {
+    "test_cate.py::test_blp_coverage_and_size": "montecarlo",
+    "test_debias_inference.py::test_clustered_intervals_cover_where_unit_level_ones_do_not":
+        "montecarlo",
+    "test_debias_inference.py::test_lcc_interval_coverage_monte_carlo": "montecarlo",
+    "test_debias_inference.py::test_tweedie_bootstrap_coverage_monte_carlo": "montecarlo",
+    "test_cli_help.py::test_paper_run_reports_steps_and_files": "paper",
+    "test_cli_help.py::test_paper_run_default_out_is_in_the_user_data_folder": "paper",
+    "test_chips.py::test_dask_workers_equal_serial": "slow",
+}
 #: module-name prefixes of a tier: every notebook and paper test, present and future
 PREFIX_TIERS: dict[str, str] = {"test_notebook_": "notebook", "test_paper_": "paper"}
 #: fast modules under a tier prefix (no pipeline runs)
@@ -80,7 +92,8 @@ def _has_gpu() -> bool:
 def pytest_collection_modifyitems(config, items):
     """Mark each test with its module's tier; skip gpu tests when JAX sees no GPU."""
     for item in items:
-        tier = tier_of(Path(str(item.fspath)).name)
+        name = Path(str(item.fspath)).name
+        tier = TEST_TIERS.get(f"{name}::{item.originalname}") or tier_of(name)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
     gpu_items = [i for i in items if i.get_closest_marker("gpu")]
