@@ -394,7 +394,7 @@ def distribution_columns(manifest: Manifest, units: Any, table: Any) -> tuple[An
     ``<name>_overlap_group`` labels groups of units whose zones share pixels (connected
     components of the overlap graph, :func:`overlap_groups`, of the first period's zones):
     their distributions are correlated, so cluster on it (``vcov={"cluster":
-    "<name>_overlap_group"}``, the command line's default for such an outcome). Samples are
+    "<name>_overlap_group"}``; ``--vcov cluster:<name>_overlap_group``). Samples are
     computed once per unit id and period and matched to rows by id (and by the row's period,
     as for zonal statistics: :func:`geocausal.data.zonal.row_periods`); with several periods
     and no per-row period the columns get the suffix ``_<period>``.
