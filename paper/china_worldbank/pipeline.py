@@ -170,6 +170,8 @@ def run_world(cfg: dict, seed: int, work: Path, tables: Path, figs: Path) -> dic
     fe_t.to_csv(tables / "world_fe.csv", index=False)
     write_tables(fe, tables, "world_fe", caption="Two-way fixed effects on the outcome panel")
 
+    paper = run_paper_steps(world, study, data, img, truth, f_tab, xs.split(" + "), lrn, cfg,
+                            seed, tables, figs)
     sens = run_sensitivity(f_tab, data, img, overall["image"], fe, lrn, cfg, seed, tables, figs)
     spec = run_spec_curve(world, f_tab, cfg, seed, work, tables, figs)
 
@@ -184,7 +186,91 @@ def run_world(cfg: dict, seed: int, work: Path, tables: Path, figs: Path) -> dic
     save(fs["image"].plot(), figs / "world_funder_sector.png")
     save(plc.plot(), figs / "world_placement.png")
     return {"manifest_hash": study.manifest_hash, "ate": world.ate, "att": world.att,
-            "n_units": int(len(data)), "sensitivity": sens, "spec_curve": spec}
+            "n_units": int(len(data)), "sensitivity": sens, "spec_curve": spec,
+            "paper_steps": paper}
+
+
+def _steps():
+    import sys
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    name = "geocausal_paper_china_worldbank_paper_steps"  # the name _real_data.load_sibling uses
+    if name not in sys.modules:
+        spec = spec_from_file_location(name, HERE / "paper_steps.py")
+        mod = module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def run_paper_steps(world, study, data: pd.DataFrame, img: pd.DataFrame, truth: pd.DataFrame,
+                    f_tab: str, xs: list[str], lrn: dict, cfg: dict, seed: int, tables: Path,
+                    figs: Path) -> dict:
+    """The paper's own steps on the synthetic world (``paper_steps.py``, as on real data).
+
+    - AIPW whose propensity is a CNN learned from the pre-treatment chips (overall and per
+      funder), its salience maps;
+    - funder x sector-group cells (sectors pooled so that each cell holds ``min_cell`` units),
+      Holm / BH adjusted, with cell sizes and the cells' true effects;
+    - placement AUCs (image, tabular, both) per funder tested against 0.5;
+    - unit + period FE on the outcome panel *predicted from imagery* (cross-fitted ridge on
+      each period's image features, trained on the first period), and its prediction-powered
+      correction with a surveyed subsample (``survey_share`` of the units, outcome known every
+      period), next to the FE on the true panel (the truth the correction aims at).
+    """
+    steps = _steps()
+    ps = cfg["paper_steps"]
+    scfg = {**cfg, **ps}
+    chips_all, _mask = study.chips.load()
+    pos = {u: i for i, u in enumerate(study.chips.unit_ids.tolist())}
+    rows = np.array([pos[u] for u in data["unit_id"]])  # chips by key, never by position
+    chips = chips_all[rows, 0]  # the first (pre-treatment) period
+    out = {}
+    # the paper's funder ATEs with the CNN propensity (one CNN per funder and fold)
+    cnn_by = steps.cnn_effects(f_tab, data, chips, scfg, seed, lrn["outcome"], by="funder")
+    cnn_t = cnn_by.tidy().assign(method="cnn")
+    cnn_t["truth"] = [truth.loc[data.funder == g, "cate"].mean() for g in cnn_t.model]
+    cnn_t["bias"] = cnn_t["estimate"] - cnn_t["truth"]
+    cnn_t.to_csv(tables / "world_cnn_effects.csv", index=False)
+    cnn = {g: cnn_by[g] for g in cnn_t.model}
+    out["cnn_salience"] = all(
+        steps.save_salience(est, figs / f"world_salience_{g}.png",
+                            f"Synthetic world, {g}: salience of the CNN propensity")
+        for g, est in cnn.items())
+    for g, est in cnn.items():
+        save(overlap_plot(est, title=f"{g}: CNN propensity"), figs / f"world_overlap_cnn_{g}.png")
+
+    cells = steps.pooled_cells(f_tab, data, img, scfg, seed, lrn, truth=truth["cate"])
+    cells["bias"] = cells["estimate"] - cells["truth"]
+    cells.to_csv(tables / "world_funder_sector_pooled.csv", index=False)
+    out["min_cell_units"] = int(cells["n_units"].min())
+
+    plc = steps.placement_tests(data, xs, img, scfg, seed, lrn["propensity"])
+    plc.to_csv(tables / "world_placement_vs_half.csv", index=False)
+
+    # FE on the imagery-predicted outcome panel, and its PPI correction
+    periods = list(world.periods)
+    per = {p: first_period(study.features, p).reset_index(drop=True).to_numpy() for p in periods}
+    y_true = {p: data[f"y_{p}"].to_numpy(float) for p in periods}
+    pred, r2 = steps.predicted_panel(per, y_true[periods[0]], periods[0], scfg, seed)
+    rng = np.random.default_rng(seed)
+    labelled = rng.random(len(data)) < float(ps["survey_share"])
+    start = np.full(len(data), float(periods[1]) if len(periods) > 1 else np.inf)
+    fe_t = steps.rectified_fe(pred, y_true, data["unit_id"], data["d"].to_numpy(), start,
+                              labelled)
+    fe_true = gc.fe("y ~ treated | unit_id + period", outcome_panel(world.units, periods),
+                    vcov={"cluster": "unit_id"})
+    fe_t = pd.concat([fe_t, pd.DataFrame([{
+        "method": "truth_panel", "estimate": float(fe_true.params.iloc[0]),
+        "std_error": float(fe_true.std_errors.iloc[0]),
+        "conf_low": float(fe_true.conf_int().iloc[0].conf_low),
+        "conf_high": float(fe_true.conf_int().iloc[0].conf_high),
+        "n_units": len(data)}])], ignore_index=True)
+    fe_t["att_truth"] = world.att
+    fe_t["oof_r2_first_period"] = r2
+    fe_t.to_csv(tables / "world_fe_predicted.csv", index=False)
+    out["predicted_oof_r2"] = r2
+    return out
 
 
 def run_spec_curve(world, f_tab: str, cfg: dict, seed: int, work: Path, tables: Path,
@@ -329,7 +415,8 @@ def run(full: bool, out: Path, seed: int) -> None:
     figs.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        world = run_world(cfg, seed, Path(tmp), tables, figs)
+        world = run_world({**cfg, "paper_steps": cfg_all["paper_steps"]}, seed, Path(tmp),
+                          tables, figs)
         s2 = run_sentinel2(cfg, seed, Path(tmp), tables, figs)
     prov = make_provenance(None, seed, world["manifest_hash"], size=size, config=cfg,
                            world=world, sentinel2=s2,
