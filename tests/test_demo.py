@@ -18,7 +18,8 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "results"
     assert main(["demo", "--out", str(out), "--units", "120", "--size", "8", "--seed", "1"]) == 0
     table = pd.read_csv(out / "tables" / "estimates.csv").set_index("method")
-    assert len(table) == 5 and "AIPW, tabular + learned image" in table.index
+    assert len(table) == 6 and "AIPW, tabular + learned image" in table.index
+    assert "AIPW, default: stacked image candidates" in table.index
     assert "AIPW, tabular + learned image, fold-wise encoders" in table.index
     truth = json.loads((out / "provenance.json").read_text())["truth"]
     assert (table["truth"] == truth["ate"]).all()
@@ -32,7 +33,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     assert abs(table.loc["AIPW, tabular + band summaries", "bias"]) < naive["bias"]
     for f in ("figures/overlap.png", "figures/estimates.png", "figures/balance.png",
               "tables/balance.csv", "tables/estimates.md", "tables/estimates.tex",
-              "tables/overlap.csv", "provenance.json"):
+              "tables/overlap.csv", "tables/nuisance_quality.csv", "provenance.json"):
         assert (out / f).stat().st_size > 0, f
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["seed"] == 1 and prov["manifest_hash"] and prov["n_units"] == 120

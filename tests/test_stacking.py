@@ -53,8 +53,11 @@ def test_default_stack_removes_image_confounding_and_records_quality():
 
 def test_tabular_only_candidate_equals_plain_aipw():
     """Peer check: a stack of one candidate is exactly the package's plain AIPW."""
+    from geocausal.nuisance.candidates import stack_learners
+
     df, chips = _centre_study(300, 1)
-    plain = gc.aipw("y ~ d + x", df, seed=3)
+    lrn = stack_learners(3)
+    plain = gc.aipw("y ~ d + x", df, seed=3, learners=lrn)
     one = gc.aipw("y ~ d + x", df, images=chips, seed=3,
                   image_options={"candidates": ("tabular",)})
     assert one.params["d"] == pytest.approx(plain.params["d"], abs=1e-12)

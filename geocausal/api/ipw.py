@@ -284,8 +284,11 @@ def _fit_one(
     stack = skipped = None
     if (representation == "auto" and chips is not None and propensity is None
             and not any(uses_images(v) for v in lrn.values())):
-        stack, skipped = _stacked(images, X_tab, y, d, fold_ids, lrn, need_outcome,
-                                  method == "aipw", seed, image_options)
+        from geocausal.nuisance.candidates import stack_learners
+
+        stack, skipped = _stacked(images, X_tab, y, d, fold_ids,
+                                  {**stack_learners(seed), **dict(learners or {})},
+                                  need_outcome, method == "aipw", seed, image_options)
         nu = Nuisances(stack.e, stack.mu0, stack.mu1)
     elif propensity is not None:
         e = _vector(data, propensity, "propensity", n)
@@ -536,7 +539,9 @@ def aipw(
         statistics of bands and spectral indices, and learned position-aware self-supervised
         embeddings (:mod:`geocausal.nuisance.candidates`), weighted by out-of-fold loss; the
         weights used for each fold are fitted on the other folds, so AIPW only sees
-        out-of-fold nuisances. The out-of-fold R², log-loss, AUC and calibration of every
+        out-of-fold nuisances; unless ``learners`` names them, the propensity learner is a
+        logistic regression with a cross-validated penalty
+        (:func:`geocausal.nuisance.candidates.stack_learners`). The out-of-fold R², log-loss, AUC and calibration of every
         candidate are in ``diagnostics["nuisance_quality"]``, the winners and weights in
         ``diagnostics["nuisance_selection"]``. ``"summary"``, ``"engineered"`` or
         ``"learned"`` use that one representation. Image learners (``uses_images``) and
