@@ -96,11 +96,20 @@ def record(work: str, comparator: str | None, ratio: float | None, *, result: st
     row = {"work": str(work), "comparator": comparator or "-",
            "ratio": None if ratio is None else round(float(ratio), 3), "result": result,
            "date": date or _dt.date.today().isoformat(), "machine": machine()}
-    rows = [r for r in load_rows(path) if r["work"] != row["work"]]
-    old = [r["work"] for r in load_rows(path)]
-    pos = old.index(row["work"]) if row["work"] in old else len(rows)
-    rows.insert(pos, row)
-    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    import fcntl
+    import tempfile
+
+    path = Path(path)
+    lock_file = Path(tempfile.gettempdir()) / "geocausal-bench-rows.lock"
+    with open(lock_file, "w") as lock:  # scripts may record at the same time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = load_rows(path)
+        rows = [r for r in old if r["work"] != row["work"]]
+        works = [r["work"] for r in old]
+        rows.insert(works.index(row["work"]) if row["work"] in works else len(rows), row)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(path)
     print(f"[recorded] {row['work']} vs {row['comparator']}: ratio {row['ratio']} {result}")
     return row
 
