@@ -69,15 +69,27 @@ LABELS: dict[str, list[dict[str, str]]] = {
         {"result": "funder x sector effects (WB Trade & Tourism, China Emergency Response)",
          "paper": "+6.27 / +12.29 and +14.32 / +15.15 IWI (v1 / v3)",
          "status": "not reproducible here",
-         "here": "funder x sector cells of the synthetic world (a few dozen units each)",
+         "here": "funder x sector-group cells of the synthetic world, sectors pooled so that "
+                 "each cell holds >= 100 units (CI size: 126-228), Holm/BH adjusted, with the "
+                 "cells' true effects",
+         "why": _NO_AIDDATA},
+        {"result": "CNN image propensity and its salience maps",
+         "paper": "AIPW with a CNN propensity; salience maps of what drives placement",
+         "status": "reproduced in design",
+         "here": "a CNN (ImageLearner) propensity per funder on the synthetic world's "
+                 "pre-treatment chips, with salience figures; both funders' CIs cover the truth",
          "why": _NO_AIDDATA},
         {"result": "placement AUCs: World Bank more predictable from images and tabular data",
          "paper": "cross-validated AUC image-only < both; WB > China",
-         "status": "reproduced in design", "here": "placement AUCs on the synthetic world",
+         "status": "reproduced in design",
+         "here": "placement AUCs per funder on the synthetic world, each tested against 0.5",
          "why": _NO_AIDDATA},
         {"result": "unit FE on the imputed IWI panel: smaller, same direction",
          "paper": "smaller FE effects, same sign", "status": "reproduced in design",
-         "here": "FE panel of the synthetic world", "why": _NO_AIDDATA},
+         "here": "FE on the synthetic world's outcome panel predicted from imagery (attenuated: "
+                 "the images do not show the effect) and its prediction-powered correction "
+                 "with a 30% surveyed subsample, against the FE on the true panel",
+         "why": _NO_AIDDATA},
     ],
     "eo_heterogeneity": [
         {"result": "image-sequence representations detect heterogeneity better than single "
