@@ -47,7 +47,6 @@ representation again from the chips there (jax). Writes ``--out`` (default
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -398,9 +397,11 @@ def targets(tab: pd.DataFrame) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from geocausal.parallel import ScriptParser, worker_count
+
+    ap = ScriptParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=100)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=worker_count, default=1)
     ap.add_argument("--mechanisms", default=",".join(MECHANISMS))
     ap.add_argument("--chips", type=Path, default=None,
                     help="read chips and features exported by --export-chips")

@@ -114,6 +114,7 @@ def test_dml_panel_monte_carlo_on_dask_equals_serial(cluster):
     ["-m", "paper.dml_panel.montecarlo", "--workers", "-2", "--out", "unused"],
     ["benchmarks/scale.py", "--workers", "0"],
     ["benchmarks/rdd_manifest_mc.py", "--workers", "0"],
+    ["benchmarks/image_representations_mc.py", "--workers", "-1"],
     ["paper/r3d/pipeline.py", "--workers", "-3", "--out", "unused"],
     ["-m", "paper.dml_panel.paper_cell", "--workers", "0", "--out", "unused"],
     ["-m", "geocausal.cli", "extract", "--manifest", "demo", "--workers", "0"],
