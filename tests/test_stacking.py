@@ -170,3 +170,23 @@ def test_calibration_slope_matches_statsmodels():
     ref = sm.GLM(d, sm.add_constant(np.log(e / (1 - e))), family=sm.families.Binomial()).fit()
     q = nuisance_quality({"m": {"e": e}}, np.zeros(500), d)
     assert q.loc[0, "calibration_slope"] == pytest.approx(ref.params[1], abs=1e-8)
+
+
+def test_multiscale_features_mask_nan_and_warn_when_not_converged():
+    from geocausal.encoders.multiscale import multiscale_features, region_masks
+
+    m = region_masks(4, 4)
+    assert np.allclose(m.sum(axis=(1, 2)), 1.0) and m[2, 1:3, 1:3].sum() == 0
+    rng = np.random.default_rng(9)
+    chips = rng.normal(size=(40, 2, 8, 8, 2)).astype("float32")
+    mask = np.ones((40, 2, 8, 8), bool)
+    chips[0, 0, :4] = np.nan            # a cloud: masked, NaN pixels
+    mask[0, 0, :4] = False
+    with pytest.warns(gc.errors.ConvergenceWarning, match="still falling"):
+        z, pre = multiscale_features(chips, mask, epochs=1, patience=1, embed_dim=4,
+                                     widths=(4,), return_model=True)
+    assert z.shape == (40, 2 * 12 + 12) and np.isfinite(z).all()
+    # the change columns are the last date's embedding minus the first date's
+    assert np.allclose(z[:, 24:], z[:, 12:24] - z[:, :12])
+    with pytest.raises(DataError, match="mask shape"):
+        multiscale_features(chips, mask[:, 0], epochs=1)

@@ -22,13 +22,18 @@ Examples
 --------
 >>> import numpy as np
 >>> chips = np.random.default_rng(0).normal(size=(24, 2, 8, 8, 3)).astype("float32")
->>> multiscale_features(chips, epochs=2, embed_dim=4, widths=(4,)).shape
+>>> import warnings
+>>> with warnings.catch_warnings():  # two epochs do not converge: a ConvergenceWarning
+...     warnings.simplefilter("ignore")
+...     z = multiscale_features(chips, epochs=2, embed_dim=4, widths=(4,))
+>>> z.shape
 (24, 36)
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +46,7 @@ from geocausal.encoders.modules import CNN, ModelSpec, build_model, set_normalis
 from geocausal.encoders.objectives import contrastive
 from geocausal.encoders.stream import choose_items
 from geocausal.encoders.train import TrainConfig, fit
-from geocausal.errors import DataError
+from geocausal.errors import ConvergenceWarning, DataError
 
 __all__ = ["MultiscaleResult", "multiscale_features", "pretrain_multiscale", "region_masks"]
 
@@ -99,7 +104,7 @@ def _as_items(chips: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None, int
     return items, None if m is None else m.reshape(n * t, *m.shape[2:]), t
 
 
-def pretrain_multiscale(chips: Any, mask: Any = None, seed: int = 0, *, epochs: int = 40,
+def pretrain_multiscale(chips: Any, mask: Any = None, seed: int = 0, *, epochs: int = 100,
                         patience: int = 4, embed_dim: int = 16,
                         widths: tuple[int, ...] = (16, 32), batch_size: int = 128,
                         max_train: int | None = 4096, learning_rate: float = 3e-3,
@@ -107,7 +112,9 @@ def pretrain_multiscale(chips: Any, mask: Any = None, seed: int = 0, *, epochs: 
     """Contrastive pretraining of a CNN on (at most ``max_train`` of) the images of ``chips``.
 
     Stops when the held-out (20% of the images) contrastive loss has not improved for
-    ``patience`` epochs, at most ``epochs``; the best epoch's weights are kept.
+    ``patience`` epochs, at most ``epochs``; the best epoch's weights are kept. When the
+    held-out loss was still falling at the last epoch a
+    :class:`~geocausal.errors.ConvergenceWarning` says so.
     """
     items, m, _ = _as_items(chips, mask)
     if items.shape[0] < 16:
@@ -125,6 +132,11 @@ def pretrain_multiscale(chips: Any, mask: Any = None, seed: int = 0, *, epochs: 
                       band_dropout=0.2, progress=progress)
     res = fit(model, contrastive(proj_dim=spec.proj_dim), items[idx],
               mask=None if m is None else m[idx], config=cfg, seed=seed)
+    if not res.stopped_early and len(res.val_loss) and res.best_epoch == len(res.val_loss) - 1:
+        warnings.warn(f"self-supervised pretraining used all {epochs} epochs and its held-out "
+                      f"loss was still falling ({res.val_loss[0]:.4f} -> {res.val_loss[-1]:.4f}"
+                      f" over {len(res.val_loss)} epochs on {len(idx)} images); pass a larger "
+                      "epochs= to let it converge", ConvergenceWarning, stacklevel=3)
     return MultiscaleResult(res.model, len(res.train_loss), res.best_epoch, res.stopped_early,
                             res.val_loss)
 
@@ -170,7 +182,7 @@ def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float 
 
 
 def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: float = 0.5,
-                        epochs: int = 40, patience: int = 4, embed_dim: int = 16,
+                        epochs: int = 100, patience: int = 4, embed_dim: int = 16,
                         widths: tuple[int, ...] = (16, 32), batch_size: int = 128,
                         max_train: int | None = 4096, progress: bool = False,
                         return_model: bool = False) -> Any:
