@@ -354,6 +354,14 @@ def one(job: tuple[str, int]) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- report
+def markdown(df: pd.DataFrame) -> str:
+    """A pipe table (no tabulate needed)."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def summarise(raw: pd.DataFrame) -> pd.DataFrame:
     z = 1.959963984540054
     failed = raw.est.isna().groupby([raw.mechanism, raw.method], sort=False).sum()
@@ -454,10 +462,11 @@ def main(argv: list[str] | None = None) -> int:
           f"Monte Carlo {t_mc:.0f} s, total {total:.0f} s ({os.cpu_count()} CPUs).\n",
           f"Chips and feature counts: {shapes}  ",
           f"Preparation record: {info}\n",
-          show.to_markdown(index=False), "",
+          markdown(show), "",
           "Default stack: most frequent winner and mean weight of the learned candidate "
-          "(propensity):\n", win.to_markdown(), "", "Targets:\n", *targets(tab), ""]
+          "(propensity):\n", markdown(win.reset_index()), "", "Targets:\n", *targets(tab), ""]
     a.out.write_text("\n".join(md))
+    raw.to_csv(a.out.with_suffix(".csv"), index=False)
     print("\n".join(md))
     return 0
 

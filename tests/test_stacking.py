@@ -190,3 +190,22 @@ def test_multiscale_features_mask_nan_and_warn_when_not_converged():
     assert np.allclose(z[:, 24:], z[:, 12:24] - z[:, :12])
     with pytest.raises(DataError, match="mask shape"):
         multiscale_features(chips, mask[:, 0], epochs=1)
+
+
+def test_learned_candidate_end_to_end_with_salience(tmp_path):
+    from geocausal.results.plot import save
+    from geocausal.results.plot_ipw import salience_plot
+
+    df, chips = _centre_study(200, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.errors.GeocausalWarning)
+        est = gc.aipw("y ~ d + x", df, images=chips.astype("float32"), folds=2, image_options={
+            "candidates": ("tabular", "learned"), "min_learned_images": 0,
+            "learned": {"epochs": 2, "embed_dim": 4, "widths": (4,)}})
+    q = est.diagnostics["nuisance_quality"]
+    assert "learned" in set(q.candidate) and np.isfinite(est.params["d"])
+    sal = est.diagnostics["salience"]
+    assert isinstance(sal, dict), sal
+    assert np.asarray(sal["maps"]).shape == (6, 8, 8) and np.isfinite(sal["maps"]).all()
+    assert np.asarray(sal["maps"]).max() > 0
+    assert save(salience_plot(est), tmp_path / "salience.png").stat().st_size > 0

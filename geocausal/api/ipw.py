@@ -167,6 +167,11 @@ def _stacked(images: Any, X_tab: np.ndarray, y: np.ndarray, d: np.ndarray,
     res = stack_nuisances(cands, y, d, fold_ids, lrn["propensity"],
                           lrn["outcome"] if need_outcome else None, need_mu1=need_mu1,
                           combine=opts.get("combine", "stack"), stacklevel=5)
+    if "learned" in res.candidates:
+        from geocausal.nuisance.candidates import learned_salience
+
+        skipped = {**skipped, "_salience": learned_salience(cands["learned"], lrn["propensity"],
+                                                            d, res.e, chips, mask)}
     return res, skipped
 
 
@@ -358,6 +363,9 @@ def _fit_one(
         diags["representation"] = representation if chips is not None else "features"
     if stack is not None:
         diags["nuisance_quality"] = stack.quality
+        sal_learned = skipped.pop("_salience", None)
+        if sal_learned is not None:
+            diags["salience"] = sal_learned
         diags["nuisance_selection"] = {"combine": stack.combine, "winner": dict(stack.winner),
                                        "weights": stack.weights, "dropped": dict(stack.dropped),
                                        "skipped": dict(skipped)}

@@ -48,7 +48,8 @@ from geocausal.encoders.stream import choose_items
 from geocausal.encoders.train import TrainConfig, fit
 from geocausal.errors import ConvergenceWarning, DataError
 
-__all__ = ["MultiscaleResult", "multiscale_features", "pretrain_multiscale", "region_masks"]
+__all__ = ["MultiscaleResult", "embed_multiscale", "multiscale_features", "multiscale_salience",
+           "pretrain_multiscale", "region_masks"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,3 +223,49 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
         raise DataError(f"learned features have {int((~np.isfinite(feats)).sum())} non-finite "
                         "values; check the chips for infinite pixels")
     return (feats, pre) if return_model else feats
+
+
+def multiscale_salience(model: Any, chips: Any, mask: Any, weights: np.ndarray, *,
+                        centre: float = 0.5) -> np.ndarray:
+    """Pixel salience of a linear head on :func:`multiscale_features`.
+
+    The gradient of ``features(x) @ weights`` (the head's logit up to a constant) with respect
+    to every pixel, L2 over bands: ``(k, H, W)`` for ``(k, H, W, C)`` chips, ``(k, T, H, W)``
+    for ``(k, T, H, W, C)``. ``weights`` has one entry per feature column (dates in order, then
+    the change columns when there are several dates). Masked or NaN pixels get zero salience.
+
+    Examples
+    --------
+    >>> from geocausal.encoders.modules import ModelSpec, build_model
+    >>> m = build_model(ModelSpec("cnn", in_bands=2, embed_dim=4, widths=(4,)))
+    >>> x = np.random.default_rng(0).normal(size=(3, 8, 8, 2)).astype("float32")
+    >>> multiscale_salience(m, x, None, np.ones(12)).shape
+    (3, 8, 8)
+    """
+    x = np.asarray(chips, np.float32)
+    single = x.ndim == 4
+    items, m, t = _as_items(x, mask)
+    valid = np.all(np.isfinite(items), axis=-1)
+    m = valid if m is None else (m & valid)
+    items = np.nan_to_num(items, nan=0.0, posinf=0.0, neginf=0.0)
+    w = jnp.asarray(np.asarray(weights, np.float32))
+    k = items.shape[0] // t
+    n_feat = 3 * model.encoder.embed_dim * (t + (t > 1))
+    if w.shape != (n_feat,):
+        raise DataError(f"weights have shape {tuple(w.shape)}, expected ({n_feat},): one per "
+                        "multiscale feature column")
+    graphdef, state = nnx.split(model)
+    f = _pooled_fn(graphdef, 0.5 if centre is None else float(centre))
+    mj = jnp.asarray(m)
+
+    def score(xx):
+        z = f(state, xx, mj).reshape(k, t, -1)
+        feats = z.reshape(k, -1)
+        if t > 1:
+            feats = jnp.concatenate([feats, z[:, -1] - z[:, 0]], axis=-1)
+        return (feats @ w).sum()
+
+    g = np.asarray(jax.grad(score)(jnp.asarray(items)))
+    s = np.sqrt((g ** 2).sum(-1)) * m
+    s = s.reshape(k, t, *s.shape[1:])
+    return s[:, 0] if single else s

@@ -40,7 +40,7 @@ from sklearn.linear_model import LogisticRegressionCV
 
 from geocausal.errors import DataError
 
-__all__ = ["CANDIDATES", "image_candidates", "stack_learners"]
+__all__ = ["CANDIDATES", "image_candidates", "learned_salience", "stack_learners"]
 
 #: the candidates of the default stack, in order
 CANDIDATES = ("tabular", "summary", "engineered", "learned")
@@ -153,7 +153,57 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
             def learned() -> np.ndarray:
                 from geocausal.encoders.multiscale import multiscale_features
 
-                return _with_tab(X_tab, multiscale_features(chips, mask, seed, **lo))
+                z, pre = multiscale_features(chips, mask, seed, return_model=True, **lo)
+                learned.pretrained, learned.n_tab = pre, X_tab.shape[1]  # for salience
+                learned.centre = lo.get("centre", 0.5)
+                learned.matrix = _with_tab(X_tab, z)
+                return learned.matrix
 
             out["learned"] = learned
     return out, skipped
+
+
+def learned_salience(learned: Any, propensity_learner: Any, d: np.ndarray, e: np.ndarray,
+                     chips: np.ndarray, mask: np.ndarray | None, k: int = 3) -> dict | str:
+    """Salience maps of the learned candidate's propensity, or why there are none.
+
+    The candidate's propensity learner is refitted on all units (frozen self-supervised
+    features plus the tabular controls); for a linear head (a scaler and a logistic
+    regression, as :func:`stack_learners`) the gradient of its logit with respect to the
+    pixels is taken through the encoder
+    (:func:`geocausal.encoders.multiscale.multiscale_salience`) for the ``k`` units most
+    likely treated and the ``k`` controls least likely treated under ``e`` (the stacked
+    propensity). The dict is what :func:`geocausal.results.plot_ipw.salience_plot` draws.
+    """
+    from sklearn.base import clone
+
+    pre = getattr(learned, "pretrained", None)
+    X = getattr(learned, "matrix", None)
+    if pre is None or X is None:
+        return "unavailable: the learned candidate was not built"
+    try:
+        fitted = clone(propensity_learner).fit(X, np.asarray(d).astype(int))
+        steps = getattr(fitted, "steps", [(None, fitted)])
+        head = steps[-1][1]
+        coef = np.asarray(getattr(head, "coef_", None), float).ravel()
+        scale = np.ones(X.shape[1])
+        for _, st in steps[:-1]:
+            scale = scale * np.asarray(getattr(st, "scale_", np.ones(X.shape[1])), float)
+        if coef.shape != (X.shape[1],):
+            return ("unavailable: the propensity learner has no linear head (coef_) on the "
+                    "learned features")
+        w = (coef / scale)[learned.n_tab:]
+        from geocausal.encoders.multiscale import multiscale_salience
+
+        order = np.argsort(e)
+        d = np.asarray(d)
+        idx = np.concatenate([order[d[order] == 1][-k:], order[d[order] == 0][:k]])
+        maps = multiscale_salience(pre.model, chips[idx],
+                                   None if mask is None else mask[idx], w,
+                                   centre=learned.centre)
+        return {"units": idx.tolist(), "maps": maps, "images": chips[idx],
+                "propensity": np.asarray(e)[idx].tolist(),
+                "treated": d[idx].astype(int).tolist(),
+                "source": "learned candidate: SSL multiscale CNN + logistic head"}
+    except Exception as exc:  # salience is a diagnostic: never fail the estimate
+        return f"unavailable: {type(exc).__name__}: {exc}"
