@@ -437,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         _init(state)
         rows = [r for j in jobs for r in one(j)]
     else:
-        with ProcessPoolExecutor(a.workers, initializer=_init, initargs=(state,)) as ex:
+        import multiprocessing as mp
+
+        # spawn, not fork: the parent has run JAX (pretraining), which is multithreaded
+        with ProcessPoolExecutor(a.workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_init, initargs=(state,)) as ex:
             rows = [r for out in ex.map(one, jobs, chunksize=1) for r in out]
     t_mc = time.perf_counter() - t0
     raw = pd.DataFrame(rows)
