@@ -256,3 +256,44 @@ def test_in_place_normalisation_equals_the_training_rule(cache):
     got = stream.normalise_inplace(x, mask[:, 0], np.asarray(model.band_mean[...]),
                                    np.asarray(model.band_std[...]))
     np.testing.assert_array_equal(got, want)
+
+
+SHARDED = """
+import json, jax, numpy as np
+from geocausal.encoders.embed import _ssl_setup
+from geocausal.encoders.modules import ModelSpec, build_model
+from geocausal.encoders.objectives import contrastive
+from geocausal.encoders.stream import ChipSource, fit_streaming
+from dataclasses import replace
+assert jax.device_count() == 2
+x = np.random.default_rng(0).normal(size=(24, 2, 8, 8, 3)).astype("float32")
+x0 = x.copy()
+src = ChipSource.of(x, block_units=5)
+spec, cfg = _ssl_setup(ModelSpec("cnn", in_bands=3, embed_dim=4, widths=(4,)), 48,
+                       epochs=2, batch_size=8, learning_rate=3e-3, progress=False)
+out = {}
+for shard in (False, True):
+    res = fit_streaming(build_model(spec, 0), contrastive(proj_dim=spec.proj_dim), src,
+                        chosen=np.arange(48), config=replace(cfg, shard=shard), seed=0)
+    out[str(shard)] = list(res.step_loss)
+assert np.array_equal(x, x0), "streamed training changed the caller's array"
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_streamed_training_shards_over_devices_like_one_device():
+    """Two CPU devices follow the one-device loss trajectory step by step (the in-memory
+    source is left as it was: blocks are copies, normalised in place)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][6:])
+    assert len(out["False"]) == len(out["True"]) == 2 * 6
+    np.testing.assert_allclose(out["True"], out["False"], rtol=1e-4, atol=1e-5)

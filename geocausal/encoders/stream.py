@@ -243,7 +243,9 @@ class ChipSource:
         return tuple(self.shape[2:])
 
     def _read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        x = np.asarray(self.chips[a:b], np.float32)
+        # a block is the caller's to change (training normalises it in place): never a view of
+        # an in-memory source
+        x = np.array(self.chips[a:b], np.float32, copy=True)
         m = None if self.mask is None else np.asarray(self.mask[a:b], bool)
         if not self.sequence:
             x = x[:, None]
