@@ -337,7 +337,10 @@ def one(job: tuple[str, int]) -> list[dict]:
                  "method": "naive"})
     preds = {c: res.candidates[c] for c in CANDS if c in res.candidates}
     preds["default"] = {"e": res.e, "mu0": res.mu0, "mu1": res.mu1}
+    clip = _STATE.get("clip")
     for m, p in preds.items():
+        if clip:
+            p = {**p, "e": np.clip(p["e"], clip, 1 - clip)}
         try:
             with np.errstate(all="ignore"):
                 theta, psi = estimate(y, d, Nuisances(p["e"], p["mu0"], p["mu1"]), "aipw",
@@ -417,10 +420,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="write chips, confounders and features to DIR and stop")
     ap.add_argument("--relearn", action="store_true",
                     help="with --chips: pretrain the learned representation again here")
+    ap.add_argument("--clip", type=float, default=None,
+                    help="clip every AIPW's propensities to [clip, 1 - clip] (gc.aipw's clip=; "
+                         "default none, as gc.aipw)")
     ap.add_argument("--out", type=Path, default=HERE / "image_representations_mc.md")
     a = ap.parse_args(argv)
     mechs = [m.strip() for m in a.mechanisms.split(",") if m.strip()]
     bad = [m for m in mechs if m not in MECHANISMS]
+    if a.clip is not None and not 0 < a.clip < 0.5:
+        ap.error(f"--clip must be in (0, 0.5), got {a.clip}")
     if bad or a.reps < 1 or a.workers < 1:
         ap.error(f"--mechanisms from {MECHANISMS}; --reps and --workers >= 1 (got {bad})")
     t_all = time.perf_counter()
@@ -431,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         export(state, a.export_chips)
         print(f"exported to {a.export_chips} in {t_prep:.0f} s")
         return 0
+    state["clip"] = a.clip
     jobs = [(m, s) for m in mechs for s in range(a.reps)]
     t0 = time.perf_counter()
     if a.workers == 1:
