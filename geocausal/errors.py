@@ -74,6 +74,11 @@ class EmptyZoneWarning(GeocausalWarning):
     are NaN; the message gives the count and some ids."""
 
 
+class OverlappingZonesWarning(DiagnosticWarning):
+    """Units' zones share pixels: their pixel distributions are correlated and unit-level
+    standard errors of a design run low."""
+
+
 class UnmatchedJoinWarning(GeocausalWarning):
     """A spatial, tabular or temporal join found no match for some units (their joined columns
     are missing) or several (the first was kept); the message gives the count and some ids."""

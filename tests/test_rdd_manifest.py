@@ -366,3 +366,20 @@ def test_cluster_on_overlap_groups_gives_finite_tests(loaded):
     hetero = gc.rdd("ndvi ~ 1", loaded.table, running="dist_border", weights="ndvi_weight",
                     q_grid=GRID, n_boot=N_BOOT, seed=SEED)
     np.testing.assert_allclose(est.curve["estimate"], hetero.curve["estimate"], rtol=1e-12)
+
+
+def test_overlapping_zones_are_warned_with_a_count(tmp_path):
+    """Zones sharing pixels made the SEs run low (benchmarks/rdd_manifest_mc.md): a counted
+    warning, and none when the units are spaced so that no zone shares a pixel."""
+    import warnings
+
+    from geocausal.errors import OverlappingZonesWarning
+
+    dense = border_ndvi_study(tmp_path / "dense", n_units=120, seed=2)
+    with pytest.warns(OverlappingZonesWarning, match=r"\d+ of \d+ rows have zones that share"):
+        load_study(dense.manifest_path, features="none")
+    spaced = border_ndvi_study(tmp_path / "spaced", n_units=60, min_spacing_m=140, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OverlappingZonesWarning)
+        tab = load_study(spaced.manifest_path, features="none").table
+    assert tab["ndvi_overlap_group"].is_unique
