@@ -28,7 +28,8 @@ clipping, as ``gc.aipw``'s default; a propensity of exactly 0 or 1 is counted in
 ``naive`` (difference in means), ``tabular`` (x1..x4), ``summary`` (+ per-band mean and SD per
 date), ``engineered`` (+ statistics of bands and spyndex indices: quantiles, centre/rings,
 texture), ``learned`` (+ position-aware SSL embeddings, :mod:`geocausal.encoders.multiscale`,
-pretrained once on the fixed chips: no label), and ``default``: the cross-fitted stack over
+pretrained once on the fixed chips: no label), ``oracle`` (+ the three true confounders; a
+check of the suite, not a method), and ``default``: the cross-fitted stack over
 the four candidates that ``gc.aipw(..., images=chips)`` runs
 (:func:`geocausal.nuisance.stacking.stack_nuisances`). All five AIPW variants come from the
 same cross-fitted candidate predictions, so the default costs nothing extra here.
@@ -64,7 +65,7 @@ sys.path.insert(0, str(HERE.parent))
 MECHANISMS = ("a_composition", "b_texture", "c_configuration", "d_change")
 STUDY_OF = {"a_composition": "sentinel2", "b_texture": "sentinel2",
             "c_configuration": "sentinel2", "d_change": "landsat"}
-METHODS = ("naive", "tabular", "summary", "engineered", "learned", "default")
+METHODS = ("naive", "tabular", "summary", "engineered", "learned", "default", "oracle")
 CANDS = ("tabular", "summary", "engineered", "learned")
 S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 _STATE: dict = {}
@@ -312,7 +313,7 @@ def one(job: tuple[str, int]) -> list[dict]:
     from geocausal.designs.ipw import Nuisances, estimate
     from geocausal.errors import DesignError
     from geocausal.nuisance.candidates import stack_learners
-    from geocausal.nuisance.crossfit import make_folds
+    from geocausal.nuisance.crossfit import crossfit_predict, make_folds
     from geocausal.nuisance.stacking import stack_nuisances
 
     mech, seed = job
@@ -337,6 +338,14 @@ def one(job: tuple[str, int]) -> list[dict]:
                  "method": "naive"})
     preds = {c: res.candidates[c] for c in CANDS if c in res.candidates}
     preds["default"] = {"e": res.e, "mu0": res.mu0, "mu1": res.mu1}
+    # the oracle: the true confounders as controls (outside the stack), same learners and folds
+    Xo = np.column_stack([X, _STATE["confounders"][mech]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        preds["oracle"] = {
+            "e": crossfit_predict(lrn["propensity"], Xo, d, folds, method="predict_proba"),
+            "mu0": crossfit_predict(lrn["outcome"], Xo, y, folds, train_mask=d == 0),
+            "mu1": crossfit_predict(lrn["outcome"], Xo, y, folds, train_mask=d == 1)}
     clip = _STATE.get("clip")
     for m, p in preds.items():
         if clip:
