@@ -176,6 +176,33 @@ LABELS: dict[str, list[dict[str, str]]] = {
 }
 
 
+
+def load_module(name: str, path: str | Path) -> Any:
+    """Load a pipeline's helper module from its file once (cached in ``sys.modules``).
+
+    Paper pipelines are loaded from their folder by file path, not as an installed package, so
+    their shared helpers (``paper/_real_data.py``) are loaded the same way.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "helper.py"
+    >>> _ = f.write_text("VALUE = 3")
+    >>> load_module("geocausal_doctest_helper", f).VALUE
+    3
+    """
+    import sys
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    if name not in sys.modules:
+        spec = spec_from_file_location(name, Path(path))
+        if spec is None or spec.loader is None:
+            raise DataError(f"cannot load the pipeline helper '{path}'")
+        mod = module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
 def labels(paper: str, *, real_data: bool = False) -> list[dict[str, str]]:
     """The labelled results of one paper (copies; safe to change).
 

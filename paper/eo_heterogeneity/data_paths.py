@@ -30,16 +30,9 @@ DEFAULTS = {"chip_m": 300.0, "learners": ["t", "s", "x", "dr"], "folds": 5, "n_s
 
 
 def _shared():
-    import sys
-    from importlib.util import module_from_spec, spec_from_file_location
+    from geocausal.paper_labels import load_module
 
-    name = "geocausal_paper__real_data"
-    if name not in sys.modules:
-        spec = spec_from_file_location(name, HERE.parent / "_real_data.py")
-        mod = module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+    return load_module("geocausal_paper__real_data", HERE.parent / "_real_data.py")
 
 
 def load(data: Path, work: Path, cfg: dict):
