@@ -100,10 +100,9 @@ def run(reps: int, workers: int, seed: int = 0, n_boot: int = 500, n_units: int 
 
 def to_markdown(tab: pd.DataFrame) -> str:
     """A GitHub markdown table (floats with 4 decimals)."""
-    cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
-             for row in tab.itertuples(index=False)]
-    lines = ["| " + " | ".join(tab.columns) + " |", "|" + "---|" * tab.shape[1]]
-    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+    from geocausal.results.table import pipe_table
+
+    return pipe_table(tab, digits=4)
 
 
 def main(argv: list[str] | None = None) -> None:

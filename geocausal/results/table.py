@@ -430,3 +430,21 @@ def _html_table(frame: pd.DataFrame, n_coef: int, notes: list[str], caption: str
                + e(". ".join(notes) + ".") + "</td></tr></tfoot>")
     out.append("</table>")
     return "\n".join(out)
+
+
+def pipe_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub pipe table of ``frame`` (floats with ``digits`` decimals), no index.
+
+    Used by the Monte Carlo scripts and pipelines to record their tables.
+
+    Examples
+    --------
+    >>> print(pipe_table(pd.DataFrame({"n": [200], "coverage": [0.9513]}), digits=3))
+    | n | coverage |
+    |---|---|
+    | 200 | 0.951 |
+    """
+    cells = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
+             for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])

@@ -65,10 +65,9 @@ def cell_table(reps: pd.DataFrame, paper: dict[str, float], truth: float = 1.0) 
 
 def to_markdown(tab: pd.DataFrame) -> str:
     """A GitHub markdown table (floats with 3 decimals)."""
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
-             for row in tab.itertuples(index=False)]
-    lines = ["| " + " | ".join(tab.columns) + " |", "|" + "---|" * tab.shape[1]]
-    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+    from geocausal.results.table import pipe_table
+
+    return pipe_table(tab, digits=3)
 
 
 def main(argv: list[str] | None = None) -> None:
