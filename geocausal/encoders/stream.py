@@ -424,13 +424,7 @@ def fit_streaming(model: Any, objective: Any, source: ChipSource, *, chosen: np.
 
     from geocausal._progress import progress
     from geocausal.encoders import sharding
-    from geocausal.encoders.train import (
-        TrainResult,
-        learning_rate_schedule,
-        make_optimizer,
-        make_train_step,
-        resolve_dtype,
-    )
+    from geocausal.encoders.train import TrainResult, training_setup
 
     if objective.supervised:
         raise DataError("streaming training is self-supervised only; supervised encoders "
@@ -447,24 +441,11 @@ def fit_streaming(model: Any, objective: Any, source: ChipSource, *, chosen: np.
     model.band_mean[...] = jnp.asarray(mean)
     model.band_std[...] = jnp.asarray(std)
 
-    devices = jax.devices()
-    use_mesh = cfg.shard and len(devices) > 1
-    ndev = len(devices) if use_mesh else 1
     n_train = int(sel_flat.sum())
-    bs = min(cfg.batch_size, n_train) // ndev * ndev
-    if bs < 2:
-        raise DataError(f"too few training images ({n_train}) for batch_size={cfg.batch_size} "
-                        f"on {ndev} devices")
-    steps_per_epoch = n_train // bs
-    dtype = jnp.dtype(resolve_dtype(cfg.compute_dtype)).name
-    tx = make_optimizer(cfg)
-    sched = learning_rate_schedule(cfg, cfg.epochs * steps_per_epoch)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    opt_state = tx.init(params)
-    mesh = sharding.data_mesh(devices) if use_mesh else None
-    if mesh is not None:
-        params, rest, opt_state = sharding.replicate((params, rest, opt_state), mesh)
-    step = make_train_step(graphdef, objective, cfg, dtype)
+    su = training_setup(model, objective, cfg, n_train, "images")
+    bs, steps_per_epoch, sched, mesh, step = (su.batch_size, su.steps_per_epoch, su.schedule,
+                                              su.mesh, su.step)
+    graphdef, params, rest, opt_state = su.graphdef, su.params, su.rest, su.opt_state
     key = jax.random.key(seed)
     rng = np.random.default_rng(seed)
     n_blocks = len(source.spans())

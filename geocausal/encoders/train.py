@@ -31,6 +31,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -252,6 +253,53 @@ def _check_inputs(model: ImageModel, x, y, tab, mask):
     return x, y, tab
 
 
+
+class TrainingSetup(NamedTuple):
+    """What a training loop needs before its first step (:func:`training_setup`)."""
+
+    ndev: int
+    batch_size: int
+    steps_per_epoch: int
+    dtype: str
+    tx: Any
+    schedule: Any
+    graphdef: Any
+    params: Any
+    rest: Any
+    opt_state: Any
+    mesh: Any
+    step: Any
+
+
+def training_setup(model: Any, objective: Any, cfg: TrainConfig, n_train: int,
+                   what: str = "rows") -> TrainingSetup:
+    """Batch size over the local devices, optimiser, schedule, split state and the jitted step.
+
+    Shared by in-memory training (:func:`fit`) and streamed training
+    (:func:`geocausal.encoders.stream.fit_streaming`). The batch is the configured size cut to
+    a multiple of the devices used; fewer than 2 rows per batch is a :class:`DataError`.
+    """
+    devices = jax.devices()
+    use_mesh = cfg.shard and len(devices) > 1
+    ndev = len(devices) if use_mesh else 1
+    bs = min(cfg.batch_size, n_train) // ndev * ndev
+    if bs < 2:
+        raise DataError(f"too few training {what} ({n_train}) for batch_size="
+                        f"{cfg.batch_size} on {ndev} devices")
+    steps_per_epoch = n_train // bs
+    dtype = jnp.dtype(resolve_dtype(cfg.compute_dtype)).name
+    tx = make_optimizer(cfg)
+    sched = learning_rate_schedule(cfg, cfg.epochs * steps_per_epoch)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = tx.init(params)
+    mesh = sharding.data_mesh(devices) if use_mesh else None
+    if mesh is not None:
+        params, rest, opt_state = sharding.replicate((params, rest, opt_state), mesh)
+    step = make_train_step(graphdef, objective, cfg, dtype)
+    return TrainingSetup(ndev, bs, steps_per_epoch, dtype, tx, sched, graphdef, params, rest,
+                         opt_state, mesh, step)
+
+
 def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | None = None,
         *, tab: np.ndarray | None = None, mask: np.ndarray | None = None,
         config: TrainConfig | None = None, seed: int = 0,
@@ -302,23 +350,10 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
     set_normaliser(model, x[train_idx], None if mask is None else np.asarray(mask)[train_idx])
     xn = normalised(model, x, mask)
 
-    devices = jax.devices()
-    use_mesh = cfg.shard and len(devices) > 1
-    ndev = len(devices) if use_mesh else 1
-    bs = min(cfg.batch_size, len(train_idx)) // ndev * ndev
-    if bs < 2:
-        raise DataError(f"too few training rows ({len(train_idx)}) for batch_size="
-                        f"{cfg.batch_size} on {ndev} devices")
-    steps_per_epoch = len(train_idx) // bs
-    dtype = jnp.dtype(resolve_dtype(cfg.compute_dtype)).name
-    tx = make_optimizer(cfg)
-    sched = learning_rate_schedule(cfg, cfg.epochs * steps_per_epoch)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    opt_state = tx.init(params)
-    mesh = sharding.data_mesh(devices) if use_mesh else None
-    if mesh is not None:
-        params, rest, opt_state = sharding.replicate((params, rest, opt_state), mesh)
-    step = make_train_step(graphdef, objective, cfg, dtype)
+    su = training_setup(model, objective, cfg, len(train_idx), "rows")
+    ndev, bs, steps_per_epoch, dtype, sched, mesh, step = (
+        su.ndev, su.batch_size, su.steps_per_epoch, su.dtype, su.schedule, su.mesh, su.step)
+    graphdef, params, rest, opt_state = su.graphdef, su.params, su.rest, su.opt_state
     eval_loss = make_eval_loss(graphdef, objective, dtype)
     key = jax.random.key(seed)
 
