@@ -433,21 +433,15 @@ def distribution_columns(manifest: Manifest, units: Any, table: Any) -> tuple[An
     import pandas as pd
 
     from geocausal.data.joins import check_collisions
-    from geocausal.data.units import unique_units
-    from geocausal.data.zonal import row_periods
+    from geocausal.data.zonal import unit_grid
 
     m = manifest
     keep = np.ones(len(table), dtype=bool)
     if not m.distributions:
         return pd.DataFrame(index=table.index), keep
     id_col = m.units.id
-    uniq = unique_units(units, id_col)
-    periods = m.ordered_periods
-    try:
-        tiles = tile_infos(m)
-    finally:
-        close_rasters()
-    per_row = row_periods(m, table)
+    grid = unit_grid(m, units, table)
+    uniq, periods, tiles, per_row = grid.units, grid.periods, grid.tiles, grid.per_row
     keys = table[id_col].to_numpy()
     out: dict[str, np.ndarray] = {}
     for i, spec in enumerate(m.distributions):

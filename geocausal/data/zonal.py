@@ -681,6 +681,30 @@ def _warn_empty(cols: dict[str, Any], variables: list[_Var], ids: np.ndarray, pr
 
 # --------------------------------------------------------------------------- manifests
 
+@dataclass(frozen=True)
+class UnitGrid:
+    """What manifest-declared zonal statistics and distributions both start from: the unique
+    units, the manifest's periods in order, every raster tile, and each table row's period."""
+
+    units: Any
+    periods: list
+    tiles: list
+    per_row: pd.Series | None
+
+
+def unit_grid(manifest: Any, units: Any, table: pd.DataFrame) -> UnitGrid:
+    """Unique units, ordered periods, raster tiles (files closed after) and row periods."""
+    from geocausal.data.rasters import tile_infos
+    from geocausal.data.units import unique_units
+
+    try:
+        tiles = tile_infos(manifest)
+    finally:
+        close_rasters()
+    return UnitGrid(unique_units(units, manifest.units.id), manifest.ordered_periods, tiles,
+                    row_periods(manifest, table))
+
+
 def row_periods(manifest: Any, table: pd.DataFrame) -> pd.Series | None:
     """Each row's imagery period: the ``align_time`` column, or a ``time`` column whose values
     are the manifest's periods; None when rows have no period of their own."""
@@ -708,8 +732,7 @@ def zonal_columns(manifest: Any, units: Any, table: pd.DataFrame) -> pd.DataFram
         An unknown band or period (naming the field ``zonal.<i>``), a column collision.
     """
     from geocausal.data.joins import check_collisions
-    from geocausal.data.rasters import chip_size_px, tile_infos
-    from geocausal.data.units import unique_units
+    from geocausal.data.rasters import chip_size_px
 
     m = manifest
     if not m.zonal:
@@ -718,14 +741,9 @@ def zonal_columns(manifest: Any, units: Any, table: pd.DataFrame) -> pd.DataFram
     if not m.rasters:
         raise DataError(f"{base} 'zonal': the manifest has no rasters to summarise")
     id_col = m.units.id
-    uniq = unique_units(units, id_col)
-    periods = m.ordered_periods
-    try:
-        tiles = tile_infos(m)
-    finally:
-        close_rasters()
+    grid = unit_grid(m, units, table)
+    uniq, periods, tiles, per_row = grid.units, grid.periods, grid.tiles, grid.per_row
     roles = m.resolved_band_roles() if any(s.indices for s in m.zonal) else None
-    per_row = row_periods(m, table)
     out: dict[str, np.ndarray] = {}
     for i, spec in enumerate(m.zonal):
         where = f"{base} 'zonal.{i}'"
