@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quantiles", action="store_true")
     ap.add_argument("--repeat", type=int, default=1, help="timings are the best of this many")
+    ap.add_argument("--no-record", action="store_true",
+                    help="do not write benchmarks/rows.jsonl (smoke runs, tests)")
     args = ap.parse_args(argv)
 
     from exactextract import exact_extract
@@ -105,15 +107,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"geocausal zonal_stats: {t_gc:8.2f} s")
         print(f"ratio geocausal / exactextract: {t_gc / t_ee:.2f} (target <= 2)")
         print(f"max |mean difference| {diff:.2e}, max |sd difference| {diff_sd:.2e}")
-        import sys
+        if not args.no_record:
+            import sys
 
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from _report import record, speedup
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from _report import record, speedup
 
-        record(f"zonal statistics ({', '.join(gc_stats)}{' + quartiles' if quant else ''}), "
-               f"{args.n:,} buffers on {args.size}x{args.size}x{args.bands}",
-               "exactextract directly", speedup(t_gc, t_ee),
-               result=f"{t_gc:.1f} s vs {t_ee:.1f} s; max mean diff {diff:.1e}")
+            record(f"zonal statistics ({', '.join(gc_stats)}"
+                   f"{' + quartiles' if quant else ''}), "
+                   f"{args.n:,} buffers on {args.size}x{args.size}x{args.bands}",
+                   "exactextract directly", speedup(t_gc, t_ee),
+                   result=f"{t_gc:.1f} s vs {t_ee:.1f} s; max mean diff {diff:.1e}")
         return {"exactextract_s": t_ee, "geocausal_s": t_gc, "ratio": t_gc / t_ee,
                 "max_mean_diff": diff}
 
