@@ -32,6 +32,14 @@ class DesignError(GeocausalError):
     """The design cannot be estimated: no overlap, no units near the cutoff, singular design."""
 
 
+class OptionError(DataError, DesignError):
+    """An option (keyword argument) is unknown, misspelled or out of range.
+
+    A subclass of both :class:`DataError` and :class:`DesignError`, the two errors options
+    raised before the vocabulary was unified, so existing ``except`` clauses still catch it.
+    """
+
+
 class GeocausalWarning(UserWarning):
     """Base class of geocausal warnings (trimming counts, weak calibration, ...)."""
 

@@ -54,6 +54,31 @@ MIN_CLUSTERS = 30
 CLUSTER_ADJUST = ("G/(G-1)", "none", "group_debias")
 
 
+#: every ``vcov=`` string geocausal accepts, with its meaning (the one list; the docs print it)
+VCOV_NAMES: Mapping[str, str] = {
+    "hetero": "heteroskedasticity-robust: the influence-function (sandwich) variance, "
+              "normal critical values; aliases 'HC0', 'robust'",
+    "iid": "homoskedastic; only where the design defines one (gc.fe), refused elsewhere",
+    "delong": "DeLong's variance of AUCs (gc.placement only)",
+}
+
+#: names other packages use, mapped by :func:`parse_vcov` to an error that points to ours
+FOREIGN_VCOV: Mapping[str, str] = {
+    "hc1": "HC1 is the OLS small-sample scaling n / (n - k) of statsmodels/fixest; geocausal's "
+           "influence-function designs use 'hetero' (HC0, as DoubleML); gc.fe's 'hetero' "
+           "already applies fixest's small-sample scaling",
+    "hc2": "HC2 (leverage-weighted) is not available; use 'hetero' or {'cluster': column}",
+    "hc3": "HC3 (jackknife-like) is not available; use 'hetero' or {'cluster': column}",
+    "crv1": "give the cluster column: {'cluster': column} (CRV1 is geocausal's cluster variance)",
+    "crv3": "CRV3 (cluster jackknife) is not available; use {'cluster': column}",
+    "cluster": "give the cluster column: {'cluster': column} or {'cluster': [col1, col2]}",
+    "nw": "Newey-West/HAC variances are not available; cluster by unit or by spatial block: "
+          "{'cluster': column}",
+    "hac": "Newey-West/HAC variances are not available; cluster by unit or by spatial block: "
+           "{'cluster': column}",
+}
+
+
 @dataclass(frozen=True)
 class VcovRequest:
     """A parsed ``vcov=`` argument: kind in {"iid", "hetero", "cluster"} and cluster labels."""
@@ -131,8 +156,15 @@ def parse_vcov(
         if cluster_data is not None and vcov in cluster_data:
             arr, label = _as_labels(vcov, vcov, n, cluster_data)
             return VcovRequest("cluster", (arr,), (label,))
-        raise DataError(f"vcov '{vcov}' is not one of 'iid', 'hetero' or {{'cluster': column}}")
+        if key in FOREIGN_VCOV:
+            raise DataError(f"vcov={vcov!r}: {FOREIGN_VCOV[key]}")
+        raise DataError(f"vcov '{vcov}' is not one of {', '.join(repr(k) for k in VCOV_NAMES)} "
+                        "or {'cluster': column}")
     if isinstance(vcov, Mapping):
+        if len(vcov) == 1 and str(next(iter(vcov))).upper() == "CRV1":
+            vcov = {"cluster": next(iter(vcov.values()))}
+        elif len(vcov) == 1 and str(next(iter(vcov))).lower() in FOREIGN_VCOV:
+            raise DataError(f"vcov={dict(vcov)!r}: {FOREIGN_VCOV[str(next(iter(vcov))).lower()]}")
         if set(vcov) != {"cluster"}:
             raise DataError(f"vcov dict must have the single key 'cluster', got {sorted(vcov)}")
         spec = vcov["cluster"]
