@@ -163,7 +163,7 @@ def parse_vcov(
     if isinstance(vcov, Mapping):
         if len(vcov) == 1 and str(next(iter(vcov))).upper() == "CRV1":
             vcov = {"cluster": next(iter(vcov.values()))}
-        elif len(vcov) == 1 and str(next(iter(vcov))).lower() in FOREIGN_VCOV:
+        elif len(vcov) == 1 and str(next(iter(vcov))).lower() in set(FOREIGN_VCOV) - {"cluster"}:
             raise DataError(f"vcov={dict(vcov)!r}: {FOREIGN_VCOV[str(next(iter(vcov))).lower()]}")
         if set(vcov) != {"cluster"}:
             raise DataError(f"vcov dict must have the single key 'cluster', got {sorted(vcov)}")
