@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import html
@@ -31,6 +32,7 @@ import pandas as pd
 from geocausal.errors import DataError, DesignError
 from geocausal.inference.multitest import adjust_pvalues
 from geocausal.inference.variance import VarianceRule, VcovSpec, variance_from_rule
+from geocausal.results.readonly import readonly_frame, readonly_series
 
 _TRACKED = ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "jax", "flax", "optax",
             "rasterio", "geopandas", "formulaic")
@@ -98,6 +100,14 @@ class FrozenMapping(Mapping):
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("FrozenMapping is read-only")
 
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise DataError(f"this mapping is read-only (a field of a frozen geocausal result); "
+                        f"cannot set {key!r}: take a writable copy with dict(...)")
+
+    def __delitem__(self, key: str) -> None:
+        raise DataError(f"this mapping is read-only (a field of a frozen geocausal result); "
+                        f"cannot delete {key!r}: take a writable copy with dict(...)")
+
     def __reduce__(self):
         return (FrozenMapping, (self._data,))
 
@@ -141,9 +151,11 @@ class Estimate:
     influence : numpy.ndarray or None
         ``(n, k)`` influence functions, so that ``params - theta ~ mean(influence)``.
     curve : pandas.DataFrame or None
-        For function-valued estimands: a grid column, ``estimate``, pointwise and uniform bands.
+        The main function-valued estimand (rdd's quantile-effect curve): a grid column,
+        ``estimate``, pointwise and uniform bands.
     diagnostics : Mapping
-        Overlap, trimming, balance, bandwidths, AUCs, ... (read-only mapping).
+        Overlap, trimming, balance, bandwidths, AUCs, ... (read-only mapping of JSON-like
+        values: numbers, strings, arrays, pandas objects, mappings, geocausal result classes).
     provenance : Mapping
         Formula, seeds, manifest hash, versions, timestamp.
     dof : int or None
@@ -160,9 +172,26 @@ class Estimate:
     n_clusters : int or None
         The number of clusters of a cluster-robust variance (two-way: the smaller count);
         None otherwise. Counted from ``cluster_data`` when the clusters are named there.
+    tables : Mapping[str, pandas.DataFrame]
+        Small typed tables of function-valued or grouped estimands (``"gates"``, ``"toc"``,
+        ``"joint_band"``, ``"qte"``, ...): one row per grid point or group; key column(s)
+        first, then ``estimate``, ``std_error``, ``ci_low``, ``ci_high`` (and ``ucb_low``,
+        ``ucb_high`` for uniform bands) where they exist. :meth:`table` returns a copy.
+    fitted : Any
+        An explicit handle to fitted models (the CATE model, nuisance learners); not compared,
+        not shown, not in :meth:`to_dict`, and not saved by :meth:`save` (a ``NotSaved``
+        marker stands in its place).
 
     Notes
     -----
+    **Read-only.** ``params``, ``null``, ``vcov``, ``curve`` and every table are
+    :class:`~geocausal.results.readonly.ReadOnlySeries` /
+    :class:`~geocausal.results.readonly.ReadOnlyFrame` holding private non-writable copies, and
+    ``influence`` is a non-writable array: an assignment such as ``est.params["d"] = 99``
+    raises :class:`~geocausal.errors.DataError` (take ``.copy()`` to work on the numbers), so
+    nothing can change what ``tidy()``, ``summary()`` or ``conf_int()`` report. Pickling,
+    :func:`geocausal.load` and ``with_vcov`` keep them read-only.
+
     **Recomputing the variance.** ``with_vcov(spec)`` returns what a refit with ``vcov=spec``
     would return, or raises :class:`~geocausal.errors.DesignError`. It runs
     :func:`~geocausal.inference.variance.variance_from_rule` with the stored
@@ -193,6 +222,8 @@ class Estimate:
     variance_rule: VarianceRule | None = field(default=None, repr=False)
     n_clusters: int | None = None
     sensitivity_elements: Any = field(default=None, repr=False, compare=False)
+    tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    fitted: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         params = pd.Series(self.params, dtype=float)
@@ -209,6 +240,10 @@ class Estimate:
         vcov = pd.DataFrame(vals, index=params.index, columns=params.index)
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "vcov", vcov)
+        if self.curve is not None and not isinstance(self.curve, pd.DataFrame):
+            raise DataError(f"curve must be a pandas DataFrame or None, got "
+                            f"{type(self.curve).__name__}")
+        object.__setattr__(self, "tables", _check_tables(self.tables))
         object.__setattr__(self, "diagnostics", _freeze(self.diagnostics))
         object.__setattr__(self, "provenance", _freeze(self.provenance))
         object.__setattr__(self, "cluster_data", _freeze(self.cluster_data))
@@ -226,8 +261,54 @@ class Estimate:
                 raise DataError(
                     f"influence has {inf.shape[1]} columns but there are {len(params)} params"
                 )
+            object.__setattr__(self, "influence", inf)
+        self._make_readonly()
+
+    def _make_readonly(self) -> None:
+        """Replace params, null, vcov, curve, tables and influence by read-only copies."""
+        params = readonly_series(self.params, dtype=float)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "null", readonly_series(self.null, index=params.index,
+                                                         dtype=float))
+        object.__setattr__(self, "vcov", readonly_frame(self.vcov))
+        if self.curve is not None:
+            object.__setattr__(self, "curve", readonly_frame(self.curve))
+        object.__setattr__(self, "tables", FrozenMapping(
+            {k: readonly_frame(v) for k, v in dict(self.tables or {}).items()}))
+        if self.influence is not None:
+            inf = np.array(self.influence, dtype=float)
             inf.setflags(write=False)
             object.__setattr__(self, "influence", inf)
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        """Unpickle, then make the numbers read-only again (pickle drops the flags)."""
+        for k, v in dict(state).items():
+            object.__setattr__(self, k, v)
+        for f in dataclasses.fields(self):  # results pickled before a field existed
+            if f.name not in state:
+                object.__setattr__(self, f.name, f.default_factory() if f.default_factory
+                                   is not dataclasses.MISSING else f.default)
+        self._make_readonly()
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A writable copy of the table ``name`` of :attr:`tables`.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> g = pd.DataFrame({"group": [1, 2], "estimate": [0.5, 1.5], "std_error": [0.1, 0.2]})
+        >>> est = Estimate(pd.Series({"d": 1.0}), pd.DataFrame([[0.04]]), tables={"gates": g})
+        >>> est.table("gates")["estimate"].tolist()
+        [0.5, 1.5]
+        >>> est.table("toc")
+        Traceback (most recent call last):
+        ...
+        geocausal.errors.DataError: this estimate has no table 'toc'; its tables are ['gates']
+        """
+        if name not in self.tables:
+            raise DataError(f"this estimate has no table {name!r}; its tables are "
+                            f"{sorted(self.tables)}")
+        return pd.DataFrame(self.tables[name]).copy(deep=True)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -344,12 +425,13 @@ class Estimate:
         dropped = [k for k in rule.vcov_dependent if k in diags]
         for k in dropped:
             del diags[k]
+        dropped += [f"tables[{k!r}]" for k in self.tables]  # their bands used the old vcov
         if dropped:
             diags["dropped_by_with_vcov"] = (f"{', '.join(dropped)} (computed with vcov "
                                              f"{self.vcov_type}; refit to recompute them)")
         return replace(self, vcov=pd.DataFrame(res.matrix, index=self.params.index,
                                                columns=self.params.index),
-                       vcov_type=res.label, dof=res.dof, diagnostics=diags,
+                       vcov_type=res.label, dof=res.dof, diagnostics=diags, tables={},
                        n_clusters=None if res.request is None else res.request.n_clusters,
                        sensitivity_elements=_sensitivity_with_vcov(self.sensitivity_elements,
                                                                    res.request))
@@ -366,8 +448,16 @@ class Estimate:
         return self.summary()._repr_html_()
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: tidy rows, vcov, diagnostics, provenance, curve."""
-        return {
+        """A JSON-ready dict: tidy rows, vcov, diagnostics, provenance, curve, tables.
+
+        Tables are lists of records. ``fitted`` is left out, and so is any diagnostics or
+        provenance value that is not JSON-like (a fitted model): nothing is turned into a
+        string; the keys left out are listed under ``"not_serialised"`` (absent when none).
+        """
+        left_out: list[str] = []
+        diagnostics = _jsonable(dict(self.diagnostics), "diagnostics", left_out)
+        provenance = _jsonable(dict(self.provenance), "provenance", left_out)
+        out = {
             "design": self.design,
             "estimand": self.estimand,
             "nobs": int(self.nobs),
@@ -377,10 +467,16 @@ class Estimate:
             "dof": self.dof,
             "n_clusters": self.n_clusters,
             "null": {str(k): float(v) for k, v in self.null.items()},
-            "diagnostics": _jsonable(dict(self.diagnostics)),
-            "provenance": _jsonable(dict(self.provenance)),
-            "curve": None if self.curve is None else self.curve.to_dict(orient="list"),
+            "diagnostics": diagnostics,
+            "provenance": provenance,
+            "curve": None if self.curve is None else _jsonable(
+                self.curve.to_dict(orient="list"), "curve", left_out),
+            "tables": {str(k): _jsonable(v.to_dict(orient="records"), f"tables[{k!r}]",
+                                         left_out) for k, v in self.tables.items()},
         }
+        if left_out:
+            out["not_serialised"] = left_out
+        return out
 
     def sensitivity(self, cf_y: float = 0.03, cf_d: float = 0.03, rho: float = 1.0,
                     level: float = 0.95, **kwargs: Any):
@@ -447,22 +543,71 @@ def _null_series(null: Any, index: pd.Index) -> pd.Series:
     return out
 
 
-def _jsonable(obj: Any) -> Any:
+_SKIP = object()
+
+
+def _check_tables(tables: Any) -> Mapping[str, pd.DataFrame]:
+    """Validate ``tables``: a mapping of string names to DataFrames."""
+    if tables is None:
+        return {}
+    if not isinstance(tables, Mapping):
+        raise DataError(f"tables must be a mapping of names to DataFrames, got "
+                        f"{type(tables).__name__}")
+    for k, v in tables.items():
+        if not isinstance(k, str) or not k:
+            raise DataError(f"table names must be non-empty strings, got {k!r}")
+        if not isinstance(v, pd.DataFrame):
+            raise DataError(f"tables[{k!r}] must be a pandas DataFrame, got "
+                            f"{type(v).__name__}; put fitted models in fitted=")
+    return tables
+
+
+def _is_geocausal_dataclass(obj: Any) -> bool:
+    cls = type(obj)
+    return (dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+            and cls.__module__.split(".")[0] == "geocausal")
+
+
+def _jsonable(obj: Any, where: str = "", left_out: list[str] | None = None) -> Any:  # noqa: C901
+    """JSON-ready copy of ``obj``; a value that is not JSON-like (a fitted model) is left out
+    and its place (``where``) and type appended to ``left_out``, never turned into a string."""
+    out = _jsonable_inner(obj, where, [] if left_out is None else left_out)
+    return None if out is _SKIP else out
+
+
+def _jsonable_inner(obj: Any, where: str, left_out: list[str]) -> Any:  # noqa: C901
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        pairs = ((str(k), _jsonable_inner(v, f"{where}[{k!r}]", left_out))
+                 for k, v in obj.items())
+        return {k: v for k, v in pairs if v is not _SKIP}
     if isinstance(obj, pd.DataFrame):
-        return obj.to_dict(orient="list")
+        return _jsonable_inner(obj.to_dict(orient="list"), where, left_out)
     if isinstance(obj, pd.Series):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return _jsonable_inner({str(k): v for k, v in obj.items()}, where, left_out)
+    if isinstance(obj, pd.Index):
+        return _jsonable_inner(obj.tolist(), where, left_out)
     if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            return _jsonable_inner(obj.tolist(), where, left_out)
         return obj.tolist()
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+    if isinstance(obj, list | tuple | set | frozenset):
+        items = sorted(obj, key=repr) if isinstance(obj, set | frozenset) else obj
+        vals = (_jsonable_inner(v, f"{where}[{j}]", left_out) for j, v in enumerate(items))
+        return [v for v in vals if v is not _SKIP]
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, float | int | str | bool) or obj is None:
         return obj
-    return str(obj)
+    if isinstance(obj, _dt.date | _dt.datetime | pd.Timestamp):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    if _is_geocausal_dataclass(obj) and not getattr(type(obj), "_not_saved", False):
+        return _jsonable_inner({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+                                if f.repr}, where, left_out)
+    cls = type(obj)
+    left_out.append(f"{where} ({cls.__module__}.{cls.__qualname__})")
+    return _SKIP
 
 
 @dataclass(frozen=True)
@@ -594,8 +739,12 @@ class EstimateSet:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every estimate."""
-        return {"models": {n: e.to_dict() for n, e in zip(self.names, self.estimates)},
-                "diagnostics": _jsonable(dict(self.diagnostics))}
+        left_out: list[str] = []
+        out = {"models": {n: e.to_dict() for n, e in zip(self.names, self.estimates)},
+               "diagnostics": _jsonable(dict(self.diagnostics), "diagnostics", left_out)}
+        if left_out:
+            out["not_serialised"] = left_out
+        return out
 
     def _repr_html_(self) -> str:
         return self.etable(fmt="html")

@@ -127,6 +127,16 @@ class _Writer:
                                                 else idx.to_numpy(), where),
                 "dtype": str(idx.dtype), "name": self.encode(idx.name, where)}
 
+    def _field(self, obj: Any, name: str, where: str) -> Any:
+        value = getattr(obj, name)
+        if name == "fitted" and value is not None and _is_estimate(obj):
+            # fitted models are an explicit handle, never saved (and not warned about): a
+            # marker names their type; they have their own save (gc.cate: CateModel.save)
+            cls = type(value)
+            return {"$t": "notsaved", "type": f"{cls.__module__}.{cls.__qualname__}",
+                    "text": "fitted models are not saved with the estimate"}
+        return self.encode(value, f"{where}.{name}")
+
     def encode(self, obj: Any, where: str) -> Any:  # noqa: C901 - one dispatch table
         if obj is None or isinstance(obj, bool | str):
             return obj
@@ -183,7 +193,7 @@ class _Writer:
         if (dataclasses.is_dataclass(obj) and cls.__module__.split(".")[0] == "geocausal"
                 and "<locals>" not in cls.__qualname__ and not getattr(cls, "_not_saved", False)):
             return {"$t": "dc", "cls": f"{cls.__module__}:{cls.__qualname__}",
-                    "fields": {f.name: self.encode(getattr(obj, f.name), f"{where}.{f.name}")
+                    "fields": {f.name: self._field(obj, f.name, where)
                                for f in dataclasses.fields(obj)}}
         name = f"{cls.__module__}.{cls.__qualname__}"
         self.skipped.append(f"{where} ({name})")
@@ -202,6 +212,12 @@ def _is_frozen_mapping(obj: Any) -> bool:
     from geocausal.results.estimate import FrozenMapping
 
     return isinstance(obj, FrozenMapping)
+
+
+def _is_estimate(obj: Any) -> bool:
+    from geocausal.results.estimate import Estimate
+
+    return isinstance(obj, Estimate)
 
 
 def _root_name(result: Any) -> str:
@@ -230,7 +246,7 @@ def to_bytes(result: Any) -> bytes:
         warnings.warn(
             f"{len(w.skipped)} object(s) cannot be saved safely and were replaced by NotSaved "
             f"markers: {shown}. Fitted models have their own save (gc.cate: "
-            "est.diagnostics['model'].save(path))", NotSavedWarning, stacklevel=3)
+            "est.fitted.save(path); formerly est.diagnostics['model'])", NotSavedWarning, stacklevel=3)
     doc = {"format": FORMAT, "version": VERSION, "kind": _root_name(result),
            "geocausal_version": _geocausal_version(), "root": root}
     buf = io.BytesIO()
@@ -417,13 +433,26 @@ class _Reader:
         cls = _resolve(node.get("cls"))
         fields = node.get("fields")
         names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(fields, dict) or set(fields) != names:
+        # a field added later with a default (Estimate.tables, .fitted) may be absent
+        optional = {f.name for f in dataclasses.fields(cls)
+                    if f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING}
+        if (not isinstance(fields, dict) or not set(fields) <= names
+                or not names - optional <= set(fields)):
             raise DataError(f"saved {cls.__name__} has fields {sorted(fields or {})}, this "
                             f"geocausal expects {sorted(names)}; load it with the geocausal "
                             "version that wrote it")
         obj = object.__new__(cls)
-        for k, v in fields.items():
-            object.__setattr__(obj, k, self.decode(v))
+        for f in dataclasses.fields(cls):
+            if f.name in fields:
+                value = self.decode(fields[f.name])
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            object.__setattr__(obj, f.name, value)
+        if hasattr(obj, "_make_readonly"):
+            obj._make_readonly()  # Estimate: params, vcov, tables ... read-only again
         return obj
 
 
