@@ -187,7 +187,7 @@ class ChipSource:
     """
 
     def __init__(self, chips: Any, mask: Any, rows: np.ndarray | None, block_units: int,
-                 chunk: int = 1, path: Any = None) -> None:
+                 chunk: int = 1, path: Any = None, view: np.ndarray | None = None) -> None:
         self.chips = chips  # storage-order array (zarr) or unit-order numpy array
         self.mask = mask
         self.rows = rows  # rows[i]: storage row of unit i (None: storage order = unit order)
@@ -196,7 +196,44 @@ class ChipSource:
         self.path = path
         shape = tuple(chips.shape)
         self.sequence = len(shape) == 5
-        self.shape = shape if self.sequence else (shape[0], 1, *shape[1:])
+        full = shape if self.sequence else (shape[0], 1, *shape[1:])
+        self.n_rows = full[0]
+        # view[j]: unit (position in the full unit order) of the view's j-th unit
+        self.view = None if view is None else np.asarray(view, np.int64)
+        self.shape = full if self.view is None else (len(self.view), *full[1:])
+
+    def subset(self, units: np.ndarray) -> ChipSource:
+        """The same chips restricted to ``units`` (positions in unit order, each at most
+        once): blocks then yield positions in ``units`` and read only spans holding some.
+
+        Examples
+        --------
+        >>> src = ChipSource.of(np.arange(6, dtype="float32").reshape(6, 1, 1, 1), block_units=2)
+        >>> [(u.tolist(), x.ravel().tolist()) for u, x, m in src.subset([5, 0]).blocks()]
+        [([1], [0.0]), ([0], [5.0])]
+        """
+        units = np.asarray(units)
+        if units.ndim != 1 or (units.size and not np.issubdtype(units.dtype, np.integer)):
+            raise DataError("a subset of a chips source takes integer unit positions")
+        full = self.n_rows if self.view is None else len(self.view)
+        if units.size and (units.min() < -full or units.max() >= full):
+            raise DataError(f"unit positions out of range for {full} units")
+        units = np.where(units < 0, units + full, units).astype(np.int64)
+        if len(np.unique(units)) != len(units):
+            raise DataError("a subset of a chips source cannot repeat units (bootstrap draws "
+                            "must be loaded in memory)")
+        base = units if self.view is None else self.view[units]
+        out = ChipSource(self.chips, self.mask, self.rows, self.block_units, 1, self.path, base)
+        out.chunk, out.block_units = self.chunk, self.block_units
+        return out
+
+    @property
+    def _view_pos(self) -> np.ndarray:
+        if not hasattr(self, "_vpos"):
+            pos = np.full(self.n_rows, -1, np.int64)
+            pos[self.view] = np.arange(len(self.view))
+            self._vpos = pos
+        return self._vpos
 
     @classmethod
     def of(cls, images: Any, mask: Any = None, *, block_units: int | None = None,
@@ -207,7 +244,7 @@ class ChipSource:
             mask = getattr(images, "mask", None) if mask is None else mask
             path = getattr(images, "path", None)
             images = images.chips
-        if is_lazy(images):
+        if is_lazy(images) and tuple(images.array.shape) == tuple(images.shape):
             chips, rows = images.array, np.asarray(images.rows)
             if len(rows) != chips.shape[0] or not np.array_equal(np.sort(rows),
                                                                   np.arange(chips.shape[0])):
@@ -215,7 +252,7 @@ class ChipSource:
                                 "pass the whole cache")
             m = None if mask is None else (mask.array if is_lazy(mask) else np.asarray(mask))
             chunk = int(chips.chunks[0])
-        else:
+        else:  # numpy, or a lazy unit-order view read by slices (chips[a:b])
             chips, rows, chunk = images, None, 1
             if not hasattr(chips, "shape") or len(chips.shape) not in (4, 5):
                 chips = np.asarray(chips, np.float32)
@@ -251,6 +288,11 @@ class ChipSource:
             x = x[:, None]
             m = None if m is None else m[:, None]
         units = np.arange(a, b) if self.rows is None else self._unit_of_row[a:b]
+        if self.view is not None:  # keep the view's units, as positions in the view
+            pos = self._view_pos[units]
+            keep = np.flatnonzero(pos >= 0)
+            units, x = pos[keep], x[keep]
+            m = None if m is None else m[keep]
         return units, x, m
 
     @property
@@ -262,8 +304,14 @@ class ChipSource:
         return self._uor
 
     def spans(self) -> list[tuple[int, int]]:
-        """Storage row ranges of the blocks."""
-        return [(a, min(a + self.block_units, self.n)) for a in range(0, self.n, self.block_units)]
+        """Storage row ranges of the blocks (for a :meth:`subset`, those holding its units)."""
+        spans = [(a, min(a + self.block_units, self.n_rows))
+                 for a in range(0, self.n_rows, self.block_units)]
+        if self.view is None:
+            return spans
+        units = (np.arange(self.n_rows) if self.rows is None else self._unit_of_row)
+        inside = self._view_pos[units] >= 0
+        return [(a, b) for a, b in spans if inside[a:b].any()]
 
     def blocks(self, order: np.ndarray | None = None, *, prefetch: bool = True
                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -495,3 +543,264 @@ def fit_streaming(model: Any, objective: Any, source: ChipSource, *, chosen: np.
     trained = nnx.merge(graphdef, *jax.device_get((params, rest)))
     return TrainResult(trained, tuple(train_hist), (), tuple(step_hist),
                        len(train_hist) - 1, False)
+
+
+def _frames(x: np.ndarray, m: np.ndarray | None, sequences: bool, period: int
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A block's model inputs: whole sequences, or the chips of one period."""
+    if sequences:
+        return x, m
+    return x[:, period], None if m is None else m[:, period]
+
+
+def check_period(source: ChipSource, sequences: bool, period: int | None, encoder: str) -> int:
+    """The period a single-image encoder reads from ``source`` (a named error when ambiguous).
+
+    Examples
+    --------
+    >>> check_period(ChipSource.of(np.zeros((3, 2, 4, 4, 1), "float32")), False, None, "cnn")
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.DataError: the chips have 2 periods per unit but encoder='cnn' takes one image per unit; set period= (0..1) or use encoder='sequence'
+    """
+    if sequences:
+        if period is not None:
+            raise DataError(f"period={period!r} picks one image per unit; encoder='sequence' "
+                            "reads every period: leave period=None")
+        return 0
+    if period is None:
+        if source.t != 1:
+            raise DataError(f"the chips have {source.t} periods per unit but encoder="
+                            f"{encoder!r} takes one image per unit; set period= "
+                            f"(0..{source.t - 1}) or use encoder='sequence'")
+        return 0
+    if (isinstance(period, bool) or not isinstance(period, int | np.integer)
+            or not -source.t <= period < source.t):
+        raise DataError(f"period={period!r} must be an integer position in 0..{source.t - 1}")
+    return int(period) % source.t
+
+
+def fit_supervised_streaming(model: Any, objective: Any, source: ChipSource, y: np.ndarray, *,
+                             tab: np.ndarray | None = None, config: Any = None, seed: int = 0,
+                             period: int | None = None,
+                             val_idx: np.ndarray | None = None) -> Any:
+    """Train a supervised head streaming chips from ``source`` in blocks of units.
+
+    The loop of :func:`geocausal.encoders.train.fit`, reading blocks instead of one array:
+    the same held-out split (``val_frac`` of the units, or ``val_idx``), per-band statistics
+    of the training units in one streaming pass, each epoch's blocks in a random order
+    (seeded) with each block's training units shuffled into minibatches (leftovers carry into
+    the next block: a shuffle buffer of one block), held-out loss after each epoch, early
+    stopping and the best epoch's parameters. When the source is one block this is exactly
+    the in-memory loop (same batches, same numbers for the same seed). The held-out chips are
+    kept in memory when they fit half the memory budget, else streamed every epoch.
+
+    ``y`` ``(N,)`` or ``(N, k)`` and ``tab`` ``(N, p)`` are in the source's unit order (the
+    caller aligns them by unit id). Returns a :class:`~geocausal.encoders.train.TrainResult`.
+
+    Examples
+    --------
+    >>> from geocausal.encoders.modules import ModelSpec, build_model
+    >>> from geocausal.encoders.objectives import binary
+    >>> from geocausal.encoders.train import TrainConfig
+    >>> x = np.random.default_rng(0).normal(size=(30, 1, 8, 8, 2)).astype("float32")
+    >>> y = (x[:, 0, ..., 0].mean((1, 2)) > 0) * 1.0
+    >>> m = build_model(ModelSpec("cnn", in_bands=2, embed_dim=4, widths=(4,), n_outputs=1))
+    >>> res = fit_supervised_streaming(m, binary(), ChipSource.of(x, block_units=8), y,
+    ...     config=TrainConfig(epochs=2, batch_size=8, progress=False))
+    >>> len(res.train_loss), len(res.val_loss)
+    (2, 2)
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from geocausal._progress import progress
+    from geocausal.encoders import sharding
+    from geocausal.encoders.train import (TrainConfig, TrainResult, make_eval_loss, own_copy,
+                                          training_setup)
+
+    cfg = config or TrainConfig()
+    if not objective.supervised:
+        raise DataError("fit_supervised_streaming needs a supervised objective; use "
+                        "fit_streaming for contrastive training")
+    sequences = bool(model.is_sequence)
+    period = check_period(source, sequences, period, model.spec.encoder)
+    if source.shape[-1] != model.spec.in_bands:
+        raise DataError(f"images have {source.shape[-1]} bands, the model expects "
+                        f"{model.spec.in_bands}")
+    n = source.n
+    y = np.asarray(y, np.float32)
+    y = y[:, None] if y.ndim == 1 else y
+    if y.shape[0] != n:
+        raise DataError(f"targets have {y.shape[0]} rows, the chips have {n} units")
+    if y.shape[1] != model.spec.n_outputs:
+        raise DataError(f"targets have {y.shape[1]} columns, the head has "
+                        f"{model.spec.n_outputs} outputs")
+    if tab is not None:
+        tab = np.asarray(tab, np.float32)
+        if tab.ndim != 2 or tab.shape[0] != n:
+            raise DataError(f"tabular covariates must be ({n}, p), got {tab.shape}")
+        if not np.all(np.isfinite(tab)):
+            raise DataError("tabular covariates contain non-finite values; impute them first")
+    rng = np.random.default_rng(seed)
+    if val_idx is None:  # the draw of train.fit
+        n_val = int(round(cfg.val_frac * n)) if cfg.val_frac > 0 and n >= 10 else 0
+        perm = rng.permutation(n)
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    else:
+        val_idx = np.asarray(val_idx, int)
+        train_idx = np.setdiff1d(np.arange(n), val_idx)
+    is_train = np.zeros(n, bool)
+    is_train[train_idx] = True
+    is_val = np.zeros(n, bool)
+    is_val[val_idx] = True
+
+    model = nnx.clone(model)
+    sel = np.zeros((n, source.t), bool)
+    sel[:, slice(None) if sequences else period] = is_train[:, None] if sequences else is_train
+    mean, std = streaming_band_statistics(source, sel)
+    model.band_mean[...] = jnp.asarray(mean)
+    model.band_std[...] = jnp.asarray(std)
+
+    su = training_setup(model, objective, cfg, len(train_idx), "units")
+    ndev, bs, steps_per_epoch, mesh, step, sched = (su.ndev, su.batch_size, su.steps_per_epoch,
+                                                    su.mesh, su.step, su.schedule)
+    graphdef, params, rest, opt_state = su.graphdef, su.params, su.rest, su.opt_state
+    eval_loss = make_eval_loss(graphdef, objective, su.dtype)
+    key = jax.random.key(seed)
+    n_blocks = len(source.spans())
+    item = (source.t, *source.frame_shape) if sequences else source.frame_shape
+
+    def batch_of(pos, xb):
+        b = {"x": xb, "y": y[pos]}
+        if tab is not None:
+            b["tab"] = tab[pos]
+        if mesh is None:
+            return jax.device_put(b)
+        if len(pos) % ndev:  # a ragged held-out remainder: copy it to every device
+            return sharding.replicate(b, mesh)
+        return sharding.shard_batch(b, mesh)
+
+    def picked(units, x, m, want):
+        """The block's units in ``want`` (sorted by unit), normalised in place."""
+        xs, ms = _frames(x, m, sequences, period)
+        keep = np.flatnonzero(want[units])
+        keep = keep[np.argsort(units[keep], kind="stable")]
+        xs = xs[keep]  # a copy
+        normalise_inplace(xs, None if ms is None else ms[keep], mean, std)
+        return units[keep], xs
+
+    def held_out_chunks():
+        for units, x, m in source.blocks():
+            pos, xs = picked(units, x, m, is_val)
+            if len(pos):
+                yield pos, xs
+
+    held = None
+    item_bytes = int(np.prod(item)) * 4
+    if len(val_idx) and 2 * len(val_idx) * item_bytes <= memory_budget(None) // 2:
+        parts = list(held_out_chunks())
+        held = [(np.concatenate([p for p, _ in parts]), np.concatenate([v for _, v in parts]))]
+
+    best = (np.inf, own_copy(params), -1)
+    train_hist, val_hist, step_hist = [], [], []
+    bad, t, stopped = 0, 0, False
+    bar = progress(range(cfg.epochs), desc=f"train {model.spec.encoder} (streamed)",
+                   enabled=bool(cfg.progress))
+    for epoch in bar:
+        pending: list = []
+        carry_x = np.empty((0, *item), np.float32)
+        carry_p = np.empty(0, np.int64)
+        order = rng.permutation(n_blocks) if n_blocks > 1 else None
+        for units, x, m in source.blocks(order):
+            if len(pending) >= steps_per_epoch:
+                break
+            pos, xs = picked(units, x, m, is_train)
+            del x, m
+            perm = rng.permutation(len(pos))
+            pool_x = np.empty((len(carry_x) + len(xs), *item), np.float32)
+            pool_x[:len(carry_x)] = carry_x
+            np.take(xs, perm, axis=0, out=pool_x[len(carry_x):])
+            pool_p = np.concatenate([carry_p, pos[perm]])
+            del xs
+            s = 0
+            while s + bs <= len(pool_x) and len(pending) < steps_per_epoch:
+                params, opt_state, loss = step(params, rest, opt_state,
+                                               batch_of(pool_p[s:s + bs], pool_x[s:s + bs]),
+                                               jax.random.fold_in(key, t),
+                                               jnp.float32(sched(t)))
+                t += 1
+                pending.append(loss)
+                s += bs
+            carry_x, carry_p = pool_x[s:].copy(), pool_p[s:]
+            del pool_x
+        losses = [float(v) for v in jax.device_get(pending)]
+        step_hist.extend(losses)
+        train_hist.append(float(np.mean(losses)) if losses else float("nan"))
+        if len(val_idx):
+            parts, buf_p, buf_x = [], np.empty(0, np.int64), np.empty((0, *item), np.float32)
+            for pos, xv in (held if held is not None else held_out_chunks()):
+                buf_p, buf_x = np.concatenate([buf_p, pos]), np.concatenate([buf_x, xv])
+                while len(buf_p) >= bs:
+                    parts.append((eval_loss(params, rest, batch_of(buf_p[:bs], buf_x[:bs]),
+                                            jax.random.key(seed + 1)), bs))
+                    buf_p, buf_x = buf_p[bs:], buf_x[bs:]
+            if len(buf_p):
+                parts.append((eval_loss(params, rest, batch_of(buf_p, buf_x),
+                                        jax.random.key(seed + 1)), len(buf_p)))
+            tot = 0.0
+            for v, k in parts:
+                tot += float(v) * k
+            vl = tot / len(val_idx)
+            val_hist.append(vl)
+            if vl < best[0] - 1e-6:
+                best, bad = (vl, own_copy(params), epoch), 0
+            else:
+                bad += 1
+            bar.set_postfix(train=f"{train_hist[-1]:.4f}", val=f"{vl:.4f}")
+            if bad >= cfg.patience:
+                stopped = True
+                break
+        else:
+            best = (train_hist[-1], own_copy(params), epoch)
+            bar.set_postfix(train=f"{train_hist[-1]:.4f}")
+    bar.close()
+    if not np.all(np.isfinite(step_hist)):
+        raise DataError(f"training diverged: {int((~np.isfinite(step_hist)).sum())} "
+                        "non-finite losses; lower learning_rate or check the images")
+    trained = nnx.merge(graphdef, *jax.device_get((best[1], rest)))
+    return TrainResult(trained, tuple(train_hist), tuple(val_hist), tuple(step_hist),
+                       int(best[2]), stopped)
+
+
+def apply_source(model: Any, source: ChipSource, *, kind: str = "head",
+                 tab: np.ndarray | None = None, period: int | None = None) -> np.ndarray:
+    """Head outputs (``kind="head"``) or embeddings (``"embed"``) of every unit of
+    ``source``, block by block, in the source's unit order (``tab`` in that order too).
+
+    Examples
+    --------
+    >>> from geocausal.encoders.modules import ModelSpec, build_model
+    >>> from geocausal.encoders.train import predict
+    >>> x = np.random.default_rng(0).normal(size=(7, 1, 8, 8, 2)).astype("float32")
+    >>> m = build_model(ModelSpec("cnn", in_bands=2, embed_dim=4, widths=(4,), n_outputs=1))
+    >>> out = apply_source(m, ChipSource.of(x, block_units=3))
+    >>> bool(np.allclose(out, predict(m, x[:, 0]), atol=1e-6))
+    True
+    """
+    from geocausal.encoders.train import embed_array, predict
+
+    if kind not in ("head", "embed"):
+        raise DataError(f"kind={kind!r} must be 'head' or 'embed'")
+    sequences = bool(model.is_sequence)
+    period = check_period(source, sequences, period, model.spec.encoder)
+    out = None
+    for units, x, m in source.blocks():
+        xs, ms = _frames(x, m, sequences, period)
+        z = (predict(model, xs, None if tab is None else np.asarray(tab)[units], ms)
+             if kind == "head" else embed_array(model, xs, ms))
+        if out is None:
+            out = np.zeros((source.n, z.shape[1]), np.float32)
+        out[units] = z
+    return out

@@ -190,7 +190,9 @@ def _train_step(graphdef, objective, clip_norm, weight_decay, flips, band_dropou
         model = nnx.merge(graphdef, _cast(params, dtype), rest)
         return objective.loss(model, batch, key, aug, dtype)
 
-    @jax.jit
+    # params and optimiser state are donated: XLA updates them in place instead of allocating
+    # new buffers every step (callers keep a copy of any params they need later)
+    @functools.partial(jax.jit, donate_argnums=(0, 2))
     def step(params, rest, opt_state, batch, key, lr):
         loss, grads = jax.value_and_grad(loss_fn)(params, rest, batch, key)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -198,6 +200,12 @@ def _train_step(graphdef, objective, clip_norm, weight_decay, flips, band_dropou
         return optax.apply_updates(params, updates), opt_state, loss
 
     return step
+
+
+def own_copy(tree):
+    """Fresh device buffers of ``tree`` (the train step donates its params and optimiser
+    state; a snapshot such as the best epoch's params must not share them)."""
+    return jax.tree.map(jnp.copy, tree)
 
 
 @functools.lru_cache(maxsize=32)
@@ -291,6 +299,7 @@ def training_setup(model: Any, objective: Any, cfg: TrainConfig, n_train: int,
     tx = make_optimizer(cfg)
     sched = learning_rate_schedule(cfg, cfg.epochs * steps_per_epoch)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params = own_copy(params)  # the step donates them: never the caller's model's buffers
     opt_state = tx.init(params)
     mesh = sharding.data_mesh(devices) if use_mesh else None
     if mesh is not None:
@@ -369,7 +378,7 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
             return sharding.replicate(b, mesh)
         return sharding.shard_batch(b, mesh)
 
-    best = (np.inf, params, -1)
+    best = (np.inf, own_copy(params), -1)
     train_hist, val_hist, step_hist = [], [], []
     bad = 0
     stopped = False
@@ -380,14 +389,18 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
                    enabled=bool(cfg.progress))
     for epoch in bar:
         order = train_idx[rng.permutation(len(train_idx))]
-        losses = []
+        pending = []
+        nxt = batch_of(order[:bs]) if steps_per_epoch else None
         for s in range(steps_per_epoch):
-            idx = order[s * bs:(s + 1) * bs]
-            params, opt_state, loss = step(params, rest, opt_state, batch_of(idx),
+            cur = nxt
+            params, opt_state, loss = step(params, rest, opt_state, cur,
                                            jax.random.fold_in(key, t),
                                            jnp.float32(sched(t)))
             t += 1
-            losses.append(float(loss))
+            pending.append(loss)  # no host sync per step: the next batch is gathered while
+            if s + 1 < steps_per_epoch:  # this step runs (asynchronous dispatch)
+                nxt = batch_of(order[(s + 1) * bs:(s + 2) * bs])
+        losses = [float(v) for v in jax.device_get(pending)]
         step_hist.extend(losses)
         train_hist.append(float(np.mean(losses)))
         if len(val_idx):
@@ -399,7 +412,7 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
             vl = tot / len(val_idx)
             val_hist.append(vl)
             if vl < best[0] - 1e-6:
-                best, bad = (vl, params, epoch), 0
+                best, bad = (vl, own_copy(params), epoch), 0
             else:
                 bad += 1
             bar.set_postfix(train=f"{train_hist[-1]:.4f}", val=f"{vl:.4f}")
@@ -407,7 +420,7 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
                 stopped = True
                 break
         else:
-            best = (train_hist[-1], params, epoch)
+            best = (train_hist[-1], own_copy(params), epoch)
             bar.set_postfix(train=f"{train_hist[-1]:.4f}")
     bar.close()
     if not np.all(np.isfinite(step_hist)):
