@@ -123,6 +123,9 @@ class ImageLearner(BaseEstimator):
         Show a progress bar while training.
     """
 
+    #: an image learner: designs feed it the chips (:func:`geocausal.vocabulary.is_image_learner`)
+    uses_images = True
+
     def __init__(self, encoder: str = "cnn", image_shape: tuple[int, ...] | None = None,
                  task: str = "auto", epochs: int = 10, batch_size: int = 64,
                  learning_rate: float = 2e-3, weight_decay: float = 1e-4,
@@ -246,6 +249,12 @@ class ImageLearner(BaseEstimator):
     def _check_fitted(self):
         if not hasattr(self, "model_"):
             raise DataError("this ImageLearner is not fitted yet; call fit first")
+
+    def scaled_tabular(self, X) -> np.ndarray | None:
+        """The tabular columns of ``X`` standardised as in training (the model's tabular input),
+        or None when ``X`` has none; used to compute gradient salience of a fitted model."""
+        self._check_fitted()
+        return self._tab(self._split_X(X)[1])
 
     def decision_function(self, X) -> np.ndarray:
         """Raw head output (logit for classification, standardised scale otherwise)."""
