@@ -105,7 +105,7 @@ def _table(m: Manifest) -> pd.DataFrame:
 
 def _summary(cache: Any, rows: np.ndarray, periods: np.ndarray | None) -> tuple[np.ndarray, list]:
     """Per-band mean and sd per (unit, period), in batches; fully masked cells imputed."""
-    from geocausal.api._images import summary_features
+    from geocausal.features.images import summary_features
 
     n, t = cache.chips.shape[:2]
     bands = list(cache.bands)
@@ -143,7 +143,7 @@ def _summary(cache: Any, rows: np.ndarray, periods: np.ndarray | None) -> tuple[
 
 def _features(m: Manifest, table: pd.DataFrame, cache: Any, kind: str, seed: int
               ) -> pd.DataFrame:
-    from geocausal.api._images import image_features
+    from geocausal.features.images import image_features
 
     pos = {uid: i for i, uid in enumerate(cache.unit_ids.tolist())}
     ids = table[m.units.id].tolist()

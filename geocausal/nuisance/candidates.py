@@ -83,7 +83,7 @@ def _with_tab(X_tab: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 
 def _engineered(chips, mask, roles, options) -> np.ndarray:
-    from geocausal.api._images import _engineered as eng
+    from geocausal.features.images import engineered_matrix as eng
 
     kw = dict(options)
     if roles is not None:
@@ -136,7 +136,7 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
     out: dict[str, Any] = {"tabular": base}
     skipped: dict[str, str] = {}
     if "summary" in candidates:
-        from geocausal.api._images import summary_features
+        from geocausal.features.images import summary_features
 
         out["summary"] = _with_tab(X_tab, summary_features(chips, mask))
     if "engineered" in candidates:

@@ -1,0 +1,275 @@
+"""Image features without learning from any ``images=`` input, aligned with the data rows.
+
+Two steps, in this order, for every design (the api faces call them; so does
+:mod:`geocausal.data.study`):
+
+1. :func:`~geocausal.features.align.align_images` matches image rows to data rows by unit id
+   (the data's index or the design's ``unit=`` column; the ids of a chips cache or
+   ``ChipsResult``; the index or ``unit_id`` column of an embeddings frame; the long Parquet of
+   ``geocausal embed``). Only raw arrays without ids are matched by position, and only when
+   their length equals the data's. Units without a usable image follow ``missing_images=``
+   (``"drop"``, ``"impute"`` or ``"error"``).
+2. :func:`image_features` turns the aligned images into a feature matrix: chips become per-band
+   summary features (:func:`summary_features`: mean and standard deviation per band and
+   period, ignoring masked pixels) unless ``representation="engineered"`` asks for statistics
+   of bands and spectral indices (:func:`engineered_matrix`) or ``"learned"`` the encoders'
+   embeddings.
+
+Examples
+--------
+>>> import numpy as np
+>>> chips = np.random.default_rng(0).normal(size=(4, 2, 8, 8, 3)).astype("float32")
+>>> image_features(chips, 4).shape
+(4, 12)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geocausal.errors import DataError
+from geocausal.features.align import MISSING_IMAGES, AlignedImages, align_images
+
+__all__ = ["MISSING_IMAGES", "REPRESENTATIONS", "AlignedImages", "align_images",
+           "cache_features", "engineered_matrix", "image_features", "summary_features"]
+
+#: representations :func:`image_features` makes of chips
+REPRESENTATIONS = ("summary", "engineered", "learned")
+
+
+def summary_features(chips: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-band mean and standard deviation per period: ``(N, T * C * 2)``.
+
+    Parameters
+    ----------
+    chips
+        ``(N, T, H, W, C)`` or ``(N, H, W, C)`` pixel values.
+    mask
+        Same leading shape as ``chips`` without the band axis, True = valid; masked and
+        non-finite pixels are left out. A statistic without any valid pixel gets its column's
+        mean over the other units.
+
+    Returns
+    -------
+    numpy.ndarray
+        Means of every period and band, then their standard deviations.
+
+    Examples
+    --------
+    >>> x = np.arange(8, dtype=float).reshape(2, 2, 2, 1)
+    >>> summary_features(x).tolist()
+    [[1.5, 1.118033988749895], [5.5, 1.118033988749895]]
+    """
+    x = np.asarray(chips, dtype=np.float64)
+    if x.ndim == 4:
+        x = x[:, None]
+        mask = None if mask is None else np.asarray(mask)[:, None]
+    if x.ndim != 5:
+        raise DataError(f"chips must be (N, T, H, W, C) or (N, H, W, C), got shape {x.shape}")
+    return _impute_columns(_summary_raw(x, mask))
+
+
+def cache_features(cache: Any, representation: str = "summary", seed: int = 0,
+                   **kwargs: Any) -> np.ndarray:
+    """Learned or summary features of a chips cache, read block by block (never whole).
+
+    Parameters
+    ----------
+    cache
+        A chips cache (:func:`geocausal.data.chips.open_cache`) or ``ChipsResult``.
+    representation
+        ``"summary"`` (:func:`summary_features`, streamed) or ``"learned"``
+        (:func:`geocausal.encoders.embed.learned_features`).
+    seed
+        Seed of the learned representation.
+    **kwargs
+        ``block_units`` and ``memory_budget`` for streaming; options of ``learned_features``.
+
+    Returns
+    -------
+    numpy.ndarray
+        One row per unit of the cache, in its unit order.
+
+    Examples
+    --------
+    A stand-in for a cache (anything with ``chips``, ``mask`` and ``unit_ids``), read in
+    blocks of two units, gives the in-memory summary features:
+
+    >>> from types import SimpleNamespace
+    >>> x = np.random.default_rng(0).normal(size=(5, 2, 4, 4, 3))
+    >>> cache = SimpleNamespace(chips=x, mask=None, unit_ids=np.arange(5))
+    >>> np.allclose(cache_features(cache, block_units=2), summary_features(x))
+    True
+    """
+    if representation == "learned":
+        from geocausal.encoders.embed import learned_features
+
+        return learned_features(cache, seed=seed, **kwargs)
+    from geocausal.encoders.stream import ChipSource
+
+    src = ChipSource.of(cache, block_units=kwargs.get("block_units"),
+                        budget=kwargs.get("memory_budget"))
+    feats = None
+    for units, x, m in src.blocks():
+        f = _summary_raw(x, m)
+        if feats is None:
+            feats = np.empty((src.n, f.shape[1]))
+        feats[units] = f
+    return _impute_columns(feats)
+
+
+def _summary_raw(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Per-band mean and SD per period ``(N, T * C * 2)``, NaN where no pixel is valid."""
+    x = np.asarray(x, dtype=np.float64)
+    valid = np.isfinite(x)
+    if mask is not None:
+        valid &= np.asarray(mask, bool)[..., None]
+    w = valid.astype(np.float64)
+    x0 = np.where(valid, x, 0.0)
+    cnt = w.sum(axis=(2, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = x0.sum(axis=(2, 3)) / cnt
+        var = (w * (x0 - mean[:, :, None, None, :]) ** 2).sum(axis=(2, 3)) / cnt
+    return np.concatenate([mean, np.sqrt(var)], axis=-1).reshape(x.shape[0], -1)
+
+
+def _impute_columns(feats: np.ndarray) -> np.ndarray:
+    """Non-finite entries get their column's mean over the finite ones."""
+    col_mean = np.nanmean(np.where(np.isfinite(feats), feats, np.nan), axis=0)
+    bad = ~np.isfinite(feats)
+    if bad.any():
+        feats[bad] = np.take(np.nan_to_num(col_mean), np.nonzero(bad)[1])
+    return feats
+
+
+def engineered_matrix(chips: Any, mask: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
+    """Engineered features (:func:`~geocausal.features.engineered.engineered_features`) as a
+    matrix; a statistic without valid pixels (a centre under a cloud) gets the other units'
+    mean, with a counted :class:`~geocausal.errors.MissingImagesWarning`.
+
+    Parameters
+    ----------
+    chips
+        ``(N, [T,] H, W, C)`` pixel values, or a chips cache (streamed in blocks).
+    mask
+        True = valid pixel, the leading shape of ``chips`` without the band axis.
+    **kwargs
+        Options of :func:`~geocausal.features.engineered.engineered_features` (``bands``,
+        ``roles``, ``indices``, ...).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, p)`` finite features.
+
+    Raises
+    ------
+    DataError
+        When a feature has no valid pixel in any chip.
+
+    Examples
+    --------
+    >>> chips = np.random.default_rng(0).uniform(0.05, 0.5, size=(5, 8, 8, 2))
+    >>> engineered_matrix(chips, bands=["red", "nir"], indices=["NDVI"]).shape
+    (5, 33)
+    """
+    import warnings
+
+    from geocausal.errors import MissingImagesWarning
+    from geocausal.features.engineered import engineered_features
+
+    feats = np.array(engineered_features(chips, mask, **kwargs).to_numpy(dtype=float))
+    bad = ~np.isfinite(feats)
+    if bad.any():
+        rows = bad.any(axis=1)
+        col = np.nanmean(np.where(bad, np.nan, feats), axis=0)
+        if not np.isfinite(col).all():
+            raise DataError(f"{int((~np.isfinite(col)).sum())} engineered features have no "
+                            "valid pixel in any chip (e.g. chips too small for the centre "
+                            "disk); pass fewer rings or stats")
+        feats[bad] = np.take(col, np.nonzero(bad)[1])
+        warnings.warn(f"engineered features: {int(rows.sum())} units have statistics without "
+                      f"any valid pixel ({int(bad.sum())} values, e.g. a chip centre under "
+                      "cloud); imputed the other units' means", MissingImagesWarning,
+                      stacklevel=4)
+    return feats
+
+
+def image_features(images: Any, n: int, *, representation: str = "summary", seed: int = 0,
+                   **kwargs: Any) -> np.ndarray | None:
+    """Feature matrix ``(n, p)`` from whatever the user passed as ``images=``.
+
+    Parameters
+    ----------
+    images
+        Images already aligned with the data rows by :func:`align_images` (a chips cache path
+        or object is read in its own unit order).
+    n
+        Number of data rows the features must align with.
+    representation
+        ``"summary"`` (per-band mean and SD), ``"engineered"`` (statistics of bands and spectral
+        indices: quantiles, centre versus rings, texture; see
+        :func:`~geocausal.features.engineered.engineered_features`, whose options ``roles``,
+        ``bands``, ``indices``, ... pass through ``kwargs``) or ``"learned"`` (self-supervised
+        encoder embeddings, see :mod:`geocausal.encoders`).
+    seed
+        Seed for learned representations.
+
+    Examples
+    --------
+    >>> chips = np.random.default_rng(0).uniform(0.05, 0.5, size=(5, 8, 8, 2))
+    >>> image_features(chips, 5, representation="engineered", bands=["red", "nir"],
+    ...                indices=["NDVI"]).shape
+    (5, 33)
+    """
+    if representation not in REPRESENTATIONS:
+        raise DataError(f"representation={representation!r} is not one of {REPRESENTATIONS}")
+    if images is None:
+        return None
+    if isinstance(images, str | Path):
+        from geocausal.data.chips import open_cache
+
+        images = open_cache(images)
+    if hasattr(images, "chips") and hasattr(images, "unit_ids"):  # a chips cache or result
+        if representation == "engineered":  # streamed in blocks; band names from the cache
+            feats = engineered_matrix(images, None, **kwargs)
+            if feats.shape[0] != n:
+                raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
+            return feats
+        if representation in ("learned", "summary"):  # streamed in blocks of units
+            feats = cache_features(images, representation, seed, **kwargs)
+            if feats.shape[0] != n:
+                raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
+            return feats
+        from geocausal.encoders.stream import check_fits
+
+        check_fits(int(np.prod(images.chips.shape)) * 4, f"the chips cache ({images.shape})",
+                   "the number of units (or use representation='summary'/'learned', which "
+                   "stream)")
+        images = (np.asarray(images.chips), np.asarray(images.mask))
+    mask = None
+    if isinstance(images, tuple):
+        images, mask = images
+    if isinstance(images, pd.DataFrame):
+        feats = images.select_dtypes("number").to_numpy(dtype=float)
+    else:
+        arr = np.asarray(images)
+        if arr.ndim == 2:
+            feats = arr.astype(float)
+        elif representation == "learned":
+            from geocausal.encoders.embed import learned_features
+
+            feats = learned_features(arr, mask=mask, seed=seed, **kwargs)
+        elif representation == "engineered":
+            feats = engineered_matrix(arr, mask, **kwargs)
+        else:
+            feats = summary_features(arr, mask)
+    if feats.shape[0] != n:
+        raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
+    if not np.all(np.isfinite(feats)):
+        raise DataError(f"image features have {int((~np.isfinite(feats)).sum())} non-finite values")
+    return feats
