@@ -407,14 +407,9 @@ class GenericMLResult:
         return self.part("clan")
 
     def tidy(self) -> pd.DataFrame:
-        """The whole table."""
+        """The whole table (plot the GATES with
+        :func:`geocausal.results.plot_cate.gates_plot`)."""
         return self.table.copy()
-
-    def plot(self, ax=None):
-        """GATES with their aggregated intervals."""
-        from geocausal.results.plot_cate import gates_plot
-
-        return gates_plot(self, ax=ax)
 
 
 def aggregate_splits(splits: pd.DataFrame, alpha: float) -> pd.DataFrame:
