@@ -36,7 +36,7 @@ from geocausal.encoders.objectives import Objective, objective_for
 from geocausal.encoders.stream import check_fits, is_lazy, plan_block_units
 from geocausal.encoders.train import TrainConfig, TrainResult, embed_array, fit, predict
 from geocausal.errors import DataError
-from geocausal.nuisance.crossfit import fold_indices, make_folds
+from geocausal.folds import fold_indices, make_folds
 
 
 @dataclass(frozen=True)
