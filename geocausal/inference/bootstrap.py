@@ -11,6 +11,8 @@ Examples
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from geocausal.errors import DataError
@@ -71,8 +73,24 @@ def multiplier_bootstrap(
     return xi @ s / n
 
 
+def critical_value(sup_stats: np.ndarray, alpha: float) -> float:
+    """The one critical-value rule of the package's uniform (sup) bands and tests: the order
+    statistic ``ceil((1 - alpha)(B + 1))`` of the ``B`` bootstrap sup statistics (the rule
+    under which a bootstrap test with ``(B + 1) alpha`` an integer has exact size).
+
+    Examples
+    --------
+    >>> critical_value(np.arange(1.0, 101.0), 0.05)
+    96.0
+    """
+    B = sup_stats.size
+    k = min(max(math.ceil((1 - alpha) * (B + 1)), 1), B)
+    return float(np.partition(np.asarray(sup_stats, dtype=float), k - 1)[k - 1])
+
+
 def sup_t_critical(draws: np.ndarray, se: np.ndarray, alpha: float = 0.05) -> float:
-    """Critical value of the max-|t| statistic over the columns of ``draws``.
+    """Critical value of the max-|t| statistic over the columns of ``draws``
+    (:func:`critical_value` of the sup statistics).
 
     Examples
     --------
@@ -85,7 +103,7 @@ def sup_t_critical(draws: np.ndarray, se: np.ndarray, alpha: float = 0.05) -> fl
     if np.any(se <= 0):
         raise DataError("standard errors must be positive for a sup-t band")
     t = np.max(np.abs(draws / se), axis=1)
-    return float(np.quantile(t, 1 - alpha))
+    return critical_value(t, alpha)
 
 
 def normal_critical(alpha: float = 0.05) -> float:

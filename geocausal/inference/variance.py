@@ -191,11 +191,25 @@ def cluster_data_from(data: pd.DataFrame | None, rows: np.ndarray | None = None)
 
 
 def cluster_sums(influence: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Sum the rows of ``influence`` within each cluster: a ``(G, k)`` array."""
+    """Sum the rows of ``influence`` (or of any scores) within each cluster: a ``(G, k)``
+    array, clusters in sorted order of their labels. The one cluster sum of the package (the
+    influence-function variances and the rdd multiplier bootstrap)."""
     _, inv = np.unique(labels, return_inverse=True)
     out = np.zeros((inv.max() + 1, influence.shape[1]))
     np.add.at(out, inv, influence)
     return out
+
+
+def cluster_factor(g: int) -> float:
+    """The small-cluster factor ``G / (G - 1)`` of a one-way cluster variance (1 for one
+    cluster, which no variance can use).
+
+    Examples
+    --------
+    >>> cluster_factor(5)
+    1.25
+    """
+    return g / (g - 1) if g > 1 else 1.0
 
 
 def _one_way(psi: np.ndarray, labels: np.ndarray, adjust: str = "G/(G-1)") -> np.ndarray:
@@ -204,8 +218,8 @@ def _one_way(psi: np.ndarray, labels: np.ndarray, adjust: str = "G/(G-1)") -> np
     g = sums.shape[0]
     if g < 2:
         raise DataError("cluster-robust variance needs at least 2 clusters, got 1")
-    factor = {"G/(G-1)": g / (g - 1), "none": 1.0,
-              "group_debias": g / (g - 1) * (n - 1) / n}[adjust]
+    factor = {"G/(G-1)": cluster_factor(g), "none": 1.0,
+              "group_debias": cluster_factor(g) * (n - 1) / n}[adjust]
     return factor * sums.T @ sums / n**2
 
 
