@@ -49,6 +49,13 @@ _LAZY: dict[str, str] = {
     "data": "geocausal.data",
     "load_study": "geocausal.data.study",
     "encoders": "geocausal.encoders",
+    # the CATE design's option object, fitted model and evaluation
+    "Folds": "geocausal.folds",
+    "CateOptions": "geocausal.designs.cate",
+    "CateModel": "geocausal.designs.cate_model",
+    "chip_features": "geocausal.designs.cate_model",
+    "CateEvaluation": "geocausal.designs.cate_eval",
+    "evaluate_cate": "geocausal.designs.cate_eval",
     # specification curves
     "spec_curve": "geocausal.speccurve",
     # results

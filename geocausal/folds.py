@@ -397,3 +397,33 @@ def fold_indices(fold_ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     fold_ids = np.asarray(fold_ids)
     return [(np.flatnonzero(fold_ids != k), np.flatnonzero(fold_ids == k))
             for k in np.unique(fold_ids)]
+
+
+def fold_blocks(folds: Any, data: Any = None, *, n: int | None = None) -> np.ndarray | None:
+    """Labels of the units a ``folds=`` argument keeps together, or None when it keeps none.
+
+    Groups of ``Folds.group``, spatial blocks of ``Folds.spatial`` (the same squares
+    :func:`resolve_folds` assigns to folds) and periods of ``Folds.time``; None for random
+    folds (an integer or ``Folds(k)``) and for given fold ids. Designs that resample units
+    (the CATE's RATE bootstrap, repeated sample splits) use them as clusters, so that
+    resampling respects the dependence the folds were built around.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fold_blocks(Folds.group(np.array(["a", "a", "b"]), k=2), n=3).tolist()
+    ['a', 'a', 'b']
+    >>> fold_blocks(5, n=3) is None
+    True
+    """
+    if not isinstance(folds, Folds) or folds.kind == "random":
+        return None
+    if n is None:
+        if data is None:
+            raise DataError("fold_blocks needs data= or n=")
+        n = len(data)
+    labels = _labels(folds.by, data, n, {"group": "groups", "spatial": "coordinates",
+                                         "time": "periods"}[folds.kind])
+    if folds.kind == "spatial":
+        return _spatial_blocks(np.asarray(labels, dtype=float), folds.k, folds.block_size)
+    return labels

@@ -11,8 +11,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 import geocausal as gc
 from geocausal.designs.cate import crossfit_cate
 from geocausal.designs.cate_eval import calibration_test, generic_ml
-from geocausal.errors import DataError, DesignError
-from geocausal.nuisance.crossfit import fold_indices, make_folds
+from geocausal.errors import DataError, DesignError, OptionError
+from geocausal.folds import Folds, fold_indices, make_folds
 
 
 class OLS(RegressorMixin, BaseEstimator):
@@ -74,11 +74,11 @@ def test_learners_recover_cate(learner, min_cor):
     y = X[:, 1] + d * tau + np.random.default_rng(7).normal(size=1500)
     df = frame(X, d, y, tau)
     est = gc.cate("y ~ d + x0 + x1 + x2", df, learner=learner, propensity=.5, evaluate=False,
-                  truth="tau")
+                  options={"truth": "tau"})
     assert abs(est.params["d"] - 1) < 4 * est.std_errors["d"]
     # the S-learner with a linear outcome model has no interaction, hence no heterogeneity
     if learner == "s":
-        assert np.ptp(est.diagnostics["model"].predict(X)) < 1e-8
+        assert np.ptp(est.fitted.predict(X)) < 1e-8
     else:
         assert est.diagnostics["cor_truth"] > min_cor
 
@@ -88,13 +88,13 @@ def test_estimated_propensity_grouped_and_spatial_folds():
     df = frame(X, d, y, tau)
     df["village"] = np.arange(900) // 9
     df["lon"], df["lat"] = np.random.default_rng(1).uniform(0, 10, (2, 900))
-    a = gc.cate("y ~ d + x0 + x1", df, groups="village", vcov={"cluster": "village"},
-                n_splits=3, n_boot=50)
+    a = gc.cate("y ~ d + x0 + x1", df, folds=Folds.group("village"),
+                vcov={"cluster": "village"}, options={"n_splits": 3, "n_boot": 50})
     assert a.vcov_type == "cluster(village)"
     f = a.diagnostics["fold_ids"]
     assert all(len(np.unique(f[df.village == v])) == 1 for v in range(0, 100, 7))
-    b = gc.cate("y ~ d + x0 + x1", df, coords=["lon", "lat"], propensity=.5, n_splits=3,
-                n_boot=50)
+    b = gc.cate("y ~ d + x0 + x1", df, folds=Folds.spatial(("lon", "lat")), propensity=.5,
+                options={"n_splits": 3, "n_boot": 50})
     ev = b.diagnostics["evaluation"]
     assert ev.rate["AUTOC"].estimate > 0 and np.isfinite(ev.rate["AUTOC"].std_error)
     assert set(ev.tidy()["part"]) >= {"blp", "gates", "clan", "rate", "calibration"}
@@ -149,8 +149,8 @@ def test_blp_coverage_and_size():
 def test_gates_ordered_and_clan():
     X, d, y, tau = dgp(3000, 11)
     df = frame(X, d, y, tau)
-    est = gc.cate("y ~ d + x0 + x1 + x2", df, propensity=.5, n_splits=10, n_boot=50,
-                  truth="tau")
+    est = gc.cate("y ~ d + x0 + x1 + x2", df, propensity=.5,
+                  options=gc.CateOptions(n_splits=10, n_boot=50, truth="tau"))
     g = est.diagnostics["evaluation"].generic_ml
     gates = g.gates.set_index("term")["estimate"]
     vals = [gates[f"gates_{k}"] for k in range(1, 6)]
@@ -174,7 +174,7 @@ def test_bad_input():
         gc.cate("y ~ d + x0", small, folds=3)
     df["g"] = np.arange(200) % 3
     with pytest.raises(DesignError, match="groups"):
-        gc.cate("y ~ d + x0", df, groups="g", folds=5)
+        gc.cate("y ~ d + x0", df, folds=Folds.group("g", k=5))
     with pytest.raises(DataError, match="learner"):
         gc.cate("y ~ d + x0", df, learner="causal")
     with pytest.raises(DataError, match="effect modifiers"):
@@ -188,11 +188,90 @@ def test_bad_input():
 def test_same_seed_same_numbers_and_summary():
     X, d, y, tau = dgp(400, 8)
     df = frame(X, d, y, tau)
-    a = gc.cate("y ~ d + x0", df, n_splits=3, n_boot=30, seed=2)
-    b = gc.cate("y ~ d + x0", df, n_splits=3, n_boot=30, seed=2)
+    a = gc.cate("y ~ d + x0", df, options={"n_splits": 3, "n_boot": 30}, seed=2)
+    b = gc.cate("y ~ d + x0", df, options={"n_splits": 3, "n_boot": 30}, seed=2)
     np.testing.assert_array_equal(a.diagnostics["cate"], b.diagnostics["cate"])
     assert a.diagnostics["autoc_se"] == b.diagnostics["autoc_se"]
     text = str(a.summary())
     assert "blp_beta2" in text and "autoc" in text
     assert a.to_dict()["design"] == "cate-dr"
     assert gc.api.cate.predict_cate(a, X[:5, :1]).shape == (5,)
+
+
+# ----------------------------------------------------------------------------- vocabulary
+def test_learner_slots_aliases_and_unknown_slot():
+    """econml's names are aliases of the canonical slots (same numbers); a typo is an error."""
+    X, d, y, tau = dgp(400, 21)
+    df = frame(X, d, y, tau)
+    kw = {"propensity": None, "evaluate": False, "folds": 4}
+    canon = gc.cate("y ~ d + x0 + x1", df, learners={"outcome": OLS(), "final": OLS(),
+                                                     "propensity": LogisticRegression()}, **kw)
+    alias = gc.cate("y ~ d + x0 + x1", df, learners={
+        "model_regression": OLS(), "model_final": OLS(),
+        "model_propensity": LogisticRegression()}, **kw)
+    np.testing.assert_array_equal(canon.diagnostics["cate"], alias.diagnostics["cate"])
+    with pytest.raises(OptionError, match="outcom"):
+        gc.cate("y ~ d + x0", df, learners={"outcom": OLS()}, **kw)
+    with pytest.raises(OptionError, match="given twice"):
+        gc.cate("y ~ d + x0", df, learners={"outcome": OLS(), "model_regression": OLS()}, **kw)
+    with pytest.raises(OptionError, match="ml_l"):
+        crossfit_cate("dr", X, y, d, np.arange(400) % 4, learners={"ml_x": OLS()})
+
+
+def test_options_object_dict_and_deprecated_keywords():
+    """options= takes the object or a dict; old keywords warn and give the same numbers."""
+    X, d, y, tau = dgp(500, 22)
+    df = frame(X, d, y, tau)
+    df["village"] = np.arange(500) // 10
+    new = gc.cate("y ~ d + x0", df, propensity=.5, folds=Folds.group("village", k=4),
+                  options=gc.CateOptions(n_splits=2, n_boot=40, truth="tau"), progress=False)
+    as_dict = gc.cate("y ~ d + x0", df, propensity=.5, folds=Folds.group("village", k=4),
+                      options={"n_splits": 2, "n_boot": 40, "truth": "tau"}, progress=False)
+    with pytest.warns(FutureWarning, match="options=gc.CateOptions") as rec:
+        old = gc.cate("y ~ d + x0", df, propensity=.5, folds=4, groups="village", n_splits=2,
+                      n_boot=40, truth="tau", progress=False)
+    assert any("Folds.group" in str(w.message) for w in rec)
+    for other in (as_dict, old):
+        assert other.params.equals(new.params)
+        assert other.diagnostics["autoc_se"] == new.diagnostics["autoc_se"]
+        pd.testing.assert_frame_equal(other.tables["gates"], new.tables["gates"])
+    assert new.tables["rate"]["n_boot"].tolist() == [40, 40]
+    with pytest.raises(OptionError, match="n_bot"):
+        gc.cate("y ~ d + x0", df, options={"n_bot": 40})
+    with pytest.raises(OptionError, match="outcome_mode"):
+        gc.CateOptions(outcome_mode="joint")
+    with pytest.raises(OptionError, match="n_boot"):
+        gc.CateOptions(n_boot=1)
+    with pytest.raises(OptionError, match="alpha"):
+        gc.CateOptions(alpha=1.5)
+    with pytest.raises(OptionError, match="clip"):
+        gc.cate("y ~ d + x0", df, clip=0.7, evaluate=False)
+    with pytest.raises(TypeError, match="fold_groups"):
+        gc.cate("y ~ d + x0", df, fold_groups="village")
+    # case-insensitive learner names, the shared default n_boot
+    up = gc.cate("y ~ d + x0", df, learner="DR", propensity=.5, evaluate=False)
+    assert up.design == "cate-dr" and gc.CateOptions().n_boot == 999
+
+
+def test_tables_fitted_and_spatial_folds_cluster_the_bootstrap():
+    """Evaluation tables in est.tables (one convention), the model in est.fitted, spatial
+    blocks of Folds.spatial are the RATE bootstrap clusters (differs from unclustered)."""
+    X, d, y, tau = dgp(600, 23)
+    df = frame(X, d, y, tau)
+    df["lon"], df["lat"] = np.random.default_rng(3).uniform(0, 10, (2, 600))
+    kw = {"propensity": .5, "options": {"n_splits": 2, "n_boot": 60}, "progress": False}
+    sp = gc.cate("y ~ d + x0 + x1", df, folds=Folds.spatial(("lon", "lat"), k=5), **kw)
+    assert set(sp.tables) == {"blp", "gates", "clan", "rate", "toc", "calibration"}
+    for name, t in sp.tables.items():
+        assert list(t.columns[1:3]) == ["estimate", "std_error"] or name in (
+            "blp", "gates", "clan"), name
+        assert {"ci_low", "ci_high"} <= set(t.columns), name
+    toc = sp.tables["toc"]
+    assert np.all(toc.ci_low <= toc.estimate) and np.all(toc.estimate <= toc.ci_high)
+    assert isinstance(sp.fitted, gc.CateModel) and "model" not in sp.diagnostics
+    rate = sp.tables["rate"].set_index("target")
+    assert rate.loc["AUTOC", "estimate"] == sp.diagnostics["autoc"]
+    ids = np.asarray(sp.diagnostics["fold_ids"])
+    rnd = gc.cate("y ~ d + x0 + x1", df, folds=ids, **kw)  # same folds, no clusters
+    assert rnd.params.equals(sp.params)
+    assert rnd.diagnostics["autoc_se"] != sp.diagnostics["autoc_se"]

@@ -12,10 +12,10 @@ import pytest
 import rasterio
 
 import geocausal as gc
-from geocausal.api.cate import chip_features
 from geocausal.api.landcover import cate_landcover, landcover_fractions
 from geocausal.api.transport import transport_cate
 from geocausal.data.rasters import write_geotiff
+from geocausal.designs.cate_model import chip_features
 from geocausal.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,8 @@ def test_sequence_beats_single_date_on_change_driven_effects():
         row = {}
         for rep in ("single", "sequence"):
             est = gc.cate("y ~ d", sim.data, images=sim.chips, representation=rep,
-                          propensity=.5, n_splits=0, n_boot=50, truth="tau_image", seed=seed)
+                          propensity=.5, options={"n_splits": 0, "n_boot": 50,
+                                                  "truth": "tau_image"}, seed=seed)
             row[rep] = (est.diagnostics["cor_truth"], est.diagnostics["autoc"])
         res.append(row)
     cor = {k: np.mean([r[k][0] for r in res]) for k in ("single", "sequence")}
@@ -92,7 +93,7 @@ def test_transport_writes_geotiff(tmp_path):
     # windows over the trial cells give the same predictions as the fitted model on the chips
     d = sim.data
     np.testing.assert_allclose(res.values[d.row, d.col],
-                               est.diagnostics["model"].predict(chip_features(sim.chips)),
+                               est.fitted.predict(chip_features(sim.chips)),
                                rtol=1e-5, atol=1e-5)
     outside = np.s_[:, int(30 * .75):]
     cor = np.corrcoef(res.values[outside].ravel(), sim.tau_grid[outside].ravel())[0, 1]
@@ -139,8 +140,9 @@ def test_compare_representations_table():
     specs = _pipeline().representation_specs(sim)
     from geocausal.api.cate import compare_representations
 
-    t = compare_representations("y ~ d", sim.data, specs, propensity=.5, n_splits=3, n_boot=50,
-                                truth="tau", coords=["cx", "cy"])
+    t = compare_representations("y ~ d", sim.data, specs, propensity=.5,
+                                options={"n_splits": 3, "n_boot": 50, "truth": "tau"},
+                                folds=gc.Folds.spatial(("cx", "cy")))
     assert list(t.index) == ["tabular", "image_single", "image_sequence", "combined"]
     assert {"autoc", "autoc_se", "autoc_ratio", "qini", "blp_beta2", "cor_truth"} <= set(t.columns)
     assert t.loc["combined", "cor_truth"] > t.loc["image_single", "cor_truth"]
@@ -150,7 +152,7 @@ def test_compare_representations_table():
 class ChipMeanLearner:
     """A stand-in image learner: sees flattened chips (and tabular columns) via image_shape."""
 
-    encoder = "cnn"
+    uses_images = True  # the one mark of an image learner (geocausal.vocabulary)
 
     def __init__(self, image_shape=None):
         self.image_shape = image_shape
@@ -188,8 +190,8 @@ def test_image_learner_slot_gets_raw_chips():
     df["tau"] = 1 + 3 * m
     df["y"] = 4 * m + df.d * df.tau + 0.1 * rng.normal(size=n)
     est = gc.cate("y ~ d + x", df, images=chips, learner="t", propensity=.5, evaluate=False,
-                  learners={"outcome": ChipMeanLearner()}, truth="tau")
-    model = est.diagnostics["model"].models["outcome"].models[0]
+                  learners={"outcome": ChipMeanLearner()}, options={"truth": "tau"})
+    model = est.fitted.models["outcome"].models[0]
     inner = model.estimator_
     assert inner.image_shape == (6, 6, 2)
     assert inner.seen_[1] == 6 * 6 * 2 + 1  # raw chips and the tabular x, no summaries

@@ -14,12 +14,13 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 import geocausal as gc
-from geocausal.api.cate import CateModel, chip_features, design_matrix, effect
+from geocausal.api.cate import effect
 from geocausal.api.transport import transport_cate
 from geocausal.data.rasters import write_geotiff
+from geocausal.designs.cate_model import CateModel, chip_features, design_matrix
 from geocausal.errors import DataError, DesignError, MissingImagesWarning
+from geocausal.folds import fold_indices
 from geocausal.formula import parse_formula
-from geocausal.nuisance.crossfit import fold_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 LIN = {"outcome": LinearRegression(), "final": LinearRegression()}
@@ -57,7 +58,7 @@ def tab():
 
 def test_training_rows_equal_in_sample_predictions(tab):
     df, est = tab
-    model = est.diagnostics["model"]
+    model = est.fitted
     assert isinstance(model, CateModel) and model.kind == "dr"
     parsed = parse_formula("y ~ d + x + np.log(z) + C(region)", df)
     X, names = design_matrix(parsed, df, None, "sequence", 1)
@@ -75,7 +76,7 @@ def test_new_rows_equal_a_hand_refit(tab):
     # new units of one region only, shuffled ids: encoding and alignment as at fit time
     new = pd.DataFrame({"x": rng.normal(size=5), "z": rng.uniform(1, 3, 5),
                         "region": ["west"] * 5}, index=["p", "q", "r", "s", "t"])
-    got = est.diagnostics["model"].effect(new)
+    got = est.fitted.effect(new)
     # hand refit: the DR learner with known propensity 0.5 and linear outcome and final stages
     Xtr = np.column_stack([df.x, np.log(df.z), df.region == "north", df.region == "south",
                            df.region == "west"]).astype(float)
@@ -96,7 +97,7 @@ def test_new_rows_equal_a_hand_refit(tab):
 
 def test_new_rows_refused_when_they_cannot_be_encoded(tab):
     df, est = tab
-    model = est.diagnostics["model"]
+    model = est.fitted
     with pytest.raises(DataError, match=r"lack the control columns \['region'\]"):
         model.effect(df[["x", "z"]])
     bad = df.drop(columns=["y", "d"]).iloc[:3].copy()
@@ -113,15 +114,18 @@ def test_new_rows_refused_when_they_cannot_be_encoded(tab):
 
 def test_model_save_load_and_loaded_estimates(tab, tmp_path):
     df, est = tab
-    model = est.diagnostics["model"]
+    model = est.fitted
     p = model.save(tmp_path / "model.joblib")
     again = CateModel.load(p)
     pd.testing.assert_series_equal(again.effect(df), model.effect(df), check_exact=True)
     with pytest.raises(DataError, match="overwrite"):
         model.save(p)
-    # the safe result format leaves the fitted model out; effect() then says what to do
-    with pytest.warns(gc.errors.NotSavedWarning):
+    # the safe result format leaves the fitted model (est.fitted) out without a warning;
+    # effect() then says what to do
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gc.errors.NotSavedWarning)
         back = gc.load(est.save(tmp_path / "est.gcr"))
+    assert not isinstance(back.fitted, CateModel)
     with pytest.raises(DesignError, match="CateModel.load"):
         effect(back, df)
     pd.testing.assert_series_equal(effect(again, df), model.effect(df))
@@ -137,7 +141,7 @@ def world():
 
 def test_new_chips_from_a_new_place(world):
     sim, est = world
-    model = est.diagnostics["model"]
+    model = est.fitted
     chip, grid = sim.chip, sim.tau_grid.shape[0]
     # chips of the cells outside the trial (the last columns), cut from the mosaic
     cells = [(i, j) for i in range(grid) for j in range(int(grid * 0.75), grid)]
@@ -176,7 +180,7 @@ def test_embeddings_frames_align_by_unit_id():
     df["y"] = df.d * (1 + emb.e0) + rng.normal(size=n)
     est = gc.cate("y ~ d", df, images=emb.sample(frac=1, random_state=0), propensity=0.5,
                   learners=LIN, evaluate=False)
-    model = est.diagnostics["model"]
+    model = est.fitted
     new = pd.DataFrame(rng.normal(size=(4, 3)), index=["a", "b", "c", "e"],
                        columns=["e0", "e1", "e2"])
     data = pd.DataFrame(index=["e", "c", "a"])  # another order, and one unit left out
@@ -191,7 +195,7 @@ def test_transport_map_from_new_rasters(world, tmp_path):
     sim, est = world
     paths = [write_geotiff(tmp_path / f"t{t}.tif", sim.mosaic[t], sim.crs, sim.transform)
              for t in range(sim.mosaic.shape[0])]
-    model = est.diagnostics["model"]
+    model = est.fitted
     res = transport_cate(est, paths, tmp_path / "cate.tif", chip_size=sim.chip)
     assert res.values.shape == sim.tau_grid.shape and np.isfinite(res.values).all()
     # every trial site's window equals effect() on its chip (float32 raster)

@@ -33,27 +33,160 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone, is_classifier
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from geocausal import vocabulary
 from geocausal.designs.common import check_estimate, check_treatment
-from geocausal.errors import DataError, DesignError
-from geocausal.nuisance.crossfit import check_fold_arms, fold_indices
+from geocausal.errors import DataError, DesignError, OptionError
+from geocausal.folds import Folds, check_fold_arms, fold_indices
+from geocausal.vocabulary import DEFAULTS, check_count, check_probability, choice
 
 LEARNERS = ("dr", "r", "x", "t", "s", "forest")
-_SLOTS = ("outcome", "propensity", "final", "marginal")
+REPRESENTATIONS = ("sequence", "single", "first", "summary")
+OUTCOME_MODES = ("separate", "pooled")
+
+
+@dataclass(frozen=True)
+class CateOptions:
+    """Options of ``gc.cate`` beyond the learners, folds and images: one validated object.
+
+    ``gc.cate(..., options=CateOptions(n_boot=199))`` or ``options={"n_boot": 199}``.
+
+    Parameters
+    ----------
+    outcome_mode : {"separate", "pooled"}
+        One outcome regression per arm, or one on ``[X, d]`` evaluated at ``d = 0, 1``
+        (econml's ``DRLearner`` convention).
+    n_splits : int
+        Repeated sample splits of the generic ML inference (BLP/GATES/CLAN); 0 skips it.
+    n_groups : int
+        GATES groups (quantiles of the proxy CATE), at least 2.
+    n_boot : int
+        Half-sample draws for the RATE standard errors and the TOC band (shared default 999).
+    alpha : float
+        Level of the generic ML intervals (per split, before the median aggregation).
+    clan : sequence of str, optional
+        Columns whose means CLAN compares (default: the formula's plain controls).
+    truth : str or array, optional
+        Column or array with the true CATE (simulations): oracle BLP values and the
+        correlation of the predictions with the truth.
+
+    Examples
+    --------
+    >>> CateOptions.make({"n_boot": 99}).n_boot
+    99
+    >>> CateOptions(outcome_mode="joint")
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.OptionError: cate: outcome_mode='joint' is not one of 'separate', 'pooled'
+    """
+
+    outcome_mode: Literal["separate", "pooled"] = "separate"
+    n_splits: int = 20
+    n_groups: int = 5
+    n_boot: int = DEFAULTS.n_boot
+    alpha: float = DEFAULTS.alpha
+    clan: Sequence[str] | None = None
+    truth: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome_mode", choice("outcome_mode", self.outcome_mode,
+                                                        OUTCOME_MODES, design="cate"))
+        check_count("n_splits", self.n_splits)
+        check_count("n_groups", self.n_groups, minimum=2)
+        check_count("n_boot", self.n_boot, minimum=2)
+        check_probability("alpha", self.alpha)
+        if self.clan is not None:
+            clan = (self.clan,) if isinstance(self.clan, str) else tuple(self.clan)
+            if not all(isinstance(c, str) for c in clan):
+                raise OptionError(f"cate: clan must be column names, got {self.clan!r}")
+            object.__setattr__(self, "clan", clan)
+
+    @classmethod
+    def make(cls, options: CateOptions | Mapping[str, Any] | None) -> CateOptions:
+        """The options from an object, a plain dict of its fields, or None (the defaults)."""
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        if not isinstance(options, Mapping):
+            raise OptionError(f"cate: options must be a CateOptions or a dict of its fields, "
+                              f"got {type(options).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise OptionError(f"cate: unknown options {unknown}; CateOptions has "
+                              f"{sorted(names)}")
+        return cls(**options)
+
+
+_OPTION_KEYWORDS = ("outcome_mode", "n_splits", "n_groups", "n_boot", "alpha", "clan", "truth")
+
+
+def legacy_keywords(kw: dict[str, Any], folds: Any, options: Any) -> tuple[Any, Any]:
+    """``gc.cate``'s old keywords -> ``(folds, options)``, each with a ``FutureWarning``.
+
+    ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot``, ``alpha``, ``clan``, ``truth``
+    move into :class:`CateOptions`; ``groups=`` becomes ``folds=Folds.group(groups, k)`` and
+    ``coords=`` (with ``block_size=``) ``folds=Folds.spatial(coords, k, block_size)``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", FutureWarning)
+    ...     folds, opt = legacy_keywords({"groups": "village", "n_boot": 99}, 4, None)
+    >>> folds.kind, folds.by, opt.n_boot
+    ('group', 'village', 99)
+    """
+    if not kw:
+        return folds, options
+    unknown = sorted(set(kw) - set(_OPTION_KEYWORDS) - {"groups", "coords", "block_size"})
+    if unknown:
+        raise TypeError(f"cate() got unexpected keyword arguments {unknown}")
+    opt = {k: kw.pop(k) for k in _OPTION_KEYWORDS if k in kw}
+    if opt:
+        warnings.warn(f"cate({', '.join(f'{k}=' for k in opt)}) is deprecated: pass "
+                      f"options=gc.CateOptions({', '.join(f'{k}=...' for k in opt)})",
+                      FutureWarning, stacklevel=3)
+        base = CateOptions.make(options).__dict__
+        options = CateOptions(**{**base, **opt})
+    if kw:
+        if not isinstance(folds, int | np.integer) or isinstance(folds, bool):
+            raise DataError("groups=/coords= (deprecated) take an integer folds=; use "
+                            "folds=gc.Folds.group(...) or gc.Folds.spatial(...) instead")
+        if kw.get("groups") is not None and kw.get("coords") is not None:
+            raise DataError("give groups= or coords=, not both")
+        if kw.get("coords") is not None:
+            new = Folds.spatial(_by(kw["coords"]), k=int(folds), block_size=kw.get("block_size"))
+            hint = "folds=gc.Folds.spatial(coords, k, block_size=...)"
+        elif kw.get("groups") is not None:
+            new = Folds.group(kw["groups"], k=int(folds))
+            hint = "folds=gc.Folds.group(groups, k)"
+        else:
+            new, hint = folds, "folds=gc.Folds.spatial(coords, k, block_size=...)"
+        warnings.warn(f"cate(groups=/coords=/block_size=) is deprecated: pass {hint}",
+                      FutureWarning, stacklevel=3)
+        folds = new
+    return folds, options
+
+
+def _by(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) \
+        else value
 
 
 def check_folds(d: np.ndarray, fold_ids: np.ndarray, min_per_arm: int = 2) -> None:
     """Every fold's training part and held-out part must hold ``min_per_arm`` units of each arm.
 
-    The shared check :func:`geocausal.nuisance.crossfit.check_fold_arms` with both minima set.
+    The shared check :func:`geocausal.folds.check_fold_arms` with both minima set.
 
     Examples
     --------
@@ -114,16 +247,19 @@ class HonestForest(RegressorMixin, BaseEstimator):
 
 
 def default_learners(kind: str, seed: int = 0) -> dict[str, Any]:
-    """Default learners per slot: linear outcome, logistic propensity, linear or forest final.
+    """Default learners per slot: :func:`geocausal.vocabulary.default_learners` ``("cate")``
+    (linear outcome, the one default propensity learner, linear final stage), with an
+    :class:`HonestForest` final stage for ``kind="forest"``.
 
     Examples
     --------
     >>> sorted(default_learners("dr"))
     ['final', 'marginal', 'outcome', 'propensity']
     """
-    final = HonestForest(random_state=seed) if kind == "forest" else LinearRegression()
-    return {"outcome": LinearRegression(), "propensity": LogisticRegression(max_iter=1000),
-            "final": final, "marginal": None}
+    out = vocabulary.default_learners("cate", seed)
+    if kind == "forest":
+        out["final"] = HonestForest(random_state=seed)
+    return out
 
 
 def _fit(model, X, y, sample_weight=None):
@@ -267,7 +403,7 @@ def crossfit_cate(
     learners: Mapping[str, Any] | None = None,
     propensity: float | np.ndarray | None = None,
     outcome_mode: str = "separate",
-    clip: float = 0.01,
+    clip: float = DEFAULTS.clip,
     seed: int = 0,
 ) -> CateFit:
     """Cross-fitted CATE meta-learner.
@@ -279,11 +415,14 @@ def crossfit_cate(
     X, y, d
         Features ``(n, p)``, outcome ``(n,)``, binary treatment ``(n,)``.
     fold_ids
-        Integer fold per unit (see :func:`geocausal.nuisance.crossfit.make_folds`).
+        Integer fold per unit (see :func:`geocausal.folds.resolve_folds`).
     learners
         Slots ``"outcome"`` (regressor), ``"propensity"`` (classifier), ``"final"`` (regressor of
         the CATE stage; must take ``sample_weight`` for ``"r"``), ``"marginal"`` (regressor of
-        ``E[Y|X]`` for ``"r"``; default ``e mu1 + (1 - e) mu0``). Missing slots get defaults.
+        ``E[Y|X]`` for ``"r"``; default ``e mu1 + (1 - e) mu0``). Missing slots get defaults;
+        econml's names (``model_regression``, ``model_propensity``, ``model_final``,
+        ``model_y``, ``model_t``) are aliases (:data:`geocausal.vocabulary.ALIASES`); an
+        unknown slot raises :class:`~geocausal.errors.OptionError`.
     propensity
         Known treatment probability (scalar or per unit, as in an experiment) or None to
         estimate it by cross-fitting.
@@ -300,8 +439,8 @@ def crossfit_cate(
     """
     if kind not in LEARNERS:
         raise DataError(f"learner must be one of {LEARNERS}, got '{kind}'")
-    if outcome_mode not in ("separate", "pooled"):
-        raise DataError(f"outcome_mode must be 'separate' or 'pooled', got '{outcome_mode}'")
+    outcome_mode = choice("outcome_mode", outcome_mode, OUTCOME_MODES, design="cate")
+    clip = check_probability("clip", clip, high=0.5)
     X = np.asarray(X, dtype=float)
     X = X[:, None] if X.ndim == 1 else X
     y = np.asarray(y, dtype=float)
@@ -312,11 +451,9 @@ def crossfit_cate(
         X = np.zeros((X.shape[0], 1))
     fold_ids = np.asarray(fold_ids)
     check_folds(d, fold_ids)
-    unknown = set(learners or {}) - set(_SLOTS)
-    if unknown:
-        raise DataError(f"unknown learner slots {sorted(unknown)}; use {_SLOTS}")
     lrn = default_learners(kind, seed)
-    lrn.update({k: v for k, v in (learners or {}).items() if v is not None})
+    lrn.update({k: v for k, v in vocabulary.resolve_learners("cate", learners).items()
+                if v is not None})
     n = X.shape[0]
     known = None
     if propensity is not None:

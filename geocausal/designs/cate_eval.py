@@ -21,7 +21,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from scipy import stats
 from geocausal._progress import progress as _progress
 from geocausal.designs.common import check_full_rank, check_treatment
 from geocausal.errors import DataError, DesignError
+from geocausal.vocabulary import DEFAULTS
 
 
 # ----------------------------------------------------------------------------- RATE
@@ -550,3 +551,249 @@ def generic_ml(
     splits = pd.DataFrame(rows)
     return GenericMLResult(table=aggregate_splits(splits, alpha), splits=splits, alpha=alpha,
                            n_splits=n_splits, n_groups=n_groups)
+
+
+# ----------------------------------------------------------------------------- the whole design
+@dataclass(frozen=True)
+class CateEvaluation:
+    """Evaluation of CATE predictions without ground truth.
+
+    Attributes
+    ----------
+    generic_ml : GenericMLResult or None
+        BLP, GATES and CLAN, median-aggregated over repeated splits.
+    rate : Mapping[str, RateResult]
+        ``"AUTOC"`` and ``"QINI"`` of the out-of-fold CATE as priority.
+    calibration : pandas.DataFrame
+        The calibration test table.
+
+    Plots: :func:`geocausal.results.plot_cate.evaluation_plot` (GATES and TOC side by side).
+    """
+
+    generic_ml: GenericMLResult | None
+    rate: Mapping[str, RateResult]
+    calibration: pd.DataFrame = field(repr=False)
+
+    def tidy(self) -> pd.DataFrame:
+        """One table: BLP/GATES/CLAN rows, RATE rows and calibration rows, with a ``part``."""
+        parts = []
+        if self.generic_ml is not None:
+            g = self.generic_ml.tidy()
+            g.insert(0, "part", g["term"].str.split("_").str[0].replace({"beta1": "blp",
+                                                                         "beta2": "blp"}))
+            parts.append(g)
+        for name, r in self.rate.items():
+            lo, hi = r.conf_int()
+            parts.append(pd.DataFrame({"part": ["rate"], "term": [name], "estimate": [r.estimate],
+                                       "std_error": [r.std_error], "conf_low": [lo],
+                                       "conf_high": [hi], "p_value": [r.p_value]}))
+        c = self.calibration.copy()
+        c.insert(0, "part", "calibration")
+        parts.append(c)
+        return pd.concat(parts, ignore_index=True)
+
+    def tables(self, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
+        """Typed tables for :attr:`Estimate.tables <geocausal.results.estimate.Estimate.tables>`.
+
+        ``"blp"``, ``"gates"``, ``"clan"`` (key ``term``; median-aggregated bounds at level
+        ``level``), ``"rate"`` (key ``target``), ``"toc"`` (key ``quantile``; pointwise normal
+        band at ``1 - alpha``) and ``"calibration"`` (key ``term``); columns after the key:
+        ``estimate``, ``std_error``, ``ci_low``, ``ci_high`` where they exist, then the rest.
+        """
+        ren = {"conf_low": "ci_low", "conf_high": "ci_high"}
+        out: dict[str, pd.DataFrame] = {}
+        if self.generic_ml is not None:
+            for name, part in (("blp", self.generic_ml.blp), ("gates", self.generic_ml.gates),
+                               ("clan", self.generic_ml.clan)):
+                if len(part):
+                    out[name] = part.rename(columns=ren).reset_index(drop=True)
+        z = stats.norm.ppf(1 - alpha / 2)
+        rows = []
+        for name, r in self.rate.items():
+            rows.append({"target": name, "estimate": r.estimate, "std_error": r.std_error,
+                         "ci_low": r.estimate - z * r.std_error,
+                         "ci_high": r.estimate + z * r.std_error, "ratio": r.ratio,
+                         "p_value": r.p_value, "n_boot": r.n_boot})
+        if rows:
+            out["rate"] = pd.DataFrame(rows)
+            toc = next(iter(self.rate.values())).curve.copy()
+            if "std_error" in toc:
+                toc["ci_low"] = toc["estimate"] - z * toc["std_error"]
+                toc["ci_high"] = toc["estimate"] + z * toc["std_error"]
+            out["toc"] = toc.reset_index(drop=True)
+        out["calibration"] = self.calibration.rename(columns=ren)[
+            ["term", "estimate", "std_error", "ci_low", "ci_high", "statistic", "p_value"]]
+        return out
+
+    def scalars(self) -> dict[str, float]:
+        """Scalar summaries for diagnostics: BLP slope, GATES spread, RATEs, calibration."""
+        out: dict[str, float] = {}
+        if self.generic_ml is not None:
+            t = self.generic_ml.table.set_index("term")
+            out["blp_beta2"] = float(t.loc["beta2", "estimate"])
+            out["blp_beta2_p"] = float(t.loc["beta2", "p_value"])
+            out["gates_top_minus_bottom"] = float(t.loc["gates_top_minus_bottom", "estimate"])
+        for k, r in self.rate.items():
+            out[k.lower()] = r.estimate
+            out[f"{k.lower()}_se"] = r.std_error
+        cal = self.calibration.set_index("term")
+        out["calibration_differential"] = float(cal.loc["differential_prediction", "estimate"])
+        return out
+
+    def summary(self) -> str:
+        """Text summary."""
+        t = self.tidy()
+        cols = [c for c in ("part", "term", "estimate", "std_error", "conf_low", "conf_high",
+                            "p_value") if c in t]
+        return t[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def evaluate_cate(fit: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray, *,
+                  learners: Mapping[str, Any] | None = None,
+                  propensity: Any = None, outcome_mode: str = "separate",
+                  n_splits: int = 20, n_groups: int = 5, alpha: float = 0.05,
+                  n_boot: int = DEFAULTS.n_boot, clusters: np.ndarray | None = None,
+                  features: pd.DataFrame | None = None, truth: np.ndarray | None = None,
+                  seed: int = 0, progress: bool = True) -> CateEvaluation:
+    """BLP/GATES/CLAN (repeated splits), RATE and calibration for a fitted CATE learner.
+
+    The generic ML proxies are the same meta-learner refitted on each auxiliary half (two inner
+    folds, grouped when ``clusters`` are given); RATE ranks units by the out-of-fold CATE and
+    scores them with the doubly robust scores of ``fit``
+    (a :class:`~geocausal.designs.cate.CateFit`).
+
+    Examples
+    --------
+    >>> from geocausal.designs.cate import crossfit_cate
+    >>> rng = np.random.default_rng(0); n = 500
+    >>> X = rng.normal(size=(n, 1)); d = rng.integers(0, 2, n).astype(float)
+    >>> y = d * (1 + X[:, 0]) + rng.normal(size=n)
+    >>> fit = crossfit_cate("dr", X, y, d, np.arange(n) % 5, propensity=.5)
+    >>> ev = evaluate_cate(fit, X, y, d, propensity=.5, n_splits=3, n_boot=50)
+    >>> bool(ev.rate["AUTOC"].ratio > 3), sorted(ev.tidy()["part"].unique())[:2]
+    (True, ['blp', 'calibration'])
+    """
+    from geocausal.designs.cate import crossfit_cate
+    from geocausal.folds import make_folds
+
+    gml = None
+    if n_splits:
+        def fit_proxy(rows: np.ndarray, s: int) -> Any:
+            f = make_folds(rows.size, 2, s, stratify=d[rows]) if clusters is None else \
+                make_folds(rows.size, 2, s, groups=np.asarray(clusters)[rows])
+            p = propensity if propensity is None or np.ndim(propensity) == 0 else \
+                np.asarray(propensity)[rows]
+            return crossfit_cate(fit.kind, X[rows], y[rows], d[rows], f, learners=learners,
+                                 propensity=p, outcome_mode=outcome_mode, clip=fit.clip, seed=s)
+
+        gml = generic_ml(y, d, fit_proxy, X, propensity=propensity, n_splits=n_splits,
+                         n_groups=n_groups, alpha=alpha, features=features, truth=truth,
+                         clusters=clusters, seed=seed, progress=progress)
+    rate_res = rates(fit.phi, fit.tau, targets=("AUTOC", "QINI"), clusters=clusters,
+                     n_boot=n_boot, seed=seed, progress=progress)
+    m = fit.e * fit.mu1 + (1 - fit.e) * fit.mu0
+    cal = calibration_test(y, d, fit.e, m, fit.tau)
+    return CateEvaluation(generic_ml=gml, rate=rate_res, calibration=cal)
+
+
+@dataclass(frozen=True)
+class CateRun:
+    """Everything ``gc.cate`` wraps: the cross-fitted learner, its evaluation and summaries."""
+
+    fit: Any
+    evaluation: CateEvaluation | None
+    diagnostics: Mapping[str, Any]
+    tables: Mapping[str, pd.DataFrame]
+
+
+def estimate_cate(kind: str, X: np.ndarray, y: np.ndarray, d: np.ndarray,
+                  fold_ids: np.ndarray, *, learners: Mapping[str, Any] | None = None,
+                  propensity: Any = None, clip: float = DEFAULTS.clip, options: Any = None,
+                  evaluate: bool = True, clusters: np.ndarray | None = None,
+                  features: pd.DataFrame | None = None, truth: np.ndarray | None = None,
+                  seed: int = 0, progress: bool = True) -> CateRun:
+    """The CATE design on arrays: cross-fit the meta-learner, evaluate it, summarise.
+
+    Parameters
+    ----------
+    kind
+        The meta-learner (:data:`geocausal.designs.cate.LEARNERS`).
+    X, y, d, fold_ids
+        Features, outcome, binary treatment and cross-fitting fold ids.
+    learners, propensity, clip, seed
+        As in :func:`~geocausal.designs.cate.crossfit_cate`.
+    options
+        A :class:`~geocausal.designs.cate.CateOptions` (or a dict of its fields).
+    evaluate
+        Run BLP/GATES/CLAN, RATE and calibration.
+    clusters
+        Units kept together by the folds: the clusters of the splits and of the bootstrap.
+    features
+        CLAN covariates (rows aligned with ``X``).
+    truth
+        The true CATE (simulations).
+    progress
+        Progress bars.
+
+    Returns
+    -------
+    CateRun
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); n = 400
+    >>> X = rng.normal(size=(n, 1)); d = rng.integers(0, 2, n).astype(float)
+    >>> y = d * (1 + X[:, 0]) + rng.normal(size=n)
+    >>> run = estimate_cate("dr", X, y, d, np.arange(n) % 5, propensity=.5,
+    ...                     options={"n_splits": 3, "n_boot": 49}, progress=False)
+    >>> sorted(run.tables)
+    ['blp', 'calibration', 'clan', 'gates', 'rate', 'toc']
+    """
+    from geocausal.designs.cate import CateOptions, crossfit_cate
+
+    opt = CateOptions.make(options)
+    fit = crossfit_cate(kind, X, y, d, fold_ids, learners=learners, propensity=propensity,
+                        outcome_mode=opt.outcome_mode, clip=clip, seed=seed)
+    diag: dict[str, Any] = {"cate": fit.tau, "fold_ids": fit.fold_ids, "learner": kind,
+                            "cate_mean": float(fit.tau.mean()),
+                            "cate_sd": float(fit.tau.std())}
+    ev = None
+    tables: dict[str, pd.DataFrame] = {}
+    if evaluate:
+        ev = evaluate_cate(fit, X, y, d, learners=learners, propensity=propensity,
+                           outcome_mode=opt.outcome_mode, n_splits=opt.n_splits,
+                           n_groups=opt.n_groups, alpha=opt.alpha, n_boot=opt.n_boot,
+                           clusters=clusters, features=features, truth=truth, seed=seed,
+                           progress=progress)
+        diag["evaluation"] = ev
+        diag.update(ev.scalars())
+        tables = ev.tables(opt.alpha)
+    if truth is not None:
+        truth = np.asarray(truth, dtype=float)
+        diag["cor_truth"] = float(np.corrcoef(fit.tau, truth)[0, 1]) if np.ptp(fit.tau) > 0 \
+            and np.ptp(truth) > 0 else float("nan")
+    return CateRun(fit=fit, evaluation=ev, diagnostics=diag, tables=tables)
+
+
+def representation_row(est: Any) -> dict[str, float]:
+    """The comparison-table row of one ``gc.cate`` result (see ``compare_representations``)."""
+    dg = est.diagnostics
+    row = {"ate": float(est.params.iloc[0]), "ate_se": float(est.std_errors.iloc[0])}
+    ev: CateEvaluation | None = dg.get("evaluation")
+    if ev is not None and ev.generic_ml is not None:
+        t = ev.generic_ml.table.set_index("term")
+        row.update(blp_beta2=t.loc["beta2", "estimate"], blp_beta2_low=t.loc["beta2", "conf_low"],
+                   blp_beta2_high=t.loc["beta2", "conf_high"], blp_beta2_p=t.loc["beta2", "p_value"],
+                   gates_top_minus_bottom=t.loc["gates_top_minus_bottom", "estimate"],
+                   gates_diff_p=t.loc["gates_top_minus_bottom", "p_value"])
+    if ev is not None:
+        for k, r in ev.rate.items():
+            row.update({k.lower(): r.estimate, f"{k.lower()}_se": r.std_error,
+                        f"{k.lower()}_ratio": r.ratio})
+        row["calibration_differential"] = dg.get("calibration_differential", np.nan)
+    if "cor_truth" in dg:
+        row["cor_truth"] = dg["cor_truth"]
+    return row
