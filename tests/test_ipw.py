@@ -216,7 +216,7 @@ def test_by_subgroups_estimate_set():
     with pytest.warns(DiagnosticWarning, match=r"0 treated and \d+ control"):
         res2 = gc.aipw("y ~ d + x1 + x2 + x3", df, learners=LEARNERS, by="funder")
     assert res2.names == ("world_bank",)
-    assert res2.diagnostics["skipped_groups"]["china"]["treated"] == 0
+    assert res2.diagnostics["skipped_groups"]["china"].startswith("0 treated")
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -35,14 +35,26 @@ True
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from sklearn.base import clone
 
+from geocausal.designs import overlap as ov
 from geocausal.designs.common import check_estimate
-from geocausal.errors import DataError, DiagnosticWarning
+from geocausal.errors import DataError, DesignError, DiagnosticWarning, OptionError
 from geocausal.nuisance.crossfit import check_fold_arms, crossfit_predict
+from geocausal.vocabulary import (
+    DEFAULTS,
+    check_count,
+    check_probability,
+    choice,
+    default_learners,
+    is_image_learner,
+)
 
 
 def aipw_ate(y, d, e, mu0, mu1) -> tuple[float, np.ndarray]:
@@ -140,11 +152,6 @@ def estimate(y, d, nuisances: Nuisances, method: str = "aipw",
     return theta, psi
 
 
-def uses_images(learner) -> bool:
-    """Whether a learner wants the chips (an image learner) rather than a feature matrix."""
-    return bool(getattr(learner, "uses_images", False)) or type(learner).__name__ == "ImageLearner"
-
-
 def prepare_learner(learner, X: np.ndarray, images: np.ndarray | None,
                     X_tab: np.ndarray | None = None):
     """The learner and the array it is fitted on.
@@ -167,7 +174,7 @@ def prepare_learner(learner, X: np.ndarray, images: np.ndarray | None,
     >>> lrn.image_shape, X.shape
     ((4, 4, 2), (5, 33))
     """
-    if not uses_images(learner):
+    if not is_image_learner(learner):
         if X.shape[1] == 0:
             raise DataError("no features: the formula has no controls and images= is None")
         return learner, X
@@ -211,9 +218,9 @@ def crossfit_nuisances(
     fold_ids
         Integer fold of each unit.
     propensity_learner, outcome_learner
-        scikit-learn compatible classifier / regressor (cloned per fold). A learner with a
-        true ``uses_images`` attribute or an ``ImageLearner`` is fed the chips (see
-        :func:`prepare_learner`).
+        scikit-learn compatible classifier / regressor (cloned per fold). An image learner
+        (:func:`geocausal.vocabulary.is_image_learner`: ``uses_images = True``, as
+        ``ImageLearner``) is fed the chips (see :func:`prepare_learner`).
     images
         Raw chips aligned with the rows, for image learners.
     X_tab
@@ -237,3 +244,420 @@ def crossfit_nuisances(
     mu0 = crossfit_predict(lo, Xo, y, fold_ids, train_mask=d == 0)
     mu1 = crossfit_predict(lo, Xo, y, fold_ids, train_mask=d == 1) if need_mu1 else None
     return Nuisances(e, mu0, mu1)
+
+
+# ----------------------------------------------------------------------------- options
+#: what chips become for the nuisance models (``"auto"``: the cross-fitted candidate stack)
+REPRESENTATION_CHOICES: tuple[str, ...] = ("auto", "summary", "engineered", "learned")
+#: what happens to units whose image is unusable
+MISSING_CHOICES: tuple[str, ...] = ("drop", "impute", "error")
+
+
+@dataclass(frozen=True)
+class IPWOptions:
+    """Image and weighting-diagnostic options of ``gc.aipw``, ``gc.ipw``, ``gc.balance`` and
+    ``gc.placement`` (``options=``: this object or a dict of its fields).
+
+    Parameters
+    ----------
+    representation : {"auto", "summary", "engineered", "learned"}
+        What chips become for the nuisance models. ``"auto"`` (default): a cross-fitted stack
+        (super learner) over the candidates tabular-only, per-band summaries, engineered
+        statistics of bands and spectral indices, and learned position-aware self-supervised
+        embeddings (:mod:`geocausal.nuisance.candidates`), weighted by out-of-fold loss; the
+        weights used for each fold are fitted on the other folds, so AIPW only sees
+        out-of-fold nuisances; unless ``learners`` names them, the propensity learner is a
+        logistic regression with a cross-validated penalty
+        (:func:`geocausal.nuisance.candidates.stack_learners`). The other values use that one
+        representation. Image learners and feature frames are used as given; ``gc.balance``
+        and ``gc.placement`` use the summary features for ``"auto"``.
+    image_options : dict, optional
+        Keywords of the representation: with ``"auto"`` the keys ``roles`` (band roles: a
+        manifest, a preset name or a mapping), ``candidates``, ``combine`` (``"stack"`` or
+        ``"select"``), ``min_learned_images`` (default 1000; fewer images skip the learned
+        candidate), ``engineered`` and ``learned`` (keyword dicts); otherwise the keywords of
+        the representation's function.
+    missing_images : {"drop", "impute", "error"}
+        Units whose image is unusable (no valid pixel in some period, NaN features): dropped
+        with a counted ``MissingImagesWarning`` (default), given the other units' mean
+        features, or refused.
+    n_pcs : int
+        Leading principal components of the image features in the balance table.
+    stabilized : bool
+        Report balance and weight diagnostics with stabilised weights (the estimates do not
+        depend on it).
+
+    Examples
+    --------
+    >>> IPWOptions.coerce({"representation": "Summary", "n_pcs": 3})
+    IPWOptions(representation='summary', image_options=None, missing_images='drop', n_pcs=3, stabilized=True)
+    >>> IPWOptions.coerce({"n_pc": 3})
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.OptionError: options has no field 'n_pc'; IPWOptions fields: 'representation', 'image_options', 'missing_images', 'n_pcs', 'stabilized'
+    """
+
+    representation: Literal["auto", "summary", "engineered", "learned"] = "auto"
+    image_options: Mapping[str, Any] | None = field(default=None, hash=False)
+    missing_images: Literal["drop", "impute", "error"] = "drop"
+    n_pcs: int = 5
+    stabilized: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "representation", choice(
+            "representation", self.representation, REPRESENTATION_CHOICES))
+        object.__setattr__(self, "missing_images", choice(
+            "missing_images", self.missing_images, MISSING_CHOICES))
+        if self.image_options is not None and not isinstance(self.image_options, Mapping):
+            raise OptionError("image_options must be a dict of options of the representation, "
+                              f"got {type(self.image_options).__name__}")
+        object.__setattr__(self, "n_pcs", check_count("n_pcs", self.n_pcs))
+        if not isinstance(self.stabilized, bool | np.bool_):
+            raise OptionError(f"stabilized must be True or False, got {self.stabilized!r}")
+
+    @classmethod
+    def coerce(cls, value: Any) -> IPWOptions:
+        """``None`` (the defaults), an :class:`IPWOptions`, or a dict of its fields."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        names = [f.name for f in fields(cls)]
+        if isinstance(value, Mapping):
+            bad = [k for k in value if k not in names]
+            if bad:
+                raise OptionError(f"options has no field {bad[0]!r}; IPWOptions fields: "
+                                  f"{', '.join(repr(n) for n in names)}")
+            return cls(**dict(value))
+        raise OptionError(f"options must be gc.IPWOptions(...) or a dict of its fields, got "
+                          f"{type(value).__name__}")
+
+
+# ----------------------------------------------------------------------------- features
+def chips_of(images: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Raw chips ``(N, [T,] H, W, C)`` and their mask when ``images`` are chips, else Nones.
+
+    Examples
+    --------
+    >>> chips, mask = chips_of((np.zeros((2, 4, 4, 1)), np.ones((2, 4, 4), bool)))
+    >>> chips.shape, mask.dtype
+    ((2, 4, 4, 1), dtype('bool'))
+    >>> chips_of(np.zeros((2, 3)))
+    (None, None)
+    """
+    if images is None or isinstance(images, pd.DataFrame | str):
+        return None, None
+    mask = None
+    if isinstance(images, tuple):
+        images, mask = images
+    elif hasattr(images, "chips") and hasattr(images, "mask"):
+        images, mask = images.chips, images.mask
+    arr = np.asarray(images)
+    if arr.ndim < 4:
+        return None, None
+    return arr, None if mask is None else np.asarray(mask, bool)
+
+
+def _with_options(f: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``f``; an unknown ``image_options`` keyword is an OptionError naming it."""
+    try:
+        return f(*args, **kwargs)
+    except TypeError as exc:
+        if "unexpected keyword" not in str(exc):
+            raise
+        raise OptionError(f"image_options: {exc}; see the representation's function for its "
+                          "options") from None
+
+
+def image_arrays(images: Any, n: int, *, seed: int = 0, representation: str = "summary",
+                 options: Mapping[str, Any] | None = None
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Image features ``F`` (or None), raw chips and mask (when chips were given).
+
+    ``representation="auto"`` gives the summary features (balance table, placement); the
+    nuisance stack of :func:`fit_weighting` builds its own candidates from the chips.
+
+    Examples
+    --------
+    >>> F, chips, mask = image_arrays(np.ones((3, 2)), 3)
+    >>> F.shape, chips
+    ((3, 2), None)
+    """
+    from geocausal.features.images import image_features
+
+    chips, mask = chips_of(images)
+    if images is None:
+        return None, None, None
+    rep = "summary" if representation == "auto" else representation
+    if rep == "learned" and chips is not None:
+        from geocausal.encoders.multiscale import multiscale_features
+
+        F = _with_options(multiscale_features, chips, mask, seed, **dict(options or {}))
+    else:
+        opts = {} if representation == "auto" else dict(options or {})
+        F = _with_options(image_features, images, n, representation=rep, seed=seed, **opts)
+    return F, chips, mask
+
+
+def propensity_salience(learner: Any, X: np.ndarray, chips: np.ndarray | None, e: np.ndarray,
+                        d: np.ndarray) -> Any:
+    """Causal salience maps of a JAX image propensity learner, or why there are none.
+
+    The propensity model is refit on all units and the gradient of its logit with respect to
+    the pixels (L2 over bands) is computed for the 3 most likely treated units and the 3 least
+    likely controls. ``learner`` and ``X`` come from :func:`prepare_learner`.
+    """
+    if chips is None or not is_image_learner(learner):
+        return None
+    import sys
+
+    if "jax" not in sys.modules:  # gradient salience needs a JAX image model
+        return "unavailable: the image propensity learner is not a JAX model"
+    order = np.argsort(e)
+    idx = np.concatenate([order[d[order] == 1][-3:], order[d[order] == 0][:3]])
+    try:
+        from geocausal.encoders.salience import gradient_salience
+
+        model = clone(learner).fit(X, d.astype(int))
+        inner = getattr(model, "model_", None)
+        if inner is None:
+            return "unavailable: the fitted image learner exposes no JAX model (model_)"
+        tab = model.scaled_tabular(X[idx]) if getattr(model, "n_tabular_", 0) else None
+        maps = gradient_salience(inner, chips[idx].astype(np.float32), tab=tab)
+        return {"units": idx.tolist(), "maps": maps, "images": chips[idx],
+                "propensity": e[idx].tolist(), "treated": d[idx].astype(int).tolist()}
+    except Exception as exc:  # salience is a diagnostic: never fail the estimate
+        return f"unavailable: {type(exc).__name__}: {exc}"
+
+
+# ----------------------------------------------------------------------------- the fit
+@dataclass(frozen=True, eq=False)
+class WeightingFit:
+    """What :func:`fit_weighting` returns: the estimate on the kept units and its record.
+
+    ``keep`` marks the units kept after trimming; ``y``, ``d``, ``nuisances`` and
+    ``influence`` are those of the kept units; ``learners`` maps slot to the repr of the
+    learner used (or is ``"fixed nuisances"``).
+    """
+
+    theta: float
+    influence: np.ndarray
+    keep: np.ndarray
+    y: np.ndarray
+    d: np.ndarray
+    nuisances: Nuisances
+    diagnostics: dict[str, Any]
+    learners: Any
+    n_folds: int
+
+
+def _nuisances(method, y, d, X_tab, F_img, chips, mask, fold_ids, learners, seed, propensity,
+               predictions, opts):
+    """Out-of-fold nuisances: the default image stack, fixed ones, or cross-fitted learners."""
+    X = X_tab if F_img is None else np.column_stack([X_tab, F_img])
+    lrn = {**default_learners("aipw" if method == "aipw" else "ipw", seed), **learners}
+    need_outcome = method == "aipw" and predictions is None
+    stack = skipped = None
+    if (opts.representation == "auto" and chips is not None and propensity is None
+            and not any(is_image_learner(v) for v in lrn.values())):
+        from geocausal.nuisance.candidates import stack_learners, stacked_nuisances
+
+        stack_lrn = {**stack_learners(seed), **learners}
+        stack, skipped = stacked_nuisances(chips, mask, X_tab, y, d, fold_ids, stack_lrn,
+                                           need_outcome=need_outcome,
+                                           need_mu1=method == "aipw", seed=seed,
+                                           options=opts.image_options)
+        nu = Nuisances(stack.e, stack.mu0, stack.mu1)
+        lrn = {k: v for k, v in stack_lrn.items() if k == "propensity" or need_outcome}
+    elif propensity is not None:
+        nu = Nuisances(propensity)
+        if need_outcome:
+            o = crossfit_nuisances(X, y, d, fold_ids, lrn["propensity"], lrn["outcome"],
+                                   images=chips, X_tab=X_tab, need_mu1=True)
+            nu = Nuisances(propensity, o.mu0, o.mu1)
+    else:
+        nu = crossfit_nuisances(X, y, d, fold_ids, lrn["propensity"],
+                                lrn["outcome"] if need_outcome else None, images=chips,
+                                X_tab=X_tab, need_mu1=method == "aipw")
+    if predictions is not None:
+        nu = Nuisances(nu.e, predictions["mu0"], predictions.get("mu1"))
+    return nu, lrn, X, stack, skipped
+
+
+def _stack_diagnostics(stack, skipped) -> dict[str, Any]:
+    from geocausal.nuisance.stacking import quality_lines
+
+    out: dict[str, Any] = {"nuisance_quality": stack.quality}
+    sal_learned = skipped.pop("_salience", None)
+    if sal_learned is not None:
+        out["salience"] = sal_learned
+    out["nuisance_selection"] = {"combine": stack.combine, "winner": dict(stack.winner),
+                                 "weights": stack.weights, "dropped": dict(stack.dropped),
+                                 "skipped": dict(skipped)}
+    out["propensity_winner"] = stack.winner["e"]
+    if "mu0" in stack.winner:
+        out["outcome_winner"] = stack.winner["mu0"]
+    out.update(quality_lines(stack.quality, stack.combine))
+    return out
+
+
+def _weight_diagnostics(e, d, w, X_tab, tab_names, F_img, keep, n_pcs) -> dict[str, Any]:
+    """Balance table, effective sample sizes and overlap quantiles of the kept units."""
+    bal_X, bal_names = X_tab[keep], list(tab_names)
+    if F_img is not None and F_img.shape[1] > 0:
+        pcs = ov.image_components(F_img, n_pcs)[keep]
+        bal_X = np.column_stack([bal_X, pcs])
+        bal_names += [f"image_pc{j + 1}" for j in range(pcs.shape[1])]
+    balance = ov.smd_table(bal_X, d, w, bal_names) if bal_X.shape[1] else pd.DataFrame()
+    ess = {arm: float(w[m].sum() ** 2 / (w[m] ** 2).sum())
+           for arm, m in (("treated", d == 1), ("control", d == 0))}
+    q = [0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0]
+    return {
+        "propensity_min": float(e.min()), "propensity_max": float(e.max()),
+        "max_weight": float(w.max()), "ess_treated": ess["treated"],
+        "ess_control": ess["control"],
+        "overlap": pd.DataFrame({"quantile": q, "treated": np.quantile(e[d == 1], q),
+                                 "control": np.quantile(e[d == 0], q)}),
+        "balance": balance,
+        "max_abs_smd_unweighted": (float(balance["smd_unweighted"].abs().max())
+                                   if len(balance) else None),
+        "max_abs_smd_weighted": (float(balance["smd_weighted"].abs().max())
+                                 if len(balance) else None),
+        "propensity": pd.DataFrame({"propensity": e, "treated": d.astype(int)}),
+    }
+
+
+def fit_weighting(
+    method: str,
+    estimand: str,
+    y: np.ndarray,
+    d: np.ndarray,
+    X_tab: np.ndarray,
+    fold_ids: np.ndarray,
+    *,
+    tab_names: list[str] | None = None,
+    F_img: np.ndarray | None = None,
+    chips: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    learners: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    trim: float | str | None = None,
+    clip: float | None = DEFAULTS.clip,
+    propensity: np.ndarray | None = None,
+    predictions: Mapping[str, np.ndarray | None] | None = None,
+    options: IPWOptions | None = None,
+) -> WeightingFit:
+    """IPW (``method`` ``"hajek"`` or ``"ht"``) or AIPW (``"aipw"``) from arrays.
+
+    Parameters
+    ----------
+    method, estimand
+        ``"aipw"``, ``"hajek"`` or ``"ht"``; ``"ATE"`` or ``"ATT"``.
+    y, d
+        Outcome and binary treatment.
+    X_tab
+        ``(n, p)`` tabular controls (``p`` may be 0).
+    fold_ids
+        Cross-fitting fold of every unit.
+    tab_names
+        Names of the tabular columns (balance table).
+    F_img, chips, mask
+        Image features, raw chips and their mask (:func:`image_arrays`).
+    learners
+        ``{slot: learner}`` with canonical slots (``geocausal.vocabulary.resolve_learners``);
+        missing slots take :func:`geocausal.vocabulary.default_learners`.
+    seed
+        Seed of the default learners and the image representations.
+    trim
+        ``None``, a threshold (keep ``trim <= e <= 1 - trim``) or ``"crump"``, applied to the
+        estimated propensities first.
+    clip
+        The kept propensities are clipped to ``[clip, 1 - clip]`` (None: no clipping); the
+        number clipped is ``diagnostics["n_clipped"]``. Given propensities of exactly 0 or 1
+        are refused (without ``trim``) rather than clipped.
+    propensity, predictions
+        Fixed nuisances: ``(n,)`` propensities; ``{"mu0": ..., "mu1": ...}`` outcome
+        predictions (``mu1`` may be None for the ATT).
+    options
+        :class:`IPWOptions`.
+
+    Returns
+    -------
+    WeightingFit
+
+    Raises
+    ------
+    DesignError
+        Propensities at 0 or 1, an arm emptied by trimming, too few units of an arm in a fold.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); n = 500
+    >>> x = rng.normal(size=(n, 1)); d = rng.binomial(1, 1 / (1 + np.exp(-x[:, 0])))
+    >>> y = 2 * d + x[:, 0] + rng.normal(size=n)
+    >>> from geocausal.folds import resolve_folds
+    >>> fit = fit_weighting("hajek", "ATE", y, d, x, resolve_folds(5, n=n, stratify=d))
+    >>> bool(abs(fit.theta - 2) < 0.3), fit.diagnostics["n_clipped"]
+    (True, 0)
+    """
+    opts = IPWOptions.coerce(options)
+    y, d = np.asarray(y, float), np.asarray(d, float)
+    X_tab = np.asarray(X_tab, float)
+    if clip is not None:
+        clip = check_probability("clip", clip, high=0.5)
+    nu, lrn, X, stack, skipped = _nuisances(
+        method, y, d, X_tab, F_img, chips, mask, fold_ids, dict(learners or {}), seed,
+        propensity, predictions, opts)
+    if propensity is not None and trim is None:
+        ov.check_propensity(nu.e, d, warn_below=0.0)  # given 0s and 1s are refused, not clipped
+    tr = ov.trim(nu.e, d, trim)
+    keep = tr.keep
+    if tr.n_trimmed:
+        warnings.warn(f"trimming ({tr.rule}, threshold {tr.threshold:.4f}) dropped "
+                      f"{tr.n_trimmed} units ({tr.n_trimmed_treated} treated, "
+                      f"{tr.n_trimmed_control} control); the estimand is now the effect on "
+                      "the overlap population", DiagnosticWarning, stacklevel=5)
+    yk, dk, nk = y[keep], d[keep], nu.subset(keep)
+    n_clipped = 0
+    if clip is not None:
+        n_clipped = int(((nk.e < clip) | (nk.e > 1 - clip)).sum())
+        nk = Nuisances(np.clip(nk.e, clip, 1 - clip), nk.mu0, nk.mu1)
+    if trim is None:
+        ov.check_propensity(nk.e, dk)
+    n1, n0 = int(dk.sum()), int((1 - dk).sum())
+    if n1 == 0 or n0 == 0:
+        raise DesignError(f"after trimming {n1} treated and {n0} control units remain; "
+                          "lower the trim threshold")
+    theta, psi = estimate(yk, dk, nk, method, estimand)
+    w = ov.ipw_weights(nk.e, dk, estimand, stabilized=opts.stabilized)
+    diags: dict[str, Any] = {
+        "n_treated": n1, "n_control": n0, "n_trimmed": tr.n_trimmed, "n_clipped": n_clipped,
+        "clip": clip, "trimming": tr.as_dict(), "stabilized_weights": opts.stabilized,
+        **_weight_diagnostics(nk.e, dk, w, X_tab, tab_names or [], F_img, keep, opts.n_pcs),
+        "features": ("tabular" if F_img is None else "tabular+image" if X_tab.shape[1]
+                     else "image"),
+    }
+    if F_img is not None or chips is not None:
+        diags["representation"] = opts.representation if chips is not None else "features"
+    need_outcome = method == "aipw" and predictions is None
+    if stack is not None:
+        diags.update(_stack_diagnostics(stack, skipped))
+    elif propensity is None:
+        from geocausal.nuisance.stacking import nuisance_quality, quality_lines
+
+        q = nuisance_quality({"model": {"e": nu.e, "mu0": nu.mu0 if need_outcome else None,
+                                        "mu1": nu.mu1 if need_outcome else None}}, y, d)
+        diags["nuisance_quality"] = q
+        diags.update(quality_lines(q, "model"))
+    if method == "aipw":
+        fitted = np.where(dk == 1, nk.mu1 if nk.mu1 is not None else nk.mu0, nk.mu0)
+        diags["outcome_rmse"] = float(np.sqrt(np.mean((yk - fitted) ** 2)))
+    if propensity is None and chips is not None and is_image_learner(lrn["propensity"]):
+        sal = propensity_salience(*prepare_learner(lrn["propensity"], X, chips, X_tab), chips,
+                                  nu.e, d)
+        if sal is not None:
+            diags["salience"] = sal
+    used = ({k: repr(v) for k, v in lrn.items()} if propensity is None or need_outcome
+            else "fixed nuisances")
+    return WeightingFit(theta, psi, keep, yk, dk, nk, diags, used,
+                        int(len(np.unique(fold_ids))))

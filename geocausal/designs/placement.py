@@ -16,10 +16,17 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import pandas as pd
 from scipy.stats import rankdata
 
-from geocausal.errors import DesignError
+from geocausal.errors import DataError, DesignError
+from geocausal.inference.variance import VarianceRule
+from geocausal.nuisance.crossfit import crossfit_predict
+from geocausal.vocabulary import DEFAULTS, check_count, is_image_learner
 
 
 def delong(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,3 +128,97 @@ def contrast_matrix(k: int, pairs: list[tuple[int, int]]) -> np.ndarray:
         r[a], r[b] = 1.0, -1.0
         L.append(r[None])
     return np.vstack(L)
+
+
+#: ``vcov=`` names of placement computed other than from the influence function
+PLACEMENT_VCOV = ("delong", "bootstrap")
+
+
+@dataclass(frozen=True, eq=False)
+class PlacementFit:
+    """What :func:`fit_placement` returns.
+
+    ``params``: AUCs of the feature sets then the differences; ``influence``: ``(n, k)``
+    DeLong structural components of ``params``; ``rule``: the variance rule (``"delong"``
+    always, ``"bootstrap"`` when it was drawn); ``scores``: out-of-fold propensities per set;
+    ``learners``: set -> repr of its classifier.
+    """
+
+    params: pd.Series
+    influence: np.ndarray
+    rule: VarianceRule
+    scores: pd.DataFrame
+    learners: dict[str, str]
+
+
+def fit_placement(d: np.ndarray, X_tab: np.ndarray, fold_ids: np.ndarray, propensity_learner: Any,
+                  *, F_img: np.ndarray | None = None, chips: np.ndarray | None = None,
+                  image_learner: Any = None, bootstrap: bool = False,
+                  n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed) -> PlacementFit:
+    """Cross-validated AUCs of image-only, tabular-only and combined propensity models.
+
+    Parameters
+    ----------
+    d
+        ``(n,)`` binary treatment.
+    X_tab
+        ``(n, p)`` tabular controls (``p`` may be 0: no tabular set).
+    fold_ids
+        Cross-validation fold of every unit.
+    propensity_learner
+        Classifier of the tabular and combined sets (and of the image set unless
+        ``image_learner`` is given).
+    F_img, chips
+        Image features and raw chips (an image learner gets the chips).
+    image_learner
+        Classifier of the image-only set (the ``image_propensity`` slot).
+    bootstrap
+        Also draw the paired, arm-stratified bootstrap covariance (``vcov="bootstrap"``).
+    n_boot, seed
+        Bootstrap draws and their seed.
+
+    Returns
+    -------
+    PlacementFit
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0); x = rng.normal(size=(300, 1))
+    >>> d = rng.binomial(1, 1 / (1 + np.exp(-2 * x[:, 0])))
+    >>> fit = fit_placement(d, x, np.arange(300) % 3, LogisticRegression())
+    >>> list(fit.params.index), bool(fit.params["auc_tabular"] > 0.7)
+    (['auc_tabular'], True)
+    """
+    d = np.asarray(d).astype(int)
+    img_clf = propensity_learner if image_learner is None else image_learner
+    sets: dict[str, tuple[Any, Any]] = {}
+    if F_img is not None or chips is not None:
+        img_X = chips if is_image_learner(img_clf) else F_img
+        if img_X is None:
+            raise DataError("the image propensity learner needs features; pass images= as an "
+                            "embeddings frame or chips")
+        sets["image"] = (img_clf, img_X)
+    if X_tab.shape[1]:
+        sets["tabular"] = (propensity_learner, X_tab)
+    if "image" in sets and "tabular" in sets and F_img is not None:
+        sets["both"] = (propensity_learner, np.column_stack([X_tab, F_img]))
+    if not sets:
+        raise DataError("placement needs tabular controls in the formula and/or images=")
+    keys = list(sets)
+    scores = np.vstack([crossfit_predict(lr, Xs, d, fold_ids, method="predict_proba")
+                        for lr, Xs in sets.values()])
+    aucs, cov, psi = delong(scores, d)
+    named = [("delong", "delong", cov)]
+    if bootstrap:
+        aucs_b, cov_b = bootstrap_auc(scores, d, check_count("n_boot", n_boot, minimum=2), seed)
+        named = [("bootstrap", "bootstrap", cov_b), *named]
+    pairs = [(keys.index(a), keys.index(b)) for a, b in (("both", "tabular"), ("image", "tabular"))
+             if a in keys and b in keys]
+    L = contrast_matrix(len(keys), pairs)
+    names = [f"auc_{k}" for k in keys] + [f"{keys[a]}_minus_{keys[b]}" for a, b in pairs]
+    rule = VarianceRule(named=tuple((s, lab, L @ c @ L.T) for s, lab, c in named),
+                        vcov_dependent=("p_vs_chance",))
+    return PlacementFit(pd.Series(L @ aucs, index=names), psi @ L.T, rule,
+                        pd.DataFrame(scores.T, columns=keys),
+                        {k: repr(v[0]) for k, v in sets.items()})

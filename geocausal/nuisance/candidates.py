@@ -40,10 +40,13 @@ from sklearn.linear_model import LogisticRegressionCV
 
 from geocausal.errors import DataError
 
-__all__ = ["CANDIDATES", "image_candidates", "learned_salience", "stack_learners"]
+__all__ = ["AUTO_OPTIONS", "CANDIDATES", "image_candidates", "learned_salience",
+           "stack_learners", "stacked_nuisances"]
 
 #: the candidates of the default stack, in order
 CANDIDATES = ("tabular", "summary", "engineered", "learned")
+#: keys of ``image_options`` with ``representation="auto"`` (the default stack)
+AUTO_OPTIONS = ("roles", "candidates", "combine", "min_learned_images", "engineered", "learned")
 
 
 class PenalisedLogit(LogisticRegressionCV):
@@ -69,13 +72,14 @@ def stack_learners(seed: int = 0) -> dict[str, Any]:
     >>> sorted(stack_learners())
     ['outcome', 'propensity']
     """
-    from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from geocausal.vocabulary import default_learners
+
     return {"propensity": make_pipeline(StandardScaler(), PenalisedLogit(
                 Cs=np.logspace(-3, 1, 5), cv=3, scoring="neg_log_loss", max_iter=2000)),
-            "outcome": HistGradientBoostingRegressor(max_iter=100, random_state=seed)}
+            "outcome": default_learners("aipw", seed)["outcome"]}
 
 
 def _with_tab(X_tab: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -207,3 +211,62 @@ def learned_salience(learned: Any, propensity_learner: Any, d: np.ndarray, e: np
                 "source": "learned candidate: SSL multiscale CNN + logistic head"}
     except Exception as exc:  # salience is a diagnostic: never fail the estimate
         return f"unavailable: {type(exc).__name__}: {exc}"
+
+
+def stacked_nuisances(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarray,
+                      y: np.ndarray, d: np.ndarray, fold_ids: np.ndarray,
+                      learners: Mapping[str, Any], *, need_outcome: bool = True,
+                      need_mu1: bool = True, seed: int = 0,
+                      options: Mapping[str, Any] | None = None, stacklevel: int = 8):
+    """The default image path of the weighting designs: the cross-fitted stack over the
+    candidates of :func:`image_candidates` (:func:`geocausal.nuisance.stacking.stack_nuisances`).
+
+    Parameters
+    ----------
+    chips, mask, X_tab
+        As in :func:`image_candidates`.
+    y, d, fold_ids
+        Outcome, binary treatment and fold ids.
+    learners
+        ``{"propensity": classifier, "outcome": regressor}`` (:func:`stack_learners` plus the
+        user's).
+    need_outcome, need_mu1
+        Fit the outcome regressions; the treated arm's too.
+    seed
+        Seed of the learned candidate.
+    options
+        ``image_options`` of ``representation="auto"``: keys of :data:`AUTO_OPTIONS`.
+    stacklevel
+        Of the warnings of dropped candidates.
+
+    Returns
+    -------
+    tuple
+        ``(StackResult, skipped)``; ``skipped["_salience"]`` holds the learned candidate's
+        salience maps when it was used.
+
+    Raises
+    ------
+    OptionError
+        An option that is not one of :data:`AUTO_OPTIONS`.
+    """
+    from geocausal.errors import OptionError
+    from geocausal.nuisance.stacking import stack_nuisances
+
+    opts = dict(options or {})
+    bad = sorted(set(opts) - set(AUTO_OPTIONS))
+    if bad:
+        raise OptionError(f"image_options {bad} are not options of representation='auto' "
+                          f"({list(AUTO_OPTIONS)})")
+    cands, skipped = image_candidates(
+        chips, mask, X_tab, seed=seed, roles=opts.get("roles"),
+        candidates=tuple(opts.get("candidates", CANDIDATES)),
+        min_learned_images=int(opts.get("min_learned_images", 1000)),
+        engineered_options=opts.get("engineered"), learned_options=opts.get("learned"))
+    res = stack_nuisances(cands, y, d, fold_ids, learners["propensity"],
+                          learners["outcome"] if need_outcome else None, need_mu1=need_mu1,
+                          combine=opts.get("combine", "stack"), stacklevel=stacklevel)
+    if "learned" in res.candidates:
+        skipped = {**skipped, "_salience": learned_salience(
+            cands["learned"], learners["propensity"], d, res.e, chips, mask)}
+    return res, skipped

@@ -51,7 +51,8 @@ from geocausal.errors import (
 )
 from geocausal.nuisance.crossfit import crossfit_predict
 
-__all__ = ["COMBINE", "StackResult", "convex_weights", "nuisance_quality", "stack_nuisances"]
+__all__ = ["COMBINE", "StackResult", "convex_weights", "nuisance_quality", "quality_lines",
+           "stack_nuisances"]
 
 #: how :func:`stack_nuisances` combines the candidates
 COMBINE = ("stack", "select")
@@ -357,3 +358,33 @@ def nuisance_quality(preds: Mapping[str, Mapping[str, np.ndarray]], y: np.ndarra
     cols = ["nuisance", "candidate", "n_scored", "loss", "r2", "brier", "auc",
             "calibration_slope", "calibration_in_large"] + (["weight"] if weights else [])
     return pd.DataFrame(rows)[cols]
+
+
+def quality_lines(quality: pd.DataFrame, combined: str) -> dict[str, Any]:
+    """Scalar out-of-fold quality of the nuisances used (the lines ``summary()`` shows).
+
+    Parameters
+    ----------
+    quality
+        :func:`nuisance_quality` of the candidates.
+    combined
+        The candidate whose nuisances were used (the combine rule, or ``"model"``).
+
+    Examples
+    --------
+    >>> d = np.array([0, 1, 0, 1]); y = np.array([0.0, 1.0, 0.5, 2.0])
+    >>> q = nuisance_quality({"model": {"e": np.array([0.2, 0.8, 0.4, 0.6])}}, y, d)
+    >>> quality_lines(q, "model")["propensity_oof_auc"]
+    1.0
+    """
+    out: dict[str, Any] = {}
+    row = quality[(quality.candidate == combined) & (quality.nuisance == "propensity")]
+    if len(row):
+        r = row.iloc[0]
+        out.update(propensity_oof_logloss=float(r.loss), propensity_oof_auc=float(r.auc),
+                   propensity_calibration_slope=float(r.calibration_slope))
+    for k in ("outcome0", "outcome1"):
+        row = quality[(quality.candidate == combined) & (quality.nuisance == k)]
+        if len(row):
+            out[f"{k}_oof_r2"] = float(row.iloc[0].r2)
+    return out
