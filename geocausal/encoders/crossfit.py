@@ -6,10 +6,12 @@ saw it, which is what a downstream estimator may use. Continuous targets are sta
 training folds and predictions returned on the original scale; binary targets come back as
 probabilities.
 
-``x`` may be a chips cache's lazy array (``cache.chips``): each fold's training rows are loaded
-only when they fit the memory budget (:mod:`geocausal.encoders.stream`; else a
-:class:`~geocausal.errors.DataError` says what to lower), and the held-out fold is predicted
-and embedded in blocks of units.
+``x`` may be a chips cache's lazy array (``cache.chips``) or a
+:class:`~geocausal.encoders.stream.ChipSource`: each fold then trains streaming its units from
+the cache in blocks (:func:`~geocausal.encoders.stream.fit_supervised_streaming`, the same
+numbers as in memory when a block holds the whole fold) and the held-out fold is predicted and
+embedded in blocks; the whole cache is never loaded and a block that does not fit the memory
+budget is a :class:`~geocausal.errors.DataError` saying what to lower.
 
 Examples
 --------
@@ -33,7 +35,12 @@ from scipy.special import expit
 
 from geocausal.encoders.modules import ImageModel, ModelSpec, build_model
 from geocausal.encoders.objectives import Objective, objective_for
-from geocausal.encoders.stream import check_fits, is_lazy, plan_block_units
+from geocausal.encoders.stream import (
+    ChipSource,
+    apply_source,
+    fit_supervised_streaming,
+    is_lazy,
+)
 from geocausal.encoders.train import TrainConfig, TrainResult, embed_array, fit, predict
 from geocausal.errors import DataError
 from geocausal.folds import fold_indices, make_folds
@@ -74,7 +81,7 @@ def crossfit(x: np.ndarray, y: np.ndarray, *, spec: ModelSpec,
     ``spec.n_outputs`` and ``spec.n_tabular`` are set from ``y`` and ``tab``; ``objective``
     defaults to :func:`~geocausal.encoders.objectives.objective_for` of ``y``.
     """
-    lazy = is_lazy(x)
+    lazy = is_lazy(x) or isinstance(x, ChipSource)
     x = x if lazy else np.asarray(x)
     y = np.asarray(y, float)
     y2 = y[:, None] if y.ndim == 1 else y
@@ -93,29 +100,33 @@ def crossfit(x: np.ndarray, y: np.ndarray, *, spec: ModelSpec,
     embs = None
     models, hists = [], []
     binary = np.asarray(obj.binary, bool)
-    unit_bytes = int(np.prod(tuple(x.shape)[1:])) * 4
-    step = plan_block_units(unit_bytes) if lazy else n
+    source = None
+    if lazy:
+        source = x if isinstance(x, ChipSource) else ChipSource.of(x, mask)
+    tab = None if tab is None else np.asarray(tab, float)
 
     def rows(a, idx):
-        return None if a is None else (a[idx] if is_lazy(a) else np.asarray(a)[idx])
+        return None if a is None else np.asarray(a)[idx]
 
     for k, (tr, te) in enumerate(fold_indices(ids)):
-        if lazy:
-            check_fits(len(tr) * unit_bytes, f"fold {k}'s {len(tr)} training images",
-                       "the number of units or raise folds")
         loc, scale = standardise_targets(y2[tr], obj.binary)
         model = build_model(spec, seed + k)
-        res = fit(model, obj, rows(x, tr), (y2[tr] - loc) / scale, tab=rows(tab, tr),
-                  mask=rows(mask, tr), config=config, seed=seed + k)
-        for a in range(0, len(te), step):  # the held-out fold in blocks of units
-            sl = te[a:a + step]
-            xb, mb = rows(x, sl), rows(mask, sl)
-            out = predict(res.model, xb, rows(tab, sl), mb)
-            preds[sl] = np.where(binary[None], expit(out), out * scale + loc)
-            e = embed_array(res.model, xb, mb)
-            if embs is None:
-                embs = np.zeros((n, e.shape[1]), np.float32)
-            embs[sl] = e
+        target = (y2[tr] - loc) / scale
+        if source is None:
+            res = fit(model, obj, x[tr], target, tab=rows(tab, tr), mask=rows(mask, tr),
+                      config=config, seed=seed + k)
+            out = predict(res.model, x[te], rows(tab, te), rows(mask, te))
+            e = embed_array(res.model, x[te], rows(mask, te))
+        else:  # stream the fold's units from the cache in blocks
+            res = fit_supervised_streaming(model, obj, source.subset(tr), target,
+                                           tab=rows(tab, tr), config=config, seed=seed + k)
+            held = source.subset(te)
+            out = apply_source(res.model, held, tab=rows(tab, te))
+            e = apply_source(res.model, held, kind="embed")
+        preds[te] = np.where(binary[None], expit(out), out * scale + loc)
+        if embs is None:
+            embs = np.zeros((n, e.shape[1]), np.float32)
+        embs[te] = e
         models.append(res.model)
         hists.append(res)
     return CrossfitResult(preds, embs, ids, tuple(models), tuple(hists))

@@ -617,8 +617,13 @@ def fit_supervised_streaming(model: Any, objective: Any, source: ChipSource, y: 
 
     from geocausal._progress import progress
     from geocausal.encoders import sharding
-    from geocausal.encoders.train import (TrainConfig, TrainResult, make_eval_loss, own_copy,
-                                          training_setup)
+    from geocausal.encoders.train import (
+        TrainConfig,
+        TrainResult,
+        make_eval_loss,
+        own_copy,
+        training_setup,
+    )
 
     cfg = config or TrainConfig()
     if not objective.supervised:

@@ -15,10 +15,18 @@ ImageLearner()}``) and survives ``sklearn.base.clone``.
 
 Tabular covariates are standardised and concatenated with the image embedding before the head.
 
-The chips may also be a chips cache's lazy array (``cache.chips``): predictions and embeddings
-are then computed in blocks of units that fit the memory budget
-(:mod:`geocausal.encoders.stream`), and ``fit`` loads its training rows only when they fit it
-(else a :class:`~geocausal.errors.DataError` says what to lower), never an out-of-memory kill.
+The chips may also be a chips cache: a ``ChipsCache``/``ChipsResult``, the path of a
+``chips-*.zarr`` folder, the cache's lazy array (``cache.chips``) or a
+:class:`~geocausal.encoders.stream.ChipSource` (a ``subset`` of one for cross-fitting), alone or
+as ``(cache, tabular)``. Then ``fit`` trains streaming blocks of units from the cache
+(:func:`~geocausal.encoders.stream.fit_supervised_streaming`: the in-memory loop, block by
+block; the same numbers when one block holds every unit) and ``predict``/``transform`` run
+block by block; the whole cache is never loaded. Blocks hold ``block_units`` units (default:
+as many as fit ``memory_budget``, else ``$GEOCAUSAL_MEMORY_BUDGET``, else 2 GB); a block size
+that does not fit is a :class:`~geocausal.errors.DataError` saying what to lower, never an
+out-of-memory kill. A cache has ``T`` periods per unit: a single-image encoder reads the chips
+of ``period`` (required when ``T > 1``), ``encoder="sequence"`` all of them. A target with an
+index (a pandas Series) is aligned on the cache's unit ids.
 
 Examples
 --------
@@ -41,7 +49,12 @@ from sklearn.base import BaseEstimator
 
 from geocausal.encoders.modules import ModelSpec, build_model
 from geocausal.encoders.objectives import binary, is_binary, regression
-from geocausal.encoders.stream import check_fits, is_lazy, row_blocks
+from geocausal.encoders.stream import (
+    ChipSource,
+    apply_source,
+    fit_supervised_streaming,
+    is_lazy,
+)
 from geocausal.encoders.train import TrainConfig, TrainResult, embed_array, fit, predict
 from geocausal.errors import DataError, DiagnosticWarning
 
@@ -121,6 +134,12 @@ class ImageLearner(BaseEstimator):
         Seeds initialisation, the held-out split, batches and augmentations.
     progress
         Show a progress bar while training.
+    period
+        With a chips cache (or ``(N, T, H, W, C)`` chips) and a single-image encoder: the
+        period position whose chips are used.
+    block_units, memory_budget
+        Units per streamed block of a chips cache, and the memory chips may take
+        (:func:`~geocausal.encoders.stream.memory_budget`).
     """
 
     #: an image learner: designs feed it the chips (:func:`geocausal.vocabulary.is_image_learner`)
@@ -132,7 +151,8 @@ class ImageLearner(BaseEstimator):
                  val_frac: float = 0.2, patience: int = 3, band_dropout: float = 0.1,
                  embed_dim: int = 32, widths: tuple[int, ...] = (16, 32), patch: int = 4,
                  dim: int = 32, depth: int = 2, aggregator: str = "transformer",
-                 seed: int = 0, progress: bool = False):
+                 seed: int = 0, progress: bool = False, period: int | None = None,
+                 block_units: int | None = None, memory_budget: int | str | None = None):
         self.encoder = encoder
         self.image_shape = image_shape
         self.task = task
@@ -151,24 +171,48 @@ class ImageLearner(BaseEstimator):
         self.aggregator = aggregator
         self.seed = seed
         self.progress = progress
+        self.period = period
+        self.block_units = block_units
+        self.memory_budget = memory_budget
 
-    def _row_blocks(self, X):
-        """``X`` cut into blocks of rows that fit the memory budget (one block when in memory)."""
-        chips = X[0] if isinstance(X, tuple) else X
-        if not is_lazy(chips):
-            yield X
-            return
-        shape = tuple(chips.shape)
-        for sl in row_blocks(shape[0], int(np.prod(shape[1:])) * 4):
-            yield ((chips[sl], None if X[1] is None else np.asarray(X[1])[sl])
-                   if isinstance(X, tuple) else chips[sl])
+    def _source(self, X) -> tuple[ChipSource | None, np.ndarray | None, np.ndarray | None]:
+        """``(source, tabular, unit ids)`` when ``X`` holds a chips cache, else Nones."""
+        import os
+
+        chips, tab = X if isinstance(X, tuple) and len(X) == 2 else (X, None)
+        ids = None
+        if isinstance(chips, str | os.PathLike):
+            from geocausal.data.chips import open_cache
+
+            chips = open_cache(chips)
+        if hasattr(chips, "chips") and hasattr(chips, "unit_ids"):
+            ids = np.asarray(chips.unit_ids)
+        elif not (isinstance(chips, ChipSource) or is_lazy(chips)):
+            return None, None, None
+        src = chips if isinstance(chips, ChipSource) else ChipSource.of(
+            chips, block_units=self.block_units, budget=self.memory_budget)
+        if tab is not None:
+            tab = np.asarray(tab, float)
+            if tab.ndim != 2 or tab.shape[0] != src.n:
+                raise DataError(f"tabular covariates must be ({src.n}, p) for the cache's "
+                                f"{src.n} units, got shape {tab.shape}")
+        return src, tab, ids
+
+    def _period(self) -> int | None:
+        return None if self.encoder == "sequence" else self.period
 
     def _split_X(self, X) -> tuple[np.ndarray, np.ndarray | None]:
-        chips = X[0] if isinstance(X, tuple) else X
-        if is_lazy(chips):  # a chips cache: load only what fits the memory budget
-            shape = tuple(chips.shape)
-            check_fits(int(np.prod(shape)) * 4, f"ImageLearner: {shape[0]} images of shape "
-                       f"{shape[1:]}", "the number of training units (fit on a subsample)")
+        chips, tab = self._split_X_raw(X)
+        if chips.ndim == 5 and self.encoder != "sequence" and self.period is not None:
+            t = chips.shape[1]
+            if (isinstance(self.period, bool) or not isinstance(self.period, int | np.integer)
+                    or not -t <= self.period < t):
+                raise DataError(f"period={self.period!r} must be an integer position in "
+                                f"0..{t - 1}")
+            chips = chips[:, self.period]
+        return chips, tab
+
+    def _split_X_raw(self, X) -> tuple[np.ndarray, np.ndarray | None]:
         if isinstance(X, tuple):
             chips, tab = X
             return np.asarray(chips, np.float32), None if tab is None else np.asarray(tab, float)
@@ -186,8 +230,8 @@ class ImageLearner(BaseEstimator):
         raise DataError(f"ImageLearner needs chips (N, H, W, C), a (chips, tabular) tuple or a "
                         f"2-D array with image_shape set; got X of shape {X.shape}")
 
-    def _spec(self, chips: np.ndarray, n_tab: int) -> ModelSpec:
-        return ModelSpec(encoder=self.encoder, in_bands=chips.shape[-1],
+    def _spec(self, bands: int, n_tab: int) -> ModelSpec:
+        return ModelSpec(encoder=self.encoder, in_bands=bands,
                          embed_dim=self.embed_dim, widths=tuple(self.widths), patch=self.patch,
                          dim=self.dim, depth=self.depth, aggregator=self.aggregator,
                          n_outputs=1, n_tabular=n_tab)
@@ -201,10 +245,21 @@ class ImageLearner(BaseEstimator):
         """Train on images (and tabular covariates) ``X`` and target ``y``."""
         if sample_weight is not None:
             raise DataError("ImageLearner does not support sample_weight; pass None")
-        chips, tab = self._split_X(X)
+        src, tab, ids = self._source(X)
+        if src is None:
+            chips, tab = self._split_X(X)
+            n, bands = chips.shape[0], chips.shape[-1]
+        else:
+            chips, n, bands = None, src.n, src.shape[-1]
+        if ids is not None and hasattr(y, "index") and hasattr(y, "reindex"):
+            missing = int((~np.isin(ids, np.asarray(y.index))).sum())
+            if missing:
+                raise DataError(f"y has no value for {missing} of the cache's {len(ids)} unit "
+                                "ids; give y indexed by unit id for every unit of the cache")
+            y = y.reindex(ids)  # aligned by unit id, never by position
         y = np.asarray(y, float).ravel()
-        if y.shape[0] != chips.shape[0]:
-            raise DataError(f"y has {y.shape[0]} rows, X has {chips.shape[0]}")
+        if y.shape[0] != n:
+            raise DataError(f"y has {y.shape[0]} rows, X has {n}")
         if self.task not in ("auto", "classification", "regression"):
             raise DataError(f"task={self.task!r} must be 'auto', 'classification' or "
                             "'regression'")
@@ -225,7 +280,7 @@ class ImageLearner(BaseEstimator):
             sd = tab.std(axis=0)
             self.tab_scale_ = np.where(sd > 0, sd, 1.0)
         self.n_tabular_ = 0 if tab is None else tab.shape[1]
-        spec = self._spec(chips, self.n_tabular_)
+        spec = self._spec(bands, self.n_tabular_)
         cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
                           learning_rate=self.learning_rate, weight_decay=self.weight_decay,
                           val_frac=self.val_frac, patience=self.patience,
@@ -234,8 +289,12 @@ class ImageLearner(BaseEstimator):
         tab_z = self._tab(tab)
         if tab_z is not None:
             warm_start_head(model, tab_z, target, clf)
-        res = fit(model, binary() if clf else regression(), chips, target, tab=tab_z,
-                  config=cfg, seed=self.seed)
+        obj = binary() if clf else regression()
+        if src is None:
+            res = fit(model, obj, chips, target, tab=tab_z, config=cfg, seed=self.seed)
+        else:
+            res = fit_supervised_streaming(model, obj, src, target, tab=tab_z, config=cfg,
+                                           seed=self.seed, period=self._period())
         self.model_ = res.model
         self.history_ = res
         self.converged_ = not still_improving(res)
@@ -259,12 +318,14 @@ class ImageLearner(BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """Raw head output (logit for classification, standardised scale otherwise)."""
         self._check_fitted()
-        return np.concatenate([self._decision_block(b) for b in self._row_blocks(X)])
-
-    def _decision_block(self, X) -> np.ndarray:
-        chips, tab = self._split_X(X)
+        src, tab, _ = self._source(X)
+        if src is None:
+            chips, tab = self._split_X(X)
         if (tab is None) != (self.n_tabular_ == 0):
             raise DataError(f"the learner was fitted with {self.n_tabular_} tabular columns")
+        if src is not None:
+            return apply_source(self.model_, src, tab=self._tab(tab),
+                                period=self._period())[:, 0]
         return predict(self.model_, chips, self._tab(tab))[:, 0]
 
     def predict_proba(self, X) -> np.ndarray:
@@ -285,5 +346,7 @@ class ImageLearner(BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Image embeddings ``(N, embed_dim)`` from the fitted encoder."""
         self._check_fitted()
-        return np.concatenate([embed_array(self.model_, self._split_X(b)[0])
-                               for b in self._row_blocks(X)])
+        src, _, _ = self._source(X)
+        if src is not None:
+            return apply_source(self.model_, src, kind="embed", period=self._period())
+        return embed_array(self.model_, self._split_X(X)[0])
