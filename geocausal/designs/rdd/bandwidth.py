@@ -106,10 +106,18 @@ class Bandwidths:
     f_x: float
 
 
-def _global_pilot(x, Q, s, side):
-    """Global polynomial of order s+1 on one side: the (s+1)-th derivative and residual variance."""
+def _side_rows(x, Q, side):
+    """The running variable and outcomes of one side's units (one gather of ``Q``)."""
     mask = (x >= 0) if side == "plus" else (x < 0)
-    xs, Qs = x[mask], Q[mask]
+    return x[mask], Q[mask]
+
+
+def _global_pilot(x, Q, s, side, sided=None):
+    """Global polynomial of order s+1 on one side: the (s+1)-th derivative and residual variance.
+
+    ``sided``: the side's ``(x, Q)`` rows when the caller gathered them already.
+    """
+    xs, Qs = _side_rows(x, Q, side) if sided is None else sided
     X = xs[:, None] ** np.arange(s + 2)
     if xs.size <= s + 2:
         raise DataError(f"only {xs.size} units on the {side} side of the cutoff; the bandwidth "
@@ -128,7 +136,8 @@ def _local_constants(x, Q, h, s, kern, side):
     scale = math.factorial(s + 1) / h ** (s + 1)
     deriv = fit.coef[s + 1] * scale
     kw = fit.kw                                     # kernel weights on the fit's window
-    resid = np.subtract(fit.y_win, fit.fitted_window)
+    resid = fit.fitted_values()                     # a fresh array: y - fitted in place
+    np.subtract(fit.y_win, resid, out=resid)
     wr = fit.weight_window(s + 1)
     wr *= resid
     wr *= wr
@@ -205,13 +214,16 @@ def select_bandwidth(
     def constants(dp, dm, sp, sm):
         return (dp / fact * cb_p, dm / fact * cb_m, sp * cv_p / f, sm * cv_m / f)
 
-    dp, sp = _global_pilot(x, Q, s, "plus")
-    dm, sm = _global_pilot(x, Q, s, "minus")
+    # each side's rows are gathered once, for the global pilot and the local step (a local
+    # fit on a subset of units equals the fit on all of them: the others have zero weight)
+    plus, minus = _side_rows(x, Q, "plus"), _side_rows(x, Q, "minus")
+    dp, sp = _global_pilot(x, Q, s, "plus", plus)
+    dm, sm = _global_pilot(x, Q, s, "minus", minus)
     Bp, Bm, Vp, Vm = constants(dp, dm, sp, sm)
     pilot, _ = _optimal(Bp, Bm, Vp, Vm, n, s, common, False)
     pilot = _guard(pilot, x, s, "pilot")
-    dp, sp, vdp = _local_constants(x, Q, pilot, s, kern, "plus")
-    dm, sm, vdm = _local_constants(x, Q, pilot, s, kern, "minus")
+    dp, sp, vdp = _local_constants(*plus, pilot, s, kern, "plus")
+    dm, sm, vdm = _local_constants(*minus, pilot, s, kern, "minus")
     Bp, Bm, Vp, Vm = constants(dp, dm, sp, sm)
     # regularisation (Calonico, Cattaneo and Titiunik 2014): add the variance of the estimated
     # bias to its square, so that a bias estimated near zero does not blow the bandwidth up

@@ -6,7 +6,9 @@ A draw is ``nu*_b(q) = sum_i xi_ib s_i(q)`` with scores ``s_i(q)`` from
 copied). With clusters, one multiplier per cluster multiplies the cluster's summed scores.
 All ``B`` draws and ``K`` quantiles are one matrix product ``xi @ S``.
 
-Critical values are the order statistic ``ceil((1 - alpha)(B + 1))`` of the sup statistics.
+Critical values are the order statistic ``ceil((1 - alpha)(B + 1))`` of the sup statistics
+(:func:`geocausal.inference.bootstrap.critical_value`, the package's one rule); cluster sums
+are :func:`geocausal.inference.variance.cluster_sums`.
 
 Examples
 --------
@@ -22,23 +24,13 @@ True
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from geocausal.designs.rdd.quantiles import FUNCTIONALS
 from geocausal.errors import DataError
-
-
-def cluster_scores(S: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
-    """Sum scores within clusters: ``(G, K)``; unchanged when ``clusters`` is None."""
-    if clusters is None:
-        return S
-    _, inv = np.unique(np.asarray(clusters), return_inverse=True)
-    out = np.zeros((inv.max() + 1, S.shape[1]))
-    np.add.at(out, inv, S)
-    return out
+from geocausal.inference.bootstrap import critical_value  # the one sup rule (re-exported)
 
 
 def draws(S: np.ndarray, xi: np.ndarray) -> np.ndarray:
@@ -114,12 +106,20 @@ def gaussian_draws(S: np.ndarray | Sequence[np.ndarray], n_boot: int, seed: int,
             C[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = g.T
         grams, sizes = [C], [K]
     roots = _cholesky_jittered(grams, scale)
-    out = np.empty((n_boot, K))
+    # Z @ R' block by block, written over Z a slab of rows at a time: no (B, K) temporary
+    # (at this size each fresh array costs more in page faults than the product itself)
     start = 0
     for root, k in zip(roots, sizes):
-        out[:, start:start + k] = Z[:, start:start + k] @ root.T
+        rt = root.T
+        for r0 in range(0, n_boot, _SLAB):
+            blk = Z[r0:r0 + _SLAB, start:start + k]
+            blk[...] = blk @ rt
         start += k
-    return out
+    return Z
+
+
+_SLAB = 256
+"""Rows of multipliers transformed at once by :func:`gaussian_draws`."""
 
 
 def _cholesky_jittered(grams: list[np.ndarray], scale: float) -> list[np.ndarray]:
@@ -139,19 +139,6 @@ def _cholesky_jittered(grams: list[np.ndarray], scale: float) -> list[np.ndarray
                 raise
 
 
-def critical_value(sup_stats: np.ndarray, alpha: float) -> float:
-    """Order statistic ``ceil((1 - alpha)(B + 1))`` of the ``B`` sup statistics.
-
-    Examples
-    --------
-    >>> critical_value(np.arange(1.0, 101.0), 0.05)
-    96.0
-    """
-    B = sup_stats.size
-    k = min(max(math.ceil((1 - alpha) * (B + 1)), 1), B)
-    return float(np.sort(sup_stats)[k - 1])
-
-
 def _range_mask(q_grid: np.ndarray, rng: Sequence[float] | None) -> np.ndarray:
     if rng is None:
         return np.ones(q_grid.size, bool)
@@ -165,8 +152,11 @@ def _range_mask(q_grid: np.ndarray, rng: Sequence[float] | None) -> np.ndarray:
 def uniform_band(tau, se, D, alpha=0.05, studentize=False):
     """Uniform band ``tau +- c`` (or ``tau +- c se`` when studentized) and its critical value."""
     scale = se if studentize else np.ones_like(se)
-    if np.all(scale > 0):
-        sup = np.abs(D / scale).max(axis=1)
+    if not studentize:                      # |D / 1| = |D|: one pass, no division
+        sup = np.abs(D).max(axis=1)
+    elif np.all(scale > 0):
+        t = D / scale
+        sup = np.abs(t, out=t).max(axis=1)
     else:                                   # quantiles with a zero scale are left out
         with np.errstate(divide="ignore", invalid="ignore"):
             sup = np.nanmax(np.abs(D / np.where(scale > 0, scale, np.nan)), axis=1)
@@ -190,7 +180,8 @@ def curve_tests(tau, se, D, q_grid, tests=("nullity", "homogeneity", "dominance"
     sc = np.where(sc > 0, sc, np.inf)
     out = []
     label = f"[{q_grid[mask][0]:.4g}, {q_grid[mask][-1]:.4g}]"
-    dn = d / sc
+    unit = not studentize and np.all(sc == 1.0)     # d / 1 = d exactly: skip the copies
+    dn = d if unit else d / sc
     # max |d/sc| = max(max, -min) and max(-d/sc) = -min: one pass over the draws for both
     lo, hi = dn.min(axis=1), dn.max(axis=1)
     for name in tests:
@@ -198,7 +189,10 @@ def curve_tests(tau, se, D, q_grid, tests=("nullity", "homogeneity", "dominance"
             stat, null = np.max(np.abs(t / sc)), np.maximum(hi, -lo)
         elif name == "homogeneity":
             stat = np.max(np.abs((t - t.mean()) / sc))
-            null = np.max(np.abs((d - d.mean(axis=1, keepdims=True)) / sc), axis=1)
+            dev = np.subtract(d, d.mean(axis=1, keepdims=True))
+            if not unit:
+                dev /= sc
+            null = np.max(np.abs(dev, out=dev), axis=1)
         elif name == "dominance":
             stat, null = np.max(-t / sc), -lo
         else:
@@ -219,14 +213,23 @@ def functional_effects(m_plus, m_minus, Dp, Dm, q_grid, names=("mean", "variance
     Returns a list of dicts with ``functional``, ``estimate``, ``boot_se``, ``p_value``,
     ``conf_low``, ``conf_high`` (percentile-of-deviation interval).
     """
-    Qp, Qm = m_plus + Dp, m_minus + Dm                # every draw's side curves, built once
-    out = []
     for name in names:
         if name not in FUNCTIONALS:
             raise DataError(f"functional '{name}' is not one of {sorted(FUNCTIONALS)}")
+    B = Dp.shape[0]
+    Fp = np.empty((len(names), B))
+    Fm = np.empty((len(names), B))
+    # every draw's side curves, a slab of draws at a time (small temporaries, same numbers)
+    for r0 in range(0, B, _SLAB):
+        Qp, Qm = m_plus + Dp[r0:r0 + _SLAB], m_minus + Dm[r0:r0 + _SLAB]
+        for j, name in enumerate(names):
+            Fp[j, r0:r0 + _SLAB] = FUNCTIONALS[name](Qp, q_grid)
+            Fm[j, r0:r0 + _SLAB] = FUNCTIONALS[name](Qm, q_grid)
+    out = []
+    for j, name in enumerate(names):
         F = FUNCTIONALS[name]
         est = float(F(m_plus, q_grid) - F(m_minus, q_grid))
-        dev = F(Qp, q_grid) - F(Qm, q_grid) - est
+        dev = Fp[j] - Fm[j] - est
         dev = dev[np.isfinite(dev)]
         lo, hi = np.quantile(dev, [alpha / 2, 1 - alpha / 2])
         out.append({"functional": name, "estimate": est, "boot_se": float(np.std(dev, ddof=1)),

@@ -237,7 +237,8 @@ def _vce_scale(vce: str, fit: LocPolyFit) -> np.ndarray | float:
     if vce == "hc1":
         k = fit.coef.shape[0]
         return np.sqrt(fit.n_eff / np.maximum(fit.n_eff - k, 1))[None, :]
-    lev = np.clip(fit.leverage_window, 0.0, 0.99)
+    lev = fit.leverage_values()                  # a fresh array, transformed in place
+    np.clip(lev, 0.0, 0.99, out=lev)
     np.subtract(1.0, lev, out=lev)
     if vce == "hc2":
         np.sqrt(lev, out=lev)
@@ -253,7 +254,7 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
     res_fit = fit
     w = fit.w0_window                                            # (m, K)
     m = fit.intercept
-    fitted = fit.fitted_window
+    fitted = None               # the order-p fit's values, computed into the residuals below
     if explicit:
         fq = local_poly(x, Y, b, p + 1, kern, side, rows=rows)
         xp1 = x[rows] ** (p + 1)
@@ -264,25 +265,28 @@ def _one_side(x, Y, h, b, p, kern, side, method, bias_correction, positive_only,
         w = w - c * wq
         # residuals of the order p+1 fit wherever the corrected weights are non-zero (as
         # rdrobust: its polynomial evaluated on the side's units, also beyond b when h > b)
-        fitted = fq.fitted_window
+        fitted = fq.fitted_values()
         res_fit = fq
     raw = m.copy()
     resid_fitted = fitted
     if method == "frechet":
         m = isotonic_rows(m[None, :])[0]
         nz = np.flatnonzero(np.any(w != 0, axis=1))
-        resid_fitted = fitted.copy()
-        resid_fitted[nz] = isotonic_rows(fitted[nz])
+        resid_fitted = fit.fitted_values() if fitted is None else fitted.copy()
+        resid_fitted[nz] = isotonic_rows(resid_fitted[nz])
     scale = 1.0
     if vce == "nn":               # nearest-neighbour residuals on the window (rdrobust's default)
         e = _nn_window(x[rows], fit.y_win)
     else:
-        e = np.subtract(fit.y_win, resid_fitted)
+        # residuals y - fitted, written over a fresh copy of the fitted values (every (m, K)
+        # temporary costs page faults at this size)
+        e = fit.fitted_values() if resid_fitted is None else resid_fitted   # fresh either way
+        np.subtract(fit.y_win, e, out=e)
         scale = _vce_scale(vce, res_fit)
         e *= scale
     # Bell-McCaffrey degrees of freedom of the variance (small-sample critical values)
     tr, tr2 = satterthwaite_parts(res_fit, np.where(w > 0, w, 0.0) if positive_only else w,
-                                  scale)
+                                  scale, overwrite_scale=True)
     conv = (None, None)
     if explicit:
         ec = e if vce == "nn" else np.subtract(fit.y_win, fit.fitted_window) * _vce_scale(vce, fit)

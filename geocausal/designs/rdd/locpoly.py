@@ -155,12 +155,20 @@ class LocPolyFit:
     @cached_property
     def fitted_window(self) -> np.ndarray:
         """The fitted polynomial at the window units, ``(m, K)``."""
+        return self.fitted_values()
+
+    def fitted_values(self) -> np.ndarray:
+        """A fresh array of :attr:`fitted_window` (not cached: the caller may overwrite it)."""
         p = self.p
         return self.xpow[:, : p + 1] @ (self.coef / self._hpow(p).T)
 
     @cached_property
     def leverage_window(self) -> np.ndarray:
         """``K_i r_i' G^-1 r_i`` on the window, ``(m, K)``: a polynomial of degree ``2p``."""
+        return self.leverage_values()
+
+    def leverage_values(self) -> np.ndarray:
+        """A fresh array of :attr:`leverage_window` (not cached: the caller may overwrite it)."""
         p = self.p
         jj = np.arange(p + 1)
         rsum = jj[:, None] + jj[None, :]
@@ -307,7 +315,10 @@ def local_poly(
         raise DesignError(f"the local polynomial design on the {side} side is singular; the "
                           "running variable has too few distinct values in the window")
     Ginv = np.linalg.inv(G)
-    ys = np.take(y, idx, axis=0)                               # (m, K)
+    if idx.size == x.size and y.flags.c_contiguous:            # every unit: no gather
+        ys = y if np.array_equal(idx, np.arange(x.size)) else np.take(y, idx, axis=0)
+    else:
+        ys = np.take(y, idx, axis=0)                           # (m, K)
     rhs = ((kw * ys).T @ xpow[:, : p + 1]) / hpow[:, : p + 1]  # (K, p+1)
     coef = np.einsum("kjl,kl->jk", Ginv, rhs)                  # (p+1, K)
     return LocPolyFit(coef=coef, h=h, n_eff=n_eff, rows=idx, n=x.size, kw=kw, y_win=ys,

@@ -39,8 +39,8 @@ from scipy import stats
 from geocausal.designs.rdd.locpoly import LocPolyFit
 
 
-def satterthwaite_parts(fit: LocPolyFit, w: np.ndarray,
-                        scale: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+def satterthwaite_parts(fit: LocPolyFit, w: np.ndarray, scale: np.ndarray | float,
+                        overwrite_scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``tr(C)`` and ``tr(C^2)`` per quantile (in units of ``sigma^2``, ``sigma^4``).
 
     Parameters
@@ -51,6 +51,8 @@ def satterthwaite_parts(fit: LocPolyFit, w: np.ndarray,
         Equivalent-kernel weights of the limit on the fit's window, ``(m, K)``.
     scale
         The HC scaling of the residuals on the window (``1``, or ``(m, K)``).
+    overwrite_scale
+        Reuse an ``(m, K)`` ``scale`` array as scratch space (its values are lost).
     """
     p = fit.p
     r = p + 1
@@ -59,7 +61,12 @@ def satterthwaite_parts(fit: LocPolyFit, w: np.ndarray,
     # block below is G^-1-sandwiched weighted moments R' diag(c) R, whose (j, l) entry is
     # sum_i c_i x_i^(j+l) / h^(j+l): one (2p+1, m) x (m, K) product per weight c, O(m K p)
     # in all instead of O(m K p^2) elementwise work on (m, K, r) arrays.
-    a = (w * np.broadcast_to(scale, w.shape)) ** 2                                   # (m, K)
+    # Every (m, K) temporary is a fresh allocation (page faults dominate at this size), so
+    # the seven weights below share one scratch buffer and ``a`` becomes ``a^2`` in place.
+    own = overwrite_scale and isinstance(scale, np.ndarray) and scale.shape == w.shape \
+        and scale.dtype == np.float64
+    a = np.multiply(w, scale, out=scale if own else None)                            # (m, K)
+    np.multiply(a, a, out=a)
     kw = fit.kw
     hp = fit.h[:, None] ** np.arange(2 * p + 1)                                      # (K, 2p+1)
     jl = np.add.outer(np.arange(r), np.arange(r))                                    # j + l
@@ -69,30 +76,33 @@ def satterthwaite_parts(fit: LocPolyFit, w: np.ndarray,
 
     Gi = fit.ginv
     GiT = Gi.transpose(0, 2, 1)
-    a2 = a * a
-    akw = a * kw
-    a2kw = a2 * kw
-    QtQ = GiT @ moments(kw * kw) @ Gi
+    buf = np.multiply(kw, kw)
+    QtQ = GiT @ moments(buf) @ Gi
+
+    def gram(c: np.ndarray) -> np.ndarray:
+        """Blocks of ``U'diag(c)U`` from the moments of ``c``, ``c kw`` and ``c kw^2``."""
+        out = np.empty((K, 2 * r, 2 * r))
+        out[:, r:, r:] = moments(c)
+        np.multiply(c, kw, out=buf)
+        cross = GiT @ moments(buf)
+        np.multiply(buf, kw, out=buf)
+        out[:, :r, :r] = GiT @ moments(buf) @ Gi
+        out[:, :r, r:] = cross
+        out[:, r:, :r] = cross.transpose(0, 2, 1)
+        return out
+
     # U = sqrt(a) [Qm, R]: U'U and U' A U in blocks
     S = np.zeros((K, 2 * r, 2 * r))
     S[:, :r, r:] = -np.eye(r)
     S[:, r:, :r] = -np.eye(r)
     S[:, r:, r:] = QtQ
-
-    def gram(c: np.ndarray, ckw: np.ndarray, ckw2: np.ndarray) -> np.ndarray:
-        out = np.empty((K, 2 * r, 2 * r))
-        out[:, :r, :r] = GiT @ moments(ckw2) @ Gi
-        cross = GiT @ moments(ckw)
-        out[:, :r, r:] = cross
-        out[:, r:, :r] = cross.transpose(0, 2, 1)
-        out[:, r:, r:] = moments(c)
-        return out
-
-    UtU = gram(a, akw, akw * kw)
-    UtDU = gram(a2, a2kw, a2kw * kw)
+    UtU = gram(a)
+    tr_a = a.sum(axis=0)
+    np.multiply(a, a, out=a)                                                         # a^2
+    UtDU = gram(a)
     SU = S @ UtU
-    tr = a.sum(axis=0) + np.einsum("kaa->k", SU)
-    tr2 = a2.sum(axis=0) + 2 * np.einsum("kab,kba->k", S, UtDU) + \
+    tr = tr_a + np.einsum("kaa->k", SU)
+    tr2 = a.sum(axis=0) + 2 * np.einsum("kab,kba->k", S, UtDU) + \
         np.einsum("kab,kba->k", SU, SU)
     return tr, tr2
 
