@@ -330,6 +330,12 @@ def _prediction_roles(args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
                            f"{', '.join(takers)})")
         kwargs[role] = (read_calibration(args.calibration) if role == "calibration"
                         else args.truth)
+    if args.design == "cate":  # cate's truth, n_boot, n_splits ... are fields of options=
+        from geocausal.designs.cate import CateOptions
+
+        moved = {f: kwargs.pop(f) for f in CateOptions.__dataclass_fields__ if f in kwargs}
+        if moved:
+            kwargs["options"] = {**dict(kwargs.get("options") or {}), **moved}
     if (args.design == "debias" and kwargs.get("calibration") is None
             and kwargs.get("method", "tweedie") != "none"):
         raise CliError("design 'debias' needs --calibration FILE (held-out predictions and "

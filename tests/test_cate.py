@@ -246,7 +246,7 @@ def test_options_object_dict_and_deprecated_keywords():
         gc.CateOptions(alpha=1.5)
     with pytest.raises(OptionError, match="clip"):
         gc.cate("y ~ d + x0", df, clip=0.7, evaluate=False)
-    with pytest.raises(TypeError, match="fold_groups"):
+    with pytest.raises(OptionError, match="fold_groups"):
         gc.cate("y ~ d + x0", df, fold_groups="village")
     # case-insensitive learner names, the shared default n_boot
     up = gc.cate("y ~ d + x0", df, learner="DR", propensity=.5, evaluate=False)

@@ -150,7 +150,9 @@ def legacy_keywords(kw: dict[str, Any], folds: Any, options: Any) -> tuple[Any, 
         return folds, options
     unknown = sorted(set(kw) - set(_OPTION_KEYWORDS) - {"groups", "coords", "block_size"})
     if unknown:
-        raise TypeError(f"cate() got unexpected keyword arguments {unknown}")
+        raise OptionError(f"cate() got unexpected keyword arguments {unknown}; its options "
+                          f"beyond the signature are the fields of CateOptions "
+                          f"{list(CateOptions.__dataclass_fields__)}")
     opt = {k: kw.pop(k) for k in _OPTION_KEYWORDS if k in kw}
     if opt:
         warnings.warn(f"cate({', '.join(f'{k}=' for k in opt)}) is deprecated: pass "
