@@ -13,16 +13,18 @@ from linearmodels.datasets import wage_panel
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.tree import DecisionTreeRegressor
 
-from geocausal.api.dml_panel import _diagnostics, dml_panel
+from geocausal.api.dml_panel import dml_panel
 from geocausal.datasets.panel_dgp import make_fuhr_papies
-from geocausal.designs.dml_panel import PanelDMLFit
+from geocausal.designs.dml_panel import PanelDMLFit, PanelOptions, panel_diagnostics
 from geocausal.errors import (
     DataError,
     DesignError,
     DiagnosticWarning,
     FormulaError,
     GeocausalWarning,
+    OptionError,
 )
+from geocausal.folds import Folds
 from geocausal.inference.variance import VcovRequest
 
 X = ["exper", "expersq", "married", "hours"]
@@ -58,7 +60,7 @@ def test_cre_without_crossfitting_equals_mundlak_pooled_ols(wage):
     assert abs(est.params["union"] - ols.params["union"]) < 1e-8
     assert est.diagnostics["fold_type"].startswith("none")
     crossfit_off = dml_panel(FORMULA, wage, unit="nr", time="year", approach="cre",
-                             learners=_lin(), crossfit=False)
+                             learners=_lin(), options=PanelOptions(crossfit=False))
     assert crossfit_off.params["union"] == pytest.approx(est.params["union"], abs=1e-12)
 
 
@@ -117,7 +119,7 @@ def test_reproduces_doubleml_plpr(wage, unit_folds, ours, theirs, score, learner
 def test_repetitions_use_median_aggregation(wage):
     est = dml_panel(FORMULA, wage, unit="nr", time="year", approach="cre",
                     learners=_lin(DecisionTreeRegressor(max_depth=4, random_state=0)),
-                    folds=3, n_rep=3, seed=4, bias_check=False)
+                    folds=3, options={"n_rep": 3, "bias_check": False}, seed=4)
     th = np.array(est.diagnostics["thetas"])[:, 0]
     se = np.array(est.diagnostics["ses"])[:, 0]
     assert th.size == 3 and np.unique(th).size == 3
@@ -127,7 +129,7 @@ def test_repetitions_use_median_aggregation(wage):
     assert "rep_sd_over_se" in est.diagnostics
     again = dml_panel(FORMULA, wage, unit="nr", time="year", approach="cre",
                       learners=_lin(DecisionTreeRegressor(max_depth=4, random_state=0)),
-                      folds=3, n_rep=3, seed=4, bias_check=False)
+                      folds=3, options=PanelOptions(n_rep=3, bias_check=False), seed=4)
     assert again.params.equals(est.params)
 
 
@@ -154,28 +156,32 @@ def two_treatments():
 
 def test_several_treatments_joint_intervals(two_treatments):
     est = dml_panel("y ~ d1 + d2 + x", two_treatments, unit="unit", time="time",
-                    approach="cre", learners=_lin(), treatments=2, n_boot=2000, seed=1)
+                    approach="cre", learners=_lin(), options={"treatments": 2}, n_boot=2000,
+                    seed=1)
     assert list(est.params.index) == ["d1", "d2"]
     # truth (1, -0.5); SEs are ~0.02, so 5 SEs
     assert est.params["d1"] == pytest.approx(1.0, abs=5 * est.std_errors["d1"])
     assert est.params["d2"] == pytest.approx(-0.5, abs=5 * est.std_errors["d2"])
-    joint = est.diagnostics["joint_ci"]
+    joint = est.tables["joint"]
     crit = est.diagnostics["sup_t_critical"]
     # the max of two |t| exceeds one |t|: the sup-t critical value lies between 1.96 and the
     # Bonferroni value 2.24 (bootstrap error with 2000 draws is about 0.03)
     assert 1.96 < crit < 2.30
-    assert np.all(joint.uniform_high - joint.uniform_low > joint.conf_high - joint.conf_low)
+    assert np.all(joint.ucb_high - joint.ucb_low > joint.ci_high - joint.ci_low)
+    assert np.allclose(joint.std_error, est.std_errors)
     named = dml_panel("y ~ d1 + d2 + x", two_treatments, unit="unit", time="time",
-                      approach="cre", learners=_lin(), treatments=["d1", "d2"], n_boot=0,
+                      approach="cre", learners=_lin(), options={"treatments": ["d1", "d2"]}, n_boot=0,
                       seed=1)
     assert np.allclose(named.params, est.params)
 
 
 def test_fold_types_and_images(two_treatments):
     df = two_treatments
-    for ft in ("random", "time", "neighbours"):
+    specs = {"random": Folds(3), "time": Folds.time("time", k=3),
+             "neighbours": Folds.time("time", k=3, gap=1)}
+    for ft, spec in specs.items():
         est = dml_panel("y ~ d1 + x", df, unit="unit", time="time", approach="cre",
-                        learners=_lin(), fold_type=ft, folds=3, n_boot=0)
+                        learners=_lin(), folds=spec, n_boot=0)
         assert est.diagnostics["fold_type"] == ft
         assert est.params["d1"] == pytest.approx(1.0, abs=0.15)
     feats = np.random.default_rng(0).normal(size=(len(df), 2))
@@ -202,7 +208,7 @@ def test_coverage_diagnostic_flags_bias_and_spread():
                       thetas=np.array([[0.9], [1.0], [1.1]]), ses=np.full((3, 1), 0.1),
                       thetas_alt=np.array([[0.8], [0.9], [1.0]]))
     req = VcovRequest("cluster", (tr_unit,), ("unit",))
-    diag = _diagnostics(fit, np.array([0.1]), ["d"], 0.05, req, None, 0, 0)
+    diag = panel_diagnostics(fit, np.array([0.1]), ["d"], alpha=0.05)
     assert diag["coverage_flag"]
     assert diag["bias_over_se"]["d"] == pytest.approx(1.0)
     assert diag["rep_sd_over_se"]["d"] == pytest.approx(1.0)
@@ -211,7 +217,8 @@ def test_coverage_diagnostic_flags_bias_and_spread():
     calm = PanelDMLFit(theta=np.array([1.0]), se=np.array([0.1]), influence=np.ones((20, 1)),
                        thetas=np.array([[1.0]]), ses=np.full((1, 1), 0.1),
                        thetas_alt=np.array([[1.01]]))
-    assert not _diagnostics(calm, np.array([0.1]), ["d"], 0.05, req, None, 0, 0)["coverage_flag"]
+    assert not panel_diagnostics(calm, np.array([0.1]), ["d"])["coverage_flag"]
+    assert req.n_clusters == 10
 
 
 def test_shallow_trees_bias_is_flagged():
@@ -281,27 +288,34 @@ def test_unit_dummies_with_unit_folds_warn(two_treatments):
     two_treatments = two_treatments[two_treatments.unit < 40]
     with pytest.warns(DiagnosticWarning, match="unit dummies with unit folds"):
         dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", approach="dummies",
-                  fold_type="unit", learners=_lin(Ridge(1.0)), n_boot=0, bias_check=False)
+                  folds=Folds.group("unit"), learners=_lin(Ridge(1.0)), n_boot=0,
+                  options={"bias_check": False})
     # explicit fold ids that keep units together are caught too
     by_unit = two_treatments.unit.to_numpy() % 3
     with pytest.warns(DiagnosticWarning, match="unit dummies with unit folds"):
         dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", approach="dummies",
-                  folds=by_unit, learners=_lin(Ridge(1.0)), n_boot=0, bias_check=False)
+                  folds=by_unit, learners=_lin(Ridge(1.0)), n_boot=0,
+                  options={"bias_check": False})
     with warnings.catch_warnings():
         warnings.simplefilter("error", DiagnosticWarning)
         est = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time",
                         approach="dummies", learners=_lin(Ridge(1.0)), n_boot=0,
-                        bias_check=False)
+                        options={"bias_check": False})
     assert est.diagnostics["fold_type"] == "random"
 
 
 @pytest.mark.parametrize("kwargs,err,match", [
-    ({"approach": "hybrid"}, DataError, "approach 'hybrid'"),
-    ({"score": "ATE"}, DataError, "score 'ATE'"),
-    ({"fold_type": "spatial"}, DataError, "fold_type 'spatial'"),
+    ({"approach": "hybrid"}, OptionError, "approach='hybrid'"),
+    ({"score": "ATE"}, OptionError, "score='ATE'"),
+    ({"fold_type": "spatial"}, OptionError, "fold_type='spatial'"),
     ({"unit": "id"}, DataError, "unit column 'id'"),
-    ({"n_rep": 0}, DataError, "n_rep"),
-    ({"learners": {"outcome": LinearRegression()}}, DataError, "unknown learner slots"),
+    ({"options": {"n_rep": 0}}, OptionError, "n_rep"),
+    ({"options": {"nrep": 2}}, OptionError, "no field"),
+    ({"nrep": 2}, OptionError, "unknown keyword"),
+    ({"learners": {"outcome": LinearRegression()}}, OptionError, "no learner slot 'outcome'"),
+    ({"learners": {"ml_l": LinearRegression(), "marginal": LinearRegression()}}, OptionError,
+     "given twice"),
+    ({"folds": Folds.group("village")}, DataError, "village"),
     ({"folds": np.zeros(3)}, DataError, "folds array has length 3"),
 ])
 def test_bad_arguments(two_treatments, kwargs, err, match):
@@ -322,3 +336,49 @@ def test_bad_data(two_treatments):
     nan.loc[3, "time"] = np.nan
     with pytest.raises(DataError, match="time column 'time' has 1 missing"):
         dml_panel("y ~ d1 + x", nan, unit="unit", time="time", learners=_lin())
+
+
+# ------------------------------------------------------------------ one vocabulary
+def test_canonical_slots_equal_doubleml_aliases(two_treatments):
+    lin = LinearRegression()
+    canon = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", n_boot=0,
+                      learners={"marginal": lin, "propensity": lin, "structural": lin})
+    alias = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", n_boot=0,
+                      learners=_lin())
+    assert canon.params["d1"] == alias.params["d1"]
+    assert set(canon.diagnostics["nuisance_r2"]) == {"marginal", "propensity[0]", "structural"}
+
+
+def test_deprecated_keywords_warn_and_equal_the_new_spelling(two_treatments):
+    df = two_treatments
+    new = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
+                    folds=Folds.time("time", k=3, gap=1), options={"n_rep": 2})
+    with pytest.warns(FutureWarning, match="deprecated") as rec:
+        old = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
+                        folds=3, fold_type="neighbours", n_rep=2)
+    assert any("Folds(k=3, kind='time'" in str(w.message) for w in rec)
+    assert any("PanelOptions(n_rep=2)" in str(w.message) for w in rec)
+    assert old.params["d1"] == new.params["d1"]
+    assert old.diagnostics["fold_type"] == "neighbours"
+    # unit folds are the default, the same as Folds.group(unit) and the old fold_type='unit'
+    default = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0)
+    spec = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
+                     folds=Folds.group("unit"))
+    assert default.params["d1"] == spec.params["d1"] and default.diagnostics["fold_type"] == "unit"
+    with pytest.raises(OptionError, match="gap"):
+        dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), gap=2)
+
+
+def test_case_insensitive_options_and_fold_ids_by_row(two_treatments):
+    df = two_treatments
+    a = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
+                  approach="CRE", score="iv-type")
+    assert a.diagnostics["approach"] == "cre" and a.diagnostics["score"] == "IV-type"
+    # fold ids given per data row follow their rows even when the rows come shuffled
+    fid = df.unit.to_numpy() % 3
+    shuffled = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    b = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
+                  folds=fid)
+    c = dml_panel("y ~ d1 + x", shuffled, unit="unit", time="time", learners=_lin(), n_boot=0,
+                  folds=shuffled.unit.to_numpy() % 3)
+    assert b.params["d1"] == pytest.approx(c.params["d1"], abs=1e-10)

@@ -15,8 +15,9 @@ import pytest
 from scipy import stats
 from sklearn.linear_model import LinearRegression
 
-from geocausal.api.dml_panel import RESIDUAL_SHARE_MIN, coverage_verdict, dml_panel
+from geocausal.api.dml_panel import dml_panel
 from geocausal.datasets.panel_dgp import make_fuhr_papies
+from geocausal.designs.dml_panel import RESIDUAL_SHARE_MIN, coverage_verdict
 from geocausal.errors import DiagnosticWarning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def _quiet_fit(df, **kw):
 
 def test_note_says_unverified_when_nothing_was_checked():
     df = make_fuhr_papies(80, 5, structure="C", shape="linear", seed=1)
-    est = _quiet_fit(df, bias_check=False)
+    est = _quiet_fit(df, options={"bias_check": False})
     assert not est.diagnostics["coverage_flag"]
     assert not est.diagnostics["coverage_checked"]
     assert est.diagnostics["coverage_note"].startswith("nominal coverage is unverified")
@@ -129,12 +130,12 @@ def test_note_says_unverified_when_nothing_was_checked():
 
 def test_note_says_the_bias_check_is_blind_for_linear_smoothers():
     df = make_fuhr_papies(80, 5, structure="C", shape="linear", seed=1)
-    est = _quiet_fit(df, bias_check=True)
+    est = _quiet_fit(df, options={"bias_check": True})
     assert est.diagnostics["bias_over_se"]["d"] < 1e-8
     assert not est.diagnostics["coverage_checked"]
     assert "cannot see bias" in est.diagnostics["coverage_note"]
     # two repetitions: the split spread is checked, so the note reports what it saw
-    est2 = _quiet_fit(df, bias_check=True, n_rep=2)
+    est2 = _quiet_fit(df, options={"bias_check": True, "n_rep": 2})
     assert est2.diagnostics["coverage_checked"]
     assert est2.diagnostics["coverage_note"].startswith("no sign")
 

@@ -353,7 +353,7 @@ def test_bound_se_follows_vcov_and_refusals_of_panel():
         iv.sensitivity()
     panel["d2"] = panel.x2 + np.random.default_rng(0).normal(size=len(panel))
     two = gc.dml_panel("y ~ d + d2 + x1", panel, unit="unit", time="time", learners=lin,
-                       folds=3, treatments=["d", "d2"])
+                       folds=3, options={"treatments": ["d", "d2"]})
     with pytest.raises(DesignError, match="one treatment"):
         two.sensitivity()
 

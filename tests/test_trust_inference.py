@@ -25,6 +25,7 @@ from geocausal.errors import (
     FewSwitchersWarning,
     GeocausalWarning,
 )
+from geocausal.folds import Folds
 from geocausal.results.estimate import Estimate
 
 matplotlib.use("Agg")
@@ -148,7 +149,7 @@ def test_cate_with_vcov_equals_refit(cross_section):
 @pytest.mark.parametrize("n_rep", [1, 3])
 def test_dml_panel_with_vcov_equals_refit(panel, n_rep):
     kw = {"unit": "unit", "time": "time", "approach": "cre", "learners": PANEL_LIN,
-          "folds": 3, "n_rep": n_rep, "seed": 2, "n_boot": 0, "bias_check": False}
+          "folds": 3, "options": {"n_rep": n_rep, "bias_check": False}, "seed": 2, "n_boot": 0}
     by_unit = quiet(gc.dml_panel, "y ~ d + x", panel, **kw)
     hetero = quiet(gc.dml_panel, "y ~ d + x", panel, vcov="hetero", **kw)
     by_state = quiet(gc.dml_panel, "y ~ d + x", panel, vcov={"cluster": "state"}, **kw)
@@ -301,7 +302,7 @@ def test_periods_sort_naturally_not_as_text(panel):
     sub = panel[panel.time < 3].copy()          # periods 0, 1, 2 -> "t8", "t9", "t10"
     text = sub.assign(time="t" + (sub.time + 8).astype(str))
     kw = {"unit": "unit", "time": "time", "approach": "fd", "learners": PANEL_LIN,
-          "folds": 3, "n_boot": 0, "bias_check": False, "fold_type": "random"}
+          "folds": Folds(3), "n_boot": 0, "options": {"bias_check": False}}
     a = quiet(gc.dml_panel, "y ~ d + x", sub, **kw)
     b = quiet(gc.dml_panel, "y ~ d + x", text, **kw)
     assert a.params["d"] == pytest.approx(b.params["d"], rel=1e-12)

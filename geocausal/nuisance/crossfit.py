@@ -34,10 +34,11 @@ def crossfit_predict(
     learner,
     X: np.ndarray,
     y: np.ndarray,
-    fold_ids: np.ndarray,
+    fold_ids: np.ndarray | None,
     *,
     method: str = "predict",
     train_mask: np.ndarray | None = None,
+    splits: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Out-of-fold predictions: for each fold, fit a clone on the other folds and predict it.
 
@@ -54,15 +55,21 @@ def crossfit_predict(
     train_mask
         Fit only on training rows where the mask is true (e.g. the treated arm for mu1),
         but predict every row of the held-out fold.
+    splits
+        Explicit ``[(train_idx, test_idx), ...]`` used instead of the folds of ``fold_ids``
+        (pass ``fold_ids=None``): training parts that leave out more than the held-out fold
+        (neighbouring periods of a panel), or ``[(all, all)]`` for in-sample predictions.
     """
     X = np.asarray(X)
     y = np.asarray(y)
     out = np.empty(X.shape[0], dtype=float)
     mask = np.ones(X.shape[0], dtype=bool) if train_mask is None else np.asarray(train_mask, bool)
-    for train, test in fold_indices(fold_ids):
+    pairs = fold_indices(fold_ids) if splits is None else splits
+    for j, (train, test) in enumerate(pairs):
         tr = train[mask[train]]
         if tr.size == 0:
-            raise DesignError(f"cross-fitting fold {_plain(np.asarray(fold_ids)[test[0]])} has no training "
+            which = _plain(np.asarray(fold_ids)[test[0]]) if splits is None else j
+            raise DesignError(f"cross-fitting fold {which} has no training "
                               "rows in the requested arm; use fewer folds or more units")
         model = clone(learner).fit(X[tr], y[tr])
         if method == "predict_proba":

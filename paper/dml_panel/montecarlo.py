@@ -89,8 +89,8 @@ def one_replication(task: dict[str, Any]) -> list[dict[str, Any]]:
                     warnings.simplefilter("ignore")
                     est = dml_panel("y ~ d + x1", df, unit="unit", time="time",
                                     approach=approach, learners={"ml_l": lrn, "ml_m": lrn},
-                                    folds=task["folds"], n_rep=task["n_rep"], seed=seed,
-                                    n_boot=0, bias_check=True)
+                                    folds=task["folds"], seed=seed, n_boot=0,
+                                    options={"n_rep": task["n_rep"], "bias_check": True})
                 dg = est.diagnostics
                 theta, se = float(est.params["d"]), float(est.std_errors["d"])
                 ba = dg["bias_aware_ci"].iloc[0]
@@ -103,7 +103,7 @@ def one_replication(task: dict[str, Any]) -> list[dict[str, Any]]:
                     "coverage_ratio": float(dg["coverage_ratio"]),
                     "bias_over_se": float(dg.get("bias_over_se", {"d": np.nan})["d"]),
                     "residual_share": float(dg.get("residual_share", {"d": np.nan})["d"]),
-                    "r2_m": float(dg["nuisance_r2"]["ml_m[0]"]),
+                    "r2_m": float(dg["nuisance_r2"]["propensity[0]"]),
                     "seconds": time.perf_counter() - t0})
     return rows
 
