@@ -56,6 +56,8 @@ _LAZY: dict[str, str] = {
     "chip_features": "geocausal.designs.cate_model",
     "CateEvaluation": "geocausal.designs.cate_eval",
     "evaluate_cate": "geocausal.designs.cate_eval",
+    # option objects
+    "IPWOptions": "geocausal.designs.ipw",
     # specification curves
     "spec_curve": "geocausal.speccurve",
     # results
