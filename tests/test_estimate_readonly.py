@@ -261,3 +261,15 @@ def test_fe_passes_its_residual_degrees_of_freedom():
     assert est.dof == int(ols.df_resid)
     assert est.std_errors["d"] == pytest.approx(ols.bse["d"], rel=1e-8)
     assert est.pvalues["d"] == pytest.approx(ols.pvalues["d"], rel=1e-6)
+
+
+def test_readonly_series_aligns_by_label_never_by_position():
+    from geocausal.results.readonly import readonly_series
+    s = readonly_series(pd.Series({"a": 1.0, "b": 2.0}), index=["b", "a"])
+    assert s.to_dict() == {"b": 2.0, "a": 1.0}
+    with pytest.raises(DataError, match="no entry for labels"):
+        readonly_series(pd.Series({"a": 1.0}), index=["b"])
+    est = Estimate(pd.Series({"d": 1.0, "x": 2.0}), np.eye(2), null={"x": 0.5, "d": 0.25})
+    assert est.null.to_dict() == {"d": 0.25, "x": 0.5}
+    back = pickle.loads(pickle.dumps(est))
+    assert back.null.to_dict() == {"d": 0.25, "x": 0.5} and isinstance(back.null, ReadOnlySeries)

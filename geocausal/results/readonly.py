@@ -173,7 +173,7 @@ def readonly_series(values: Any, index: Sequence[Hashable] | pd.Index | None = N
     ----------
     values
         Array-like of values (copied), or a Series (its values are copied; its index is used
-        when ``index`` is None).
+        when ``index`` is None, else it is aligned to ``index`` by label).
     index
         Labels; defaults to the Series' index or a range.
     name
@@ -197,6 +197,12 @@ result); take a writable copy with .copy()
     1.5
     """
     if isinstance(values, pd.Series):
+        if index is not None and not values.index.equals(pd.Index(index)):
+            missing = pd.Index(index).difference(values.index)
+            if len(missing) or not values.index.is_unique:
+                raise DataError(f"readonly_series: the values have no entry for labels "
+                                f"{list(missing)[:5]} (or repeat labels); align them first")
+            values = values.reindex(index)  # by label, never by position
         if index is None:
             index = values.index
         if name is None:
