@@ -10,9 +10,10 @@ import geocausal as gc
 from geocausal.api.rdd import outcome_quantiles
 from geocausal.designs.rdd.diagnostics import density_test
 from geocausal.designs.rdd.estimator import fit_r3d
+from geocausal.designs.rdd.options import Bandwidth, Checks, Inference
 from geocausal.designs.rdd.quantiles import unit_quantiles
 from geocausal.designs.rdd.simulate import simulate
-from geocausal.errors import DataError, DesignError, DiagnosticWarning
+from geocausal.errors import DataError, DesignError, DiagnosticWarning, OptionError
 
 GRID = np.arange(1, 10) / 10
 
@@ -23,8 +24,12 @@ def sim():
     return x, Y
 
 
-def _fast(**kw):
-    return dict(q_grid=GRID, n_boot=200, density_test=False, **kw)
+def _fast(n_boot=200, **kw):
+    return dict(q_grid=GRID, inference=Inference(n_boot=n_boot),
+                checks=Checks(density_test=False), **kw)
+
+
+_QUICK = dict(inference=Inference(n_boot=200), checks=Checks(density_test=False))
 
 
 def test_input_forms_agree(sim):
@@ -41,7 +46,7 @@ def test_input_forms_agree(sim):
         quantiles = Q
         q_grid = GRID
 
-    e = gc.rdd(outcome=Dist(), running=x, n_boot=200, density_test=False)
+    e = gc.rdd(outcome=Dist(), running=x, **_QUICK)
 
     class Pixels:  # geocausal.data.distributions.PixelDistributions without samples
         grid = GRID
@@ -49,7 +54,7 @@ def test_input_forms_agree(sim):
         values = None
         weights = None
 
-    f = gc.rdd(outcome=Pixels(), running=x, n_boot=200, density_test=False)
+    f = gc.rdd(outcome=Pixels(), running=x, **_QUICK)
 
     class PixelSamples(Pixels):  # with samples: requantiled on the grid asked for
         values = tuple(samples)
@@ -87,16 +92,19 @@ def test_scalar_cli_call_and_options(sim):
     x, Y = sim
     df = pd.DataFrame({"x": x + 1.0, "y": Y.mean(axis=1)})
     # the keywords the command line passes
-    est = gc.rdd("y ~ 1", df, running="x", cutoff=1.0, seed=0, vcov="hetero", n_boot=200)
+    est = gc.rdd("y ~ 1", df, running="x", cutoff=1.0, seed=0, vcov="hetero",
+                 inference={"n_boot": 200})
     assert est.curve.shape[0] == 1 and est.estimand == "QTE"
     assert est.params["mean"] == pytest.approx(2.0, abs=0.5)
     assert "p_density" in est.diagnostics
-    for kw in ({"method": "frechet"}, {"bandwidth": "cer"}, {"per_side": True},
-               {"kernel": "uniform", "p": 1}, {"bias_correction": "explicit"},
-               {"studentize": False}, {"multiplier": "rademacher"}):
-        e = gc.rdd("y ~ 1", df, running="x", cutoff=1.0, n_boot=100, density_test=False, **kw)
+    for kw in ({"method": "frechet"}, {"bandwidth": "cer"}, {"bandwidth": {"per_side": True}},
+               {"bandwidth": Bandwidth(kernel="uniform", p=1)},
+               {"bandwidth": {"bias_correction": "explicit"}},
+               {"inference": {"studentize": False, "n_boot": 100}},
+               {"inference": {"multiplier": "rademacher", "n_boot": 100}}):
+        e = gc.rdd("y ~ 1", df, running="x", cutoff=1.0, checks={"density_test": False}, **kw)
         assert np.isfinite(e.params["mean"])
-    bw = select = gc.rdd(outcome=list(Y), running=x, per_side=True, **_fast())
+    bw = select = gc.rdd(outcome=list(Y), running=x, bandwidth={"per_side": True}, **_fast())
     h = bw.diagnostics["bandwidths"]
     assert not np.allclose(h.h_plus, h.h_minus)
     del select
@@ -157,7 +165,7 @@ def test_weak_first_stage_warns():
     rng, x, t = _fuzzy_data(400, 0.0, 5)
     df = pd.DataFrame({"x": x, "y": 1 + x + 2 * t + rng.normal(size=x.size), "d": t})
     with pytest.warns(WeakInstrumentWarning, match=r"F = .* < 10\) over \d+ units"):
-        est = gc.rdd("y ~ d", df, running="x", n_boot=50, density_test=False)
+        est = gc.rdd("y ~ d", df, running="x", **_fast(n_boot=50))
     assert abs(est.diagnostics["first_stage_t"]) < np.sqrt(10)
     assert est.diagnostics["first_stage_F"] == pytest.approx(
         (est.diagnostics["first_stage_jump"] / est.diagnostics["first_stage_se"]) ** 2)
@@ -165,26 +173,49 @@ def test_weak_first_stage_warns():
 
 
 @pytest.mark.parametrize("kw,match", [
-    ({"alpha": 1.5}, "alpha"), ({"alpha": 0.0}, "alpha"), ({"alpha": "0.05"}, "alpha"),
-    ({"n_boot": 0}, "n_boot"), ({"n_boot": 10.5}, "n_boot"), ({"p": -1}, "p="),
-    ({"p": 1.5}, "p="), ({"s": -1}, "s="), ({"kernel": "gaussian"}, "kernel"),
-    ({"h": -0.3}, "h has"), ({"h": 0.0}, "h has"), ({"h": {"plus": 0.4}}, "plus"),
-    ({"h": {"plus": 0.4, "minus": np.nan}}, "minus"), ({"h_den": -1.0}, "h_den"),
-    ({"b": 0.0}, "b has"), ({"donut": -0.1}, "donut"), ({"multiplier": "gauss"}, "multiplier"),
-    ({"tests": ("nullity", "sup")}, "tests"), ({"tests": "nullity"}, "tests"),
-    ({"functionals": ("median",)}, "functionals"), ({"test_range": (0.8, 0.2)}, "test_range"),
-    ({"test_range": (0.0, 1.0)}, "test_range"), ({"q_grid": [0.5, 0.2]}, "increasing"),
-    ({"q_grid": [0.0, 0.5]}, "q_grid"), ({"method": "linear"}, "method"),
-    ({"vce": "hc4"}, "vce"), ({"bias_correction": "yes"}, "bias_correction"),
-    ({"studentize": "yes"}, "studentize"), ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"),
-    ({"cutoff": np.nan}, "cutoff"), ({"sensitivity": [0.0, 1.0]}, "sensitivity"),
-    ({"donuts": [-0.1]}, "donuts"), ({"rearrangement": "spline"}, "rearrangement"),
-    ({"small_sample": "kr"}, "small_sample"), ({"bandwidth": "silverman"}, "bandwidth"),
+    ({'inference': {'alpha': 1.5}}, 'alpha'),
+    ({'inference': {'alpha': 0.0}}, 'alpha'),
+    ({'inference': {'alpha': '0.05'}}, 'alpha'),
+    ({'inference': {'n_boot': 0}}, 'n_boot'),
+    ({'inference': {'n_boot': 10.5}}, 'n_boot'),
+    ({'bandwidth': {'p': -1}}, 'p='),
+    ({'bandwidth': {'p': 1.5}}, 'p='),
+    ({'bandwidth': {'s': -1}}, 's='),
+    ({'bandwidth': {'kernel': 'gaussian'}}, 'kernel'),
+    ({'bandwidth': {'h': -0.3}}, 'h has'),
+    ({'bandwidth': {'h': 0.0}}, 'h has'),
+    ({'bandwidth': {'h': {'plus': 0.4}}}, 'plus'),
+    ({'bandwidth': {'h': {'plus': 0.4, 'minus': np.nan}}}, 'minus'),
+    ({'bandwidth': {'h_den': -1.0}}, 'h_den'),
+    ({'bandwidth': {'b': 0.0}}, 'b has'),
+    ({'bandwidth': {'donut': -0.1}}, 'donut'),
+    ({'inference': {'multiplier': 'gauss'}}, 'multiplier'),
+    ({'inference': {'tests': ('nullity', 'sup')}}, 'tests'),
+    ({'inference': {'tests': 'nullity'}}, 'tests'),
+    ({'inference': {'functionals': ('median',)}}, 'functionals'),
+    ({'inference': {'test_range': (0.8, 0.2)}}, 'test_range'),
+    ({'inference': {'test_range': (0.0, 1.0)}}, 'test_range'),
+    ({'q_grid': [0.5, 0.2]}, 'increasing'),
+    ({'q_grid': [0.0, 0.5]}, 'q_grid'),
+    ({'method': 'linear'}, 'method'),
+    ({'inference': {'residuals': 'hc4'}}, 'residuals'),
+    ({'bandwidth': {'bias_correction': 'yes'}}, 'bias_correction'),
+    ({'inference': {'studentize': 'yes'}}, 'studentize'),
+    ({'seed': -1}, 'seed'),
+    ({'seed': 1.5}, 'seed'),
+    ({'cutoff': np.nan}, 'cutoff'),
+    ({'checks': {'sensitivity': [0.0, 1.0]}}, 'sensitivity'),
+    ({'checks': {'donuts': [-0.1]}}, 'donuts'),
+    ({'bandwidth': {'rearrangement': 'spline'}}, 'rearrangement'),
+    ({'inference': {'small_sample': 'kr'}}, 'small_sample'),
+    ({'bandwidth': 'silverman'}, 'bandwidth'),
 ])
 def test_every_option_is_validated(sim, kw, match):
     x, Y = sim
-    opts = {"q_grid": GRID, "n_boot": 20, "density_test": False, **kw}
-    with pytest.raises(DataError, match=match):
+    opts = {"q_grid": GRID, "inference": {"n_boot": 20}, "checks": {"density_test": False}}
+    for key, value in kw.items():    # merge the bad field into the option objects
+        opts[key] = {**opts[key], **value} if isinstance(opts.get(key), dict) else value
+    with pytest.raises(OptionError if "q_grid" not in kw else DataError, match=match):
         gc.rdd(outcome=list(Y[:, :5]), running=x, **opts)
 
 
@@ -196,14 +227,16 @@ def test_tests_size_and_power(sim):
     x0, Y0 = simulate("dgp1", 400, 30, delta=0.0, seed=4)
     null = gc.rdd(outcome=list(Y0), running=x0, **_fast())
     assert null.diagnostics["p_homogeneity"] > 0.001
-    fun = est.diagnostics["functionals"].set_index("functional")
+    fun = est.table("functionals").set_index("functional")
+    assert list(fun.columns) == ["estimate", "std_error", "p_value", "ci_low", "ci_high"]
     assert fun.loc["mean", "p_value"] < 0.01
 
 
 def test_diagnostics_placebo_donut_sensitivity(sim):
     x, Y = sim
-    est = gc.rdd(outcome=list(Y), running=x, placebo=[-0.5, 0.5], sensitivity=[0.75, 1.5],
-                 donuts=[0.05], donut=0.01, **_fast())
+    est = gc.rdd(outcome=list(Y), running=x, q_grid=GRID, inference={"n_boot": 200},
+                 checks=Checks(density_test=False, placebo=[-0.5, 0.5], sensitivity=[0.75, 1.5],
+                               donuts=[0.05]), bandwidth={"donut": 0.01})
     pl = est.diagnostics["placebo"]
     assert list(pl.cutoff) == [-0.5, 0.5]
     # no jump at the placebo cutoffs: effects far smaller than the true jump of 2
@@ -258,7 +291,8 @@ def test_by_groups_and_plots(sim, tmp_path):
     x, Y = sim
     df = pd.DataFrame({"x": x, "y": list(Y), "grp": np.where(np.arange(len(x)) % 2, "a", "b")})
     res = gc.rdd("y ~ 1", df, running="x", by="grp", **_fast())
-    assert res.names == ("b", "a") and len(res.tidy()) == 6
+    # one by= helper for every design (api._by.fit_by): subgroups in sorted order
+    assert res.names == ("a", "b") and len(res.tidy()) == 6
     est = res["a"]
     plot_rdd.effect_plot(est, truth=2.0)
     plot_rdd.quantile_functions_plot(est)
@@ -323,3 +357,81 @@ def test_with_vcov_refuses_because_curve_bands_need_a_refit(sim, point_mass):
     refit = gc.rdd("y ~ 1", df, running="x", vcov={"cluster": "g"}, **_fast())
     assert refit.vcov_type == "cluster(g)" and refit.dof == np.unique(df.g).size - 1
     assert not np.allclose(refit.curve.uniform_high, est.curve.uniform_high)
+
+
+# --------------------------------------------------------------- issue 14: one vocabulary
+def test_deprecated_flat_keywords_warn_and_give_the_same_numbers(sim):
+    """The old flat keywords still work, with one FutureWarning naming the new spelling."""
+    x, Y = sim
+    df = pd.DataFrame({"x": x, "y": Y[:, 0]})
+    new = gc.rdd("y ~ 1", df, running="x", bandwidth=Bandwidth(p=1, kernel="uniform", h=0.5),
+                 inference=Inference(n_boot=100, residuals="hc0"),
+                 checks=Checks(density_test=False))
+    with pytest.warns(FutureWarning, match=r"vce= -> inference=gc.Inference\(residuals=") as w:
+        old = gc.rdd("y ~ 1", df, running="x", p=1, kernel="uniform", h=0.5, n_boot=100,
+                     vce="hc0", density_test=False)
+    assert sum(issubclass(r.category, FutureWarning) for r in w) == 1
+    pd.testing.assert_frame_equal(old.tidy(), new.tidy())
+    pd.testing.assert_frame_equal(old.curve, new.curve)
+    # an old keyword beside its option object is ambiguous: refused
+    with pytest.raises(OptionError, match="given together"), pytest.warns(FutureWarning):
+        gc.rdd("y ~ 1", df, running="x", n_boot=100, inference={"alpha": 0.1})
+
+
+def test_option_objects_dicts_and_selector_names_agree(sim):
+    x, Y = sim
+    a = gc.rdd(outcome=list(Y), running=x, bandwidth=Bandwidth(selector="cer", kernel="epa"),
+               **_fast())
+    b = gc.rdd(outcome=list(Y), running=x, bandwidth={"selector": "CER", "kernel": "EPA"},
+               **_fast())
+    c = gc.rdd(outcome=list(Y), running=x, bandwidth="cer",
+               q_grid=GRID, inference={"n_boot": 200}, checks={"density_test": False})
+    pd.testing.assert_frame_equal(a.curve, b.curve)
+    assert not np.allclose(a.curve.estimate, c.curve.estimate)   # kernel differs
+    assert c.diagnostics["kernel"] == "triangular" and a.diagnostics["kernel"] == "epanechnikov"
+    # string options are case-insensitive; the canonical spelling is reported
+    d = gc.rdd(outcome=list(Y), running=x, method="Frechet", **_fast())
+    assert d.diagnostics["method"] == "frechet"
+    # n_boot's default is the shared one (999 draws)
+    e = gc.rdd(outcome=list(Y), running=x, q_grid=GRID, checks={"density_test": False})
+    from geocausal.vocabulary import DEFAULTS
+
+    assert e.diagnostics["n_boot"] == DEFAULTS.n_boot == 999
+
+
+@pytest.mark.parametrize("kw,err,match", [
+    ({"inference": {"nboot": 10}}, OptionError, "has no option 'nboot'"),
+    ({"bandwidth": 3}, OptionError, "takes a gc.Bandwidth"),
+    ({"checks": Inference()}, OptionError, "takes a gc.Checks"),
+    ({"learners": {}}, TypeError, "learners"),
+    ({"vce": "hc0", "fold_groups": "g"}, TypeError, "fold_groups"),
+    ({"vcov": "iid"}, OptionError, "iid"),
+    ({"vcov": "HC1"}, DataError, "HC1"),
+    ({"vcov": {"cluster": ["g", "g2"]}}, OptionError, "one cluster variable"),
+])
+def test_unknown_options_and_vcov_names_are_refused(sim, kw, err, match):
+    x, Y = sim
+    df = pd.DataFrame({"x": x, "y": Y[:, 0], "g": np.arange(x.size) // 4,
+                       "g2": np.arange(x.size) % 7})
+    with pytest.raises(err, match=match):
+        gc.rdd("y ~ 1", df, running="x", **{"q_grid": None, **_QUICK, **kw})
+
+
+def test_by_takes_several_columns_and_array_roles(sim):
+    x, Y = sim
+    df = pd.DataFrame({"y": Y[:, 0], "a": np.arange(x.size) % 2, "b": np.arange(x.size) % 3 > 0})
+    res = gc.rdd("y ~ 1", df, running=x, by=["a", "b"], **_QUICK)
+    assert len(res.names) == 4 and res.names[0] == "0 x False"
+    one = gc.rdd("y ~ 1", df[(df.a == 0) & ~df.b].reset_index(drop=True),
+                 running=x[(df.a == 0).to_numpy() & ~df.b.to_numpy()], **_QUICK)
+    assert res.estimates[0].params["mean"] == pytest.approx(one.params["mean"], abs=1e-12)
+    with pytest.raises(DataError, match="by= needs"):
+        gc.rdd(outcome=Y[:, 0], running=x, by="a", **_QUICK)
+
+
+def test_public_signature_is_short():
+    import inspect
+
+    params = inspect.signature(gc.rdd).parameters
+    assert len(params) <= 16 and "n_boot" not in params and "vce" not in params
+    assert {"bandwidth", "inference", "checks", "vcov", "by"} <= set(params)
