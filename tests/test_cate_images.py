@@ -197,3 +197,31 @@ def test_image_learner_slot_gets_raw_chips():
     assert inner.seen_[1] == 6 * 6 * 2 + 1  # raw chips and the tabular x, no summaries
     assert est.diagnostics["cor_truth"] > 0.95
     assert est.diagnostics["features"]["raw_chips"]
+
+
+def test_cate_landcover_vcov_registry_matches_statsmodels():
+    """vcov='hetero' is statsmodels' HC1 for this OLS (the old default), 'iid' nonrobust,
+    'HC0' HC0, {'cluster': ...} statsmodels' cluster variance; foreign names are refused."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(4)
+    n = 120
+    f = pd.DataFrame({"a": rng.random(n), "b": rng.random(n)})
+    f["c"] = 1 - f.a.clip(0, .5) - f.b.clip(0, .5)
+    f["site"] = np.arange(n) // 4
+    tau = 1 + 2 * f.a + rng.standard_t(3, n) * (0.2 + f.b)
+    X = sm.add_constant(f[["a", "b"]])
+    fr = f[["a", "b", "c"]]
+    for ours, theirs, kw in (("hetero", "HC1", {}), ("iid", "nonrobust", {}), ("HC0", "HC0", {}),
+                             ({"cluster": f.site.to_numpy()}, "cluster",
+                              {"cov_kwds": {"groups": f.site.to_numpy()}, "use_t": True})):
+        est = cate_landcover(tau.to_numpy(), fr, reference="c", vcov=ours)
+        ref = sm.OLS(tau, X).fit(cov_type=theirs, **kw)
+        np.testing.assert_allclose(est.params.to_numpy(), ref.params.to_numpy(), rtol=1e-10)
+        np.testing.assert_allclose(est.std_errors.to_numpy(), ref.bse.to_numpy(), rtol=1e-10)
+    assert est.dof == 29 and est.vcov_type.startswith("cluster")
+    t = cate_landcover(tau.to_numpy(), fr, reference="c").tables["coefficients"]
+    assert list(t.columns) == ["term", "estimate", "std_error", "ci_low", "ci_high", "p_value"]
+    for bad, needle in (("HC3", "HC3"), ("HC1", "HC1"), ("nw", "Newey-West")):
+        with pytest.raises(DataError, match=needle):
+            cate_landcover(tau.to_numpy(), fr, vcov=bad)

@@ -1,7 +1,7 @@
 """Interpreting CATE with land cover: fractions per unit and a regression of CATE on them.
 
-Fractions come from a land-cover band of the chips (integer class codes) or from a simple
-unsupervised classifier (k-means or a Gaussian mixture) over the pixels' band values.
+:func:`landcover_fractions` lives in :mod:`geocausal.features.landcover`; :func:`cate_landcover`
+resolves its inputs and calls :func:`geocausal.designs.cate_landcover.landcover_ols`.
 
 Examples
 --------
@@ -9,129 +9,26 @@ Examples
 >>> rng = np.random.default_rng(0)
 >>> chips = rng.random((50, 8, 8, 2)); chips[:25, :4, :, 0] += 2   # a bright class
 >>> fr = landcover_fractions(chips, n_classes=2, seed=0)
->>> fr.shape, bool(np.allclose(fr.sum(axis=1), 1))
-((50, 2), True)
 >>> tau = 1 + 2 * fr.iloc[:, 0].to_numpy() + 0.01 * rng.normal(size=50)
 >>> est = cate_landcover(tau, fr)
->>> round(float(est.params.iloc[1]), 1) in (-2.0, 2.0)
-True
+>>> round(float(est.params.iloc[1]), 1) in (-2.0, 2.0), est.vcov_type
+(True, 'hetero')
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 
+from geocausal.designs.cate_landcover import landcover_ols
 from geocausal.errors import DataError
+from geocausal.features.landcover import landcover_fractions
+from geocausal.inference.variance import cluster_data_from
 from geocausal.results.estimate import Estimate
 
-
-def _as_chips(chips: np.ndarray, period: int) -> np.ndarray:
-    x = np.asarray(chips)
-    if x.ndim == 5:
-        x = x[:, period]
-    if x.ndim != 4:
-        raise DataError(f"chips must be (N, T, H, W, C) or (N, H, W, C), got shape {x.shape}")
-    return x
-
-
-def landcover_fractions(
-    chips: np.ndarray,
-    *,
-    band: int | None = None,
-    classes: Sequence[Any] | None = None,
-    n_classes: int = 4,
-    method: str = "kmeans",
-    period: int = -1,
-    change_from: int | None = None,
-    max_pixels: int = 50_000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Fraction of each land-cover class in each unit's chip.
-
-    Parameters
-    ----------
-    chips
-        ``(N, T, H, W, C)`` or ``(N, H, W, C)``; non-finite pixels are ignored.
-    band
-        Index of a land-cover band holding class codes; when None the classes are learned.
-    classes
-        Class codes (or names) to report for ``band`` (default: the codes present).
-    n_classes
-        Number of learned classes.
-    method
-        ``"kmeans"`` or ``"gmm"`` (scikit-learn), fitted on up to ``max_pixels`` pixels with
-        bands standardised.
-    period
-        Which period of a sequence to classify (default the last).
-    change_from
-        Also classify this earlier period with the same classifier and add ``<class>_change``
-        columns (fraction at ``period`` minus fraction at ``change_from``).
-    seed
-        Seed of the pixel sample and the classifier.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``(N, classes)`` fractions; learned classes are ordered by the mean of the first band
-        and their centres (original units) are in ``.attrs["centers"]``.
-    """
-    x = _as_chips(chips, period).astype(float)
-    n, h, w, c = x.shape
-    if change_from is not None:
-        if np.asarray(chips).ndim != 5:
-            raise DataError("change_from needs a chip sequence (N, T, H, W, C)")
-        x = np.concatenate([x, _as_chips(chips, change_from).astype(float)])
-    if band is not None:
-        if not 0 <= band < c:
-            raise DataError(f"band {band} is out of range for chips with {c} bands")
-        codes = x[..., band].reshape(n, -1)
-        uniq = np.unique(codes[np.isfinite(codes)]) if classes is None else np.asarray(classes)
-        valid = np.isfinite(codes).sum(axis=1)
-        frac = np.column_stack([(codes == k).sum(axis=1) for k in uniq]) / np.maximum(valid, 1)[:, None]
-        return pd.DataFrame(frac, columns=[f"class_{k:g}" if isinstance(k, float | np.floating)
-                                           else f"class_{k}" for k in uniq])
-    if method not in ("kmeans", "gmm"):
-        raise DataError(f"method must be 'kmeans' or 'gmm', got '{method}'")
-    px = x.reshape(-1, c)
-    ok = np.all(np.isfinite(px), axis=1)
-    if ok.sum() < n_classes:
-        raise DataError(f"only {int(ok.sum())} valid pixels for {n_classes} land-cover classes")
-    mu, sd = px[ok].mean(axis=0), px[ok].std(axis=0)
-    sd[sd == 0] = 1.0
-    z = (px - mu) / sd
-    rng = np.random.default_rng(seed)
-    train = rng.choice(np.flatnonzero(ok), min(max_pixels, int(ok.sum())), replace=False)
-    if method == "kmeans":
-        from sklearn.cluster import KMeans
-
-        model = KMeans(n_clusters=n_classes, n_init=4, random_state=seed).fit(z[train])
-        centers = model.cluster_centers_
-    else:
-        from sklearn.mixture import GaussianMixture
-
-        model = GaussianMixture(n_components=n_classes, random_state=seed).fit(z[train])
-        centers = model.means_
-    lab = np.full(px.shape[0], -1)
-    lab[ok] = model.predict(z[ok])
-    order = np.argsort(centers[:, 0])
-    rank = np.empty(n_classes, int)
-    rank[order] = np.arange(n_classes)
-    lab = np.where(lab >= 0, rank[np.clip(lab, 0, None)], -1).reshape(x.shape[0], -1)
-    valid = (lab >= 0).sum(axis=1)
-    frac = np.column_stack([(lab == k).sum(axis=1) for k in range(n_classes)])
-    frac = frac / np.maximum(valid, 1)[:, None]
-    names = [f"class_{k}" for k in range(n_classes)]
-    out = pd.DataFrame(frac[:n], columns=names)
-    if change_from is not None:
-        out = pd.concat([out, pd.DataFrame(frac[:n] - frac[n:], columns=names).add_suffix("_change")],
-                        axis=1)
-    out.attrs["centers"] = (centers[order] * sd + mu).tolist()
-    return out
+__all__ = ["cate_landcover", "landcover_fractions"]
 
 
 def cate_landcover(
@@ -139,34 +36,43 @@ def cate_landcover(
     fractions: pd.DataFrame,
     *,
     reference: str | None = None,
-    vcov: str = "HC1",
+    vcov: Any = "hetero",
 ) -> Estimate:
-    """Regress predicted CATE on land-cover fractions (OLS, robust SEs, statsmodels).
+    """Regress predicted CATE on land-cover fractions (OLS, statsmodels).
 
     Fractions sum to one, so one class (``reference``, default the last) is left out: each
     coefficient is the change in predicted CATE when a unit's share of that class replaces the
-    same share of the reference class.
+    same share of the reference class. Constant columns are dropped.
 
     Parameters
     ----------
     tau
         Per-unit CATE predictions, or a ``gc.cate`` result (its out-of-fold predictions).
     fractions
-        From :func:`landcover_fractions` (one row per unit).
+        From :func:`landcover_fractions` (one row per unit, in the order of ``tau``).
     reference
         Column left out.
     vcov
-        A statsmodels robust covariance type (``"HC0"`` ... ``"HC3"``).
+        The covariance registry's words: ``"hetero"`` (default; for this OLS statsmodels'
+        HC1, the small-sample-scaled sandwich, as ``gc.fe``'s ``"hetero"``; formerly the
+        default was spelled ``"HC1"``), ``"iid"`` (classical OLS), ``"HC0"`` or
+        ``{"cluster": column of fractions or array}``. HC2/HC3 and other packages' names are
+        refused with a pointer.
 
     Returns
     -------
     Estimate
-        ``design="cate-landcover"``; ``diagnostics["r_squared"]`` and ``["table"]``.
+        ``design="cate-landcover"``; ``tables["coefficients"]`` (``term``, ``estimate``,
+        ``std_error``, ``ci_low``, ``ci_high``, ``p_value``), ``diagnostics["r_squared"]`` and
+        ``["reference"]``, ``dof`` the residual (or ``G - 1`` cluster) degrees of freedom.
     """
     if isinstance(tau, Estimate):
         tau = tau.diagnostics.get("cate")
         if tau is None:
             raise DataError("this estimate has no CATE predictions; use a gc.cate result")
+    if not isinstance(fractions, pd.DataFrame):
+        raise DataError(f"fractions must be a DataFrame (landcover_fractions), got "
+                        f"{type(fractions).__name__}")
     tau = np.asarray(tau, dtype=float)
     if tau.shape[0] != len(fractions):
         raise DataError(f"{tau.shape[0]} CATE predictions but {len(fractions)} rows of fractions")
@@ -175,12 +81,9 @@ def cate_landcover(
         raise DataError(f"reference '{ref}' is not a fraction column: {list(fractions.columns)}")
     X = fractions.drop(columns=[ref]).astype(float)
     X = X.loc[:, X.std() > 0]
-    res = sm.OLS(tau, sm.add_constant(X, has_constant="add")).fit(cov_type=vcov)
-    params = pd.Series(np.asarray(res.params), index=["const", *X.columns])
-    vc = pd.DataFrame(np.asarray(res.cov_params()), index=params.index, columns=params.index)
-    table = pd.DataFrame({"term": params.index, "estimate": params.to_numpy(),
-                          "std_error": np.asarray(res.bse), "p_value": np.asarray(res.pvalues)})
-    return Estimate(params=params, vcov=vc, vcov_type=vcov, estimand=f"CATE ~ land cover (ref {ref})",
-                    design="cate-landcover", nobs=int(res.nobs), dof=int(res.df_resid),
-                    diagnostics={"r_squared": float(res.rsquared), "table": table,
-                                 "reference": ref})
+    fit = landcover_ols(tau, X, vcov, cluster_data=cluster_data_from(fractions))
+    return Estimate(params=fit.params, vcov=fit.vcov, vcov_type=fit.label,
+                    estimand=f"CATE ~ land cover (ref {ref})", design="cate-landcover",
+                    nobs=fit.nobs, dof=fit.dof, n_clusters=fit.n_clusters,
+                    tables={"coefficients": fit.table},
+                    diagnostics={"r_squared": fit.r_squared, "reference": ref})

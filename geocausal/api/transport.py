@@ -2,9 +2,11 @@
 
 :func:`transport_cate` slides a window of the chip size over a mosaic (one GeoTIFF per
 period, all on the same grid), turns each window's image sequence into the same features the
-``gc.cate`` model was trained on (through :meth:`geocausal.api.cate.CateModel.effect`, the path
+``gc.cate`` model was trained on (through :meth:`geocausal.designs.cate_model.CateModel.effect`, the path
 new chips of new places take), predicts the CATE and writes one value per window as a
 GeoTIFF (pixel size = the window stride); :func:`geocausal.results.plot_cate.cate_map` draws it.
+Raster reading is :class:`geocausal.data.windows.WindowStack`; this face checks the model,
+predicts batch by batch and writes the map.
 Windows with no valid pixel in some period get no prediction (NaN, counted in one
 :class:`~geocausal.errors.MissingImagesWarning`).
 
@@ -37,9 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from geocausal.api.cate import CateModel, cate_model
+from geocausal.api.cate import cate_model
+from geocausal.data.rasters import write_geotiff
+from geocausal.data.windows import WindowStack
+from geocausal.designs.cate_model import CateModel
 from geocausal.errors import DataError, MissingImagesWarning
 from geocausal.results.estimate import Estimate
+from geocausal.vocabulary import check_count
 
 
 @dataclass(frozen=True)
@@ -59,28 +65,6 @@ class TransportResult:
         return cate_map(self.values, ax=ax, transform=self.transform, **kwargs)
 
 
-def _open_all(rasters: Sequence[str | Path]):
-    import rasterio
-
-    if not rasters:
-        raise DataError("transport_cate needs at least one raster (one per period)")
-    srcs = []
-    for p in rasters:
-        try:
-            srcs.append(rasterio.open(p))
-        except Exception as exc:  # rasterio raises several types
-            raise DataError(f"cannot open raster '{p}': {exc}") from None
-    first = srcs[0]
-    for p, s in zip(rasters, srcs):
-        if (s.width, s.height, s.count, s.transform) != (first.width, first.height, first.count,
-                                                           first.transform):
-            for src in srcs:
-                src.close()
-            raise DataError(f"raster '{p}' is not on the grid of '{rasters[0]}' (size, bands and "
-                            "transform must match); resample the periods to one grid")
-    return srcs
-
-
 def transport_cate(
     estimate: Estimate | CateModel,
     rasters: Sequence[str | Path],
@@ -97,7 +81,7 @@ def transport_cate(
     ----------
     estimate
         A ``gc.cate`` result fitted on image features only (no tabular controls, which are
-        unknown off the trial sites), or its :class:`~geocausal.api.cate.CateModel` (e.g.
+        unknown off the trial sites), or its :class:`~geocausal.designs.cate_model.CateModel` (e.g.
         ``CateModel.load(path)``).
     rasters
         One GeoTIFF per period, in the order of the training chips' periods, on one grid.
@@ -116,11 +100,6 @@ def transport_cate(
     -------
     TransportResult
     """
-    from rasterio.transform import Affine
-    from rasterio.windows import Window
-
-    from geocausal.data.rasters import write_geotiff
-
     model = cate_model(estimate)
     if not model.images:
         raise DataError("transport_cate needs a gc.cate result fitted with images=")
@@ -130,31 +109,14 @@ def transport_cate(
     if model.controls:
         raise DataError(f"the CATE model also uses tabular controls {list(model.controls)}, "
                         "unknown outside the trial sites; refit with images only")
-    stride = stride or chip_size
-    if chip_size < 1 or stride < 1:
-        raise DataError(f"chip_size and stride must be positive, got {chip_size}, {stride}")
-    srcs = _open_all(list(rasters))
-    try:
-        src = srcs[0]
-        if chip_size > min(src.width, src.height):
-            raise DataError(f"chip_size {chip_size} exceeds the raster size "
-                            f"{src.width}x{src.height}")
-        idx = list(bands) if bands is not None else list(range(1, src.count + 1))
-        n_rows = (src.height - chip_size) // stride + 1
-        n_cols = (src.width - chip_size) // stride + 1
+    check_count("rows_per_batch", rows_per_batch, minimum=1)
+    with WindowStack(rasters, chip_size=chip_size, stride=stride, bands=bands) as ws:
+        n_rows, n_cols = ws.shape
         values = np.full((n_rows, n_cols), np.nan, dtype=np.float32)
         n_missing = 0
         for r0 in range(0, n_rows, rows_per_batch):
             rows = range(r0, min(n_rows, r0 + rows_per_batch))
-            chips = np.empty((len(rows) * n_cols, len(srcs), chip_size, chip_size, len(idx)))
-            k = 0
-            for i in rows:
-                for j in range(n_cols):
-                    win = Window(j * stride, i * stride, chip_size, chip_size)
-                    for t, s in enumerate(srcs):
-                        a = s.read(idx, window=win, masked=True).astype(float).filled(np.nan)
-                        chips[k, t] = np.moveaxis(a, 0, -1)
-                    k += 1
+            chips = ws.read_rows(rows)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", MissingImagesWarning)
                 tau = model.effect(images=chips, missing_images="drop")
@@ -165,14 +127,9 @@ def transport_cate(
             flat = np.full(chips.shape[0], np.nan)
             flat[tau.index.to_numpy()] = tau.to_numpy()
             values[rows.start:rows.stop] = flat.reshape(len(rows), n_cols)
-        if n_missing:
-            warnings.warn(f"{n_missing} of {n_rows * n_cols} windows have no valid pixel in some "
-                          "period: their CATE is NaN in the map", MissingImagesWarning,
-                          stacklevel=2)
-        transform = src.transform @ Affine.scale(stride)
-        crs = src.crs
-    finally:
-        for s in srcs:
-            s.close()
+        transform, crs = ws.grid_transform(), ws.crs
+    if n_missing:
+        warnings.warn(f"{n_missing} of {n_rows * n_cols} windows have no valid pixel in some "
+                      "period: their CATE is NaN in the map", MissingImagesWarning, stacklevel=2)
     path = write_geotiff(out, values[None], crs, transform, nodata=float("nan"))
     return TransportResult(path=Path(path), values=values, transform=transform, crs=crs)

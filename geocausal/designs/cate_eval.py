@@ -750,7 +750,7 @@ def estimate_cate(kind: str, X: np.ndarray, y: np.ndarray, d: np.ndarray,
     >>> run = estimate_cate("dr", X, y, d, np.arange(n) % 5, propensity=.5,
     ...                     options={"n_splits": 3, "n_boot": 49}, progress=False)
     >>> sorted(run.tables)
-    ['blp', 'calibration', 'clan', 'gates', 'rate', 'toc']
+    ['blp', 'calibration', 'gates', 'rate', 'toc']
     """
     from geocausal.designs.cate import CateOptions, crossfit_cate
 
