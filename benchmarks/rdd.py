@@ -47,7 +47,7 @@ def main() -> None:
     Q = np.quantile(Y, grid, axis=1).T
 
     def ours():
-        return gc.rdd(outcome=Q, running=x, q_grid=grid, n_boot=B, seed=0)
+        return gc.rdd(outcome=Q, running=x, q_grid=grid, inference={"n_boot": B}, seed=0)
 
     def naive():
         coefs = []
@@ -59,7 +59,8 @@ def main() -> None:
         return coefs
 
     with threadpool_limits(limits=1):
-        gc.rdd(outcome=Q[::10], running=x[::10], q_grid=grid, n_boot=50)   # warm-up: imports
+        gc.rdd(outcome=Q[::10], running=x[::10], q_grid=grid,
+               inference={"n_boot": 50})                                     # warm-up: imports
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rdrobust(Q[::10, 0], x[::10], c=0.0, p=2, kernel="tri")         # warm-up

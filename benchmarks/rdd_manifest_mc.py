@@ -63,7 +63,8 @@ def one_replication(args: tuple) -> list[dict]:
             for vcov in ("hetero", "cluster"):
                 v = "hetero" if vcov == "hetero" else {"cluster": "ndvi_overlap_group"}
                 est = gc.rdd("ndvi ~ 1", tab, running="dist_border", weights="ndvi_weight",
-                             q_grid=list(TRUTH_LEVELS), n_boot=n_boot, seed=s, vcov=v)
+                             q_grid=list(TRUTH_LEVELS), inference={"n_boot": n_boot}, seed=s,
+                             vcov=v)
                 c = est.curve
                 uni = bool(np.all((c.uniform_low <= truth) & (truth <= c.uniform_high)))
                 mean_cov = bool(abs(est.params["mean"] - study.truth["mean"])

@@ -31,7 +31,7 @@ def _rdd():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, 400)
     return gc.rdd(outcome=[rng.normal(xi + (xi >= 0), 1 + 0.5 * (xi >= 0), 25) for xi in x],
-                  running=x, q_grid=np.linspace(0.1, 0.9, 9), n_boot=200, seed=0)
+                  running=x, q_grid=np.linspace(0.1, 0.9, 9), inference={"n_boot": 200}, seed=0)
 
 
 def _ipw():
@@ -51,7 +51,7 @@ def _ipw():
 
 
 def _cate():
-    from geocausal.api.cate import evaluate_cate
+    from geocausal.designs.cate_eval import evaluate_cate
     from geocausal.designs.cate import crossfit_cate
 
     rng = np.random.default_rng(2)
@@ -142,7 +142,7 @@ def figures() -> list[tuple[str, str, Callable[[], object]]]:
         ("bandwidth_plot", "`plot_rdd.bandwidth_plot` (real fit)",
          lambda: plot_rdd.bandwidth_plot(rdd())),
         ("evaluation_plot", "CATE evaluation: GATES and the TOC curve with its pointwise 95% "
-         "band (real fit)", lambda: cate()[1].plot()),
+         "band (real fit)", lambda: plot_cate.evaluation_plot(cate()[1])),
         ("gates_plot", "`plot_cate.gates_plot` (real fit)",
          lambda: plot_cate.gates_plot(cate()[1].generic_ml)),
         ("toc_plot", "`plot_cate.toc_plot` of AUTOC and QINI (real fit)",

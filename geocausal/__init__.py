@@ -63,6 +63,10 @@ _LAZY: dict[str, str] = {
     # results
     "etable": "geocausal.results.table",
     "load": "geocausal.results.io",
+    # option objects of gc.rdd
+    "Bandwidth": "geocausal.designs.rdd.options",
+    "Inference": "geocausal.designs.rdd.options",
+    "Checks": "geocausal.designs.rdd.options",
 }
 
 __all__ = [

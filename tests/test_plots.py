@@ -95,7 +95,8 @@ def test_estimate_set_plot_and_truth_legend():
 def test_curve_plot_states_band_levels():
     est = gc.rdd(outcome=[np.random.default_rng(i).normal(x + (x >= 0), 1, 15)
                           for i, x in enumerate(np.linspace(-1, 1, 200))],
-                 running=np.linspace(-1, 1, 200), q_grid=[.25, .5, .75], n_boot=50, seed=0)
+                 running=np.linspace(-1, 1, 200), q_grid=[.25, .5, .75],
+                 inference={"n_boot": 50}, seed=0)
     fig = est.plot()
     _check(fig, several=True, title="QTE")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
@@ -148,7 +149,7 @@ def test_ipw_plots_and_salience():
 def test_cate_plots_toc_band_and_landcover_colours():
     from sklearn.linear_model import LinearRegression  # noqa: F401  (learners load lazily)
 
-    from geocausal.api.cate import evaluate_cate
+    from geocausal.designs.cate_eval import evaluate_cate
     from geocausal.designs.cate import crossfit_cate
 
     rng = np.random.default_rng(1)
@@ -158,7 +159,7 @@ def test_cate_plots_toc_band_and_landcover_colours():
     y = d * (1 + X[:, 0]) + rng.normal(size=n)
     fit = crossfit_cate("dr", X, y, d, np.arange(n) % 5, propensity=.5)
     ev = evaluate_cate(fit, X, y, d, propensity=.5, n_splits=3, n_boot=60)
-    fig = ev.plot()
+    fig = plot_cate.evaluation_plot(ev)
     _check(fig, several=True, title="TOC")
     toc_ax = fig.axes[1]
     assert len(toc_ax.collections) >= 1           # the band

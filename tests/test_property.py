@@ -181,8 +181,10 @@ def test_ppi_never_crashes(df, formula, estimand):
        kernel=st.sampled_from(["triangular", "epanechnikov", "uniform", "nope"]),
        h=st.sampled_from([None, 0.5, -1.0, 0.0]))
 def test_rdd_never_crashes(df, cutoff, p, alpha, kernel, h):
-    check(lambda: gc.rdd("y ~ 1", df, running="dist", cutoff=cutoff, p=p, alpha=alpha,
-                         kernel=kernel, h=h, n_boot=50, density_test=False))
+    check(lambda: gc.rdd("y ~ 1", df, running="dist", cutoff=cutoff,
+                         bandwidth={"p": p, "kernel": kernel, "h": h},
+                         inference={"alpha": alpha, "n_boot": 50},
+                         checks={"density_test": False}))
 
 
 @SETTINGS

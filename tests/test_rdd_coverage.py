@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import geocausal as gc
+from geocausal.designs.rdd.options import Checks, Inference
 from geocausal.designs.rdd.simulate import simulate
 
 GRID = np.arange(1, 10) / 10
@@ -25,9 +26,10 @@ def _coverage(method: str, small_sample: str | None = None, reps: int = REPS, n:
         Q = np.quantile(Y, GRID, axis=1).T
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = gc.rdd(outcome=Q, running=x, q_grid=GRID, method=method, n_boot=300, seed=r,
-                         small_sample=small_sample, density_test=False, tests=(),
-                         functionals=())
+            est = gc.rdd(outcome=Q, running=x, q_grid=GRID, method=method, seed=r,
+                         inference=Inference(n_boot=300, small_sample=small_sample, tests=(),
+                                             functionals=()),
+                         checks=Checks(density_test=False))
         c = est.curve
         covered.append(bool(np.all((c.uniform_low <= delta) & (c.uniform_high >= delta))))
     return float(np.mean(covered))

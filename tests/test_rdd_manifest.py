@@ -43,7 +43,7 @@ def loaded(study):
 @pytest.fixture(scope="module")
 def fit(loaded):
     return gc.rdd("ndvi ~ 1", loaded.table, running="dist_border", weights="ndvi_weight",
-                  q_grid=GRID, n_boot=N_BOOT, seed=SEED)
+                  q_grid=GRID, inference={"n_boot": N_BOOT}, seed=SEED)
 
 
 def _truth(study) -> np.ndarray:
@@ -133,7 +133,7 @@ def test_without_clipping_the_estimate_is_biased(study, tmp_path):
 
     tab = load_study(_variant(study, tmp_path, "noclip", off), features="none").table
     est = gc.rdd("ndvi ~ 1", tab, running="dist_border", weights="ndvi_weight", q_grid=GRID,
-                 n_boot=N_BOOT, seed=SEED)
+                 inference={"n_boot": N_BOOT}, seed=SEED)
     err = est.curve["estimate"].to_numpy() - _truth(study)
     # mixing both sides pulls the upper quantile effects towards zero by many SEs
     assert err[-2] < -3 * est.curve["std_error"].to_numpy()[-2], err
@@ -144,7 +144,7 @@ def test_cli_writes_quantile_table_and_figure(study, fit, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["estimate", "--design", "rdd", "--manifest", str(study.manifest_path),
                "--formula", "ndvi ~ 1", "--running", "dist_border", "--out", str(out),
-               "--seed", str(SEED), "--set", f"n_boot={N_BOOT}",
+               "--seed", str(SEED), "--set", f'inference={{"n_boot": {N_BOOT}}}',
                "--set", f"q_grid={GRID}"])
     assert rc == 0, capsys.readouterr().err
     curve = pd.read_csv(out / "rdd_curve.csv")
@@ -360,11 +360,12 @@ def test_cluster_on_overlap_groups_gives_finite_tests(loaded):
     assert np.all(np.isfinite(eq)) and eq[0] == pytest.approx(1.96, abs=1e-3)
     assert eq[1] < 12.0 and eq[2] < 40.0 and eq[1] > 3.5
     est = gc.rdd("ndvi ~ 1", loaded.table, running="dist_border", weights="ndvi_weight",
-                 q_grid=GRID, n_boot=N_BOOT, seed=SEED, vcov={"cluster": "ndvi_overlap_group"})
+                 q_grid=GRID, inference={"n_boot": N_BOOT}, seed=SEED,
+                 vcov={"cluster": "ndvi_overlap_group"})
     tests = est.diagnostics["tests"]
     assert np.all(np.isfinite(tests["statistic"])) and np.all(np.isfinite(est.curve.to_numpy()))
     hetero = gc.rdd("ndvi ~ 1", loaded.table, running="dist_border", weights="ndvi_weight",
-                    q_grid=GRID, n_boot=N_BOOT, seed=SEED)
+                    q_grid=GRID, inference={"n_boot": N_BOOT}, seed=SEED)
     np.testing.assert_allclose(est.curve["estimate"], hetero.curve["estimate"], rtol=1e-12)
 
 

@@ -65,10 +65,11 @@ def results():
         dfp = df.copy()
         dfp.loc[dfp.index[::2], "truth"] = np.nan
         out["ppi"] = gc.ppi("yhat ~ d", dfp, truth="truth", estimand="ate")
-        out["rdd"] = gc.rdd("y ~ 1", df, running="dist", n_boot=50, density_test=False)
+        out["rdd"] = gc.rdd("y ~ 1", df, running="dist", inference={"n_boot": 50},
+                            checks={"density_test": False})
         x, ys = simulate("dgp1", 300, 30, delta=2.0, seed=3)
         out["rdd_dist"] = gc.rdd(outcome=list(ys), running=x, q_grid=np.arange(1, 10) / 10,
-                                 n_boot=100, density_test=False)
+                                 inference={"n_boot": 100}, checks={"density_test": False})
     return out
 
 

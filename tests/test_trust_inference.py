@@ -120,7 +120,8 @@ def test_fe_with_vcov_equals_refit(panel, first, second, group_debias):
 @pytest.mark.parametrize("design", ["ipw", "aipw"])
 def test_ipw_aipw_with_vcov_equals_refit(cross_section, design):
     fn = getattr(gc, design)
-    kw = {"learners": LIN, "seed": 3}
+    # ipw has one learner slot (propensity): an unused slot is an OptionError
+    kw = {"learners": LIN if design == "aipw" else {"propensity": LIN["propensity"]}, "seed": 3}
     base = fn("y ~ d + x", cross_section, **kw)
     clus = quiet(fn, "y ~ d + x", cross_section, vcov={"cluster": "country"}, **kw)
     assert_same(quiet(base.with_vcov, {"cluster": "country"}), clus)
@@ -186,8 +187,8 @@ def test_rdd_with_curve_bands_refuses():
     from geocausal.designs.rdd.simulate import simulate
 
     x, Y = simulate("dgp1", 200, 20, delta=1.0, seed=3)
-    est = gc.rdd(outcome=list(Y), running=x, q_grid=np.arange(1, 10) / 10, n_boot=50,
-                 density_test=False)
+    est = gc.rdd(outcome=list(Y), running=x, q_grid=np.arange(1, 10) / 10,
+                 inference={"n_boot": 50}, checks={"density_test": False})
     assert est.curve is not None
     with pytest.raises(DesignError):
         est.with_vcov("hetero")

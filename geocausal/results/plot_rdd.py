@@ -7,7 +7,7 @@ Examples
 >>> rng = np.random.default_rng(0)
 >>> x = rng.uniform(-1, 1, 300)
 >>> est = gc.rdd(outcome=[rng.normal(xi + (xi >= 0), 1, 20) for xi in x], running=x,
-...              q_grid=[.25, .5, .75], n_boot=100)
+...              q_grid=[.25, .5, .75], inference={"n_boot": 100})
 >>> fig = effect_plot(est)
 >>> fig.axes[0].get_ylabel()
 'QTE'

@@ -92,7 +92,7 @@ def run(data: Path, out: Path, seed: int = 0, full: bool = False) -> dict:
         raise DataError(f"units.csv: {int(side.sum())} units at or above the cutoff {cutoff} and "
                         f"{int((~side).sum())} below; r3d needs at least 5 on each side")
     est = gc.rdd("y ~ 1", table, running="running", cutoff=cutoff,
-                 n_boot=int(cfg.get("n_boot", 500)), seed=seed)
+                 inference={"n_boot": int(cfg.get("n_boot", 500))}, seed=seed)
     est.curve.to_csv(out / "tables" / "real_qte_curve.csv", index=False)
     est.tidy().to_csv(out / "tables" / "real_qte.csv", index=False)
     save(est.plot(), out / "figures" / "real_qte_curve.png")

@@ -215,8 +215,8 @@ def raster_example(cfg: dict, seed: int, work: Path) -> dict:
         ok = np.array([v.size > 0 for v in vals])
         est = gc.rdd(outcome={"values": [v for v, k in zip(vals, ok) if k],
                               "weights": [w for w, k in zip(wts, ok) if k]},
-                     running=running[ok], q_grid=grid, n_boot=cfg["n_boot"], seed=seed,
-                     kernel="triangular")
+                     running=running[ok], q_grid=grid, inference={"n_boot": cfg["n_boot"]},
+                     seed=seed, bandwidth={"kernel": "triangular"})
         out[name] = est
     # the truth: what the planting did to each east unit's quantile function, at the boundary
     diff = samples["planted"] - samples["placebo"]
@@ -286,8 +286,8 @@ def water_application(cfg: dict, seed: int, work: Path):
     ok = np.array([v.size > 0 for v in vals])
     est = gc.rdd(outcome={"values": [v for v, k in zip(vals, ok) if k],
                           "weights": [w for w, k in zip(wts, ok) if k]},
-                 running=running[ok], q_grid=grid, n_boot=cfg["n_boot"], seed=seed,
-                 kernel="triangular")
+                 running=running[ok], q_grid=grid, inference={"n_boot": cfg["n_boot"]},
+                 seed=seed, bandwidth={"kernel": "triangular"})
     return est, {"n_units": int(ok.sum()), "n_water": int(inside[ok].sum()),
                  "dropped_no_pixels": int((~ok).sum())}
 
