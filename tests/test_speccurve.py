@@ -145,13 +145,15 @@ def test_data_layer_choices_through_a_callable(study):
     def arrays(shift: float) -> dict:
         return {"outcome": y + shift * (x >= 0), "running": x}
 
-    rd = gc.spec_curve(gc.rdd, None, arrays, grid={"shift": [0.0, 1.0], "kernel": [
-        "triangular", "uniform"]}, term="mean")
-    direct = gc.rdd(outcome=y + (x >= 0), running=x, kernel="uniform").params["mean"]
-    assert abs(rd.table.set_index(["shift", "kernel"]).loc[("1.0", "uniform"), "estimate"]
+    rd = gc.spec_curve(gc.rdd, None, arrays, grid={"shift": [0.0, 1.0], "bandwidth": {
+        "triangular": {"kernel": "triangular"}, "uniform": gc.Bandwidth(kernel="uniform")}},
+        term="mean")
+    direct = gc.rdd(outcome=y + (x >= 0), running=x,
+                    bandwidth={"kernel": "uniform"}).params["mean"]
+    assert abs(rd.table.set_index(["shift", "bandwidth"]).loc[("1.0", "uniform"), "estimate"]
                - direct) <= 1e-12
     # the planted shift moves every estimate by one, up to the bandwidth choice
-    est = rd.table.set_index(["shift", "kernel"]).estimate
+    est = rd.table.set_index(["shift", "bandwidth"]).estimate
     assert abs(est[("1.0", "triangular")] - est[("0.0", "triangular")] - 1.0) < 0.05
 
 
