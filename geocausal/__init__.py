@@ -58,6 +58,9 @@ _LAZY: dict[str, str] = {
     "evaluate_cate": "geocausal.designs.cate_eval",
     # option objects
     "IPWOptions": "geocausal.designs.ipw",
+    # option objects of the panel DML and debiasing designs
+    "PanelOptions": "geocausal.designs.dml_panel",
+    "TweedieOptions": "geocausal.designs.debias",
     # specification curves
     "spec_curve": "geocausal.speccurve",
     # results

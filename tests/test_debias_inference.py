@@ -234,5 +234,76 @@ def test_compare_debiasers_criteria():
         assert cmp.recommended == tab[col].idxmin()
         assert cmp.settings["criterion"] == crit
         assert np.allclose(tab["slope_error"], (tab["slope"] - 1).abs())
-    with pytest.raises(DataError, match="criterion 'bias'"):
+    with pytest.raises(DataError, match="criterion='bias'"):
         gc.compare_debiasers((yhat, y), criterion="bias")
+
+
+# ------------------------------------------------------------------ one vocabulary
+def test_debias_vocabulary_slots_folds_and_options():
+    from sklearn.linear_model import LogisticRegression
+
+    from geocausal.errors import OptionError
+    from geocausal.folds import Folds
+
+    df, cal = _frames(n=600, n_cal=300)
+    lr = LogisticRegression()
+    kw = {"calibration": cal, "method": "lcc", "interval": "delta"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticWarning)
+        canon = gc.debias("yhat ~ d + c", df, learners={"propensity": lr}, **kw)
+        alias = gc.debias("yhat ~ d + c", df, learners={"ml_m": lr}, **kw)
+        assert canon.params["d"] == alias.params["d"]
+        # an integer is random stratified folds; fold ids and Folds specs work the same way
+        fid = np.arange(len(df)) % 5
+        by_ids = gc.debias("yhat ~ d + c", df, learners={"propensity": lr}, folds=fid, **kw)
+        df2 = df.assign(block=fid)
+        by_spec = gc.debias("yhat ~ d + c", df2, learners={"propensity": lr},
+                            folds=Folds.group("block"), **kw)
+        assert by_ids.params["d"] == pytest.approx(by_spec.params["d"], abs=1e-12)
+        # the one default propensity learner, clipped at DEFAULTS.clip
+        dflt = gc.debias("yhat ~ d + c", df, **kw)
+        assert "Pipeline" in dflt.diagnostics["propensity"]
+        # case-insensitive options
+        upper = gc.debias("yhat ~ d + c", df, calibration=cal, method="LCC", interval="Delta")
+        assert upper.params["d"] == dflt.params["d"]
+    with pytest.raises(OptionError, match="no learner slot 'outcome'"):
+        gc.debias("yhat ~ d + c", df, learners={"outcome": lr}, **kw)
+    with pytest.raises(OptionError, match="interval='wild'"):
+        gc.debias("yhat ~ d", df, calibration=cal, interval="wild")
+    with pytest.raises(OptionError, match="unknown keyword"):
+        gc.debias("yhat ~ d", df, calibration=cal, bandwith="scott")
+
+
+def test_tweedie_options_object_dict_and_deprecated_keywords():
+    from geocausal.designs.debias import TweedieOptions
+    from geocausal.errors import OptionError
+
+    df, cal = _frames(n=600, n_cal=300)
+    kw = {"calibration": cal, "propensity": "e", "n_boot": 50, "seed": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticWarning)
+        obj = gc.debias("yhat ~ d", df, tweedie=TweedieOptions(bandwidth="silverman",
+                                                                score_sample="downstream"), **kw)
+        dct = gc.debias("yhat ~ d", df, tweedie={"bandwidth": "silverman",
+                                                 "score_sample": "downstream"}, **kw)
+        with pytest.warns(FutureWarning, match="tweedie=TweedieOptions"):
+            old = gc.debias("yhat ~ d", df, bandwidth="silverman", score_sample="downstream",
+                            **kw)
+        plain = gc.debias("yhat ~ d", df, **kw)
+    assert obj.params["d"] == dct.params["d"] == old.params["d"]
+    assert obj.std_errors["d"] == old.std_errors["d"]
+    assert obj.diagnostics["bandwidth_rule"] == "silverman"
+    assert obj.params["d"] != plain.params["d"]        # the options reach the corrector
+    with pytest.raises(OptionError, match="derivative='exact'"):
+        TweedieOptions(derivative="exact")
+    with pytest.raises(OptionError, match="no field"):
+        gc.debias("yhat ~ d", df, tweedie={"bw": 1.0}, **kw)
+
+
+def test_one_propensity_check_refuses_values_at_zero_or_one():
+    from geocausal.designs.debias import check_arms
+
+    with pytest.raises(DesignError, match="1 propensities are <= 0"):
+        check_arms([0, 1, 1], [0.0, 0.5, 0.5])
+    with pytest.warns(DiagnosticWarning, match="1 propensities are below 0.01"):
+        check_arms([0, 1, 1], [0.001, 0.5, 0.5])

@@ -108,3 +108,26 @@ def test_gc_ppi_api():
         ppi_mean([1.0, 2.0, 3.0], [1.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(DataError, match="missing"):
         ppi_mean([1.0, np.nan, 3.0], [1.0, 2.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_ppi_estimand_spelling_and_learner_slots():
+    from sklearn.linear_model import LogisticRegression
+
+    from geocausal.errors import OptionError
+
+    rng = np.random.default_rng(5)
+    n = 1500
+    c = rng.normal(size=n)
+    d = (rng.random(n) < 1 / (1 + np.exp(-c))).astype(int)
+    y = d + c + rng.normal(size=n)
+    df = pd.DataFrame({"yhat": y + rng.normal(0, .5, n), "d": d, "c": c,
+                       "y": np.where(np.arange(n) < 300, y, np.nan)})
+    lr = LogisticRegression()
+    a = gc.ppi("yhat ~ d + c", df, truth="y", estimand="ate", learners={"propensity": lr})
+    b = gc.ppi("yhat ~ d + c", df, truth="y", estimand="ATE", learners={"ml_m": lr})
+    assert a.estimand == b.estimand == "ATE"
+    assert a.params["d"] == b.params["d"]
+    with pytest.raises(OptionError, match="estimand='late'"):
+        gc.ppi("yhat ~ d", df, truth="y", estimand="late")
+    with pytest.raises(OptionError, match="no learner slot 'outcome'"):
+        gc.ppi("yhat ~ d + c", df, truth="y", learners={"outcome": lr})

@@ -31,14 +31,17 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import optimize
 from scipy.special import logsumexp
 
 from geocausal.designs.common import check_values
-from geocausal.errors import DataError, DesignError, DiagnosticWarning
+from geocausal.designs.overlap import check_propensity
+from geocausal.errors import DataError, DesignError, DiagnosticWarning, OptionError
+from geocausal.nuisance.crossfit import crossfit_predict
+from geocausal.vocabulary import choice, default_propensity
 
 MIN_SLOPE_ERROR = 1e-8
 MIN_SLOPE_WARN = 0.2
@@ -494,8 +497,23 @@ def make_corrector(method: str, **options: Any) -> LinearCalibration | Tweedie:
 
 
 # ----------------------------------------------------------------------------- downstream IPW
-def check_propensity(treat: np.ndarray, propensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a binary treatment and propensities in (0, 1)."""
+def check_arms(treat: Any, propensity: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a binary treatment with both arms and its propensities, one per unit.
+
+    The propensities go through the one overlap check of every design,
+    :func:`geocausal.designs.overlap.check_propensity` (values at 0 or 1 are refused, extreme
+    ones warned about with counts).
+
+    Examples
+    --------
+    >>> a, e = check_arms([0, 1, 1], [0.4, 0.5, 0.6])
+    >>> a.tolist()
+    [0.0, 1.0, 1.0]
+    >>> check_arms([1, 1], [0.5, 0.5])
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.DesignError: every unit has treatment 1; a contrast needs both arms
+    """
     a = check_vector(treat, "treatment")
     if not np.isin(a, (0.0, 1.0)).all():
         raise DataError("treatment must be binary 0/1; found values "
@@ -505,9 +523,7 @@ def check_propensity(treat: np.ndarray, propensity: np.ndarray) -> tuple[np.ndar
     e = check_vector(propensity, "propensity")
     if e.shape != a.shape:
         raise DataError(f"propensity has {e.size} values but treatment has {a.size}")
-    if (e <= 0).any() or (e >= 1).any():
-        raise DataError(f"{int(((e <= 0) | (e >= 1)).sum())} propensities lie outside (0, 1); "
-                        "clip or trim them first")
+    check_propensity(e, a)
     return a, e
 
 
@@ -678,3 +694,420 @@ def lcc_delta_influence(corrector: LinearCalibration, yhat: np.ndarray, treat: n
     psi_k = corrector.influence()[:, 1]
     psi_c = -naive / k ** 2 * psi_k * (tot / nc)
     return naive / k, np.concatenate([psi_d, psi_c])
+
+
+# ----------------------------------------------------------------------------- options
+BANDWIDTH_RULES = ("scott", "silverman", "cv")
+DERIVATIVES = ("analytic", "fd")
+SCORE_SAMPLES = ("calibration", "downstream")
+METHODS = ("tweedie", "lcc", "none")
+INTERVALS = ("bootstrap", "delta", "fixed")
+
+
+@dataclass(frozen=True)
+class TweedieOptions:
+    """The Tweedie corrector's kernel-density options (``gc.TweedieOptions``).
+
+    Parameters
+    ----------
+    bandwidth : {"scott", "silverman", "cv"} or float
+        KDE bandwidth rule or a positive number.
+    derivative : {"analytic", "fd"}
+        Score derivative: analytic or central finite differences.
+    score_sample : {"calibration", "downstream"}
+        The predictions the KDE of the score is built on.
+
+    Examples
+    --------
+    >>> TweedieOptions.coerce({"bandwidth": "Silverman"}).bandwidth
+    'silverman'
+    >>> TweedieOptions(bandwidth=-1.0)
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.OptionError: debias: bandwidth must be 'scott', 'silverman', 'cv' or a positive number, got -1.0
+    """
+
+    bandwidth: Literal["scott", "silverman", "cv"] | float = "scott"
+    derivative: Literal["analytic", "fd"] = "analytic"
+    score_sample: Literal["calibration", "downstream"] = "calibration"
+
+    def __post_init__(self) -> None:
+        bw = self.bandwidth
+        if isinstance(bw, str):
+            object.__setattr__(self, "bandwidth", choice("bandwidth", bw, BANDWIDTH_RULES,
+                                                         design="debias"))
+        elif isinstance(bw, bool) or not isinstance(bw, int | float) or not (
+                np.isfinite(bw) and bw > 0):
+            raise OptionError(f"debias: bandwidth must be 'scott', 'silverman', 'cv' or a "
+                              f"positive number, got {bw!r}")
+        object.__setattr__(self, "derivative", choice("derivative", self.derivative,
+                                                      DERIVATIVES, design="debias"))
+        object.__setattr__(self, "score_sample", choice("score_sample", self.score_sample,
+                                                        SCORE_SAMPLES, design="debias"))
+
+    @classmethod
+    def coerce(cls, value: TweedieOptions | dict | None) -> TweedieOptions:
+        """The options from a :class:`TweedieOptions`, a dict of its fields, or None."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            bad = sorted(set(value) - set(cls.__dataclass_fields__))
+            if bad:
+                raise OptionError(f"debias tweedie options have no field(s) {bad}; the fields "
+                                  f"are {list(cls.__dataclass_fields__)}")
+            return cls(**value)
+        raise OptionError(f"tweedie must be a TweedieOptions or a dict of its fields, got "
+                          f"{type(value).__name__}")
+
+
+# ----------------------------------------------------------------------------- calibration
+def calibration_arrays(calibration: Any, prediction: str, truth: str
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(predictions, truths)`` of a calibration frame or pair.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> y = np.linspace(0, 1, 150)
+    >>> p, t = calibration_arrays(pd.DataFrame({"p": 0.5 * y, "t": y}), "p", "t")
+    >>> p.shape, t.shape
+    ((150,), (150,))
+    """
+    import pandas as pd
+
+    if isinstance(calibration, pd.DataFrame):
+        for col in (prediction, truth):
+            if col not in calibration.columns:
+                raise DataError(f"calibration frame has no column '{col}' (columns: "
+                                f"{list(calibration.columns)[:10]}); name the prediction and "
+                                "truth columns with prediction= and truth=")
+        names = (f"predictions '{prediction}'", f"truths '{truth}'")
+        pair = check_pair(calibration[prediction].to_numpy(), calibration[truth].to_numpy(),
+                          names)
+        check_calibration_relation(*pair, names)
+        return pair
+    if isinstance(calibration, tuple | list) and len(calibration) == 2:
+        pair = check_pair(*calibration)
+        check_calibration_relation(*pair)
+        return pair
+    raise DataError("calibration must be a DataFrame with prediction and truth columns, a "
+                    f"(predictions, truths) pair or a fitted corrector; got "
+                    f"{type(calibration).__name__}")
+
+
+def fit_corrector(predictions: Any, truths: Any, method: str = "tweedie",
+                  **options: Any) -> LinearCalibration | Tweedie:
+    """Fit an LCC (``method="lcc"``) or Tweedie corrector on a calibration pair.
+
+    ``options`` go to :class:`Tweedie` (``bandwidth``, ``derivative``, ``delta``, ``score``,
+    ``seed``); ``score_sample=`` builds the KDE on other predictions.
+
+    Examples
+    --------
+    >>> y = np.linspace(0, 1, 150)
+    >>> round(fit_corrector(2 + 0.5 * y, y, method="lcc").slope, 10)
+    0.5
+    """
+    score_sample = options.pop("score_sample", None)
+    corrector = make_corrector(method, **options)
+    if isinstance(corrector, Tweedie):
+        return corrector.fit(predictions, truths, score_sample=score_sample)
+    if options or score_sample is not None:
+        raise OptionError(f"method='lcc' takes no options; got {sorted(options)}"
+                          f"{' and score_sample' if score_sample is not None else ''}")
+    return corrector.fit(predictions, truths)
+
+
+def resolve_corrector(calibration: Any, method: str, prediction: str, truth: str,
+                      tweedie: TweedieOptions, yhat: np.ndarray, seed: int = 0
+                      ) -> LinearCalibration | Tweedie:
+    """The fitted corrector of ``gc.debias``: given, or fitted on the calibration data (the
+    Tweedie KDE on the downstream predictions ``yhat`` when ``score_sample="downstream"``)."""
+    if isinstance(calibration, LinearCalibration | Tweedie):
+        corrector = calibration
+        if not corrector.fitted:
+            raise DesignError("calibration= got an unfitted corrector; call .fit first")
+    else:
+        cal_pred, cal_truth = calibration_arrays(calibration, prediction, truth)
+        corrector = fit_corrector(cal_pred, cal_truth, method, bandwidth=tweedie.bandwidth,
+                                  derivative=tweedie.derivative, seed=seed) \
+            if method == "tweedie" else fit_corrector(cal_pred, cal_truth, method)
+    if isinstance(corrector, Tweedie) and tweedie.score_sample == "downstream":
+        corrector = corrector.with_score_sample(yhat)
+    return corrector
+
+
+# ----------------------------------------------------------------------------- propensity
+def propensity_scores(treat: np.ndarray, x: np.ndarray | None, *, learner: Any = None,
+                      fold_ids: np.ndarray | None = None, clip: float = 0.01
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Cross-fitted propensities of a binary treatment, clipped to ``[clip, 1 - clip]``.
+
+    Without features (``x`` None or no columns) the treated share (difference in means).
+
+    Parameters
+    ----------
+    treat
+        ``(n,)`` binary treatment.
+    x
+        ``(n, p)`` features, or None.
+    learner
+        A classifier (default :func:`geocausal.vocabulary.default_propensity`).
+    fold_ids
+        ``(n,)`` fold ids of the cross-fitting.
+    clip
+        Clipping threshold; the number clipped is reported.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(200, 1)); d = (x[:, 0] + rng.normal(size=200) > 0).astype(float)
+    >>> e, diag = propensity_scores(d, x, fold_ids=np.arange(200) % 5)
+    >>> bool(0.01 <= e.min() and e.max() <= 0.99), diag["propensity_clipped"] >= 0
+    (True, True)
+    """
+    treat = np.asarray(treat, dtype=float)
+    if x is None or x.shape[1] == 0:
+        return np.full(treat.size, treat.mean()), {"propensity": "constant (difference in means)"}
+    learner = default_propensity() if learner is None else learner
+    if fold_ids is None:
+        raise DesignError("propensity_scores needs fold_ids for cross-fitting")
+    k = int(np.unique(fold_ids).size)
+    e = crossfit_predict(learner, x, treat, fold_ids, method="predict_proba")
+    clipped = int(((e < clip) | (e > 1 - clip)).sum())
+    return np.clip(e, clip, 1 - clip), {
+        "propensity": f"cross-fitted {type(learner).__name__}, {k} folds",
+        "propensity_clipped": clipped}
+
+
+def resampling_clusters(req: Any, calibration: Any, interval: str
+                        ) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
+    """Cluster name, downstream labels and calibration labels for a bootstrap/delta interval.
+
+    ``req`` is a parsed ``vcov=`` (:class:`~geocausal.inference.variance.VcovRequest`):
+    hetero means no clusters (``"iid"`` is refused: no homoskedastic variance is defined);
+    one cluster column clusters the downstream units, and the calibration units too when the
+    calibration frame has that column (else they count as independent units).
+    """
+    if req.kind == "iid":
+        raise DesignError(f"vcov='iid' is not defined for interval='{interval}': the bootstrap "
+                          "and delta-method intervals resample or sum independent units "
+                          "(heteroskedasticity-robust); use vcov='hetero' or a cluster column")
+    if req.kind != "cluster":
+        return None, None, None
+    if len(req.clusters) != 1:
+        raise DesignError(f"two-way clusters are not available with interval='{interval}': "
+                          "use 'hetero' or one cluster column, {'cluster': 'village'}")
+    col = req.names[0]
+    cal_groups = None
+    columns = getattr(calibration, "columns", ())
+    if col in columns:
+        cal_groups = calibration[col].to_numpy()
+    return col, req.clusters[0], cal_groups
+
+
+# ----------------------------------------------------------------------------- the effect
+@dataclass(frozen=True)
+class DebiasResult:
+    """The corrected effect of :func:`debias_effect`.
+
+    ``influence`` (with ``vcov`` and ``cluster_data`` for it) is set for the fixed and delta
+    intervals; ``se`` and ``label`` for the bootstrap.
+    """
+
+    estimate: float
+    diagnostics: dict[str, Any]
+    influence: np.ndarray | None = field(default=None, repr=False)
+    vcov: Any = None
+    cluster_data: Any = field(default=None, repr=False)
+    se: float | None = None
+    label: str | None = None
+
+
+def debias_effect(yhat: np.ndarray, treat: np.ndarray, e: np.ndarray,
+                  corrector: LinearCalibration | Tweedie | None, *, interval: str = "bootstrap",
+                  vcov: Any = "hetero", req: Any = None, cluster_data: Any = None,
+                  calibration: Any = None, n_boot: int = 999, seed: int = 0,
+                  alpha: float = 0.05) -> DebiasResult:
+    """The Hajek IPW effect on corrected predictions, with an interval that carries the
+    calibration uncertainty.
+
+    Parameters
+    ----------
+    yhat, treat, e
+        Downstream predictions, binary treatment and propensities (checked by
+        :func:`check_arms`).
+    corrector
+        A fitted corrector, or None for the naive effect.
+    interval
+        ``"bootstrap"`` (joint over calibration and downstream), ``"delta"`` (LCC or naive)
+        or ``"fixed"`` (the corrector treated as known).
+    vcov, req, cluster_data
+        The ``vcov=`` spec, its parsed request and the downstream cluster labels.
+    calibration
+        The calibration frame (its cluster column, when it has one, clusters the
+        calibration units in the bootstrap and the delta method).
+    n_boot, seed, alpha
+        Bootstrap draws, seed and the level of the percentile interval in the diagnostics.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> yc = rng.normal(size=400); lcc = LinearCalibration().fit(0.5 * yc, yc)
+    >>> d = rng.integers(0, 2, 2000).astype(float); y = d + rng.normal(size=2000)
+    >>> from geocausal.inference.variance import parse_vcov
+    >>> r = debias_effect(0.5 * y, d, np.full(2000, 0.5), lcc, interval="delta",
+    ...                   req=parse_vcov("hetero", 2000))
+    >>> round(r.estimate, 6) == round(float(hajek_ate(y, d, np.full(2000, 0.5))), 6)
+    True
+    """
+    from geocausal.designs.common import check_estimate
+
+    treat, e = check_arms(treat, e)
+    naive = float(hajek_ate(yhat, treat, e))
+    naive_psi = hajek_influence(yhat, treat, e)
+    diag: dict[str, Any] = {"interval": interval, "naive": naive,
+                            "naive_se": float(np.sqrt(np.mean(naive_psi ** 2) / yhat.size))}
+    if corrector is None:
+        diag["interval"] = "fixed" if interval == "bootstrap" else interval
+        return DebiasResult(naive, diag, naive_psi, vcov, cluster_data)
+    corrected = corrector.transform(yhat)
+    diag.update(corrector.diagnostics())
+    diag["out_of_support"] = int(((yhat < corrector.support[0])
+                                  | (yhat > corrector.support[1])).sum())
+    if isinstance(corrector, Tweedie):
+        diag["score_contrast"] = float(hajek_ate(corrector.score_fn(yhat), treat, e))
+        tau = naive - corrector.sigma2 * diag["score_contrast"]  # tau(yhat) - s^2 tau(score)
+    else:
+        tau = float(hajek_ate(corrected, treat, e))
+    name = corrector.name
+    if interval == "fixed":
+        psi = hajek_influence(corrected, treat, e)
+        check_estimate(tau, psi, f"the {name} corrected effect")
+        return DebiasResult(tau, diag, psi, vcov, cluster_data)
+    col, groups, cal_groups = resampling_clusters(req, calibration, interval)
+    if interval == "delta":
+        if not isinstance(corrector, LinearCalibration):
+            raise DesignError("the delta method is available for method='lcc'; the Tweedie KDE "
+                              "score has no simple influence function, use interval='bootstrap'")
+        tau_d, psi = lcc_delta_influence(corrector, yhat, treat, e)
+        check_estimate(tau_d, psi, "the LCC corrected effect")
+        if col is None:
+            return DebiasResult(tau_d, diag, psi, vcov, None)
+        # stacked rows: downstream clusters, then calibration clusters
+        cal = (np.arange(corrector.n_cal) if cal_groups is None else cal_groups).astype(str)
+        stacked = {col: np.concatenate([np.char.add("d:", groups.astype(str)),
+                                        np.char.add("c:", cal)])}
+        return DebiasResult(tau_d, diag, psi, {"cluster": col}, stacked)
+    draws = joint_bootstrap(corrector, yhat, treat, e, n_boot=n_boot, seed=seed,
+                            groups=groups, cal_groups=cal_groups)
+    se = float(np.std(draws, ddof=1))
+    check_estimate(tau, None, f"the {name} corrected effect")
+    check_estimate(se, None, f"the bootstrap standard error of the {name} corrected effect")
+    lo, hi = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
+    diag.update({"n_boot": int(n_boot),
+                 f"boot_percentile_{100 * (1 - alpha):.0f}": (float(lo), float(hi)),
+                 "boot_bias": float(draws.mean() - tau)})
+    label = "calibration+downstream" if col is None else f"cluster({col}); calibration+downstream"
+    return DebiasResult(tau, diag, se=se, label=f"bootstrap({label})")
+
+
+# ----------------------------------------------------------------------------- pseudo-trials
+@dataclass(frozen=True)
+class PseudoTrials:
+    """The pieces of a :class:`~geocausal.api.debias.DebiaserComparison`."""
+
+    table: Any
+    trials: Any
+    recommended: str
+    settings: dict = field(default_factory=dict)
+
+
+def pseudo_treatments(y: np.ndarray, n_trials: int, tilt: float, rng: np.random.Generator
+                      ) -> np.ndarray:
+    """``(n, n_trials)`` draws ``A ~ Bern(sigmoid(g z(y)))``, ``g ~ U(-tilt, tilt)``.
+
+    Examples
+    --------
+    >>> pseudo_treatments(np.arange(10.0), 3, 1.5, np.random.default_rng(0)).shape
+    (10, 3)
+    """
+    z = (y - y.mean()) / y.std()
+    gam = rng.uniform(-tilt, tilt, n_trials)
+    p = 1 / (1 + np.exp(-gam[:, None] * z[None, :]))
+    return (rng.random(p.shape) < p).T
+
+
+def pseudo_trials(yhat: np.ndarray, y: np.ndarray, *, methods: tuple[str, ...] = (
+        "naive", "lcc", "tweedie"), fold_ids: np.ndarray, n_trials: int = 20,
+        pseudo: Any = None, tilt: float = 1.5, min_arm: int = 5, seed: int = 0,
+        criterion: str = "mae", tweedie_options: dict | None = None) -> PseudoTrials:
+    """K-fold pseudo-trials on calibration data (see ``gc.compare_debiasers``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.normal(size=600); yhat = 0.5 * y + rng.normal(0, .3, 600)
+    >>> res = pseudo_trials(yhat, y, fold_ids=np.arange(600) % 3, n_trials=5)
+    >>> sorted(res.table.method)
+    ['lcc', 'naive', 'tweedie']
+    """
+    import pandas as pd
+
+    n = y.size
+    rng = np.random.default_rng(seed)
+    if pseudo is None:
+        treat = pseudo_treatments(y, n_trials, tilt, rng)
+        source = f"tilted on the truth, |g| <= {tilt}"
+    else:
+        pt = np.asarray(pseudo)
+        if pt.shape[0] != n:
+            raise DataError(f"pseudo_treatments has {pt.shape[0]} rows but the calibration set "
+                            f"has {n} units")
+        treat = (np.column_stack([pt == g for g in pd.unique(pt)]) if pt.ndim == 1
+                 else pt.astype(bool))
+        source = "given"
+    rows = []
+    for k in np.unique(fold_ids):
+        te = fold_ids == k
+        tr = ~te
+        corrected = {"naive": yhat[te]}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if "lcc" in methods:
+                corrected["lcc"] = LinearCalibration().fit(yhat[tr], y[tr]).transform(yhat[te])
+            if "tweedie" in methods:
+                corrected["tweedie"] = Tweedie(**(tweedie_options or {})).fit(
+                    yhat[tr], y[tr]).transform(yhat[te])
+        for t in range(treat.shape[1]):
+            a = treat[te, t]
+            if a.sum() < min_arm or (~a).sum() < min_arm:
+                continue
+            true = y[te][a].mean() - y[te][~a].mean()
+            for m in methods:
+                c = corrected[m]
+                rows.append({"fold": int(k), "trial": t, "method": m, "true": true,
+                             "estimate": c[a].mean() - c[~a].mean(), "n_treated": int(a.sum())})
+    trials = pd.DataFrame(rows)
+    if trials.empty:
+        raise DesignError(f"no pseudo-trial has {min_arm} or more units in both arms; use "
+                          "fewer folds or larger groups")
+    summ = []
+    for m in methods:
+        t = trials[trials.method == m]
+        slope, icpt = np.polyfit(t["true"], t["estimate"], 1) if t["true"].std() > 0 else (
+            np.nan, np.nan)
+        err = t["estimate"] - t["true"]
+        summ.append({"method": m, "slope": float(slope), "intercept": float(icpt),
+                     "mae": float(err.abs().mean()), "rmse": float(np.sqrt((err ** 2).mean())),
+                     "n_trials": int(len(t))})
+    table = pd.DataFrame(summ)
+    table["slope_error"] = (table["slope"] - 1).abs()
+    order = {"mae": ["mae", "rmse"], "rmse": ["rmse", "mae"], "slope": ["slope_error", "mae"]}
+    best = table.sort_values(order[criterion]).iloc[0]["method"]
+    return PseudoTrials(table=table, trials=trials, recommended=str(best),
+                        settings={"folds": int(np.unique(fold_ids).size),
+                                  "n_trials": int(treat.shape[1]), "pseudo_treatments": source,
+                                  "seed": seed, "criterion": criterion})

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geocausal.designs.common import check_estimate, check_full_rank
-from geocausal.designs.debias import check_propensity, check_vector
+from geocausal.designs.debias import check_arms, check_vector
 from geocausal.errors import DataError
 
 
@@ -207,10 +207,55 @@ def ppi_ate(y, yhat, treat, propensity, yhat_unlabelled, treat_unlabelled,
     True
     """
     y, yhat, yu = _check_mean_inputs(y, yhat, yhat_unlabelled)
-    a, e = check_propensity(treat, propensity)
-    au, eu = check_propensity(treat_unlabelled, propensity_unlabelled)
+    a, e = check_arms(treat, propensity)
+    au, eu = check_arms(treat_unlabelled, propensity_unlabelled)
     if a.size != y.size or au.size != yu.size:
         raise DataError(f"treatment lengths ({a.size}, {au.size}) do not match the labelled "
                         f"({y.size}) and unlabelled ({yu.size}) samples")
     return ppi_mean(ht_pseudo_outcome(y, a, e), ht_pseudo_outcome(yhat, a, e),
                     ht_pseudo_outcome(yu, au, eu), lam=lam)
+
+
+#: estimands of ``gc.ppi`` in their canonical spelling
+PPI_ESTIMANDS = ("mean", "ols", "ATE")
+
+
+def ppi_estimate(estimand: str, y: np.ndarray, yhat: np.ndarray, labelled: np.ndarray, *,
+                 x: np.ndarray | None = None, names: list[str] | None = None,
+                 treat: np.ndarray | None = None, propensity: np.ndarray | None = None,
+                 lam: float | None = None) -> PPIResult:
+    """One PPI estimand from all units' predictions and the labelled units' truths.
+
+    Parameters
+    ----------
+    estimand
+        ``"mean"``, ``"ols"`` (``x`` with an intercept column) or ``"ATE"`` (``treat``,
+        ``propensity``).
+    y
+        Labels of the labelled units (``labelled.sum()`` values).
+    yhat
+        Predictions of every unit.
+    labelled
+        ``(n,)`` boolean: which units carry a label.
+    x, names, treat, propensity
+        Per-unit regressors (and their names) or treatment and propensities.
+    lam
+        ``None`` (PPI++), 1 (PPI) or 0 (labels only).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> yh = rng.normal(size=500); lab = np.arange(500) < 100
+    >>> r = ppi_estimate("mean", yh[lab] + 0.1, yh, lab, lam=1.0)
+    >>> round(float(r.estimate[0] - yh[~lab].mean()), 6)   # PPI: rectified by the labels
+    0.1
+    """
+    lab = np.asarray(labelled, dtype=bool)
+    if estimand == "mean":
+        return ppi_mean(y, yhat[lab], yhat[~lab], lam=lam)
+    if estimand == "ols":
+        return ppi_ols(x[lab], y, yhat[lab], x[~lab], yhat[~lab], lam=lam, names=names)
+    if estimand == "ATE":
+        return ppi_ate(y, yhat[lab], treat[lab], propensity[lab], yhat[~lab], treat[~lab],
+                       propensity[~lab], lam=lam)
+    raise DataError(f"estimand {estimand!r} is not one of {PPI_ESTIMANDS}")
