@@ -16,6 +16,8 @@ from geocausal.errors import DataError, MissingImagesWarning
 from geocausal.features.align import align_images
 
 LEARNERS = {"propensity": LogisticRegression(), "outcome": LinearRegression()}
+#: the designs with one learner slot (ipw, balance, placement) refuse an unused outcome slot
+PROPENSITY = {"propensity": LogisticRegression()}
 
 
 def _confounded(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -60,15 +62,15 @@ def _design_runs():
                                    y=data.y + t * np.random.default_rng(t).normal(size=len(data)))
                        for t in range(3)], ignore_index=True)
     return {
-        "ipw": lambda im: gc.ipw("y ~ d + x", data, images=im, learners=LEARNERS).params,
-        "balance": lambda im: gc.balance("y ~ d + x", data, images=im, learners=LEARNERS
+        "ipw": lambda im: gc.ipw("y ~ d + x", data, images=im, learners=PROPENSITY).params,
+        "balance": lambda im: gc.balance("y ~ d + x", data, images=im, learners=PROPENSITY
                                          ).set_index("term")["smd_weighted"],
-        "placement": lambda im: gc.placement("d ~ x", data, images=im, learners=LEARNERS,
+        "placement": lambda im: gc.placement("d ~ x", data, images=im, learners=PROPENSITY,
                                              folds=3).params,
         "cate": lambda im: gc.cate("y ~ d + x", data, images=im, propensity=0.5,
                                    evaluate=False, learner="t", folds=3).params,
         "debias": lambda im: gc.debias("y ~ d + x", data, method="none", interval="delta",
-                                       images=im, learners=LEARNERS).params,
+                                       images=im, learners=PROPENSITY).params,
         "dml_panel": lambda im: gc.dml_panel("y ~ d + x", panel, unit="unit", time="time",
                                              approach="pooled", learners=lr, images=im,
                                              n_boot=0).params,
@@ -103,7 +105,7 @@ def test_missing_units_duplicates_and_raw_lengths_raise():
     with pytest.raises(DataError, match="non-numeric columns \\['label'\\]"):
         align_images(feats.assign(label="a"), data)
     with pytest.raises(DataError, match="missing_images='skip' is not one of"):
-        gc.aipw("y ~ d + x", data, images=feats, missing_images="skip")
+        gc.aipw("y ~ d + x", data, images=feats, options={"missing_images": "skip"})
     # a unit-id column works as the key too
     by_col = _shuffled(feats).rename_axis("unit_id").reset_index()
     al = align_images(by_col, data)
@@ -171,10 +173,10 @@ def test_all_nodata_chips_are_dropped_with_a_count_or_imputed_on_request(study):
         ref = gc.aipw("y ~ d", data[keep], images=(chips[perm][keep], mask[perm][keep]), **kw)
     assert dropped.params["d"] == pytest.approx(ref.params["d"], abs=1e-12)
     with pytest.warns(MissingImagesWarning, match="imputed"):
-        imputed = gc.aipw("y ~ d", data, images=images, missing_images="impute", **kw)
+        imputed = gc.aipw("y ~ d", data, images=images, options={"missing_images": "impute"}, **kw)
     assert imputed.nobs == len(data)
     with pytest.raises(DataError, match=r"no usable image for 2 units.*e\.g\. \[" + str(ids[0])):
-        gc.aipw("y ~ d", data, images=images, missing_images="error", **kw)
+        gc.aipw("y ~ d", data, images=images, options={"missing_images": "error"}, **kw)
 
 
 def test_nan_feature_rows_follow_missing_images():

@@ -74,7 +74,7 @@ def test_placement_image_tabular_both_by_funder():
     alt = gc.placement("y ~ d + x1 + x2", df, images=img,
                        learners={"propensity": LogisticRegression()})
     assert "auc_both" in alt.params.index
-    boot = gc.placement("d ~ x1 + x2", df, images=img, ci="bootstrap", n_boot=100,
+    boot = gc.placement("d ~ x1 + x2", df, images=img, vcov="bootstrap", n_boot=100,
                         learners={"propensity": LogisticRegression()})
     assert boot.vcov_type == "bootstrap"
 

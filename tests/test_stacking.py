@@ -59,7 +59,7 @@ def test_tabular_only_candidate_equals_plain_aipw():
     lrn = stack_learners(3)
     plain = gc.aipw("y ~ d + x", df, seed=3, learners=lrn)
     one = gc.aipw("y ~ d + x", df, images=chips, seed=3,
-                  image_options={"candidates": ("tabular",)})
+                  options={"image_options": {"candidates": ("tabular",)}})
     assert one.params["d"] == pytest.approx(plain.params["d"], abs=1e-12)
     assert one.std_errors["d"] == pytest.approx(plain.std_errors["d"], abs=1e-12)
 
@@ -112,9 +112,9 @@ def test_learned_candidate_that_cannot_train_is_dropped_end_to_end():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gc.errors.DiagnosticWarning)
         with pytest.warns(CandidateFailedWarning, match="'learned'.*epochs=0"):
-            est = gc.aipw("y ~ d + x", df, images=chips, folds=2, image_options={
-                "candidates": ("tabular", "summary", "learned"), "min_learned_images": 0,
-                "learned": {"epochs": 0}})
+            est = gc.aipw("y ~ d + x", df, images=chips, folds=2, options=gc.IPWOptions(
+                image_options={"candidates": ("tabular", "summary", "learned"),
+                               "min_learned_images": 0, "learned": {"epochs": 0}}))
     assert "learned" in est.diagnostics["nuisance_selection"]["dropped"]
     assert np.isfinite(est.params["d"])
 
@@ -139,11 +139,12 @@ def test_image_noise_warns_that_images_hurt():
 def test_bad_representation_options_are_named_errors():
     df, chips = _centre_study(100, 6)
     with pytest.raises(DataError, match="representation='bogus'"):
-        gc.aipw("y ~ d + x", df, images=chips, representation="bogus")
+        gc.aipw("y ~ d + x", df, images=chips, options={"representation": "bogus"})
     with pytest.raises(DataError, match="image_options.*colour"):
-        gc.aipw("y ~ d + x", df, images=chips, image_options={"colour": 1})
+        gc.aipw("y ~ d + x", df, images=chips, options={"image_options": {"colour": 1}})
     with pytest.raises(DataError, match="unknown nuisance candidates"):
-        gc.aipw("y ~ d + x", df, images=chips, image_options={"candidates": ("cnn",)})
+        gc.aipw("y ~ d + x", df, images=chips,
+                options={"image_options": {"candidates": ("cnn",)}})
 
 
 def test_nuisance_quality_matches_sklearn_metrics():
@@ -199,9 +200,9 @@ def test_learned_candidate_end_to_end_with_salience(tmp_path):
     df, chips = _centre_study(200, 10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gc.errors.GeocausalWarning)
-        est = gc.aipw("y ~ d + x", df, images=chips.astype("float32"), folds=2, image_options={
-            "candidates": ("tabular", "learned"), "min_learned_images": 0,
-            "learned": {"epochs": 2, "embed_dim": 4, "widths": (4,)}})
+        est = gc.aipw("y ~ d + x", df, images=chips.astype("float32"), folds=2, options={
+            "image_options": {"candidates": ("tabular", "learned"), "min_learned_images": 0,
+                              "learned": {"epochs": 2, "embed_dim": 4, "widths": (4,)}}})
     q = est.diagnostics["nuisance_quality"]
     assert "learned" in set(q.candidate) and np.isfinite(est.params["d"])
     sal = est.diagnostics["salience"]

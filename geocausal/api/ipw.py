@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -55,6 +56,15 @@ __all__ = ["IPWOptions", "aipw", "balance", "ipw", "placement"]
 
 
 # ----------------------------------------------------------------------------- resolution
+def _public_signature(fn):
+    """Hide ``**deprecated`` from ``inspect.signature`` (the command line and ``spec_curve``
+    pass only the keywords a face lists); the old keywords still work, with a FutureWarning."""
+    sig = inspect.signature(fn)
+    fn.__signature__ = sig.replace(parameters=[
+        p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD])
+    return fn
+
+
 def _legacy(fn: str, options: Any, folds: Any, vcov: Any, old: Mapping[str, Any]):
     """Deprecated keywords (FutureWarning naming the new spelling) merged into the options."""
     fields = {k: v for k, v in (IPWOptions.coerce(options).__dict__).items()}
@@ -194,6 +204,7 @@ def _sensitivity(method, term, fit, estimand, vcov):
 
 
 # ----------------------------------------------------------------------------- public API
+@_public_signature
 def aipw(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", vcov: Any = "hetero",
          learners: Mapping[str, Any] | None = None, folds: int | Folds | np.ndarray = DEFAULTS.folds,
          seed: int = DEFAULTS.seed, images: Any = None, by: str | Sequence[str] | None = None,
@@ -259,6 +270,7 @@ def aipw(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", vcov: Any =
                       outcome_correction=outcome_correction, options=options, old=deprecated)
 
 
+@_public_signature
 def ipw(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", normalized: bool = True,
         vcov: Any = "hetero", learners: Mapping[str, Any] | None = None,
         folds: int | Folds | np.ndarray = DEFAULTS.folds, seed: int = DEFAULTS.seed,
@@ -289,6 +301,7 @@ def ipw(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", normalized: 
                       outcome_correction=outcome_correction, options=options, old=deprecated)
 
 
+@_public_signature
 def balance(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", propensity: Any = None,
             images: Any = None, learners: Mapping[str, Any] | None = None,
             folds: int | Folds | np.ndarray = DEFAULTS.folds, seed: int = DEFAULTS.seed,
@@ -332,6 +345,7 @@ def balance(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", propensi
     return smd_table(Xb, d, ipw_weights(e, d, estimand, opts.stabilized), names)
 
 
+@_public_signature
 def placement(formula: str, data: pd.DataFrame, *, images: Any = None,
               by: str | Sequence[str] | None = None, learners: Mapping[str, Any] | None = None,
               folds: int | Folds | np.ndarray = DEFAULTS.folds, seed: int = DEFAULTS.seed,
