@@ -51,8 +51,8 @@ def _ipw():
 
 
 def _cate():
-    from geocausal.designs.cate_eval import evaluate_cate
     from geocausal.designs.cate import crossfit_cate
+    from geocausal.designs.cate_eval import evaluate_cate
 
     rng = np.random.default_rng(2)
     n = 800

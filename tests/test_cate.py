@@ -74,7 +74,7 @@ def test_learners_recover_cate(learner, min_cor):
     y = X[:, 1] + d * tau + np.random.default_rng(7).normal(size=1500)
     df = frame(X, d, y, tau)
     est = gc.cate("y ~ d + x0 + x1 + x2", df, learner=learner, propensity=.5, evaluate=False,
-                  options={"truth": "tau"})
+                  truth="tau")
     assert abs(est.params["d"] - 1) < 4 * est.std_errors["d"]
     # the S-learner with a linear outcome model has no interaction, hence no heterogeneity
     if learner == "s":
@@ -150,7 +150,7 @@ def test_gates_ordered_and_clan():
     X, d, y, tau = dgp(3000, 11)
     df = frame(X, d, y, tau)
     est = gc.cate("y ~ d + x0 + x1 + x2", df, propensity=.5,
-                  options=gc.CateOptions(n_splits=10, n_boot=50, truth="tau"))
+                  options=gc.CateOptions(n_splits=10, n_boot=50), truth="tau")
     g = est.diagnostics["evaluation"].generic_ml
     gates = g.gates.set_index("term")["estimate"]
     vals = [gates[f"gates_{k}"] for k in range(1, 6)]
@@ -224,9 +224,9 @@ def test_options_object_dict_and_deprecated_keywords():
     df = frame(X, d, y, tau)
     df["village"] = np.arange(500) // 10
     new = gc.cate("y ~ d + x0", df, propensity=.5, folds=Folds.group("village", k=4),
-                  options=gc.CateOptions(n_splits=2, n_boot=40, truth="tau"), progress=False)
+                  options=gc.CateOptions(n_splits=2, n_boot=40), truth="tau", progress=False)
     as_dict = gc.cate("y ~ d + x0", df, propensity=.5, folds=Folds.group("village", k=4),
-                      options={"n_splits": 2, "n_boot": 40, "truth": "tau"}, progress=False)
+                      options={"n_splits": 2, "n_boot": 40}, truth="tau", progress=False)
     with pytest.warns(FutureWarning, match="options=gc.CateOptions") as rec:
         old = gc.cate("y ~ d + x0", df, propensity=.5, folds=4, groups="village", n_splits=2,
                       n_boot=40, truth="tau", progress=False)

@@ -66,8 +66,8 @@ def test_sequence_beats_single_date_on_change_driven_effects():
         row = {}
         for rep in ("single", "sequence"):
             est = gc.cate("y ~ d", sim.data, images=sim.chips, representation=rep,
-                          propensity=.5, options={"n_splits": 0, "n_boot": 50,
-                                                  "truth": "tau_image"}, seed=seed)
+                          propensity=.5, options={"n_splits": 0, "n_boot": 50},
+                          truth="tau_image", seed=seed)
             row[rep] = (est.diagnostics["cor_truth"], est.diagnostics["autoc"])
         res.append(row)
     cor = {k: np.mean([r[k][0] for r in res]) for k in ("single", "sequence")}
@@ -141,7 +141,7 @@ def test_compare_representations_table():
     from geocausal.api.cate import compare_representations
 
     t = compare_representations("y ~ d", sim.data, specs, propensity=.5,
-                                options={"n_splits": 3, "n_boot": 50, "truth": "tau"},
+                                options={"n_splits": 3, "n_boot": 50}, truth="tau",
                                 folds=gc.Folds.spatial(("cx", "cy")))
     assert list(t.index) == ["tabular", "image_single", "image_sequence", "combined"]
     assert {"autoc", "autoc_se", "autoc_ratio", "qini", "blp_beta2", "cor_truth"} <= set(t.columns)
@@ -190,7 +190,7 @@ def test_image_learner_slot_gets_raw_chips():
     df["tau"] = 1 + 3 * m
     df["y"] = 4 * m + df.d * df.tau + 0.1 * rng.normal(size=n)
     est = gc.cate("y ~ d + x", df, images=chips, learner="t", propensity=.5, evaluate=False,
-                  learners={"outcome": ChipMeanLearner()}, options={"truth": "tau"})
+                  learners={"outcome": ChipMeanLearner()}, truth="tau")
     model = est.fitted.models["outcome"].models[0]
     inner = model.estimator_
     assert inner.image_shape == (6, 6, 2)

@@ -149,8 +149,8 @@ def test_ipw_plots_and_salience():
 def test_cate_plots_toc_band_and_landcover_colours():
     from sklearn.linear_model import LinearRegression  # noqa: F401  (learners load lazily)
 
-    from geocausal.designs.cate_eval import evaluate_cate
     from geocausal.designs.cate import crossfit_cate
+    from geocausal.designs.cate_eval import evaluate_cate
 
     rng = np.random.default_rng(1)
     n = 400

@@ -1,10 +1,8 @@
 """``gc.cate``: heterogeneous effects in experiments from tabular data and image sequences.
 
-The face resolves the formula, images, folds and options into arrays and calls
-:func:`geocausal.designs.cate_eval.estimate_cate`; features are built by
-:mod:`geocausal.designs.cate_model`. The returned
-:class:`~geocausal.results.estimate.Estimate` holds the ATE (AIPW, with its influence-function
-standard error) and
+A face: formula, images, folds and options become arrays for
+:func:`geocausal.designs.cate_eval.estimate_cate` (features: :mod:`geocausal.designs.cate_model`).
+The :class:`~geocausal.results.estimate.Estimate` holds the ATE (AIPW, influence-function SE) and
 
 * ``est.fitted``: the fitted :class:`~geocausal.designs.cate_model.CateModel`:
   ``.effect(new_rows, images=new_chips)`` predicts the CATE of new units through the same
@@ -38,10 +36,13 @@ import numpy as np
 import pandas as pd
 
 from geocausal.api._correction import apply_correction
-from geocausal.designs.cate import LEARNERS, CateOptions, legacy_keywords
+from geocausal.designs.cate import LEARNERS, REPRESENTATIONS, CateOptions, legacy_keywords
 from geocausal.designs.cate_eval import estimate_cate, representation_row
 from geocausal.designs.cate_model import (
     CateModel,
+    align_folds,
+    clan_frame,
+    column_values,
     control_spec,
     design_matrix,
     with_image_learners,
@@ -54,27 +55,6 @@ from geocausal.formula import parse_formula
 from geocausal.inference.variance import cluster_data_from
 from geocausal.results.estimate import Estimate, make_provenance
 from geocausal.vocabulary import DEFAULTS, check_probability, choice, resolve_learners
-
-
-def _aligned_folds(folds: Any, al: Any) -> Any:
-    """Per-row parts of ``folds=`` (fold ids, a Folds' label array) follow the kept rows."""
-    if isinstance(folds, Folds):
-        if folds.by is not None and not isinstance(folds.by, str | tuple):
-            return Folds(k=folds.k, kind=folds.kind, by=al.rows(folds.by),
-                         block_size=folds.block_size, gap=folds.gap)
-        return folds
-    return folds if isinstance(folds, int | np.integer) else al.rows(folds)
-
-
-def _column(data: pd.DataFrame, value: Any, name: str) -> np.ndarray | None:
-    if value is None or not isinstance(value, str):
-        arr = None if value is None else np.asarray(value)
-        if arr is not None and arr.ndim and arr.shape[0] != len(data):
-            raise DataError(f"{name}= has {arr.shape[0]} rows, the data {len(data)}")
-        return arr
-    if value not in data.columns:
-        raise DataError(f"{name}='{value}' is not a column of the data")
-    return data[value].to_numpy()
 
 
 def cate(
@@ -91,6 +71,7 @@ def cate(
     clip: float = DEFAULTS.clip,
     evaluate: bool = True,
     options: CateOptions | Mapping[str, Any] | None = None,
+    truth: str | np.ndarray | None = None,
     outcome_correction: Any = None,
     seed: int = DEFAULTS.seed,
     missing_images: str = "drop",
@@ -141,8 +122,10 @@ def cate(
         Run BLP/GATES/CLAN, RATE and calibration.
     options
         A :class:`~geocausal.designs.cate.CateOptions` or a dict of its fields:
-        ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot`` (999), ``alpha``, ``clan``,
-        ``truth``.
+        ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot`` (999), ``alpha``, ``clan``.
+    truth
+        Column or array with the true CATE (simulations; the role ``truth`` of the registry):
+        adds oracle BLP values and the correlation of the predictions with the truth.
     outcome_correction
         A fitted corrector applied to the outcome first.
     seed
@@ -170,30 +153,24 @@ def cate(
     folds, options = legacy_keywords(dict(deprecated), folds, options)
     opt = CateOptions.make(options)
     learner = choice("learner", learner, LEARNERS, design="cate")
-    representation = choice("representation", representation,
-                            ("sequence", "single", "first", "summary"), design="cate")
+    representation = choice("representation", representation, REPRESENTATIONS, design="cate")
     clip = check_probability("clip", clip, high=0.5)
     lrn = resolve_learners("cate", learners)
     al = align_images(images, data, missing_images=missing_images)
     data, images = al.data, al.images
-    propensity, truth = al.rows(propensity), al.rows(opt.truth)
-    folds = _aligned_folds(folds, al)
+    propensity, truth = al.rows(propensity), al.rows(truth)
+    folds = align_folds(folds, al)
     parsed = parse_formula(formula, data)
     y = apply_correction(outcome_correction, parsed.outcome_vector(data))
     d = check_treatment(parsed.treatment_vector(data), parsed.treatment)
     X, names = design_matrix(parsed, data, images, representation, seed)
     n_summary = len(names) - len(parsed.control_matrix(data).columns)
     X, lrn, raw = with_image_learners(learner, lrn, X, images, n_summary, seed)
-    prop = _column(data, propensity, "propensity")
+    prop = column_values(data, propensity, "propensity")
     prop = None if prop is None else (float(prop) if prop.ndim == 0 else prop.astype(float))
     fold_ids = resolve_folds(folds, data, seed=seed, stratify=d)
-    clan = list(opt.clan) if opt.clan is not None else \
-        [c for c in parsed.controls if c in data.columns]
-    missing = [c for c in clan if c not in data.columns]
-    if missing:
-        raise DataError(f"clan= names columns not in the data: {missing}")
-    feats = data[clan].astype(float).reset_index(drop=True) if clan and evaluate else None
-    true_tau = _column(data, truth, "truth")
+    feats = clan_frame(data, opt.clan, parsed.controls) if evaluate else None
+    true_tau = column_values(data, truth, "truth")
     run = estimate_cate(learner, X, y, d, fold_ids, learners=lrn, propensity=prop, clip=clip,
                         options=opt, evaluate=evaluate, clusters=fold_blocks(folds, data),
                         features=feats, truth=None if true_tau is None else
@@ -210,7 +187,8 @@ def cate(
         params=pd.Series({parsed.treatment: run.fit.ate}), influence=run.fit.influence,
         vcov=vcov, cluster_data=cluster_data_from(data), estimand="ATE",
         design=f"cate-{learner}", diagnostics=diag, tables=run.tables, fitted=model,
-        provenance=make_provenance(formula, seed, learner=learner, folds=repr(folds),
+        provenance=make_provenance(formula, seed, learner=learner, folds=getattr(
+            folds, "kind", folds if isinstance(folds, int) else "ids"),
                                    representation=representation, n_splits=opt.n_splits))
 
 
@@ -240,7 +218,7 @@ def compare_representations(
     pandas.DataFrame
         One row per representation: ATE and SE, BLP slope with its aggregated interval and
         p-value, GATES top minus bottom, AUTOC and QINI with SEs and RATE ratios, calibration,
-        and the correlation with the true CATE when ``options["truth"]`` is given.
+        and the correlation with the true CATE when ``truth`` is given.
 
     Examples
     --------
@@ -316,22 +294,6 @@ def predict_cate(est: Estimate | CateModel, X: np.ndarray) -> np.ndarray:
     [1.0, 2.0]
     """
     return cate_model(est).predict(np.asarray(X, dtype=float))
-
-
-_MOVED = {
-    "CateEvaluation": "geocausal.designs.cate_eval", "evaluate_cate": "geocausal.designs.cate_eval",
-    "chip_features": "geocausal.designs.cate_model", "DropColumns": "geocausal.designs.cate_model",
-    "design_matrix": "geocausal.designs.cate_model", "REPRESENTATIONS": "geocausal.designs.cate",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Names that moved to ``designs/`` stay importable from here (old import paths)."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'geocausal.api.cate' has no attribute '{name}'")
 
 
 __all__ = ["CateModel", "CateOptions", "cate", "cate_model", "compare_representations", "effect",

@@ -74,9 +74,6 @@ class CateOptions:
         Level of the generic ML intervals (per split, before the median aggregation).
     clan : sequence of str, optional
         Columns whose means CLAN compares (default: the formula's plain controls).
-    truth : str or array, optional
-        Column or array with the true CATE (simulations): oracle BLP values and the
-        correlation of the predictions with the truth.
 
     Examples
     --------
@@ -94,7 +91,6 @@ class CateOptions:
     n_boot: int = DEFAULTS.n_boot
     alpha: float = DEFAULTS.alpha
     clan: Sequence[str] | None = None
-    truth: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome_mode", choice("outcome_mode", self.outcome_mode,
@@ -127,14 +123,14 @@ class CateOptions:
         return cls(**options)
 
 
-_OPTION_KEYWORDS = ("outcome_mode", "n_splits", "n_groups", "n_boot", "alpha", "clan", "truth")
+_OPTION_KEYWORDS = ("outcome_mode", "n_splits", "n_groups", "n_boot", "alpha", "clan")
 
 
 def legacy_keywords(kw: dict[str, Any], folds: Any, options: Any) -> tuple[Any, Any]:
     """``gc.cate``'s old keywords -> ``(folds, options)``, each with a ``FutureWarning``.
 
-    ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot``, ``alpha``, ``clan``, ``truth``
-    move into :class:`CateOptions`; ``groups=`` becomes ``folds=Folds.group(groups, k)`` and
+    ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot``, ``alpha``, ``clan`` move into
+    :class:`CateOptions`; ``groups=`` becomes ``folds=Folds.group(groups, k)`` and
     ``coords=`` (with ``block_size=``) ``folds=Folds.spatial(coords, k, block_size)``.
 
     Examples

@@ -31,10 +31,12 @@ from sklearn.base import BaseEstimator, clone
 from geocausal.designs.cate import REPRESENTATIONS, CateFit, default_learners
 from geocausal.errors import DataError
 from geocausal.features.images import align_images, image_features, summary_features
+from geocausal.folds import Folds
 from geocausal.vocabulary import choice, is_image_learner
 
-__all__ = ["REPRESENTATIONS", "CateModel", "DropColumns", "chip_features", "control_spec",
-           "design_matrix", "image_matrix", "with_image_learners"]
+__all__ = ["REPRESENTATIONS", "CateModel", "DropColumns", "align_folds", "chip_features", "clan_frame",
+           "column_values", "control_spec", "design_matrix", "image_matrix",
+           "with_image_learners"]
 
 
 # ----------------------------------------------------------------------------- features
@@ -128,6 +130,59 @@ def control_spec(parsed: Any, data: pd.DataFrame) -> Any:
     from formulaic import model_matrix
 
     return model_matrix("0 + " + " + ".join(parsed.controls), data, na_action="raise").model_spec
+
+
+def align_folds(folds: Any, aligned: Any) -> Any:
+    """Per-row parts of a ``folds=`` argument (fold ids, a Folds' label array) follow the rows
+    :func:`~geocausal.features.align.align_images` kept; names and integers pass through.
+
+    Examples
+    --------
+    >>> from geocausal.features.align import AlignedImages
+    >>> al = AlignedImages(None, pd.DataFrame(index=[0, 2]), np.array([True, False, True]))
+    >>> align_folds(np.array([0, 1, 1]), al).tolist(), align_folds(5, al)
+    ([0, 1], 5)
+    """
+    if isinstance(folds, Folds):
+        if folds.by is not None and not isinstance(folds.by, str | tuple):
+            return Folds(k=folds.k, kind=folds.kind, by=aligned.rows(folds.by),
+                         block_size=folds.block_size, gap=folds.gap)
+        return folds
+    return folds if isinstance(folds, int | np.integer) else aligned.rows(folds)
+
+
+def column_values(data: pd.DataFrame, value: Any, name: str) -> np.ndarray | None:
+    """A role given as a column name, an array (one value per row) or a scalar, as an array.
+
+    Examples
+    --------
+    >>> column_values(pd.DataFrame({"p": [0.5, 0.4]}), "p", "propensity").tolist()
+    [0.5, 0.4]
+    """
+    if value is None or not isinstance(value, str):
+        arr = None if value is None else np.asarray(value)
+        if arr is not None and arr.ndim and arr.shape[0] != len(data):
+            raise DataError(f"{name}= has {arr.shape[0]} rows, the data {len(data)}")
+        return arr
+    if value not in data.columns:
+        raise DataError(f"{name}='{value}' is not a column of the data")
+    return data[value].to_numpy()
+
+
+def clan_frame(data: pd.DataFrame, clan: Sequence[str] | None,
+               controls: Sequence[str]) -> pd.DataFrame | None:
+    """CLAN covariates: the ``clan`` columns, or the formula's plain controls (None if none).
+
+    Examples
+    --------
+    >>> clan_frame(pd.DataFrame({"x": [1, 2]}), None, ["x", "np.log(z)"]).columns.tolist()
+    ['x']
+    """
+    cols = list(clan) if clan is not None else [c for c in controls if c in data.columns]
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise DataError(f"clan= names columns not in the data: {missing}")
+    return data[cols].astype(float).reset_index(drop=True) if cols else None
 
 
 # ----------------------------------------------------------------------------- image learners

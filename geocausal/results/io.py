@@ -20,7 +20,7 @@ read-only flags):
 Anything else (a fitted scikit-learn model, a user's object) is replaced by a :class:`NotSaved`
 marker that names its type, with one :class:`~geocausal.errors.NotSavedWarning` that counts
 them and says where they were. ``gc.cate``'s fitted model has its own ``save``
-(:meth:`geocausal.api.cate.CateModel.save`).
+(:meth:`geocausal.designs.cate_model.CateModel.save`).
 
 Examples
 --------

@@ -97,8 +97,9 @@ def run(data: Path, out: Path, seed: int = 0, full: bool = False) -> dict:
                 t = compare_representations("outcome ~ treated", table, {name: spec},
                                             learner=learner,
                                             propensity=float(table["treated"].mean()),
-                                            folds=cfg["folds"], n_splits=cfg["n_splits"],
-                                            n_boot=cfg["n_boot"], seed=seed)
+                                            folds=cfg["folds"],
+                                            options={"n_splits": cfg["n_splits"],
+                                                     "n_boot": cfg["n_boot"]}, seed=seed)
             except GeocausalError as exc:
                 rows.append(pd.DataFrame({"representation": [name], "learner": [learner],
                                           "error": [f"{type(exc).__name__}: {exc}"]}))

@@ -153,7 +153,7 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
     from geocausal.results.estimate import make_provenance
     from geocausal.results.export import write_tables
     from geocausal.results.plot import save
-    from geocausal.results.plot_cate import cate_map, landcover_plot
+    from geocausal.results.plot_cate import cate_map, evaluation_plot, landcover_plot
 
     cfg = yaml.safe_load((Path(__file__).parent / "config.yaml").read_text())["full" if full else "ci"]
     out = Path(out)
@@ -182,7 +182,7 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
                  n_splits=cfg["n_splits"], n_boot=cfg["n_boot"], truth="tau_image", seed=seed)
     ev = est.diagnostics["evaluation"]
     ev.tidy().to_csv(out / "tables" / "evaluation_sequence.csv", index=False)
-    save(ev.plot(), out / "figures" / "gates_toc.png")
+    save(evaluation_plot(ev), out / "figures" / "gates_toc.png")
     paths = [write_geotiff(out / "rasters" / f"mosaic_t{t}.tif", sim.mosaic[t], sim.crs,
                            sim.transform) for t in range(sim.mosaic.shape[0])]
     tr = transport_cate(est, paths, out / "rasters" / "cate_transport.tif", chip_size=sim.chip)
