@@ -113,7 +113,7 @@ _ENTRIES: tuple[Entry, ...] = (
        "inverse probability weighting with image confounders", ("by", "folds")),
     _d("aipw", "geocausal.api.ipw:aipw", _AVG,
        "augmented IPW (doubly robust) with image confounders", ("by", "folds")),
-    _d("placement", "geocausal.api.ipw:placement", _AVG,
+    _d("placement", "geocausal.api.placement:placement", _AVG,
        "where treatment is placed: AUC of the propensity from images", ("by", "folds")),
     _d("fe", "geocausal.api.fe:fe", _PANEL,
        "linear fixed-effects regression (one- or two-way)", ("unit", "time")),
