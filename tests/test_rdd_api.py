@@ -429,9 +429,14 @@ def test_by_takes_several_columns_and_array_roles(sim):
         gc.rdd(outcome=Y[:, 0], running=x, by="a", **_QUICK)
 
 
-def test_public_signature_is_short():
+def test_public_signature_is_short_and_options_are_frozen():
+    import dataclasses
     import inspect
 
     params = inspect.signature(gc.rdd).parameters
     assert len(params) <= 16 and "n_boot" not in params and "vce" not in params
     assert {"bandwidth", "inference", "checks", "vcov", "by"} <= set(params)
+    bw = gc.Bandwidth(p=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bw.p = 2
+    assert gc.Inference().n_boot == 999 and gc.Checks().density_test

@@ -165,10 +165,14 @@ def rdd(
     if data is None or outcome is not None:
         raise DataError("by= needs data= and the outcome given by the formula (a column of "
                         "data)")
-    return fit_by(lambda sub, mask, _: _rdd_one(
-        data=sub, **{**kw, **{k: subset(kw[k], mask) for k in ("running", "treatment")},
-                     "weights": kw["weights"] if isinstance(weights, str) or weights is None
-                     else [w for w, m in zip(weights, mask) if m]}), data, by, stacklevel=4)
+
+    def one(sub: pd.DataFrame, mask: np.ndarray, _name: str) -> Estimate:
+        rows = {k: subset(kw[k], mask) for k in ("running", "treatment")}
+        if weights is not None and not isinstance(weights, str):   # a list of per-unit arrays
+            rows["weights"] = [w for w, m in zip(weights, mask) if m]
+        return _rdd_one(data=sub, **{**kw, **rows})
+
+    return fit_by(one, data, by, stacklevel=4)
 
 
 # the public signature: the deprecated flat keywords are documented, not advertised

@@ -134,7 +134,7 @@ def fit_rdd(x: np.ndarray, Q: np.ndarray, g: np.ndarray, kind: str, *,
     if (x >= 0).sum() == 0 or (x < 0).sum() == 0:
         raise DesignError(f"no units on the {'right' if (x >= 0).sum() == 0 else 'left'} side "
                           f"of the cutoff {cutoff}; check running= and cutoff=")
-    warn_mass_points(x, stacklevel=4)
+    warn_mass_points(x, stacklevel=5)    # fit_rdd <- face <- rdd <- caller
     fit_kw = dict(method=method, p=p, s=bw.s, kernel=bw.kernel, h=bw.h, h_den=bw.h_den, b=bw.b,
                   bandwidth=selector, per_side=bw.per_side, bias_correction=bias_correction,
                   positive_weights_only=inf.reference_quirks, vce=vce,
