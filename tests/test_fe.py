@@ -72,3 +72,22 @@ def test_fe_errors_and_with_vcov(wage):
     by_unit = gc.fe("lwage ~ union | nr", wage, vcov={"cluster": "nr"}, unit=None)
     assert by_unit.diagnostics["fixed_effects"] == "nr"
     assert isinstance(est.tidy(), pd.DataFrame)
+
+
+@pytest.mark.parametrize("two_way,group_debias", [(False, False), (False, True), (True, False)])
+def test_fe_ols_cluster_path_is_the_registry_and_equals_linearmodels(wage, panel_ols, two_way,
+                                                                     group_debias):
+    """designs.fe.fe_ols's own cluster variance goes through inference.vcov_from_influence
+    (one two-way rule) and keeps linearmodels' conventions exactly."""
+    from geocausal.designs.fe import fe_ols
+
+    kw = {"cov_type": "clustered", "cluster_entity": True, "group_debias": group_debias}
+    if two_way:
+        kw["cluster_time"] = True
+    ref = panel_ols.fit(**kw)
+    X = wage[["expersq", "union", "married", "hours"]].to_numpy(dtype=float)
+    cl = [wage.nr.to_numpy(), wage.year.to_numpy()] if two_way else wage.nr.to_numpy()
+    res = fe_ols(wage.lwage.to_numpy(), X, [wage.nr.to_numpy(), wage.year.to_numpy()],
+                 clusters=cl, vcov="cluster", group_debias=group_debias)
+    np.testing.assert_allclose(np.sqrt(np.diag(res.vcov)), ref.std_errors.to_numpy(),
+                               rtol=0, atol=1e-8)

@@ -27,7 +27,6 @@ True
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -35,12 +34,10 @@ import pandas as pd
 
 from geocausal.api._correction import apply_correction
 from geocausal.designs.common import check_values
-from geocausal.designs.fe import fe_ols
-from geocausal.designs.panel_transforms import MIN_SWITCHERS, units_with_variation
-from geocausal.errors import DataError, DesignError, FewSwitchersWarning, FormulaError
+from geocausal.designs.fe import estimate_fe
+from geocausal.errors import DataError, FormulaError
 from geocausal.formula import parse_formula
-from geocausal.inference.sensitivity import fit_linear_elements
-from geocausal.inference.variance import VarianceRule, cluster_data_from, variance_from_rule
+from geocausal.inference.variance import cluster_data_from
 from geocausal.results.estimate import Estimate, make_provenance
 
 
@@ -121,14 +118,11 @@ def fe(
     y = apply_correction(outcome_correction, pf.outcome_vector(data))
     n = len(data)
     group = unit if unit and unit in data.columns else effects[0]
-    _check_within_variation(X[:, 0], str(names[0]), data[group].to_numpy(), group)
     cluster_data = cluster_data_from(data)
-    res = fe_ols(y, X, [data[c].to_numpy() for c in effects], vcov="hetero",
-                 debiased=debiased, group_debias=group_debias)
-    rule = VarianceRule(scale=res.scale, psd=False, base_dof=res.df_resid,
-                        cluster_adjust="group_debias" if group_debias else "none",
-                        named=(("iid", "iid", res.vcov_iid),))
-    var = variance_from_rule(rule, res.influence, vcov, cluster_data, stacklevel=4)
+    fit = estimate_fe(y, X, [data[c].to_numpy() for c in effects], [str(c) for c in names],
+                      vcov=vcov, cluster_data=cluster_data, debiased=debiased,
+                      group_debias=group_debias, group=(group, data[group].to_numpy()))
+    res, var = fit.result, fit.variance
     req = var.request
     diags = {"n_effect_levels": res.n_effects, "df_resid": res.df_resid,
              "r2_within": res.r2_within, "fixed_effects": ", ".join(effects),
@@ -138,7 +132,7 @@ def fe(
         vcov=pd.DataFrame(var.matrix, index=names, columns=names),
         vcov_type=var.label,
         dof=var.dof,
-        variance_rule=rule,
+        variance_rule=fit.rule,
         estimand="coefficients",
         design="fe",
         nobs=n,
@@ -148,19 +142,5 @@ def fe(
                                    small_sample={"debiased": debiased,
                                                  "group_debias": group_debias}),
         cluster_data=cluster_data,
-        sensitivity_elements=fit_linear_elements(str(names[0]), res.yt, res.Xt,
-                                                 [str(c) for c in names], dof=res.df_resid),
+        sensitivity_elements=fit.sensitivity,
     )
-
-
-def _check_within_variation(d: np.ndarray, name: str, groups: np.ndarray, group: str) -> None:
-    """DesignError when the treatment varies within no unit, a warning when within few."""
-    n_var = units_with_variation(d, groups)
-    if n_var == 0:
-        raise DesignError(f"treatment '{name}' does not vary within any '{group}', so the "
-                          f"'{group}' effects absorb it; use a treatment that changes over time")
-    if n_var < MIN_SWITCHERS:
-        warnings.warn(f"treatment '{name}' varies within only {n_var} of "
-                      f"{np.unique(groups).size} '{group}' groups (fewer than {MIN_SWITCHERS}); "
-                      "the estimate and its standard error rest on those units alone",
-                      FewSwitchersWarning, stacklevel=3)

@@ -28,12 +28,22 @@ True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from geocausal.errors import ConvergenceWarning, DataError, DesignError
+from geocausal.designs.panel_transforms import MIN_SWITCHERS, units_with_variation
+from geocausal.errors import ConvergenceWarning, DataError, DesignError, FewSwitchersWarning
+from geocausal.inference.sensitivity import fit_linear_elements
+from geocausal.inference.variance import (
+    VarianceRule,
+    VcovRequest,
+    variance_from_rule,
+    vcov_from_influence,
+)
 
 
 def _codes(labels) -> np.ndarray:
@@ -68,8 +78,6 @@ def demean(Z: np.ndarray, effects: Sequence[np.ndarray], tol: float = 1e-13,
         if len(codes) == 1 or delta < tol * scale:
             return Z
         if it == max_iter - 1:
-            import warnings
-
             warnings.warn(f"fixed-effect demeaning stopped after {max_iter} sweeps "
                           f"(last change {delta:.2e})", ConvergenceWarning, stacklevel=2)
     return Z
@@ -159,14 +167,14 @@ def fe_ols(
         if clusters is None:
             raise DataError("vcov='cluster' needs cluster labels")
         cl = [clusters] if isinstance(clusters, np.ndarray) and clusters.ndim == 1 else list(clusters)
-        if len(cl) == 1:
-            meat = _meat(xe, cl[0], group_debias)
-        else:
-            a, b = (_codes(c) for c in cl[:2])
-            inter = a.astype(np.int64) * (b.max() + 1) + b
-            meat = (_meat(xe, a, group_debias) + _meat(xe, b, group_debias)
-                    - _meat(xe, inter, group_debias))
-        V = XtXi @ meat @ XtXi * scale
+        if len(cl) > 2:
+            raise DataError(f"vcov='cluster' takes one or two cluster label arrays, got {len(cl)}")
+        req = VcovRequest("cluster", tuple(np.asarray(c) for c in cl),
+                          tuple(f"cluster{j}" for j in range(len(cl))))
+        # the one cluster rule (inference.variance): cluster sums of the influence functions,
+        # Cameron-Gelbach-Miller for two ways, linearmodels' scalings
+        V = vcov_from_influence(psi, req, cluster_adjust="group_debias" if group_debias
+                                else "none", scale=scale, psd=False)
     else:
         raise DataError(f"vcov '{vcov}' is not 'cluster', 'hetero' or 'iid'")
     tss = float(yt @ yt)
@@ -175,15 +183,72 @@ def fe_ols(
                     scale, yt, Xt)
 
 
-def _meat(xe: np.ndarray, labels: np.ndarray, group_debias: bool) -> np.ndarray:
-    c = _codes(labels)
-    g = int(c.max()) + 1
-    if g < 2:
-        raise DataError("cluster-robust variance needs at least 2 clusters, got 1")
-    s = np.zeros((g, xe.shape[1]))
-    np.add.at(s, c, xe)
-    meat = s.T @ s
-    if group_debias:
-        n = xe.shape[0]
-        meat *= g / (g - 1) * (n - 1) / n
-    return meat
+def check_within_variation(d: np.ndarray, name: str, groups: np.ndarray, group: str, *,
+                           stacklevel: int = 3) -> int:
+    """Units (groups of the first effect) within which the treatment varies: a DesignError
+    when none (the effects absorb it), a counted :class:`FewSwitchersWarning` when few.
+
+    Examples
+    --------
+    >>> check_within_variation(np.array([0., 0, 1, 1]), "d", np.array([0, 0, 1, 1]), "unit")
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.DesignError: treatment 'd' does not vary within any 'unit', so the 'unit' effects absorb it; use a treatment that changes over time
+    """
+    n_var = units_with_variation(d, groups)
+    if n_var == 0:
+        raise DesignError(f"treatment '{name}' does not vary within any '{group}', so the "
+                          f"'{group}' effects absorb it; use a treatment that changes over time")
+    if n_var < MIN_SWITCHERS:
+        warnings.warn(f"treatment '{name}' varies within only {n_var} of "
+                      f"{np.unique(groups).size} '{group}' groups (fewer than {MIN_SWITCHERS}); "
+                      "the estimate and its standard error rest on those units alone",
+                      FewSwitchersWarning, stacklevel=stacklevel)
+    return n_var
+
+
+@dataclass(frozen=True)
+class FEFit:
+    """What :func:`estimate_fe` hands to ``gc.fe``: the fit, its variance for the requested
+    ``vcov`` (and the rule that recomputes it), and the Cinelli-Hazlett sensitivity elements."""
+
+    result: FEResult
+    variance: Any
+    rule: VarianceRule
+    sensitivity: Any
+
+
+def estimate_fe(y: np.ndarray, X: np.ndarray, effects: Sequence[np.ndarray],
+                names: Sequence[str], *, vcov: Any = "hetero",
+                cluster_data: Any = None, debiased: bool = True, group_debias: bool = False,
+                group: tuple[str, np.ndarray] | None = None, stacklevel: int = 3) -> FEFit:
+    """Fixed-effects OLS with the variance of the one covariance registry.
+
+    ``vcov`` is any spec of :func:`geocausal.inference.variance.parse_vcov` (``"iid"``
+    included: OLS has a homoskedastic variance); clusters follow linearmodels' ``PanelOLS``
+    conventions (``n / (n - k - d)``, no ``G / (G - 1)`` unless ``group_debias``). The first
+    regressor is the treatment: it must vary within the units ``group = (name, labels)``
+    (default: the first effect).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> unit = np.repeat(np.arange(30), 4); t = np.tile(np.arange(4), 30)
+    >>> x = rng.normal(size=120); y = 2 * x + unit + rng.normal(size=120)
+    >>> fit = estimate_fe(y, x[:, None], [unit, t], ["x"], vcov={"cluster": "unit"},
+    ...                   cluster_data={"unit": unit})
+    >>> fit.variance.label, fit.variance.dof
+    ('cluster(unit)', 29)
+    """
+    name, labels = group if group is not None else ("unit", effects[0])
+    check_within_variation(np.asarray(X)[:, 0], str(names[0]), labels, name,
+                           stacklevel=stacklevel + 1)
+    res = fe_ols(y, X, effects, vcov="hetero", debiased=debiased, group_debias=group_debias)
+    rule = VarianceRule(scale=res.scale, psd=False, base_dof=res.df_resid,
+                        cluster_adjust="group_debias" if group_debias else "none",
+                        named=(("iid", "iid", res.vcov_iid),))
+    var = variance_from_rule(rule, res.influence, vcov, cluster_data,
+                             stacklevel=stacklevel + 2)
+    sens = fit_linear_elements(str(names[0]), res.yt, res.Xt, [str(c) for c in names],
+                               dof=res.df_resid)
+    return FEFit(res, var, rule, sens)
