@@ -102,10 +102,10 @@ def foldwise_learned_aipw(formula: str, units: pd.DataFrame, chips: np.ndarray,
     from sklearn.base import clone
 
     import geocausal as gc
-    from geocausal.api.ipw import default_learners
     from geocausal.encoders.embed import foldwise_learned_features
     from geocausal.formula import parse_formula
     from geocausal.nuisance import make_folds
+    from geocausal.vocabulary import default_learners
 
     parsed = parse_formula(formula, units)
     y, d = parsed.outcome_vector(units), parsed.treatment_vector(units)
@@ -113,7 +113,7 @@ def foldwise_learned_aipw(formula: str, units: pd.DataFrame, chips: np.ndarray,
     fold_ids = make_folds(len(units), folds, seed, stratify=d)
     Z = foldwise_learned_features(chips, fold_ids, mask, seed, progress=False,
                                   **(learned or LEARNED_OPTIONS))
-    lrn = default_learners(seed)
+    lrn = default_learners("aipw", seed)
     e, mu0, mu1 = (np.empty(len(units)) for _ in range(3))
     for k in range(folds):  # fold k's nuisances: fit on the other folds, features from Z[k]
         X, test = np.hstack([X_tab, Z[k]]), fold_ids == k
