@@ -24,7 +24,8 @@ method: the confounders are the first measures a remote-sensing analyst would na
 Methods (all AIPW with the learners of the default stack,
 :func:`geocausal.nuisance.candidates.stack_learners`: a logistic propensity with a
 cross-validated penalty and gradient-boosted outcomes; 5 folds, the same folds per seed; no
-clipping, as ``gc.aipw``'s default; a propensity of exactly 0 or 1 is counted in ``failed``):
+clipping unless ``--clip`` (``gc.aipw`` clips at 0.01 by default); a propensity of exactly 0 or 1 is
+counted in ``failed``):
 ``naive`` (difference in means), ``tabular`` (x1..x4), ``summary`` (+ per-band mean and SD per
 date), ``engineered`` (+ statistics of bands and spyndex indices: quantiles, centre/rings,
 texture), ``learned`` (+ position-aware SSL embeddings, :mod:`geocausal.encoders.multiscale`,
@@ -431,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --chips: pretrain the learned representation again here")
     ap.add_argument("--clip", type=float, default=None,
                     help="clip every AIPW's propensities to [clip, 1 - clip] (gc.aipw's clip=; "
-                         "default none, as gc.aipw)")
+                         "default none; gc.aipw clips at 0.01 by default)")
     ap.add_argument("--out", type=Path, default=HERE / "image_representations_mc.md")
     a = ap.parse_args(argv)
     mechs = [m.strip() for m in a.mechanisms.split(",") if m.strip()]
