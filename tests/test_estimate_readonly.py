@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -203,20 +204,30 @@ def test_fitted_is_a_handle_never_compared_shown_or_serialised():
     assert pickle.loads(pickle.dumps(est)).fitted.predict([1, 2]).shape == (2,)
 
 
+def test_models_in_diagnostics_are_refused_at_construction():
+    for diags, where in [({"model": _Model()}, "diagnostics['model']"),
+                         ({"nested": {"m": _Model(), "k": 1}}, "diagnostics['nested']['m']"),
+                         ({"f": pd.DataFrame({"m": [_Model()]})}, "diagnostics['f']['m'][0]")]:
+        with pytest.raises(DataError, match=r"not data.*" + re.escape(where) + r".*fitted="):
+            _est(diagnostics=diags)
+    ok = {"auc": 0.7, "frame": pd.DataFrame({"a": [1.0], "s": ["x"]}), "when": pd.Timestamp(0),
+          "nested": {"k": (1, 2)}, "arr": np.arange(2)}
+    d = _est(diagnostics=ok).to_dict()["diagnostics"]
+    assert d == {"auc": 0.7, "frame": {"a": [1.0], "s": ["x"]},
+                 "when": "1970-01-01T00:00:00", "nested": {"k": [1, 2]}, "arr": [0, 1]}
+
+
 def test_to_dict_never_turns_objects_into_strings():
-    est = _est(diagnostics={"model": _Model(), "auc": 0.7, "nested": {"m": _Model(), "k": 1},
-                            "frame": pd.DataFrame({"a": [1.0]})})
+    est = _est(provenance={"learner": _Model(), "seed": 3, "nested": {"m": _Model(), "k": 1}})
     d = est.to_dict()
-    text = json.dumps(d)
-    assert "_Model" not in text.replace(d["not_serialised"][0], "").replace(
-        d["not_serialised"][1], "")
-    assert d["diagnostics"]["auc"] == 0.7 and d["diagnostics"]["nested"] == {"k": 1}
-    assert "model" not in d["diagnostics"]
-    assert d["diagnostics"]["frame"] == {"a": [1.0]}
+    assert d["provenance"] == {"seed": 3, "nested": {"k": 1}}
     assert [s.split(" ")[0] for s in d["not_serialised"]] == [
-        "diagnostics['model']", "diagnostics['nested']['m']"]
+        "provenance['learner']", "provenance['nested']['m']"]
+    assert all("_Model" in s for s in d["not_serialised"])
+    text = json.dumps({k: v for k, v in d.items() if k != "not_serialised"})
+    assert "_Model" not in text and "object at 0x" not in text
     s = EstimateSet((est, _est()), ("a", "b"), diagnostics={"m": _Model()}).to_dict()
-    assert s["not_serialised"][0].startswith("diagnostics['m']")
+    assert s["not_serialised"][0].startswith("diagnostics['m']") and "m" not in s["diagnostics"]
     json.dumps(s)
 
 
@@ -273,3 +284,14 @@ def test_readonly_series_aligns_by_label_never_by_position():
     assert est.null.to_dict() == {"d": 0.25, "x": 0.5}
     back = pickle.loads(pickle.dumps(est))
     assert back.null.to_dict() == {"d": 0.25, "x": 0.5} and isinstance(back.null, ReadOnlySeries)
+
+
+def test_read_only_error_is_a_data_error_and_a_type_error():
+    from geocausal.results.readonly import ReadOnlyError
+    est = _est()
+    for attempt in (lambda: est.params.__setitem__("d", 0.0),
+                    lambda: est.diagnostics.__setitem__("x", 1),
+                    lambda: est.tables["gates"].loc.__setitem__((0, "estimate"), 0.0)):
+        with pytest.raises(ReadOnlyError) as info:
+            attempt()
+        assert isinstance(info.value, DataError) and isinstance(info.value, TypeError)

@@ -210,14 +210,16 @@ def test_unknown_objects_become_markers_with_one_counted_warning(tmp_path):
         def __repr__(self):
             return "Thing()"
 
+    # diagnostics refuse such objects at construction (models go in fitted=); provenance may
+    # still hold one
     est = Estimate(pd.Series({"d": 1.0}), pd.DataFrame([[1.0]]),
-                   diagnostics={"a": Thing(), "b": [LinearRegression()]})
-    with pytest.warns(NotSavedWarning, match=r"2 object\(s\).*diagnostics\['a'\]"):
+                   provenance={"a": Thing(), "b": [LinearRegression()]})
+    with pytest.warns(NotSavedWarning, match=r"2 object\(s\).*provenance\['a'\]"):
         path = est.save(tmp_path / "x.gcr")
     back = gc.load(path)
-    assert back.diagnostics["a"] == NotSaved(f"{__name__}.test_unknown_objects_become_markers_"
-                                             "with_one_counted_warning.<locals>.Thing", "Thing()")
-    assert back.diagnostics["b"][0].type_name.endswith("LinearRegression")
+    assert back.provenance["a"] == NotSaved(f"{__name__}.test_unknown_objects_become_markers_"
+                                            "with_one_counted_warning.<locals>.Thing", "Thing()")
+    assert back.provenance["b"][0].type_name.endswith("LinearRegression")
 
 
 def test_save_refuses_overwrite_and_bad_targets(tmp_path):

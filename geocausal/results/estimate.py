@@ -32,7 +32,7 @@ import pandas as pd
 from geocausal.errors import DataError, DesignError
 from geocausal.inference.multitest import adjust_pvalues
 from geocausal.inference.variance import VarianceRule, VcovSpec, variance_from_rule
-from geocausal.results.readonly import readonly_frame, readonly_series
+from geocausal.results.readonly import ReadOnlyError, readonly_frame, readonly_series
 
 _TRACKED = ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "jax", "flax", "optax",
             "rasterio", "geopandas", "formulaic")
@@ -101,12 +101,13 @@ class FrozenMapping(Mapping):
         raise AttributeError("FrozenMapping is read-only")
 
     def __setitem__(self, key: str, value: Any) -> None:
-        raise DataError(f"this mapping is read-only (a field of a frozen geocausal result); "
-                        f"cannot set {key!r}: take a writable copy with dict(...)")
+        raise ReadOnlyError(f"this mapping is read-only (a field of a frozen geocausal "
+                            f"result); cannot set {key!r}: take a writable copy with dict(...)")
 
     def __delitem__(self, key: str) -> None:
-        raise DataError(f"this mapping is read-only (a field of a frozen geocausal result); "
-                        f"cannot delete {key!r}: take a writable copy with dict(...)")
+        raise ReadOnlyError(f"this mapping is read-only (a field of a frozen geocausal "
+                            f"result); cannot delete {key!r}: take a writable copy with "
+                            "dict(...)")
 
     def __reduce__(self):
         return (FrozenMapping, (self._data,))
@@ -188,7 +189,8 @@ class Estimate:
     :class:`~geocausal.results.readonly.ReadOnlySeries` /
     :class:`~geocausal.results.readonly.ReadOnlyFrame` holding private non-writable copies, and
     ``influence`` is a non-writable array: an assignment such as ``est.params["d"] = 99``
-    raises :class:`~geocausal.errors.DataError` (take ``.copy()`` to work on the numbers), so
+    raises :class:`~geocausal.results.readonly.ReadOnlyError` (a ``DataError`` and a
+    ``TypeError``; take ``.copy()`` to work on the numbers), so
     nothing can change what ``tidy()``, ``summary()`` or ``conf_int()`` report. Pickling,
     :func:`geocausal.load` and ``with_vcov`` keep them read-only.
 
@@ -244,6 +246,7 @@ class Estimate:
             raise DataError(f"curve must be a pandas DataFrame or None, got "
                             f"{type(self.curve).__name__}")
         object.__setattr__(self, "tables", _check_tables(self.tables))
+        _check_diagnostics(self.diagnostics)
         object.__setattr__(self, "diagnostics", _freeze(self.diagnostics))
         object.__setattr__(self, "provenance", _freeze(self.provenance))
         object.__setattr__(self, "cluster_data", _freeze(self.cluster_data))
@@ -450,9 +453,10 @@ class Estimate:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: tidy rows, vcov, diagnostics, provenance, curve, tables.
 
-        Tables are lists of records. ``fitted`` is left out, and so is any diagnostics or
-        provenance value that is not JSON-like (a fitted model): nothing is turned into a
-        string; the keys left out are listed under ``"not_serialised"`` (absent when none).
+        Tables are lists of records. ``fitted`` is left out (diagnostics hold only data: the
+        constructor refuses a fitted model there); a provenance value that is not data is
+        left out too, never turned into a string, and listed under ``"not_serialised"``
+        (absent when none).
         """
         left_out: list[str] = []
         diagnostics = _jsonable(dict(self.diagnostics), "diagnostics", left_out)
@@ -464,7 +468,7 @@ class Estimate:
             "vcov_type": self.vcov_type,
             "coefficients": self.tidy().to_dict(orient="records"),
             "vcov": self.vcov.to_numpy().tolist(),
-            "dof": self.dof,
+            "dof": None if self.dof is None else int(self.dof),
             "n_clusters": self.n_clusters,
             "null": {str(k): float(v) for k, v in self.null.items()},
             "diagnostics": diagnostics,
@@ -544,6 +548,8 @@ def _null_series(null: Any, index: pd.Index) -> pd.Series:
 
 
 _SKIP = object()
+_JSON_SCALARS = (float, int, str, bool, np.generic, _dt.date, _dt.datetime, _dt.timedelta,
+                 pd.Timestamp, pd.Timedelta, Path)
 
 
 def _check_tables(tables: Any) -> Mapping[str, pd.DataFrame]:
@@ -560,6 +566,48 @@ def _check_tables(tables: Any) -> Mapping[str, pd.DataFrame]:
             raise DataError(f"tables[{k!r}] must be a pandas DataFrame, got "
                             f"{type(v).__name__}; put fitted models in fitted=")
     return tables
+
+
+def _not_json_like(obj: Any, where: str, out: list[str]) -> None:
+    """Append to ``out`` the place and type of every value under ``obj`` that ``to_dict``
+    cannot write (fitted models, user objects); numeric arrays are not walked."""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _not_json_like(v, f"{where}[{k!r}]", out)
+    elif isinstance(obj, pd.DataFrame):
+        for j, dt in enumerate(obj.dtypes):
+            if dt == np.dtype(object):
+                _not_json_like(obj.iloc[:, j].tolist(), f"{where}[{obj.columns[j]!r}]", out)
+    elif isinstance(obj, pd.Series | pd.Index | np.ndarray):
+        if obj.dtype == object:
+            _not_json_like(list(np.asarray(obj, dtype=object).ravel()), where, out)
+    elif isinstance(obj, list | tuple | set | frozenset):
+        for j, v in enumerate(obj):
+            _not_json_like(v, f"{where}[{j}]", out)
+    elif _is_geocausal_dataclass(obj) and not getattr(type(obj), "_not_saved", False):
+        for f in dataclasses.fields(obj):
+            if f.repr:
+                _not_json_like(getattr(obj, f.name), f"{where}.{f.name}", out)
+    elif not isinstance(obj, _JSON_SCALARS) and obj is not None:
+        cls = type(obj)
+        out.append(f"{where} ({cls.__module__}.{cls.__qualname__})")
+
+
+def _check_diagnostics(diagnostics: Any) -> None:
+    """DataError when ``diagnostics`` hold something ``to_dict`` cannot write (a fitted model):
+    models go in ``fitted=``, grouped or function-valued estimands in ``tables=``."""
+    if diagnostics is None:
+        return
+    if not isinstance(diagnostics, Mapping):
+        raise DataError(f"diagnostics must be a mapping, got {type(diagnostics).__name__}")
+    bad: list[str] = []
+    _not_json_like(diagnostics, "diagnostics", bad)
+    if bad:
+        shown = "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        raise DataError(f"{len(bad)} diagnostics value(s) are not data (numbers, strings, "
+                        f"arrays, pandas objects, mappings, geocausal result classes): {shown}. "
+                        "Pass fitted models as Estimate(..., fitted=...) and tables of grouped "
+                        "or function-valued estimands as tables={...}")
 
 
 def _is_geocausal_dataclass(obj: Any) -> bool:
@@ -587,9 +635,9 @@ def _jsonable_inner(obj: Any, where: str, left_out: list[str]) -> Any:  # noqa: 
     if isinstance(obj, pd.Index):
         return _jsonable_inner(obj.tolist(), where, left_out)
     if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            return _jsonable_inner(obj.tolist(), where, left_out)
-        return obj.tolist()
+        if obj.dtype.kind in "biuf":
+            return obj.tolist()
+        return _jsonable_inner(obj.tolist(), where, left_out)
     if isinstance(obj, list | tuple | set | frozenset):
         items = sorted(obj, key=repr) if isinstance(obj, set | frozenset) else obj
         vals = (_jsonable_inner(v, f"{where}[{j}]", left_out) for j, v in enumerate(items))
@@ -598,8 +646,10 @@ def _jsonable_inner(obj: Any, where: str, left_out: list[str]) -> Any:  # noqa: 
         return obj.item()
     if isinstance(obj, float | int | str | bool) or obj is None:
         return obj
-    if isinstance(obj, _dt.date | _dt.datetime | pd.Timestamp):
+    if isinstance(obj, _dt.date | _dt.datetime | pd.Timestamp | pd.Timedelta):
         return obj.isoformat()
+    if isinstance(obj, _dt.timedelta):
+        return pd.Timedelta(obj).isoformat()
     if isinstance(obj, Path):
         return str(obj)
     if _is_geocausal_dataclass(obj) and not getattr(type(obj), "_not_saved", False):
@@ -646,6 +696,8 @@ class Summary:
         diag = self._diag_lines()
         if diag:
             lines += ["", "Diagnostics:"] + ["  " + d for d in diag]
+        if self.estimate.tables:
+            lines += ["", "Tables: " + ", ".join(self.estimate.tables) + " (est.table(name))"]
         q = self.estimate.diagnostics.get("nuisance_quality")
         if isinstance(q, pd.DataFrame) and len(q):
             lines += ["", "Nuisance quality (out-of-fold):",

@@ -60,7 +60,7 @@ def write_outputs(result, out: str | Path, stem: str, manifest_hash: str | None 
     payload = result.to_dict()
     if manifest_hash is not None:
         payload["manifest_hash"] = manifest_hash
-    _write_atomic(js, json.dumps(payload, indent=2, default=str))
+    _write_atomic(js, json.dumps(payload, indent=2))  # to_dict holds only JSON values
     tables = write_tables(result, out, stem)
     _plot.save(result.plot(), png)
     return [csv, js, *tables, png]

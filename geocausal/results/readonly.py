@@ -5,7 +5,7 @@ NumPy array whose ``writeable`` flag is off, and refuses every way of changing i
 item, slice and indexer assignment (``[]``, ``.loc``, ``.iloc``, ``.at``, ``.iat``), deletion,
 ``insert``/``pop``, ``inplace=True`` methods, augmented assignment and setting ``index``,
 ``columns`` or ``name``. Each refusal is a :class:`~geocausal.errors.DataError` that says to
-take a ``.copy()``; methods that write straight into the buffer (``update``, ``fillna(...,
+take a ``.copy()`` (a :class:`ReadOnlyError`, which is also a :class:`TypeError`); methods that write straight into the buffer (``update``, ``fillna(...,
 inplace=True)``) stop at NumPy's own "read-only" ``ValueError``. Every method that returns a new
 object (arithmetic, ``copy``, ``reindex``, ``round``, ...) returns an ordinary, writable pandas
 object, so analysis code keeps working. Pickling rebuilds the read-only form.
@@ -16,8 +16,8 @@ Examples
 >>> s["d"] = 9.0
 Traceback (most recent call last):
 ...
-geocausal.errors.DataError: this Series is read-only (a field of a frozen geocausal result); \
-take a writable copy with .copy()
+geocausal.results.readonly.ReadOnlyError: this Series is read-only (a field of a frozen \
+geocausal result); take a writable copy with .copy()
 >>> c = s.copy()
 >>> c["d"] = 9.0
 >>> float(s["d"]), float(c["d"]), type(c).__name__
@@ -34,14 +34,21 @@ import pandas as pd
 
 from geocausal.errors import DataError
 
-__all__ = ["ReadOnlyFrame", "ReadOnlySeries", "readonly_frame", "readonly_series"]
+__all__ = ["ReadOnlyError", "ReadOnlyFrame", "ReadOnlySeries", "readonly_frame",
+           "readonly_series"]
 
 _LOCK = "_geocausal_locked"
 
 
-def _refuse(kind: str) -> DataError:
-    return DataError(f"this {kind} is read-only (a field of a frozen geocausal result); take a "
-                     "writable copy with .copy()")
+class ReadOnlyError(DataError, TypeError):
+    """An attempt to change a field of a frozen result in place. A
+    :class:`~geocausal.errors.DataError`, and a :class:`TypeError` as Python raises for other
+    immutable objects."""
+
+
+def _refuse(kind: str) -> ReadOnlyError:
+    return ReadOnlyError(f"this {kind} is read-only (a field of a frozen geocausal result); "
+                         "take a writable copy with .copy()")
 
 
 class _ReadOnlyIndexer:
@@ -191,8 +198,8 @@ def readonly_series(values: Any, index: Sequence[Hashable] | pd.Index | None = N
     >>> s.loc["d"] = 1.0
     Traceback (most recent call last):
     ...
-    geocausal.errors.DataError: this Series is read-only (a field of a frozen geocausal \
-result); take a writable copy with .copy()
+    geocausal.results.readonly.ReadOnlyError: this Series is read-only (a field of a \
+frozen geocausal result); take a writable copy with .copy()
     >>> float((s + 1).iloc[0])
     1.5
     """
@@ -238,8 +245,8 @@ def readonly_frame(frame: pd.DataFrame | Any) -> ReadOnlyFrame:
     >>> f["estimate"] = 0.0
     Traceback (most recent call last):
     ...
-    geocausal.errors.DataError: this DataFrame is read-only (a field of a frozen geocausal \
-result); take a writable copy with .copy()
+    geocausal.results.readonly.ReadOnlyError: this DataFrame is read-only (a field of a \
+frozen geocausal result); take a writable copy with .copy()
     >>> f["estimate"].to_numpy().flags.writeable
     False
     """
