@@ -75,6 +75,14 @@ OWNER_MARKER = ".geocausal-cache"
 MAX_WINDOW_PX = 2048 * 2048
 #: a window may cover at most this many times the pixels of the chips it serves
 MAX_WINDOW_SPARSITY = 4.0
+#: most bytes (raw, values and validity) of the block-aligned strip the streaming reader keeps
+#: per tile; a task whose strip would be larger reads that tile in windows instead
+MAX_STRIP_BYTES = 256 * 2**20
+#: most bytes of strips the streaming reader keeps over all tiles (least recently used dropped)
+MAX_KEPT_BYTES = 512 * 2**20
+#: local runs stream block-aligned strips (each raster block decoded once); False: the windowed
+#: reader of the Dask path everywhere (kept for comparison in tests)
+STREAM_READS = True
 
 
 # ----------------------------------------------------------------------------- results
@@ -349,6 +357,16 @@ def _spatial_order(points: Any) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
+def _row_order(points: Any, tile: TileInfo) -> np.ndarray:
+    """Order of units by (row, column) of their pixel in ``tile``'s grid: north to south.
+
+    Tasks of consecutive units are then bands of rows, which the streaming reader serves from
+    block-aligned strips that move down each raster (every block decoded once).
+    """
+    r, c = _pixel_positions(_project(points, tile.crs), tile)
+    return np.lexsort((c, r))
+
+
 def _chunking(n_periods: int, chip: int, n_bands: int, task_mb: float) -> tuple[int, int]:
     """Units per zarr chunk (about 8 MiB, at most 64) and per task (whole chunks)."""
     per_unit = n_periods * chip * chip * (n_bands * 4 + 1)
@@ -398,8 +416,121 @@ def _clusters(r0: np.ndarray, c0: np.ndarray, chip: int, height: int, width: int
     return out
 
 
-def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
-    """Chips ``(n, T, H, W, C)`` and mask ``(n, T, H, W)`` of one task's units."""
+class _StripSource:
+    """Block-aligned strips of each tile, decoded once and kept while tasks move down the rows.
+
+    A request for rows ``[a, b)`` and columns ``[ca, cb)`` of a tile is served from the kept
+    strip when it covers them; when the request reaches below the strip, only the new block
+    rows are read (the rows still needed are kept), so that tasks in row order decode every
+    raster block once. Values and validity are those of :func:`valid_pixels` (invalid pixels
+    hold 0), computed once per pixel. One source serves one thread.
+    """
+
+    def __init__(self, max_bytes: int | None = None, max_kept: int | None = None) -> None:
+        self.max_bytes = MAX_STRIP_BYTES if max_bytes is None else max_bytes
+        self.max_kept = MAX_KEPT_BYTES if max_kept is None else max_kept
+        self._strips: dict[int, tuple[int, int, int, int, np.ndarray, np.ndarray]] = {}
+
+    def _keep(self, key: int, strip: tuple[int, int, int, int, np.ndarray, np.ndarray]) -> None:
+        """Keep ``strip`` as the most recent; drop the least recently used beyond ``max_kept``."""
+        self._strips.pop(key, None)
+        self._strips[key] = strip
+        total = sum(v[4].nbytes + v[5].nbytes for v in self._strips.values())
+        for old in list(self._strips):
+            if total <= self.max_kept or old == key:
+                break
+            dropped = self._strips.pop(old)
+            total -= dropped[4].nbytes + dropped[5].nbytes
+
+    @staticmethod
+    def _block(tile: TileInfo) -> tuple[int, int]:
+        from geocausal.data.rasters import open_raster
+
+        path = tile.sources[0][0] if tile.sources else tile.path
+        bh, bw = open_raster(path).block_shapes[0]
+        return max(int(bh), 1), max(int(bw), 1)
+
+    def _decode(self, tile: TileInfo, r0: int, r1: int, c0: int, c1: int, image_pos: list[int],
+                mask_pos: int | None) -> tuple[np.ndarray, np.ndarray]:
+        from rasterio.windows import Window
+
+        raw = read_window(tile, Window(c0, r0, c1 - c0, r1 - r0))
+        vals, valid = valid_pixels(raw, tile, image_pos, mask_pos)
+        if not valid.all():
+            vals[~valid] = 0.0
+        return vals, valid
+
+    def window(self, tile: TileInfo, a: int, b: int, ca: int, cb: int, image_pos: list[int],
+               mask_pos: int | None) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+        """``(row0, col0, values, validity)`` of a strip covering the request, or ``None`` when
+        that strip would exceed ``max_bytes`` (the caller then reads windows)."""
+        bh, bw = self._block(tile)
+        A, B = a // bh * bh, min(-(-b // bh) * bh, tile.height)
+        key = id(tile)
+        kept = self._strips.get(key)
+        if kept is not None:
+            r0, r1, c0, c1, vals, valid = kept
+            if c0 <= ca and cb <= c1 and r0 <= A and B <= r1:
+                return r0, c0, vals, valid
+            if c0 <= ca and cb <= c1 and r0 <= A < r1:       # extend down: read the new rows
+                if not self._fits(tile, B - A, c1 - c0, len(image_pos)):
+                    return None
+                nv, nm = self._decode(tile, r1, B, c0, c1, image_pos, mask_pos)
+                vals = np.concatenate([vals[A - r0:], nv])
+                valid = np.concatenate([valid[A - r0:], nm])
+                self._keep(key, (A, B, c0, c1, vals, valid))
+                return A, c0, vals, valid
+        self._strips.pop(key, None)                            # free it before reading anew
+        # a fresh strip spans the tile's width when it fits (the next tasks' units lie anywhere
+        # along the rows), else the requested columns, aligned to blocks
+        c0, c1 = 0, tile.width
+        if not self._fits(tile, B - A, c1 - c0, len(image_pos)):
+            c0, c1 = ca // bw * bw, min(-(-cb // bw) * bw, tile.width)
+            if not self._fits(tile, B - A, c1 - c0, len(image_pos)):
+                return None
+        vals, valid = self._decode(tile, A, B, c0, c1, image_pos, mask_pos)
+        self._keep(key, (A, B, c0, c1, vals, valid))
+        return A, c0, vals, valid
+
+    def _fits(self, tile: TileInfo, rows: int, cols: int, n_bands: int) -> bool:
+        # raw (at most 8 bytes a band) + float32 values + validity, for the kept and new rows
+        return rows * cols * (n_bands * 12 + 1) <= self.max_bytes
+
+
+def _cut(chips: np.ndarray, mask: np.ndarray, t: int, idx: np.ndarray, r0: np.ndarray,
+         c0: np.ndarray, group: Any, vals: np.ndarray, valid: np.ndarray, wr0: int, wc0: int,
+         h: int) -> None:
+    """Copy the chips of ``group`` (positions in ``idx``/``r0``/``c0``) from a decoded window
+    whose top-left pixel is ``(wr0, wc0)``; a chip another tile already filled only gets its
+    gaps filled."""
+    wr1, wc1 = wr0 + vals.shape[0], wc0 + vals.shape[1]
+    for g in group:
+        i = idx[g]
+        ra, rb = max(r0[g], wr0), min(r0[g] + h, wr1)
+        ca, cb = max(c0[g], wc0), min(c0[g] + h, wc1)
+        if ra >= rb or ca >= cb:
+            continue
+        src_r, src_c = slice(ra - wr0, rb - wr0), slice(ca - wc0, cb - wc0)
+        dst_r, dst_c = slice(ra - r0[g], rb - r0[g]), slice(ca - c0[g], cb - c0[g])
+        have = mask[i, t, dst_r, dst_c]
+        if not have.any():  # first tile to serve this chip: plain copies
+            chips[i, t, dst_r, dst_c] = vals[src_r, src_c]
+            mask[i, t, dst_r, dst_c] = valid[src_r, src_c]
+            continue
+        take = valid[src_r, src_c] & ~have
+        if take.any():  # another tile already filled part of it: fill the gaps
+            chip_view = chips[i, t, dst_r, dst_c]
+            chip_view[take] = vals[src_r, src_c][take]
+            have |= take
+
+
+def _read_task(task: _Task, source: _StripSource | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Chips ``(n, T, H, W, C)`` and mask ``(n, T, H, W)`` of one task's units.
+
+    With a ``source`` each tile is served from its block-aligned strip (tasks in row order:
+    every block decoded once); without, in windows over clusters of nearby chips.
+    """
     from rasterio.windows import Window
 
     n, n_periods = task.home.shape
@@ -433,6 +564,14 @@ def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
             continue
         image_pos = list(range(len(tile.image_bands)))
         mask_pos = len(tile.image_bands) if tile.mask_band else None
+        if source is not None:
+            win = source.window(tile, max(int(r0.min()), 0), min(int(r0.max()) + h, tile.height),
+                                max(int(c0.min()), 0), min(int(c0.max()) + h, tile.width),
+                                image_pos, mask_pos)
+            if win is not None:
+                wr0, wc0, vals, valid = win
+                _cut(chips, mask, t, idx, r0, c0, range(len(idx)), vals, valid, wr0, wc0, h)
+                continue
         for group in _clusters(r0, c0, h, tile.height, tile.width):
             wr0 = max(int(r0[group].min()), 0)
             wr1 = min(int(r0[group].max()) + h, tile.height)
@@ -442,24 +581,7 @@ def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
             vals, valid = valid_pixels(raw, tile, image_pos, mask_pos)
             if not valid.all():
                 vals[~valid] = 0.0
-            for g in group:
-                i = idx[g]
-                ra, rb = max(r0[g], wr0), min(r0[g] + h, wr1)
-                ca, cb = max(c0[g], wc0), min(c0[g] + h, wc1)
-                if ra >= rb or ca >= cb:
-                    continue
-                src_r, src_c = slice(ra - wr0, rb - wr0), slice(ca - wc0, cb - wc0)
-                dst_r, dst_c = slice(ra - r0[g], rb - r0[g]), slice(ca - c0[g], cb - c0[g])
-                have = mask[i, t, dst_r, dst_c]
-                if not have.any():  # first tile to serve this chip: plain copies
-                    chips[i, t, dst_r, dst_c] = vals[src_r, src_c]
-                    mask[i, t, dst_r, dst_c] = valid[src_r, src_c]
-                    continue
-                take = valid[src_r, src_c] & ~have
-                if take.any():  # another tile already filled part of it: fill the gaps
-                    chip_view = chips[i, t, dst_r, dst_c]
-                    chip_view[take] = vals[src_r, src_c][take]
-                    have |= take
+            _cut(chips, mask, t, idx, r0, c0, group, vals, valid, wr0, wc0, h)
     comp_periods = sorted({tile.period_index for tile in tiles if tile.composite is not None})
     if comp_periods:
         from geocausal.data.composite import composite_chips
@@ -471,10 +593,19 @@ def _read_task(task: _Task) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run_task(task: _Task, tmp: str) -> int:
-    """Read one task's chips, write them into the cache at ``tmp`` and mark the task done."""
+    """Read one task's chips, write them into the cache at ``tmp`` and mark the task done.
+
+    In a local run the chips come from the run's ordered strip reader (:data:`_READERS`).
+    """
+    reader = _READERS.get(tmp)
+    chips, mask = _read_task(task) if reader is None else reader.read(task)
+    return _write_task(task, tmp, chips, mask)
+
+
+def _write_task(task: _Task, tmp: str, chips: np.ndarray, mask: np.ndarray) -> int:
+    """Write one task's chips and mask into the cache at ``tmp`` and mark the task done."""
     import zarr
 
-    chips, mask = _read_task(task)
     group = zarr.open_group(tmp, mode="r+")
     group["chips"][task.start:task.stop] = chips
     group["mask"][task.start:task.stop] = mask
@@ -643,7 +774,10 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
     else:
         _remove(tmp, False)
         base.mkdir(parents=True, exist_ok=True)
-        order = _spatial_order(points)  # storage row -> unit index
+        # storage row -> unit index: row bands for the local streaming reader, compact
+        # Z-order blocks for Dask workers (each task read on its own)
+        local = STREAM_READS and workers is None and scheduler is None
+        order = _row_order(points, tiles[0]) if local else _spatial_order(points)
         _create_store(tmp, len(ids), len(periods), chip, n_bands, per_chunk, order, per_task)
 
     starts = list(range(0, len(ids), per_task))
@@ -657,6 +791,10 @@ def extract(manifest_or_path: Manifest | str | Path, *, cache_dir: str | Path | 
         todo.append(_Task(index=k, start=a, stop=b, home=home[u], row0=row0[u], col0=col0[u],
                           tiles=tiles, chip=chip, n_bands=n_bands))
     sizes = {task.index: task.stop - task.start for task in todo}
+    if workers is None and scheduler is None and todo:
+        per_unit = len(periods) * chip * chip * (n_bands * 4 + 1)
+        strips = sum(t.height * t.width * ((len(t.image_bands) + 1) * 12 + 1) for t in tiles)
+        _check_memory(max(sizes.values()) * per_unit, threads, task_mb, strips)
     import rasterio
 
     # GDAL's block cache defaults to 5% of the machine's memory and, over a large study, fills
@@ -719,7 +857,8 @@ def _finalised(tmp: Path) -> bool:
 
 def _run_threads(todo: list[_Task], tmp: str, threads: int, done: Any) -> None:
     """Run tasks on ``threads`` threads of this process: GDAL decoding, the float conversion
-    and blosc compression release the GIL, so one task's reads overlap another's writes.
+    and blosc compression release the GIL, so one task's reads overlap another's writes
+    (reads take turns in task order when the run streams strips, see :class:`_OrderedReader`).
 
     Each thread opens its own raster handles (:func:`open_raster` keeps them per thread) and
     closes them when its last task is done; tasks write disjoint zarr chunks.
@@ -749,8 +888,92 @@ def _run_threads(todo: list[_Task], tmp: str, threads: int, done: Any) -> None:
         if failed:
             with lock:
                 queue.clear()  # the other threads stop after their current task
+            reader = _READERS.get(tmp)
+            if reader is not None:  # threads waiting for a turn that will not come
+                reader.abort()
             wait(futures)
             raise failed[0].exception()
+
+
+class _OrderedReader:
+    """Reads tasks one at a time, in the order given, from one :class:`_StripSource`.
+
+    Threads running :func:`_run_task` take turns: a task is read when every task before it
+    has been read (the strips move down the rows, every block decoded once), and its
+    compression and writing then overlap the next task's read on another thread.
+    """
+
+    def __init__(self, order: Sequence[int]) -> None:
+        self.source = _StripSource()
+        self._turn = list(order)
+        self._next = 0
+        self._aborted = False
+        self._cond = threading.Condition()
+
+    def read(self, task: _Task) -> tuple[np.ndarray, np.ndarray]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._aborted or self._next >= len(self._turn)
+                                or self._turn[self._next] == task.index)
+            if self._aborted:
+                raise DataError("extraction stopped: another task failed")
+            try:
+                return _read_task(task, self.source)
+            finally:
+                if self._next < len(self._turn) and self._turn[self._next] == task.index:
+                    self._next += 1
+                self._cond.notify_all()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+
+#: the ordered reader of each running local extraction, by its work folder
+_READERS: dict[str, _OrderedReader] = {}
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(task_bytes: int, threads: int, task_mb: float, strip_bytes: int,
+                  available: int | None = None) -> int:
+    """Peak bytes a local extraction holds at once; a named error when it cannot fit.
+
+    ``threads + 1`` tasks' chips (one being read, the others waiting for their writer) and the
+    strips the reader keeps (``strip_bytes``, at most :data:`MAX_KEPT_BYTES`) must fit in the
+    available memory.
+
+    Examples
+    --------
+    >>> _check_memory(64 * 2**20, 2, 64.0, 2**20, available=8 * 2**30) // 2**20
+    193
+    >>> _check_memory(64 * 2**20, 2, 64.0, 2**20, available=2**27)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    geocausal.errors.DataError: extraction needs about 0.19 GB at once (3 tasks ... lower task_mb or threads
+    """
+    strips = min(int(strip_bytes), MAX_KEPT_BYTES)
+    need = (threads + 1) * int(task_bytes) + strips
+    available = _available_memory() if available is None else available
+    if available is not None and need > available:
+        raise DataError(f"extraction needs about {need / 2**30:.2f} GB at once ({threads + 1} "
+                        f"tasks of {task_bytes / 2**20:.1f} MB of chips with threads={threads} "
+                        f"and task_mb={task_mb:g}, plus {strips / 2**20:.1f} MB of raster "
+                        f"strips) but only {available / 2**30:.2f} GB are available: "
+                        "lower task_mb or threads")
+    return need
 
 
 def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, initial: int,
@@ -763,6 +986,8 @@ def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, ini
                     unit="unit", leave=False)
     try:
         with dask_client(address=scheduler, workers=workers) as client:
+            if client is None and STREAM_READS:
+                _READERS[tmp] = _OrderedReader([task.index for task in todo])
             if client is None and (threads <= 1 or len(todo) <= 1):
                 for task in todo:
                     _run_task(task, tmp)
@@ -776,6 +1001,7 @@ def _run_all(todo: list[_Task], tmp: str, sizes: dict[int, int], total: int, ini
                 for fut in as_completed(futures):
                     bar.update(sizes[fut.result()])
     finally:
+        _READERS.pop(tmp, None)
         bar.close()
 
 
