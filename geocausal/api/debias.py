@@ -6,15 +6,14 @@ When the outcome column is a prediction (a poverty map from satellite images), e
   calibration set of predictions and truths and returns the corrected Hajek IPW effect, with an
   interval that carries the calibration uncertainty (a joint bootstrap over the calibration set
   and the downstream sample, or the delta method for LCC).
-* ``gc.debias.fit(yhat_cal, y_cal, method="lcc")`` (``fit_corrector``) returns just the fitted corrector, which every
-  design accepts as ``outcome_correction=``.
+* ``gc.debias.fit(yhat_cal, y_cal, method="lcc")`` (``fit_corrector``) returns the fitted
+  corrector, which every design accepts as ``outcome_correction=``.
 * ``gc.compare_debiasers(cal)`` runs K-fold pseudo-trials on the calibration data and reports
   the slope and MAE of corrected against true contrasts, with a recommendation.
-* ``gc.ppi("yhat ~ d", data, truth="y", estimand="ATE")``: prediction-powered inference (PPI++)
-  when some downstream units carry labels.
+* ``gc.ppi`` (:mod:`geocausal.api.ppi`): prediction-powered inference when some units carry
+  labels.
 
-The estimation logic lives in :mod:`geocausal.designs.debias` and :mod:`geocausal.designs.ppi`;
-these faces resolve the formula, the roles and the options.
+The logic lives in :mod:`geocausal.designs.debias`; these faces resolve formula and options.
 
 Examples
 --------
@@ -112,7 +111,7 @@ def debias(
         ``"bootstrap"`` (joint over calibration and downstream samples, default), ``"delta"``
         (LCC or ``"none"`` only), or ``"fixed"`` (treats the corrector as known).
     n_boot
-        Bootstrap draws.
+        Bootstrap draws (``DEFAULTS.n_boot``).
     vcov
         ``"hetero"`` (default), or ``{"cluster": "village"}``: the bootstrap resamples whole
         downstream clusters (and calibration clusters when the calibration frame has the same
@@ -173,14 +172,12 @@ def debias(
                         cluster_data=cluster_data, calibration=calibration, n_boot=n_boot,
                         seed=seed, alpha=DEFAULTS.alpha)
     diag = {"method": method, **res.diagnostics, **pdiag}
-    diag["method"] = diag.get("method", method)
     prov = make_provenance(formula, seed, method=method, interval=interval, n_boot=n_boot)
     common = {"estimand": "ATE", "design": "debias", "provenance": prov, "diagnostics": diag}
     term = parsed.treatment
     if res.influence is not None:
         return Estimate.from_influence({term: res.estimate}, res.influence, vcov=res.vcov,
-                                       cluster_data=res.cluster_data,
-                                       nobs=int(yhat.size), **common)
+                                       cluster_data=res.cluster_data, nobs=yhat.size, **common)
     return Estimate(params=pd.Series({term: res.estimate}),
                     vcov=pd.DataFrame([[res.se ** 2]], index=[term], columns=[term]),
                     vcov_type=res.label, nobs=int(yhat.size), **common)
@@ -201,19 +198,15 @@ def _tweedie_options(tweedie: Any, kw: dict[str, Any]) -> TweedieOptions:
         warnings.warn(f"debias({', '.join(f'{k}=' for k in kw)}) is deprecated: pass "
                       f"tweedie=TweedieOptions({', '.join(f'{k}={v!r}' for k, v in kw.items())})"
                       " (or a dict)", FutureWarning, stacklevel=3)
-        opts = TweedieOptions(**{**opts.__dict__, **kw})
+        return TweedieOptions(**{**opts.__dict__, **kw})
     return opts
 
 
-fit = fit_corrector
-LCC = LinearCalibration
+fit, LCC = fit_corrector, LinearCalibration
 # ``gc.debias`` is this function; ``gc.debias.fit`` / ``.LCC`` / ``.Tweedie`` reach the correctors
-debias.fit = fit_corrector              # type: ignore[attr-defined]
-debias.LCC = LinearCalibration          # type: ignore[attr-defined]
-debias.Tweedie = Tweedie                # type: ignore[attr-defined]
+debias.fit, debias.LCC, debias.Tweedie = fit_corrector, LinearCalibration, Tweedie  # type: ignore[attr-defined]
 
 
-# ----------------------------------------------------------------------------- comparison
 @dataclass(frozen=True)
 class DebiaserComparison:
     """Pseudo-trial validation of correctors on calibration data.
@@ -274,14 +267,12 @@ def compare_debiasers(
 
     ``criterion`` picks the recommendation: ``"mae"`` (default) or ``"rmse"`` of the pseudo-trial
     contrasts, or ``"slope"``, the distance of the slope of corrected on true contrasts from 1.
-    MAE and RMSE mix bias with the noise of contrasts on one held-out fold, whose size
-    (``n_cal / folds``) is usually much smaller than a downstream study; corrections that divide
-    by a small ``k`` (LCC) pay for that noise here more than they will downstream. The slope
-    measures only the systematic shrinkage or over-correction, whatever the sample size.
-    ``tweedie`` (:class:`~geocausal.designs.debias.TweedieOptions` or a dict) sets the Tweedie
-    KDE's ``bandwidth`` and ``derivative``; ``folds`` takes an integer, a
-    :class:`~geocausal.folds.Folds` (e.g. ``Folds.group("village")`` on a calibration frame)
-    or fold ids.
+    MAE and RMSE mix bias with the noise of contrasts on one held-out fold (``n_cal / folds``
+    units, fewer than downstream; LCC's division by a small ``k`` pays for that noise here
+    more than downstream); the slope measures only systematic shrinkage or over-correction.
+    ``tweedie`` (:class:`~geocausal.designs.debias.TweedieOptions` or a dict) sets the KDE's
+    ``bandwidth`` and ``derivative``; ``folds`` an integer, a :class:`~geocausal.folds.Folds`
+    (e.g. ``Folds.group("village")`` on a calibration frame) or fold ids.
 
     Examples
     --------
