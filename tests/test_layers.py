@@ -88,8 +88,6 @@ NAMES = {LEAF: "leaf", DATA: "data", FEATURES: "features/encoders", NUISANCE: "n
 
 #: known upward imports that other engineers are removing now; the lead empties this set
 PENDING: set[tuple[str, str]] = {
-    # signed_distance is pure geometry kept in api/ (item 6 makes it public): move it to data/
-    ("geocausal.data.joins", "geocausal.api.rdd_geo"),
     # SensitivityResult.plot() draws through results/: move the plot method out of inference/
     ("geocausal.inference.sensitivity", "geocausal.results.plot_sensitivity"),
 }

@@ -10,7 +10,7 @@ units' own, or their UTM zone when they are geographic). Units are represented b
   distance as a column;
 - :func:`count_within`: the number of features within ``radius_m``;
 - :func:`distance_to`: the (signed) distance to a line or boundary
-  (:func:`geocausal.api.rdd_geo.signed_distance`);
+  (:func:`geocausal.data.boundary.signed_distance`);
 - :func:`join_table`: columns of another table by a key column;
 - :func:`align_periods`: the imagery period of each survey year: the nearest, or the year plus
   a given lag (negative: a lead).
@@ -218,7 +218,7 @@ class SidedBoundary:
         import geopandas as gpd
         import shapely
 
-        from geocausal.api.rdd_geo import signed_distance
+        from geocausal.data.boundary import signed_distance
 
         pts = points.to_crs(self.crs) if not points.crs.equals(self.crs) else points
         if self.region is None:
