@@ -91,3 +91,11 @@ def test_fe_ols_cluster_path_is_the_registry_and_equals_linearmodels(wage, panel
                  clusters=cl, vcov="cluster", group_debias=group_debias)
     np.testing.assert_allclose(np.sqrt(np.diag(res.vcov)), ref.std_errors.to_numpy(),
                                rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("key", ["debiased", "group_debias", "allow_duplicates"])
+def test_fe_flags_are_validated(wage, key):
+    from geocausal.errors import OptionError
+
+    with pytest.raises(OptionError, match=f"{key} must be True or False"):
+        gc.fe(FORMULA, wage, **{key: "yes"})

@@ -35,7 +35,7 @@ import pandas as pd
 from geocausal.api._correction import apply_correction
 from geocausal.designs.common import check_values
 from geocausal.designs.fe import estimate_fe
-from geocausal.errors import DataError, FormulaError
+from geocausal.errors import DataError, FormulaError, OptionError
 from geocausal.formula import parse_formula
 from geocausal.inference.variance import cluster_data_from
 from geocausal.results.estimate import Estimate, make_provenance
@@ -99,8 +99,10 @@ def fe(
                         f"{sorted(c for c in cols if data[c].isna().any())}; drop them first")
     from formulaic import model_matrix
 
-    if not isinstance(allow_duplicates, bool):
-        raise DataError(f"allow_duplicates must be True or False, got {allow_duplicates!r}")
+    for key, flag in (("allow_duplicates", allow_duplicates), ("debiased", debiased),
+                      ("group_debias", group_debias)):
+        if not isinstance(flag, bool):
+            raise OptionError(f"fe: {key} must be True or False, got {flag!r}")
     keys = [unit, time] if unit and time else effects
     if len(keys) >= 2 and not allow_duplicates:
         dup = data.duplicated(keys)
