@@ -183,6 +183,12 @@ def test_tables_are_validated():
         Estimate(p, v, tables={1: pd.DataFrame()})
     with pytest.raises(DataError, match="mapping"):
         Estimate(p, v, tables=[pd.DataFrame()])
+    with pytest.raises(DataError, match=r"\['conf_low'\].*\['ci_low'\]"):
+        Estimate(p, v, tables={"g": pd.DataFrame({"estimate": [1.0], "conf_low": [0.0]})})
+    with pytest.raises(DataError, match="only one of 'ucb_low' and 'ucb_high'"):
+        Estimate(p, v, tables={"g": pd.DataFrame({"estimate": [1.0], "ucb_low": [0.0]})})
+    with pytest.raises(DataError, match=r"tables\['g'\]\['estimate'\] must be numeric"):
+        Estimate(p, v, tables={"g": pd.DataFrame({"estimate": ["1.0"]})})
     with pytest.raises(DataError, match="curve must be a pandas DataFrame"):
         Estimate(p, v, curve=[1, 2])
 

@@ -552,8 +552,15 @@ _JSON_SCALARS = (float, int, str, bool, np.generic, _dt.date, _dt.datetime, _dt.
                  pd.Timestamp, pd.Timedelta, Path)
 
 
+#: the value columns of a table (after its key columns), where they exist
+_TABLE_NUMERIC = ("estimate", "std_error", "ci_low", "ci_high", "ucb_low", "ucb_high")
+_TABLE_ALIASES = {"conf_low": "ci_low", "conf_high": "ci_high"}
+
+
 def _check_tables(tables: Any) -> Mapping[str, pd.DataFrame]:
-    """Validate ``tables``: a mapping of string names to DataFrames."""
+    """Validate ``tables``: string names to DataFrames whose value columns follow the one
+    convention (``estimate``, ``std_error``, ``ci_low``/``ci_high``, ``ucb_low``/``ucb_high``:
+    numeric, bands with both ends)."""
     if tables is None:
         return {}
     if not isinstance(tables, Mapping):
@@ -565,6 +572,20 @@ def _check_tables(tables: Any) -> Mapping[str, pd.DataFrame]:
         if not isinstance(v, pd.DataFrame):
             raise DataError(f"tables[{k!r}] must be a pandas DataFrame, got "
                             f"{type(v).__name__}; put fitted models in fitted=")
+        cols = {str(c) for c in v.columns}
+        foreign = sorted(cols & set(_TABLE_ALIASES))
+        if foreign:
+            raise DataError(f"tables[{k!r}] has column(s) {foreign}; tables name their bands "
+                            f"{[_TABLE_ALIASES[c] for c in foreign]} (tidy() keeps conf_low/"
+                            "conf_high): rename them")
+        for lo, hi in (("ci_low", "ci_high"), ("ucb_low", "ucb_high")):
+            if (lo in cols) != (hi in cols):
+                raise DataError(f"tables[{k!r}] has only one of {lo!r} and {hi!r}; give both "
+                                "ends of the band")
+        for c in _TABLE_NUMERIC:
+            if c in cols and not (pd.api.types.is_numeric_dtype(v[c])
+                                  and not pd.api.types.is_bool_dtype(v[c])):
+                raise DataError(f"tables[{k!r}][{c!r}] must be numeric, got dtype {v[c].dtype}")
     return tables
 
 
