@@ -406,7 +406,9 @@ def test_option_objects_dicts_and_selector_names_agree(sim):
     ({"learners": {}}, TypeError, "learners"),
     ({"vce": "hc0", "fold_groups": "g"}, TypeError, "fold_groups"),
     ({"vcov": "iid"}, OptionError, "iid"),
-    ({"vcov": "HC1"}, DataError, "HC1"),
+    ({"vcov": "HC1"}, OptionError, r"Inference\(residuals='hc1'\)"),
+    ({"vcov": "nn"}, OptionError, "rdrobust's vce"),
+    ({"vcov": "CRV3"}, DataError, "CRV3"),
     ({"vcov": {"cluster": ["g", "g2"]}}, OptionError, "one cluster variable"),
 ])
 def test_unknown_options_and_vcov_names_are_refused(sim, kw, err, match):

@@ -43,6 +43,7 @@ from geocausal.designs.common import check_values
 from geocausal.designs.rdd.fit import fit_rdd
 from geocausal.designs.rdd.options import (
     METHODS,
+    VCES,
     Bandwidth,
     Checks,
     Inference,
@@ -119,7 +120,8 @@ def rdd(
     vcov
         ``"hetero"`` or ``{"cluster": column}`` (one multiplier per cluster, ``G / (G - 1)``
         and t(G - 1) critical values). ``"iid"`` is refused: the scores have no homoskedastic
-        variance. rdrobust's ``vce`` (``"nn"``, ``"hc0"``, ...) is ``Inference(residuals=)``.
+        variance. rdrobust's ``vce`` names (``"nn"``, ``"hc0"``, ..., ``"hc3"``) are refused
+        here with a pointer: they are ``Inference(residuals=)``.
     seed
         Seed of the multipliers.
     outcome_correction
@@ -188,6 +190,10 @@ def _rdd_one(*, formula, data, running, cutoff, outcome, treatment, weights, q_g
     n = Q.shape[0]
     x = _numeric(data, running, "running variable", n) - cutoff
     T = None if treatment is None else _numeric(data, treatment, "treatment", n)
+    if isinstance(vcov, str) and vcov.lower() in VCES:    # rdrobust's vce, not a vcov
+        raise OptionError(f"rdd: vcov={vcov!r} is rdrobust's vce (the residuals of the scores); "
+                          f"pass inference=gc.Inference(residuals={vcov.lower()!r}) and vcov="
+                          "'hetero' or {'cluster': column}")
     req = parse_vcov(vcov, n, cluster_data_from(data) or None)
     if req.kind == "iid":
         raise OptionError("rdd: vcov='iid' is refused: the local-polynomial scores have no "
