@@ -246,6 +246,8 @@ def test_options_object_dict_and_deprecated_keywords():
         gc.CateOptions(alpha=1.5)
     with pytest.raises(OptionError, match="clip"):
         gc.cate("y ~ d + x0", df, clip=0.7, evaluate=False)
+    with pytest.raises(OptionError, match="Folds.spatial"):
+        gc.cate("y ~ d + x0", df, block_size=2.0, evaluate=False)
     with pytest.raises(OptionError, match="fold_groups"):
         gc.cate("y ~ d + x0", df, fold_groups="village")
     # case-insensitive learner names, the shared default n_boot

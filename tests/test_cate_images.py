@@ -107,6 +107,12 @@ def test_transport_writes_geotiff(tmp_path):
     with pytest.raises(DataError, match="grid"):
         transport_cate(est, [paths[0], tmp_path / "small.tif", paths[2]], tmp_path / "y.tif",
                        chip_size=sim.chip)
+    # the raster reader (data.windows.WindowStack) validates its options and closes files
+    for kw, needle in (({"bands": [1, 99]}, "bands"), ({"stride": 0}, "stride"),
+                       ({"chip_size": 10_000}, "exceeds"), ({"rows_per_batch": 0}, "rows_per")):
+        with pytest.raises(DataError, match=needle):
+            transport_cate(est, paths, tmp_path / "z.tif", **{"chip_size": sim.chip, **kw})
+    assert not (tmp_path / "z.tif").exists()
 
 
 def test_landcover_band_and_classifier():

@@ -168,8 +168,11 @@ def legacy_keywords(kw: dict[str, Any], folds: Any, options: Any) -> tuple[Any, 
         elif kw.get("groups") is not None:
             new = Folds.group(kw["groups"], k=int(folds))
             hint = "folds=gc.Folds.group(groups, k)"
-        else:
-            new, hint = folds, "folds=gc.Folds.spatial(coords, k, block_size=...)"
+        elif kw.get("block_size") is not None:
+            raise OptionError("block_size= is the side of spatial blocks: pass "
+                              "folds=gc.Folds.spatial(coords, k, block_size=...)")
+        else:  # groups=None / coords=None spelled out: nothing to do
+            return folds, options
         warnings.warn(f"cate(groups=/coords=/block_size=) is deprecated: pass {hint}",
                       FutureWarning, stacklevel=3)
         folds = new
