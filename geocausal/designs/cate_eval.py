@@ -779,20 +779,20 @@ def estimate_cate(kind: str, X: np.ndarray, y: np.ndarray, d: np.ndarray,
 
 
 def representation_row(est: Any) -> dict[str, float]:
-    """The comparison-table row of one ``gc.cate`` result (see ``compare_representations``)."""
-    dg = est.diagnostics
+    """The comparison-table row of one ``gc.cate`` result (see ``compare_representations``),
+    read from its typed tables (``est.tables``) and scalar diagnostics."""
+    dg, tables = est.diagnostics, est.tables
     row = {"ate": float(est.params.iloc[0]), "ate_se": float(est.std_errors.iloc[0])}
-    ev: CateEvaluation | None = dg.get("evaluation")
-    if ev is not None and ev.generic_ml is not None:
-        t = ev.generic_ml.table.set_index("term")
-        row.update(blp_beta2=t.loc["beta2", "estimate"], blp_beta2_low=t.loc["beta2", "conf_low"],
-                   blp_beta2_high=t.loc["beta2", "conf_high"], blp_beta2_p=t.loc["beta2", "p_value"],
-                   gates_top_minus_bottom=t.loc["gates_top_minus_bottom", "estimate"],
-                   gates_diff_p=t.loc["gates_top_minus_bottom", "p_value"])
-    if ev is not None:
-        for k, r in ev.rate.items():
-            row.update({k.lower(): r.estimate, f"{k.lower()}_se": r.std_error,
-                        f"{k.lower()}_ratio": r.ratio})
+    if "blp" in tables and "gates" in tables:
+        b = tables["blp"].set_index("term").loc["beta2"]
+        g = tables["gates"].set_index("term").loc["gates_top_minus_bottom"]
+        row.update(blp_beta2=b["estimate"], blp_beta2_low=b["ci_low"],
+                   blp_beta2_high=b["ci_high"], blp_beta2_p=b["p_value"],
+                   gates_top_minus_bottom=g["estimate"], gates_diff_p=g["p_value"])
+    if "rate" in tables:
+        for _, r in tables["rate"].iterrows():
+            k = str(r["target"]).lower()
+            row.update({k: r["estimate"], f"{k}_se": r["std_error"], f"{k}_ratio": r["ratio"]})
         row["calibration_differential"] = dg.get("calibration_differential", np.nan)
     if "cor_truth" in dg:
         row["cor_truth"] = dg["cor_truth"]
