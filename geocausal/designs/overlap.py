@@ -1,7 +1,7 @@
 """Overlap: propensity checks, trimming (fixed threshold or Crump et al. 2009), stabilised
 weights and covariate balance (standardised mean differences before and after weighting).
 
-Pure array functions; :mod:`geocausal.api.ipw` turns them into diagnostics.
+Pure array functions; :func:`geocausal.designs.ipw.fit_weighting` turns them into diagnostics.
 
 Examples
 --------
