@@ -47,6 +47,7 @@ from geocausal.designs.rdd.options import (
     Bandwidth,
     Checks,
     Inference,
+    Method,
     check_choice,
     check_cutoff,
     resolve_options,
@@ -71,7 +72,7 @@ def rdd(
     treatment: str | np.ndarray | None = None,
     weights: Any = None,
     q_grid: Sequence[float] | None = None,
-    method: str = "simple",
+    method: Method = "simple",
     bandwidth: Bandwidth | dict | str | None = None,
     inference: Inference | dict | None = None,
     checks: Checks | dict | None = None,
@@ -157,10 +158,10 @@ def rdd(
     True
     """
     bw, inf, chk = resolve_options(bandwidth, inference, checks, deprecated)
-    method = check_choice(method, "method", METHODS)
     cutoff, seed = check_cutoff(cutoff), check_count("seed", seed)
     kw = dict(formula=formula, running=running, cutoff=cutoff, outcome=outcome,
-              treatment=treatment, weights=weights, q_grid=q_grid, method=method,
+              treatment=treatment, weights=weights, q_grid=q_grid,
+              method=check_choice(method, "method", METHODS),
               options=(bw, inf, chk), vcov=vcov, seed=seed, correction=outcome_correction)
     if by is None:
         return _rdd_one(data=data, **kw)

@@ -162,7 +162,7 @@ def bandwidth_sensitivity(x: np.ndarray, Q: np.ndarray, g: np.ndarray, T: np.nda
         kw = dict(fit_kw, h={"plus": res.plus.h * f, "minus": res.minus.h * f})
         if fit_kw.get("method") == "frechet":
             kw["h"] = {"plus": float(res.plus.h[0] * f), "minus": float(res.minus.h[0] * f)}
-        if T is not None:
+        if T is not None and res.first_stage is not None:
             kw["h_den"] = res.first_stage["h"]
         try:
             eff, se, p, _ = quick_refit(x, Q, g, T, kw, boot)

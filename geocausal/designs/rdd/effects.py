@@ -105,7 +105,8 @@ def conventional(res: R3DResult) -> tuple[float, np.ndarray] | None:
     Only for one quantile of an explicitly bias-corrected fit (a point-mass RD): rdrobust's
     "Conventional" row beside the robust bias-corrected one.
     """
-    if res.q_grid.size != 1 or res.plus.m_conventional is None:
+    if res.q_grid.size != 1 or res.plus.m_conventional is None or \
+            res.minus.m_conventional is None:
         return None
     n = res.plus.n
 
@@ -116,7 +117,7 @@ def conventional(res: R3DResult) -> tuple[float, np.ndarray] | None:
 
     delta = float(res.plus.m_conventional[0] - res.minus.m_conventional[0])
     s = score(res.plus) - score(res.minus)
-    if not res.fuzzy:
+    if res.first_stage is None:
         return delta, n * s
     tp, tm = res.first_stage["plus"], res.first_stage["minus"]
     jump = float(tp.m_conventional[0] - tm.m_conventional[0])
@@ -181,14 +182,13 @@ def bands(res: R3DResult, xi: np.ndarray | GaussianSpec, clusters: np.ndarray | 
     """
     K = res.q_grid.size
     sides = not res.fuzzy and bool(functionals) and K > 1
-    gaussian = isinstance(xi, tuple)      # ("gaussian", n_boot, seed): draw from the exact law
     if clusters is None and sides:
         # the two sides' scores live on disjoint units: draw each side from its own window
         Sp = res.plus.score_window[res.plus.support]
         Sm = res.minus.score_window[res.minus.support]
         se = np.sqrt(np.sum(Sp**2, axis=0) + np.sum(Sm**2, axis=0))
-        if gaussian:
-            D_all = gaussian_draws([Sp, Sm], xi[1], xi[2], disjoint=True)
+        if isinstance(xi, tuple):         # ("gaussian", n_boot, seed): the exact law
+            D_all = gaussian_draws([Sp, Sm], int(xi[1]), int(xi[2]), disjoint=True)
         else:
             cols = [np.searchsorted(rows, s.rows[s.support]) for s in (res.plus, res.minus)]
             D_all = np.hstack([draws(Sp, xi[:, cols[0]]), draws(Sm, xi[:, cols[1]])])
@@ -202,15 +202,16 @@ def bands(res: R3DResult, xi: np.ndarray | GaussianSpec, clusters: np.ndarray | 
         blocks = [summed(res.plus.score[rows]), summed(res.minus.score[rows])] if sides else [S]
         # the small-cluster factor G / (G - 1) of the variance applies to the draws too
         blocks = [np.sqrt(fac) * blk for blk in blocks]
-        if gaussian:
-            D_all = gaussian_draws(blocks, xi[1], xi[2])
+        if isinstance(xi, tuple):
+            D_all = gaussian_draws(blocks, int(xi[1]), int(xi[2]))
         else:
             D_all = np.hstack([draws(b, xi) for b in blocks])
+    Dp: np.ndarray | None = None
+    Dm: np.ndarray | None = None
     if sides:
         Dp, Dm = D_all[:, :K], D_all[:, K:]
         D = Dp - Dm                       # the score of tau is plus minus minus
     else:
-        Dp = Dm = None
         D = D_all
     z = stats.norm.ppf(1 - alpha / 2)
     ulo, uhi, crit = uniform_band(res.tau, se, D, alpha, studentize)

@@ -188,8 +188,8 @@ def fit_rdd(x: np.ndarray, Q: np.ndarray, g: np.ndarray, kind: str, *,
                                                    "conf_high": "ci_high"})
         for name, pv in zip(ft["functional"], ft["p_value"]):
             diag[f"p_{name}_boot"] = float(pv)
-    if res.fuzzy:
-        fs = res.first_stage
+    fs = res.first_stage
+    if fs is not None:
         diag.update({"first_stage_jump": fs["jump"], "first_stage_se": fs["se"],
                      "first_stage_t": fs["t"], "first_stage_F": fs["F"], "h_den": fs["h"],
                      "weak_first_stage": fs["F"] < WEAK_FIRST_STAGE_F})

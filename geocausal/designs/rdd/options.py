@@ -76,7 +76,7 @@ def check_alpha(alpha: Any) -> float:
     0.1
     """
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or \
-            not np.isfinite(alpha) or not 0 < alpha < 1:
+            not np.isfinite(float(alpha)) or not 0 < float(alpha) < 1:
         raise OptionError(f"alpha={alpha!r} must lie strictly between 0 and 1 "
                         "(e.g. 0.05 for 95% bands)")
     return float(alpha)
