@@ -524,19 +524,26 @@ def _cut(chips: np.ndarray, mask: np.ndarray, t: int, idx: np.ndarray, r0: np.nd
             have |= take
 
 
-def _read_task(task: _Task, source: _StripSource | None = None
+def _read_task(task: _Task, source: _StripSource | None = None,
+               out: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Chips ``(n, T, H, W, C)`` and mask ``(n, T, H, W)`` of one task's units.
 
     With a ``source`` each tile is served from its block-aligned strip (tasks in row order:
-    every block decoded once); without, in windows over clusters of nearby chips.
+    every block decoded once); without, in windows over clusters of nearby chips. ``out``:
+    arrays of those shapes to fill (zeroed here) instead of new ones.
     """
     from rasterio.windows import Window
 
     n, n_periods = task.home.shape
     h = task.chip
-    chips = np.zeros((n, n_periods, h, h, task.n_bands), dtype=np.float32)
-    mask = np.zeros((n, n_periods, h, h), dtype=bool)
+    if out is None:
+        chips = np.zeros((n, n_periods, h, h, task.n_bands), dtype=np.float32)
+        mask = np.zeros((n, n_periods, h, h), dtype=bool)
+    else:
+        chips, mask = out
+        chips.fill(0.0)
+        mask.fill(False)
     tiles = task.tiles
     for tile in tiles:
         if tile.composite is not None:
@@ -599,7 +606,10 @@ def _run_task(task: _Task, tmp: str) -> int:
     """
     reader = _READERS.get(tmp)
     chips, mask = _read_task(task) if reader is None else reader.read(task)
-    return _write_task(task, tmp, chips, mask)
+    done = _write_task(task, tmp, chips, mask)
+    if reader is not None:
+        reader.release(chips, mask)
+    return done
 
 
 def _write_task(task: _Task, tmp: str, chips: np.ndarray, mask: np.ndarray) -> int:
@@ -905,6 +915,9 @@ class _OrderedReader:
 
     def __init__(self, order: Sequence[int]) -> None:
         self.source = _StripSource()
+        # chips arrays of written tasks, reused (zeroed) by later tasks of the same size: a
+        # fresh array of a task's chips costs more in page faults than filling it with zeros
+        self._free: list[tuple[np.ndarray, np.ndarray]] = []
         self._turn = list(order)
         self._next = 0
         self._aborted = False
@@ -916,12 +929,21 @@ class _OrderedReader:
                                 or self._turn[self._next] == task.index)
             if self._aborted:
                 raise DataError("extraction stopped: another task failed")
+            n = task.stop - task.start
+            out = next((b for b in self._free if b[0].shape[0] == n), None)
+            if out is not None:
+                self._free = [b for b in self._free if b is not out]
             try:
-                return _read_task(task, self.source)
+                return _read_task(task, self.source, out)
             finally:
                 if self._next < len(self._turn) and self._turn[self._next] == task.index:
                     self._next += 1
                 self._cond.notify_all()
+
+    def release(self, chips: np.ndarray, mask: np.ndarray) -> None:
+        """Hand a written task's arrays back for reuse."""
+        with self._cond:
+            self._free.append((chips, mask))
 
     def abort(self) -> None:
         with self._cond:
