@@ -10,11 +10,18 @@ array, fully masked, and are listed in ``outside_ids`` with a warning. Units ins
 whose chip holds no valid pixel in some period (all nodata or clouds) are listed in
 ``empty_ids`` with a warning, the same way.
 
-Reads are batched: units are sorted along a Z-order curve and cut into spatial tasks, and
-within a task every tile is read in a few windows, each covering a cluster of nearby chips (a
-recursive split keeps windows dense and bounded), with each file opened once per process.
-The zarr store keeps units in that spatial order, so a task writes whole chunks of several
-units; :class:`ChipsCache` shows them in unit order. Results stream into the cache, written in
+Reads are batched. A local run sorts units by their pixel row (north to south) and cuts them
+into tasks of consecutive units, i.e. bands of rows; tasks are read in that order from
+block-aligned strips of each tile that move down the raster, so every raster block is decoded
+and converted once (:class:`_StripSource`; a strip over :data:`MAX_STRIP_BYTES` falls back to
+windows), while other threads compress and write finished tasks. On Dask, units follow a
+Z-order curve and each task reads every tile in a few windows, each covering a cluster of
+nearby chips (a recursive split keeps windows dense and bounded). Both give the same chips to
+the bit. Each file is opened once per thread. The zarr store keeps units in that task order,
+so a task writes whole chunks of several units; :class:`ChipsCache` shows them in unit order.
+A local run checks first that ``threads + 1`` tasks' chips and the kept strips fit in the
+available memory (a :class:`~geocausal.errors.DataError` says to lower ``task_mb`` or
+``threads`` otherwise). Results stream into the cache, written in
 a temporary folder with one completion marker per task, then renamed: an interrupted run
 resumes where it stopped, and a finished cache is never half written. Finalisation is
 crash-safe: the cache is declared finished (its ``format`` attribute) only after every array
