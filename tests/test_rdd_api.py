@@ -228,7 +228,7 @@ def test_tests_size_and_power(sim):
     null = gc.rdd(outcome=list(Y0), running=x0, **_fast())
     assert null.diagnostics["p_homogeneity"] > 0.001
     fun = est.table("functionals").set_index("functional")
-    assert list(fun.columns) == ["estimate", "std_error", "p_value", "ci_low", "ci_high"]
+    assert list(fun.columns) == ["estimate", "std_error", "ci_low", "ci_high", "p_value"]
     assert fun.loc["mean", "p_value"] < 0.01
 
 

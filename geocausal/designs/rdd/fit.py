@@ -69,7 +69,8 @@ class RDFit:
         Units kept (``False`` inside the donut).
     tables : dict
         ``"functionals"`` (sharp designs with a grid): effects on the mean, variance and Gini
-        with bootstrap ``std_error``, ``p_value``, ``ci_low``, ``ci_high``.
+        with bootstrap ``std_error``, ``ci_low``, ``ci_high`` and ``p_value`` (the package's
+        table convention: key column, then estimate, std_error, ci_low, ci_high).
     """
 
     params: pd.Series
@@ -184,8 +185,9 @@ def fit_rdd(x: np.ndarray, Q: np.ndarray, g: np.ndarray, kind: str, *,
     tables: dict[str, pd.DataFrame] = {}
     if summ["functionals"] is not None:
         ft = summ["functionals"]
-        tables["functionals"] = ft.rename(columns={"boot_se": "std_error", "conf_low": "ci_low",
-                                                   "conf_high": "ci_high"})
+        tables["functionals"] = ft.rename(columns={
+            "boot_se": "std_error", "conf_low": "ci_low", "conf_high": "ci_high"})[
+            ["functional", "estimate", "std_error", "ci_low", "ci_high", "p_value"]]
         for name, pv in zip(ft["functional"], ft["p_value"]):
             diag[f"p_{name}_boot"] = float(pv)
     fs = res.first_stage
