@@ -19,7 +19,7 @@ ratio is the median of the per-repeat ratios (the machine is shared: each repeat
 run back to back under the same load).
 
 Usage: ``python benchmarks/extract.py [--small] [--units N] [--naive-units K] [--threads T]
-[--repeats R] [--no-record]``; with
+[--repeats R] [--careful-only] [--no-record]``; with
 ``--naive-units`` the naive loops run on the first K units only (throughput is per chip).
 """
 
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="gc.extract threads (default: the CPUs available, at most 4)")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed runs of gc.extract and the careful loop, alternated (median ratio)")
+    p.add_argument("--careful-only", action="store_true",
+                   help="time only the careful loop (skip the two slow boundless loops)")
     p.add_argument("--no-record", action="store_true", help="do not write benchmarks/rows.jsonl")
     args = p.parse_args(argv)
     if args.repeats < 1:
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"chips/s ({c_ext:.1f} s CPU)" + (f"; peak RSS {rss:.2f} GB (before: "
                   f"{rss0:.2f} GB), tracemalloc peak {tm_peak / 2**30:.2f} GB" if rep == 0 else ""))
             for label, once, clip in variants:
-                if rep > 0 and label != careful:
+                if (rep > 0 or args.careful_only) and label != careful:
                     continue
                 out = np.lib.format.open_memmap(work / "naive.npy", mode="w+", dtype=np.float32,
                                                 shape=(k, periods, chip, chip, bands))
