@@ -54,8 +54,8 @@ def oracle_frame(content: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
 def prepare(folder: Path, chip_px: int, resolution: float) -> dict:
     """Write the study once, extract its chips, compute both image representations."""
     import geocausal as gc
-    from geocausal.api._images import summary_features
     from geocausal.datasets.semisynthetic import sentinel2_semisynthetic
+    from geocausal.features.images import summary_features
 
     study = sentinel2_semisynthetic(folder / "study", seed=0, chip_px=chip_px,
                                     resolution=resolution)

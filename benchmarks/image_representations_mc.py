@@ -231,8 +231,8 @@ def landsat_chips(chip_px: int = 9, stride: int = 2, years=(2008, 2009, 2012, 20
 
 def features(chips: np.ndarray, mask: np.ndarray, study: str, seed: int = 0) -> dict:
     """Summary, engineered and learned features of a study's chips (learned: pretrained once)."""
-    from geocausal.api._images import summary_features
     from geocausal.features.engineered import engineered_features
+    from geocausal.features.images import summary_features
 
     out: dict = {}
     t0 = time.perf_counter()

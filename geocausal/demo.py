@@ -81,7 +81,7 @@ def image_representations(chips: np.ndarray, mask: np.ndarray, seed: int,
     >>> f["summary"].shape, f["learned"].shape[0]
     ((3, 12), 3)
     """
-    from geocausal.api._images import image_features
+    from geocausal.features.images import image_features
 
     n = chips.shape[0]
     return {"summary": image_features((chips, mask), n, representation="summary"),

@@ -224,7 +224,7 @@ def test_dask_workers_equal_serial(tmp_path):
 
 
 def test_open_cache_and_image_features(tmp_path):
-    from geocausal.api._images import image_features
+    from geocausal.features.images import image_features
 
     res = extract(_dense_study(tmp_path, n=5), progress=False)
     cache = open_cache(tmp_path / ".cache")

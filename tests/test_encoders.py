@@ -205,7 +205,7 @@ def test_embed_writes_parquet_per_unit_and_period(tmp_path, monkeypatch):
 
 
 def test_images_learned_branch_uses_encoders():
-    from geocausal.api._images import image_features
+    from geocausal.features.images import image_features
 
     chips = np.random.default_rng(0).normal(size=(20, 2, 8, 8, 3)).astype("float32")
     f = image_features(chips, 20, representation="learned", seed=0, epochs=1, embed_dim=4,

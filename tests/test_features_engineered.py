@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geocausal.api._images import image_features
 from geocausal.data.manifest import manifest_from_dict
 from geocausal.errors import DataError, IndicesSkippedWarning, ManifestError, MissingImagesWarning
 from geocausal.features import (
@@ -17,6 +16,7 @@ from geocausal.features import (
     resolve_band_roles,
     spectral_indices,
 )
+from geocausal.features.images import image_features
 
 spyndex = pytest.importorskip("spyndex")
 

@@ -11,9 +11,9 @@ import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import geocausal as gc
-from geocausal.api._images import summary_features
 from geocausal.errors import DataError, MissingImagesWarning
 from geocausal.features.align import align_images
+from geocausal.features.images import summary_features
 
 LEARNERS = {"propensity": LogisticRegression(), "outcome": LinearRegression()}
 #: the designs with one learner slot (ipw, balance, placement) refuse an unused outcome slot

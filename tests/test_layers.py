@@ -87,10 +87,7 @@ NAMES = {LEAF: "leaf", DATA: "data", FEATURES: "features/encoders", NUISANCE: "n
          TOP: "cli/demo/paper"}
 
 #: known upward imports that other engineers are removing now; the lead empties this set
-PENDING: set[tuple[str, str]] = {
-    # SensitivityResult.plot() draws through results/: move the plot method out of inference/
-    ("geocausal.inference.sensitivity", "geocausal.results.plot_sensitivity"),
-}
+PENDING: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:

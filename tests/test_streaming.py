@@ -160,7 +160,7 @@ def test_memory_budget_from_the_environment(monkeypatch):
 
 
 def test_summary_features_of_a_cache_stream(cache, never_whole):
-    from geocausal.api._images import image_features, summary_features
+    from geocausal.features.images import image_features, summary_features
 
     c, chips, mask = cache
     mask = mask.copy()

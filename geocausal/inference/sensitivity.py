@@ -709,7 +709,8 @@ class SensitivityResult:
     theta_upper, se_lower, se_upper, ci_lower, ci_upper, rv, rva (for linear models also
     ``r2yd_x`` and ``dof``; ``cf_y`` and ``cf_d`` are then the partial R^2 of the confounder
     with the outcome and the treatment). ``benchmarks`` holds the strength implied by observed
-    covariate groups.
+    covariate groups. ``est.sensitivity(...)`` returns it as a
+    :class:`geocausal.results.sensitivity.SensitivityReport`, which adds ``plot()``.
     """
 
     kind: str
@@ -777,11 +778,6 @@ class SensitivityResult:
         cy, cd = np.meshgrid(np.asarray(cf_y, float), np.asarray(cf_d, float), indexing="xy")
         return self.grid_fn(cy, cd)
 
-    def plot(self, ax=None, **kwargs):
-        """Contour plot of the bound over (cf_y, cf_d), the scenario and benchmarks marked."""
-        from geocausal.results.plot_sensitivity import sensitivity_contour
-
-        return sensitivity_contour(self, ax=ax, **kwargs)
 
 
 def validate_elements(obj: Any, design: str) -> None:

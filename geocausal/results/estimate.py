@@ -495,11 +495,14 @@ class Estimate:
 
         Returns
         -------
-        geocausal.inference.sensitivity.SensitivityResult
+        geocausal.results.sensitivity.SensitivityReport
+            The bounds, with ``plot()``.
         """
         from geocausal.inference.sensitivity import estimate_sensitivity
+        from geocausal.results.sensitivity import SensitivityReport
 
-        return estimate_sensitivity(self, cf_y=cf_y, cf_d=cf_d, rho=rho, level=level, **kwargs)
+        return SensitivityReport.of(
+            estimate_sensitivity(self, cf_y=cf_y, cf_d=cf_d, rho=rho, level=level, **kwargs))
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write this estimate to ``path``; :func:`geocausal.load` reads it back exactly.
