@@ -97,3 +97,16 @@ def test_a_run_that_cannot_fit_in_memory_is_a_named_error(study, tmp_path, monke
     # the same study with small tasks fits
     ok = _extract(study, tmp_path / "small", monkeypatch, stream=True, threads=2)
     assert ok.shape[0] == 80
+
+
+def test_direct_chunk_writes_equal_zarr_writes(study, tmp_path, monkeypatch):
+    # 80 units in chunks of 3: the last chunk is an edge chunk (zarr pads it)
+    monkeypatch.setattr(chips_mod, "DIRECT_CHUNKS", False)
+    by_zarr = _extract(study, tmp_path / "zarr", monkeypatch, stream=True, task_mb=0.003)
+    monkeypatch.setattr(chips_mod, "DIRECT_CHUNKS", True)
+    direct = _extract(study, tmp_path / "direct", monkeypatch, stream=True, task_mb=0.003)
+    assert direct.chips.array.chunks[0] == 3 and direct.shape[0] % 3 == 2
+    _assert_same(by_zarr, direct)
+    files = sorted(p.relative_to(direct.path) for p in (direct.path / "chips" / "c").rglob("*")
+                   if p.is_file())
+    assert len(files) == 27 and not any(p.name.startswith(".") for p in files)
