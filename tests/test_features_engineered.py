@@ -289,3 +289,60 @@ def test_engineered_from_a_chips_cache_streams_with_its_ids_and_band_names(tmp_p
     with pytest.warns(IndicesSkippedWarning):
         x = image_features(cache, len(f), representation="engineered")
     np.testing.assert_allclose(x, f.to_numpy())
+
+
+# ----------------------------------------------------------------------------- thresholds, change
+def test_threshold_statistics_on_a_hand_made_chip_ignore_masked_pixels():
+    from geocausal.features.engineered import threshold_statistics
+
+    v = np.zeros((1, 5, 5))
+    v[0, 0, :] = 1.0                    # a bright top row: 5 of 25 pixels
+    v[0, 4, 4] = 9.0                    # a bright corner pixel, but masked
+    ok = np.ones_like(v, bool)
+    ok[0, 4, 4] = False
+    s = threshold_statistics(v, ok, np.array([[0.5, 2.0]]), ["lo", "hi"])
+    assert s["above_lo"][0] == pytest.approx(5 / 24)
+    assert s["above_hi"][0] == 0.0     # the masked 9.0 never counts
+    # adjacent valid pairs: 2 x 5 x 4 = 40 minus the 2 touching the masked corner; the 5
+    # vertical pairs between rows 0 and 1 cross the threshold
+    assert s["edges_lo"][0] == pytest.approx(5 / 38)
+    half_diag = np.hypot(2, 2)
+    assert s["dist_above_lo"][0] == pytest.approx(2 / half_diag)    # centre (2,2) to (0,2)
+    assert s["dist_below_lo"][0] == 0.0 and s["dist_above_hi"][0] == 1.0
+    nothing = threshold_statistics(v, np.zeros_like(ok), np.array([[0.5]]))
+    assert all(np.isnan(a[0]) for a in nothing.values())
+
+
+def test_engineered_thresholds_are_pooled_quantiles_and_change_is_late_minus_early():
+    from geocausal.features.engineered import ALL_STATS
+
+    rng = np.random.default_rng(4)
+    chips = rng.uniform(0.05, 0.5, size=(7, 4, 6, 6, 2))
+    mask = rng.uniform(size=(7, 4, 6, 6)) > 0.1
+    mask[2, 1] = False                  # unit 2 has no valid pixel in period 1
+    roles = {"red": 1, "nir": 2}
+    f = engineered_features(chips, mask, roles, indices=["NDVI"], stats=ALL_STATS,
+                            threshold_levels=[0.25, 0.75])
+    g = engineered_features(chips, mask, roles, indices=["NDVI"], stats=ALL_STATS,
+                            threshold_levels=[0.25, 0.75], block=3)
+    pd.testing.assert_frame_equal(f, g)
+    ndvi = (chips[..., 1] - chips[..., 0]) / (chips[..., 1] + chips[..., 0])
+    thr = np.quantile(ndvi[mask], [0.25, 0.75])
+    for u, p in ((0, 0), (5, 3)):
+        vals = ndvi[u, p][mask[u, p]]
+        assert f.loc[u, f"NDVI_above_p75_t{p}"] == pytest.approx((vals > thr[1]).mean())
+        assert f.loc[u, f"NDVI_above_p25_t{p}"] == pytest.approx((vals > thr[0]).mean())
+    assert "red_above_p25_t0" not in f.columns  # thresholds on the index channels
+    assert np.isnan(f.loc[2, "NDVI_above_p25_t1"])
+    # change: mean of periods 2-3 minus mean of periods 0-1, empty periods left out
+    m = f[[f"NDVI_mean_t{p}" for p in range(4)]].to_numpy()
+    assert np.allclose(f["NDVI_mean_change"].drop(2), (m[:, 2:].mean(1) - m[:, :2].mean(1))[
+        np.arange(7) != 2])
+    assert f.loc[2, "NDVI_mean_change"] == pytest.approx(m[2, 2:].mean() - m[2, 0])
+    a = engineered_features(chips, mask, roles, indices=["NDVI"], stats=["mean", "thresholds"],
+                            threshold_channels="all")
+    assert "band1_above_p50_t0" in a.columns and not any(c.endswith("_change") for c in a.columns)
+    with pytest.raises(DataError, match="threshold_channels"):
+        engineered_features(chips, mask, roles, stats=["thresholds"], threshold_channels="x")
+    with pytest.raises(DataError, match="threshold levels"):
+        engineered_features(chips, mask, roles, stats=["thresholds"], threshold_levels=[1.5])

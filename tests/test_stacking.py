@@ -37,7 +37,10 @@ def test_default_stack_removes_image_confounding_and_records_quality():
     assert abs(tab.params["d"] - 1.0) > 8 * tab.std_errors["d"]
     assert abs(est.params["d"] - 1.0) < 3.5 * est.std_errors["d"]
     q = est.diagnostics["nuisance_quality"]
-    assert set(q.candidate) == {"tabular", "summary", "engineered", "stack"}
+    cands = {"tabular", "summary", "engineered"}
+    # candidates, the stack, and each candidate x outcome learner of the default library
+    assert set(q.candidate) == cands | {"stack"} | {f"{c}/{m}" for c in cands
+                                                    for m in ("ridge", "hgb")}
     assert set(q.nuisance) == {"propensity", "outcome0", "outcome1"}
     prop = q[q.nuisance == "propensity"].set_index("candidate")
     assert prop.loc["summary", "auc"] > prop.loc["tabular", "auc"] + 0.15
@@ -57,8 +60,9 @@ def test_tabular_only_candidate_equals_plain_aipw():
 
     df, chips = _centre_study(300, 1)
     lrn = stack_learners(3)
+    lrn = {"propensity": lrn["propensity"], "outcome": lrn["outcome"]["ridge"]}
     plain = gc.aipw("y ~ d + x", df, seed=3, learners=lrn)
-    one = gc.aipw("y ~ d + x", df, images=chips, seed=3,
+    one = gc.aipw("y ~ d + x", df, images=chips, seed=3, learners=lrn,
                   options={"image_options": {"candidates": ("tabular",)}})
     assert one.params["d"] == pytest.approx(plain.params["d"], abs=1e-12)
     assert one.std_errors["d"] == pytest.approx(plain.std_errors["d"], abs=1e-12)
@@ -210,3 +214,62 @@ def test_learned_candidate_end_to_end_with_salience(tmp_path):
     assert np.asarray(sal["maps"]).shape == (6, 8, 8) and np.isfinite(sal["maps"]).all()
     assert np.asarray(sal["maps"]).max() > 0
     assert save(salience_plot(est), tmp_path / "salience.png").stat().st_size > 0
+
+
+def test_learner_library_stacks_candidate_by_learner_pairs():
+    """Outcome linear in x: the linear learner on the right candidate wins; each candidate's own
+    prediction is the fold-wise combination of its learners; weights are convex."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(11)
+    n = 600
+    x = rng.normal(size=(n, 3))
+    d = rng.binomial(1, 1 / (1 + np.exp(-x[:, 0])))
+    y = d + 2 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] + rng.normal(size=n)
+    folds = np.arange(n) % 4
+    lib = {"ols": LinearRegression(),
+           "hgb": HistGradientBoostingRegressor(max_iter=50, random_state=0)}
+    res = stack_nuisances({"tabular": x[:, 2:], "full": x}, y, d, folds,
+                          LogisticRegression(), lib)
+    assert res.winner == {"e": "full", "mu0": "full/ols", "mu1": "full/ols"}
+    assert set(res.library["mu0"]) == {"tabular/ols", "tabular/hgb", "full/ols", "full/hgb"}
+    assert set(res.weights["e"]) == {"tabular", "full"}
+    for k in ("e", "mu0", "mu1"):
+        w = np.array(list(res.weights[k].values()))
+        assert (w >= 0).all() and abs(w.sum() - 1) < 1e-9
+    assert res.weights["mu0"]["full/ols"] > 0.5
+    # the candidate "full" alone: its two learners combined with weights from the other folds
+    P = np.column_stack([res.library["mu0"]["full/ols"], res.library["mu0"]["full/hgb"]])
+    rows = (d == 0) & (folds != 2)
+    w2 = convex_weights(P[rows], y[rows], "mse")
+    assert np.allclose(res.candidates["full"]["mu0"][folds == 2], P[folds == 2] @ w2)
+    q = res.quality.set_index(["nuisance", "candidate"])
+    assert q.loc[("outcome0", "full/ols"), "r2"] > q.loc[("outcome0", "tabular/ols"), "r2"] + 0.5
+    assert q.loc[("outcome0", "full"), "weight"] == pytest.approx(
+        res.weights["mu0"]["full/ols"] + res.weights["mu0"]["full/hgb"])
+    # the stacked AIPW lands on the truth (1.0), two-sided
+    from geocausal.designs.ipw import Nuisances, estimate
+
+    theta, psi = estimate(y, d, Nuisances(res.e, res.mu0, res.mu1), "aipw", "ATE")
+    se = float(np.sqrt((psi ** 2).sum()) / n)
+    assert abs(theta - 1.0) < 3.5 * se and 0.05 < se < 0.2
+    with pytest.raises(DataError, match="learner library names"):
+        stack_nuisances({"tabular": x}, y, d, folds, LogisticRegression(), {"a/b": lib["ols"]})
+
+
+def test_convex_weights_mix_two_halves_and_never_lose_to_the_best_column():
+    rng = np.random.default_rng(12)
+    t = rng.normal(size=500)
+    a, b = t + rng.normal(size=500), t + rng.normal(size=500)  # independent errors: mix 1/2
+    P = np.column_stack([a, b, np.zeros(500)])  # the zero column shrinks: weight ~1/3
+    w = convex_weights(P, t, "mse")
+    # peer: the equality-constrained least squares solution (KKT system), interior here
+    kkt = np.block([[2 * P.T @ P, np.ones((3, 1))], [np.ones((1, 3)), np.zeros((1, 1))]])
+    exact = np.linalg.solve(kkt, np.concatenate([2 * P.T @ t, [1.0]]))[:3]
+    assert (exact > 0).all() and np.allclose(w, exact, atol=1e-4)
+    p = 1 / (1 + np.exp(-rng.normal(size=500)))
+    dd = rng.binomial(1, p)
+    P = np.column_stack([p, np.full(500, dd.mean()), np.clip(p + 0.3, 0, 1)])
+    w = convex_weights(P, dd, "logloss")
+    loss = lambda q: -np.mean(dd * np.log(q) + (1 - dd) * np.log1p(-q))  # noqa: E731
+    assert loss(P @ w) <= min(loss(P[:, j]) for j in range(3)) + 1e-12

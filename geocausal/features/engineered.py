@@ -48,6 +48,13 @@ from geocausal.features.roles import BandRoles, resolve_band_roles
 
 #: statistic groups :func:`engineered_features` computes by default
 STATS: tuple[str, ...] = ("mean", "sd", "quantiles", "rings", "texture")
+#: groups that need more than one chip (``thresholds``: levels pooled over all chips) or more
+#: than one period (``change``); :func:`engineered_features` computes them when asked
+EXTRA_STATS: tuple[str, ...] = ("thresholds", "change")
+#: every group: the strong representation of the default image stack
+ALL_STATS: tuple[str, ...] = STATS + EXTRA_STATS
+#: default quantile levels of the pooled thresholds
+THRESHOLD_LEVELS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def _as_roles(roles: Any, bands: Sequence[str] | None, preset: str | None, n_bands: int
@@ -197,6 +204,112 @@ def chip_statistics(values: np.ndarray, valid: np.ndarray, *, stats: Sequence[st
     return out
 
 
+def _level_name(q: float) -> str:
+    return f"p{round(q * 100):02d}" if q * 100 == round(q * 100) else f"p{q * 100:g}"
+
+
+def threshold_statistics(values: np.ndarray, valid: np.ndarray, thresholds: np.ndarray,
+                         names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Composition and configuration of thresholded pixels: per threshold, the share of valid
+    pixels above it, the edge density of the thresholded mask and the distances from the chip
+    centre to the nearest pixel above and at-or-below it.
+
+    Parameters
+    ----------
+    values, valid
+        ``(..., H, W)`` pixel values and their validity (False or non-finite pixels enter no
+        statistic).
+    thresholds
+        ``(..., L)``: the ``L`` thresholds of each leading entry (broadcast against the leading
+        shape of ``values``, e.g. ``(K, L)`` for one row of thresholds per channel).
+    names
+        ``L`` names of the thresholds (default ``t0``, ``t1``, ...).
+
+    Returns
+    -------
+    dict
+        ``above_<name>`` (share of valid pixels above), ``edges_<name>`` (share of adjacent
+        valid pixel pairs, horizontal and vertical, on both sides of the threshold: the
+        fragmentation of the mask), ``dist_above_<name>`` and ``dist_below_<name>`` (distance
+        from the chip centre to the nearest valid pixel above / at or below, as a fraction of
+        the half diagonal; 1.0 when no valid pixel is on that side). NaN without valid pixels.
+
+    Examples
+    --------
+    >>> v = np.zeros((1, 5, 5)); v[0, 0, 0] = 1.0                 # one bright corner pixel
+    >>> s = threshold_statistics(v, np.ones_like(v, bool), np.array([[0.5]]), ["half"])
+    >>> float(s["above_half"][0]), float(s["dist_above_half"][0]), float(s["dist_below_half"][0])
+    (0.04, 1.0, 0.0)
+    >>> float(s["edges_half"][0])                                 # 2 of the 40 adjacent pairs
+    0.05
+    """
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.asarray(valid, dtype=bool) & np.isfinite(v)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    n_lev = thr.shape[-1]
+    names = [f"t{j}" for j in range(n_lev)] if names is None else list(names)
+    if len(names) != n_lev:
+        raise DataError(f"{len(names)} threshold names for {n_lev} thresholds")
+    h, w = v.shape[-2:]
+    vv = v[..., None, :, :]                         # (..., 1, H, W)
+    okk = ok[..., None, :, :]
+    above = (vv > thr[..., None, None]) & okk       # (..., L, H, W)
+    below = (~(vv > thr[..., None, None])) & okk
+    cnt = ok.sum(axis=(-2, -1))[..., None].astype(np.float64)
+    yy, xx = np.mgrid[0:h, 0:w]
+    dist = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
+    dmax = float(dist.max()) if dist.max() > 0 else 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = above.sum(axis=(-2, -1)) / cnt
+        cross = np.zeros(share.shape)
+        pairs = np.zeros(share.shape)
+        for a, b, va, vb in ((above[..., :, 1:], above[..., :, :-1], okk[..., :, 1:],
+                              okk[..., :, :-1]),
+                             (above[..., 1:, :], above[..., :-1, :], okk[..., 1:, :],
+                              okk[..., :-1, :])):
+            both = va & vb
+            cross = cross + ((a != b) & both).sum(axis=(-2, -1))
+            pairs = pairs + np.broadcast_to(both, a.shape).sum(axis=(-2, -1))
+        edges = cross / pairs
+    d_above = np.where(above, dist, np.inf).min(axis=(-2, -1))
+    d_below = np.where(below, dist, np.inf).min(axis=(-2, -1))
+    none = cnt == 0
+    out: dict[str, np.ndarray] = {}
+    for j, nm in enumerate(names):
+        out[f"above_{nm}"] = np.where(none[..., 0], np.nan, share[..., j])
+        out[f"edges_{nm}"] = edges[..., j]
+        for side, dd in (("above", d_above), ("below", d_below)):
+            out[f"dist_{side}_{nm}"] = np.where(none[..., 0], np.nan,
+                                                np.minimum(dd[..., j], dmax) / dmax)
+    return out
+
+
+def pooled_thresholds(sample: np.ndarray, levels: Sequence[float] = THRESHOLD_LEVELS
+                      ) -> np.ndarray:
+    """Quantiles of each channel's valid pixel values pooled over chips: ``(K, L)``.
+
+    ``sample`` is ``(..., K, H, W)`` with NaN for invalid pixels. A channel without any valid
+    pixel gets NaN thresholds (its statistics are then NaN, never zeros).
+
+    Examples
+    --------
+    >>> s = np.arange(8.0).reshape(2, 1, 2, 2)
+    >>> pooled_thresholds(s, [0.5]).tolist()
+    [[3.5]]
+    """
+    lv = [float(q) for q in levels]
+    if not lv or any(not 0.0 < q < 1.0 for q in lv):
+        raise DataError(f"threshold levels {lv} must be quantile levels strictly between 0 "
+                        "and 1")
+    v = np.moveaxis(np.asarray(sample, np.float64), -3, 0).reshape(sample.shape[-3], -1)
+    out = np.full((v.shape[0], len(lv)), np.nan)
+    for k in range(v.shape[0]):
+        x = v[k][np.isfinite(v[k])]
+        if x.size:
+            out[k] = np.quantile(x, lv)
+    return out
+
+
 def _unpack(chips: Any, masks: Any, ids: Any, bands: Any) -> tuple[Any, Any, Any, Any]:
     if hasattr(chips, "chips") and hasattr(chips, "unit_ids"):  # a chips cache or ChipsResult
         cache = chips
@@ -216,7 +329,9 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
                         ids: Any = None, indices: str | Sequence[str] = "default",
                         include_bands: bool = True, stats: Sequence[str] = STATS,
                         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
-                        rings: Sequence[float] = (0.25, 0.5), block: int = 256) -> pd.DataFrame:
+                        rings: Sequence[float] = (0.25, 0.5),
+                        threshold_levels: Sequence[float] = THRESHOLD_LEVELS,
+                        threshold_channels: str = "indices", block: int = 256) -> pd.DataFrame:
     """Engineered image features, one row per unit: statistics of bands and spectral indices.
 
     Parameters
@@ -244,8 +359,27 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         with an :class:`~geocausal.errors.IndicesSkippedWarning`.
     include_bands
         Statistics of the bands themselves, not only of the indices.
-    stats, quantiles, rings
+    stats
+        Groups among :data:`ALL_STATS`: those of :func:`chip_statistics` (:data:`STATS`, the
+        default) and
+
+        - ``"thresholds"``: :func:`threshold_statistics` of each threshold channel at the
+          quantiles ``threshold_levels`` of its valid pixels pooled over all chips and periods
+          (:func:`pooled_thresholds`; no label is used): share of pixels above (e.g. the
+          vegetated or water share), edge density of the thresholded mask (fragmentation) and
+          distance from the centre to the nearest pixel above / below (e.g. to water);
+          columns ``<channel>_above_p50``, ``<channel>_edges_p50``,
+          ``<channel>_dist_above_p50``, ``<channel>_dist_below_p50``;
+        - ``"change"`` (chips with several periods): every other column's mean over the later
+          half of the periods minus its mean over the earlier half (periods where it has no
+          valid pixel are left out of those means), named ``<column>_change``.
+    quantiles, rings
         See :func:`chip_statistics`.
+    threshold_levels
+        Quantile levels of the pooled thresholds.
+    threshold_channels
+        ``"indices"`` (default: the spectral indices, or the bands when no index is computed)
+        or ``"all"`` (bands and indices).
     block
         Units per block.
 
@@ -259,6 +393,17 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
     DataError
         Chips that are not ``(N, [T,] H, W, C)``, a mask of another shape, roles that do not
         match the bands, unknown statistics or indices, repeated ids.
+
+    Examples
+    --------
+    >>> chips = np.random.default_rng(0).uniform(0.05, 0.5, size=(6, 3, 8, 8, 2))
+    >>> f = engineered_features(chips, roles={"red": 1, "nir": 2}, indices=["NDVI"],
+    ...                         stats=["mean", "thresholds", "change"], threshold_levels=[0.5])
+    >>> [c for c in f.columns if c.startswith("NDVI") and c.endswith("_t0")]
+    ['NDVI_mean_t0', 'NDVI_above_p50_t0', 'NDVI_edges_p50_t0', 'NDVI_dist_above_p50_t0', 'NDVI_dist_below_p50_t0']
+    >>> late = (f["NDVI_mean_t1"] + f["NDVI_mean_t2"]) / 2      # periods 1-2 against period 0
+    >>> bool(np.allclose(f["NDVI_mean_change"], late - f["NDVI_mean_t0"]))
+    True
     """
     chips, masks, ids, bands = _unpack(chips, masks, ids, bands)
     shape = tuple(chips.shape)
@@ -270,6 +415,13 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
                         f"without the band axis, {shape[:-1]}")
     if not isinstance(block, int | np.integer) or block < 1:
         raise DataError(f"block={block!r}: give a positive number of units per block")
+    stats = list(stats)
+    bad = [s for s in stats if s not in ALL_STATS]
+    if bad:
+        raise DataError(f"stats {bad} are not among {list(ALL_STATS)}")
+    if threshold_channels not in ("indices", "all"):
+        raise DataError(f"threshold_channels={threshold_channels!r} must be 'indices' or 'all'")
+    pix_stats = [s for s in stats if s in STATS]
     r = _as_roles(roles, bands, preset, c)
     want = [] if (not isinstance(indices, str) and len(indices) == 0) else indices
     names = available_indices(r, want)[0] if want else []
@@ -279,17 +431,20 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
     if not channels:
         raise DataError("no feature channel: include_bands=False and no spectral index the "
                         "band roles support")
+    if not pix_stats and "thresholds" not in stats:
+        raise DataError(f"stats {stats} compute no per-period statistic; add one of "
+                        f"{list(STATS)} or 'thresholds'")
     idx = pd.Index(np.arange(n) if ids is None else np.asarray(ids), name="unit_id")
     if len(idx) != n:
         raise DataError(f"ids has {len(idx)} entries for {n} chips")
     if not idx.is_unique:
         raise DataError(f"ids repeat, e.g. {idx[idx.duplicated()][:3].tolist()}; give one id "
                         "per chip")
-    parts: list[np.ndarray] = []
-    stat_names: list[str] = []
-    for start in range(0, n, int(block)):
-        x = np.asarray(chips[start:start + block], dtype=np.float64)
-        m = None if masks is None else np.asarray(masks[start:start + block], dtype=bool)
+
+    def channel_values(start: int, stop: int) -> np.ndarray:
+        """(b, T, K, H, W) band and index values of units start:stop, NaN where invalid."""
+        x = np.asarray(chips[start:stop], dtype=np.float64)
+        m = None if masks is None else np.asarray(masks[start:stop], dtype=bool)
         if x.ndim == 4:
             x = x[:, None]
             m = None if m is None else m[:, None]
@@ -299,12 +454,47 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         vals = [np.where(ok, x, np.nan)] if include_bands else []
         if names:
             vals.append(spectral_indices(x, r, names, m, warn=False)[0])
-        v = np.moveaxis(np.concatenate(vals, axis=-1), -1, 2)  # (b, T, K, H, W)
-        st = chip_statistics(v, np.isfinite(v), stats=stats, quantiles=quantiles, rings=rings)
-        stat_names = list(st)
-        parts.append(np.stack([st[s] for s in stat_names], axis=-1))  # (b, T, K, S)
+        return np.moveaxis(np.concatenate(vals, axis=-1), -1, 2)
+
+    thr_pos: list[int] = []
+    levels = thr = None
+    if "thresholds" in stats:
+        thr_pos = ([channels.index(nm) for nm in names]
+                   if threshold_channels == "indices" and names else list(range(len(channels))))
+        levels = [_level_name(float(q)) for q in threshold_levels]
+        per_unit = int(np.prod(shape[1:-1]))
+        step = max(1, -(-n * per_unit // 2_000_000))  # at most ~2e6 pooled values per channel
+        sample = [channel_values(s0, min(s0 + block, n))[(-s0) % step::step][:, :, thr_pos]
+                  for s0 in range(0, n, int(block))]
+        thr = pooled_thresholds(np.concatenate(sample, axis=0), threshold_levels)
+    parts: list[np.ndarray] = []
+    col_names: list[tuple[str, str]] = []
+    for start in range(0, n, int(block)):
+        v = channel_values(start, min(start + block, n))  # (b, T, K, H, W)
+        feats, col_names = [], []
+        if pix_stats:
+            st = chip_statistics(v, np.isfinite(v), stats=pix_stats, quantiles=quantiles,
+                                 rings=rings)
+            a = np.stack(list(st.values()), axis=-1)  # (b, T, K, S)
+            feats.append(a.reshape(a.shape[:2] + (-1,)))
+            col_names += [(ch, s) for ch in channels for s in st]
+        if thr is not None:
+            vt = v[:, :, thr_pos]
+            ts = threshold_statistics(vt, np.isfinite(vt), thr, levels)
+            a = np.stack(list(ts.values()), axis=-1)  # (b, T, Kt, S)
+            feats.append(a.reshape(a.shape[:2] + (-1,)))
+            col_names += [(channels[k], s) for k in thr_pos for s in ts]
+        parts.append(np.concatenate(feats, axis=-1))  # (b, T, F)
     arr = np.concatenate(parts, axis=0)
     t = arr.shape[1]
-    cols = [f"{ch}_{s}" + (f"_t{p}" if t > 1 else "")
-            for p in range(t) for ch in channels for s in stat_names]
-    return pd.DataFrame(arr.reshape(n, -1), index=idx, columns=cols)
+    cols = [f"{ch}_{s}" + (f"_t{p}" if t > 1 else "") for p in range(t) for ch, s in col_names]
+    out = arr.reshape(n, -1)
+    if "change" in stats and t > 1:
+        import warnings
+
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all periods empty: NaN, said
+            change = np.nanmean(arr[:, t // 2:], axis=1) - np.nanmean(arr[:, :t // 2], axis=1)
+        out = np.column_stack([out, change])
+        cols += [f"{ch}_{s}_change" for ch, s in col_names]
+    return pd.DataFrame(out, index=idx, columns=cols)

@@ -68,7 +68,11 @@ class StackResult:
     ``weights``: nuisance -> candidate -> weight fitted on all units (shown to the user; the
     estimates use the fold-wise weights). ``winner``: nuisance -> the candidate with the lowest
     out-of-fold loss. ``quality``: :func:`nuisance_quality` of every candidate and the stack.
-    ``dropped``: candidate -> why it was dropped.
+    ``dropped``: candidate -> why it was dropped. With learner libraries (mappings of learners),
+    the stacked columns are candidate x learner, labelled ``candidate/learner``: ``weights`` and
+    ``winner`` name these labels, ``library`` holds their out-of-fold predictions (nuisance ->
+    label -> array), and ``candidates`` holds, per candidate, the combination of its own
+    learners (with the same fold-wise rule).
     """
 
     e: np.ndarray
@@ -80,11 +84,7 @@ class StackResult:
     quality: pd.DataFrame
     combine: str
     dropped: dict[str, str] = field(default_factory=dict)
-
-
-def _softmax(a: np.ndarray) -> np.ndarray:
-    z = np.exp(a - a.max())
-    return z / z.sum()
+    library: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _loss_fn(kind: str, target: np.ndarray, P: np.ndarray):
@@ -116,35 +116,89 @@ def convex_weights(P: np.ndarray, target: np.ndarray, kind: str) -> np.ndarray:
     k = P.shape[1]
     if k == 1:
         return np.ones(1)
-    f = _loss_fn(kind, np.asarray(target, float), P)
+    t = np.asarray(target, float)
+    f = _loss_fn(kind, t, P)
+    m = len(t)
+
+    def grad(w):
+        if kind == "mse":
+            return -2.0 / m * P.T @ (t - P @ w)
+        p = np.clip(P @ w, _EPS, 1 - _EPS)
+        return P.T @ (-(t / p - (1 - t) / (1 - p)) / m)
+
     best = min(range(k), key=lambda j: f(np.eye(k)[j]))
-    start = np.full(k, -2.0)
-    start[best] = 2.0
-    res = minimize(lambda a: f(_softmax(a)), start, method="Nelder-Mead",
-                   options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 400 * k})
-    w = _softmax(res.x)
-    if f(w) > f(np.eye(k)[best]):  # the optimiser never does worse than the best candidate
+    start = 0.5 * np.eye(k)[best] + 0.5 / k
+    # convex weights: minimise on the simplex (sequential quadratic programming)
+    res = minimize(f, start, jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * k,
+                   constraints=({"type": "eq", "fun": lambda w: w.sum() - 1.0,
+                                 "jac": lambda w: np.ones(k)},),
+                   options={"maxiter": 500, "ftol": 1e-12})
+    w = np.clip(np.asarray(res.x, float), 0.0, None)
+    w = w / w.sum() if w.sum() > 0 else np.eye(k)[best]
+    if not np.isfinite(f(w)) or f(w) > f(np.eye(k)[best]):  # never worse than the best one
         w = np.eye(k)[best]
     w[w < 1e-4] = 0.0
     return w / w.sum()
 
 
-def _crossfit_candidate(X, y, d, fold_ids, propensity_learner, outcome_learner, need_mu1
-                        ) -> dict[str, np.ndarray]:
-    out = {"e": crossfit_predict(propensity_learner, X, d.astype(int), fold_ids,
-                                 method="predict_proba")}
-    if outcome_learner is not None:
-        out["mu0"] = crossfit_predict(outcome_learner, X, y, fold_ids, train_mask=d == 0)
-        if need_mu1:
-            out["mu1"] = crossfit_predict(outcome_learner, X, y, fold_ids, train_mask=d == 1)
-    bad = [k for k, v in out.items() if not np.all(np.isfinite(v))]
+def _library(learner: Any) -> list[tuple[str | None, Any]]:
+    """``[(name, learner), ...]`` of a learner library (a mapping), or ``[(None, learner)]``."""
+    if isinstance(learner, Mapping):
+        if not learner:
+            raise DataError("a learner library (a mapping name -> learner) must not be empty")
+        bad = [k for k in learner if not isinstance(k, str) or not k or "/" in k]
+        if bad:
+            raise DataError(f"learner library names {bad} must be non-empty strings without '/'")
+        return list(learner.items())
+    return [(None, learner)]
+
+
+def _label(candidate: str, learner: str | None) -> str:
+    return candidate if learner is None else f"{candidate}/{learner}"
+
+
+def _crossfit_candidate(name, X, y, d, fold_ids, propensity_lib, outcome_lib, need_mu1
+                        ) -> dict[str, dict[str, np.ndarray]]:
+    """Nuisance -> column label (candidate or candidate/learner) -> out-of-fold prediction."""
+    out: dict[str, dict[str, np.ndarray]] = {"e": {}}
+    for lname, lrn in propensity_lib:
+        out["e"][_label(name, lname)] = crossfit_predict(lrn, X, d.astype(int), fold_ids,
+                                                         method="predict_proba")
+    if outcome_lib is not None:
+        arms = [("mu0", d == 0)] + ([("mu1", d == 1)] if need_mu1 else [])
+        for k, arm in arms:
+            out[k] = {_label(name, lname): crossfit_predict(lrn, X, y, fold_ids, train_mask=arm)
+                      for lname, lrn in outcome_lib}
+    bad = [lab for v in out.values() for lab, p in v.items() if not np.all(np.isfinite(p))]
     if bad:
         raise DataError(f"non-finite out-of-fold predictions of {bad}")
     return out
 
 
+def _combine(P: np.ndarray, rows: np.ndarray, target: np.ndarray, kind: str,
+             fold_ids: np.ndarray, combine: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fold-wise combination of the columns of ``P`` (weights of fold j fitted on the other
+    folds' scored rows) and the weights fitted on all scored rows.
+    """
+    n, k = P.shape
+    out = np.empty(n)
+    for f in np.unique(fold_ids):
+        other = rows & (fold_ids != f)
+        if combine == "select":
+            best = min(range(k), key=lambda j: _loss(kind, target[other], P[other, j]))
+            w = np.eye(k)[best]
+        else:
+            w = convex_weights(P[other], target[other], kind)
+        out[fold_ids == f] = P[fold_ids == f] @ w
+    if combine == "select":
+        w_all = np.eye(k)[min(range(k), key=lambda j: _loss(kind, target[rows], P[rows, j]))]
+    else:
+        w_all = convex_weights(P[rows], target[rows], kind)
+    return out, w_all
+
+
 def _targets(y, d) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
-    """nuisance -> (rows where it is scored, target, loss kind)."""
+    """Nuisance -> (rows where it is scored, target, loss kind)."""
     n = len(d)
     return {"e": (np.ones(n, bool), d.astype(float), "logloss"),
             "mu0": (d == 0, y, "mse"), "mu1": (d == 1, y, "mse")}
@@ -171,8 +225,10 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     fold_ids
         Integer fold of each unit (the same folds for every candidate).
     propensity_learner, outcome_learner
-        scikit-learn compatible classifier and regressor, cloned per candidate and fold;
-        ``outcome_learner=None`` fits the propensity only.
+        scikit-learn compatible classifier and regressor, cloned per candidate and fold, or
+        libraries of them (mappings name -> learner: every candidate x learner pair is
+        cross-fitted and stacked, labelled ``candidate/name``); ``outcome_learner=None`` fits
+        the propensity only.
     need_mu1
         Fit the treated-arm outcome regression.
     combine
@@ -208,7 +264,9 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
         raise DataError(f"baseline={baseline!r} is not a candidate ({names})")
     image_candidates = tuple(c for c in names if c != baseline) if image_candidates is None \
         else tuple(image_candidates)
-    fits: dict[str, dict[str, np.ndarray]] = {}
+    prop_lib = _library(propensity_learner)
+    out_lib = None if outcome_learner is None else _library(outcome_learner)
+    fits: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     dropped: dict[str, str] = {}
     for name in names:
         try:
@@ -219,8 +277,8 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
             if not np.all(np.isfinite(X)):
                 raise DataError(f"candidate {name!r} has {int((~np.isfinite(X)).sum())} "
                                 "non-finite features")
-            fits[name] = _crossfit_candidate(X, y, d, fold_ids, propensity_learner,
-                                             outcome_learner, need_mu1)
+            fits[name] = _crossfit_candidate(name, X, y, d, fold_ids, prop_lib, out_lib,
+                                             need_mu1)
         except Exception as exc:  # a failing image candidate never stops the estimate
             if name == baseline:
                 raise
@@ -235,44 +293,50 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     combined: dict[str, np.ndarray] = {}
     weights: dict[str, dict[str, float]] = {}
     winner: dict[str, str] = {}
+    per_cand: dict[str, dict[str, np.ndarray]] = {c: {} for c in kept}
+    library: dict[str, dict[str, np.ndarray]] = {}
+    cand_weights: dict[str, dict[str, float]] = {}
     for k in nuis:
         rows, target, kind = targets[k]
-        P = np.column_stack([fits[c][k] for c in kept])
-        losses = {c: _loss(kind, target[rows], fits[c][k][rows]) for c in kept}
-        winner[k] = min(kept, key=lambda c: losses[c])
-        if combine == "select":
-            # the choice itself is cross-fitted: fold j uses the winner on the other folds
-            out = np.empty(n)
-            for f in np.unique(fold_ids):
-                other = rows & (fold_ids != f)
-                best = min(kept, key=lambda c: _loss(kind, target[other], fits[c][k][other]))
-                out[fold_ids == f] = fits[best][k][fold_ids == f]
-            w_all = np.array([1.0 if c == winner[k] else 0.0 for c in kept])
-        else:
-            out = np.empty(n)
-            for f in np.unique(fold_ids):
-                other = rows & (fold_ids != f)
-                w = convex_weights(P[other], target[other], kind)
-                out[fold_ids == f] = P[fold_ids == f] @ w
-            w_all = convex_weights(P[rows], target[rows], kind)
+        library[k] = {lab: p for c in kept for lab, p in fits[c][k].items()}
+        labels = list(library[k])
+        P = np.column_stack([library[k][lab] for lab in labels])
+        losses = {lab: _loss(kind, target[rows], library[k][lab][rows]) for lab in labels}
+        winner[k] = min(labels, key=lambda lab: losses[lab])
+        out, w_all = _combine(P, rows, target, kind, fold_ids, combine)
         combined[k] = out
-        weights[k] = {c: float(w) for c, w in zip(kept, w_all, strict=True)}
+        weights[k] = {lab: float(w) for lab, w in zip(labels, w_all, strict=True)}
+        for c in kept:  # each candidate on its own: the combination of its learners
+            own = list(fits[c][k])
+            per_cand[c][k] = (fits[c][k][own[0]] if len(own) == 1 else _combine(
+                np.column_stack([fits[c][k][lab] for lab in own]), rows, target, kind,
+                fold_ids, combine)[0])
+        cand_weights[k] = {c: float(sum(weights[k][lab] for lab in fits[c][k])) for c in kept}
+        c_loss = {c: _loss(kind, target[rows], per_cand[c][k][rows]) for c in kept}
         img = [c for c in image_candidates if c in kept]
-        if img and all(losses[c] > losses[baseline] for c in img):
+        if img and all(c_loss[c] > c_loss[baseline] for c in img):
             label = {"e": "propensity", "mu0": "outcome (controls)",
                      "mu1": "outcome (treated)"}[k]
-            best_img = min(img, key=lambda c: losses[c])
+            best_img = min(img, key=lambda c: c_loss[c])
             warnings.warn(f"image features made the out-of-fold {label} loss worse than the "
-                          f"tabular controls alone ({baseline!r} {losses[baseline]:.4f} vs best "
-                          f"image candidate {best_img!r} {losses[best_img]:.4f}, over "
+                          f"tabular controls alone ({baseline!r} {c_loss[baseline]:.4f} vs best "
+                          f"image candidate {best_img!r} {c_loss[best_img]:.4f}, over "
                           f"{int(rows.sum())} units); the stack weights the tabular candidate "
                           "accordingly: check the images or pass representation='summary'",
                           ImageFeaturesWorseWarning, stacklevel=stacklevel)
-    quality = nuisance_quality({**{c: fits[c] for c in kept}, combine: combined}, y, d,
-                               weights=weights)
+    multi = len(prop_lib) > 1 or (out_lib is not None and len(out_lib) > 1)
+    rows_q: dict[str, dict[str, np.ndarray]] = dict(per_cand)
+    w_q = {k: dict(cand_weights[k]) for k in nuis}
+    if multi:  # every candidate x learner column too, when a library has several learners
+        for k in nuis:
+            if len(fits[baseline][k]) > 1:
+                for lab, p in library[k].items():
+                    rows_q.setdefault(lab, {})[k] = p
+                    w_q[k][lab] = weights[k][lab]
+    quality = nuisance_quality({**rows_q, combine: combined}, y, d, weights=w_q)
     return StackResult(e=combined["e"], mu0=combined.get("mu0"), mu1=combined.get("mu1"),
-                       candidates={c: fits[c] for c in kept}, weights=weights, winner=winner,
-                       quality=quality, combine=combine, dropped=dropped)
+                       candidates=per_cand, weights=weights, winner=winner,
+                       quality=quality, combine=combine, dropped=dropped, library=library)
 
 
 def _auc(d: np.ndarray, e: np.ndarray) -> float:
@@ -288,7 +352,8 @@ def _auc(d: np.ndarray, e: np.ndarray) -> float:
 
 def _calibration_slope(d: np.ndarray, e: np.ndarray) -> float:
     """Slope of the logistic recalibration ``logit P(d=1) = a + b logit(e)`` (1 = calibrated),
-    by Newton-Raphson; NaN when it has no finite maximum (separation) or ``e`` is constant."""
+    by Newton-Raphson; NaN when it has no finite maximum (separation) or ``e`` is constant.
+    """
     lo = np.log(np.clip(e, _EPS, 1 - _EPS) / np.clip(1 - e, _EPS, 1))
     if np.ptp(lo) < 1e-12:
         return float("nan")
