@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import cross_val_score
 
 from geocausal.cli import main
 from geocausal.designs.cate_model import chip_features
@@ -24,27 +25,31 @@ def _pipeline():
 
 
 def _r2(X, y):
-    return LinearRegression().fit(X, y).score(X, y)
+    """Out-of-fold R-squared of a linear fit (5 folds)."""
+    return float(cross_val_score(LinearRegression(), X, y, cv=5, scoring="r2").mean())
 
 
 def test_effect_is_not_any_candidates_own_feature():
-    """The planted latent is seen only through proxies by the hand-made candidates; with
-    ``effect="growth"`` the sequence summary computes it almost exactly (the old design)."""
+    """``effect="waterfront"`` plants the effect in a pixel-level latent: no hand-made candidate
+    computes it (each explains only part of it), and unlike the old ``effect="growth"`` it is
+    not a function of the cell-level quantities (growth, water) the band summaries estimate."""
     p = _pipeline()
     sim = p.simulate_trial(600, grid=34, effect="waterfront", seed=3)
     d = sim.data
     tau = d["tau_image"].to_numpy()
     np.testing.assert_allclose(tau, 0.5 + 12 * d["waterfront"])
+    cells = ["growth", "water", "built0"]
     feats = {"tabular": d[["x1", "x2"]].to_numpy(),
              "summary_single": chip_features(sim.chips, "single"),
              "summary_sequence": chip_features(sim.chips, "sequence"),
-             "cell_latents": d[["growth", "water", "built0"]].to_numpy()}
+             "cell_latents": d[cells].to_numpy()}
     r2 = {k: _r2(v, tau) for k, v in feats.items()}
     print({k: round(v, 3) for k, v in r2.items()})
     assert r2["tabular"] < 0.05
-    assert 0.2 < r2["summary_single"] < 0.8 and 0.3 < r2["summary_sequence"] < 0.85
+    assert 0.2 < r2["summary_single"] < 0.75 and 0.5 < r2["summary_sequence"] < 0.95
+    assert r2["cell_latents"] < 0.8
     old = p.simulate_trial(600, grid=34, effect="growth", seed=3)
-    assert _r2(chip_features(old.chips, "sequence"), old.data["tau_image"]) > 0.9
+    assert _r2(old.data[cells].to_numpy(), old.data["tau_image"]) > 0.999
     with pytest.raises(ValueError, match="effect="):
         p.simulate_trial(50, grid=10, effect="lakeside")
 
