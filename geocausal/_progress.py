@@ -70,7 +70,8 @@ def progress_visible(enabled: bool = True) -> bool:
 
 def _bar_class(show: bool):
     """``tqdm.notebook.tqdm`` in a notebook with ipywidgets importable, else plain ``tqdm``
-    (tqdm.auto would warn about IProgress when ipywidgets is missing)."""
+    (tqdm.auto would warn about IProgress when ipywidgets is missing).
+    """
     if show and _in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
         from tqdm.notebook import tqdm as bar_cls
     else:

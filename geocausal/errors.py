@@ -58,65 +58,77 @@ class WeakInstrumentWarning(DiagnosticWarning):
 
 class FewClustersWarning(DiagnosticWarning):
     """Cluster-robust inference rests on few clusters (fewer than
-    :data:`geocausal.inference.variance.MIN_CLUSTERS`); the message gives the count."""
+    :data:`geocausal.inference.variance.MIN_CLUSTERS`); the message gives the count.
+    """
 
 
 class FewSwitchersWarning(GeocausalWarning):
     """The treatment varies within few units (fewer than
     :data:`geocausal.designs.panel_transforms.MIN_SWITCHERS`) once unit effects are absorbed;
-    the message gives the count."""
+    the message gives the count.
+    """
 
 
 class MissingImagesWarning(GeocausalWarning):
     """Units have no usable image (no chip, an all-nodata chip, NaN features) and were dropped or
-    imputed (``missing_images=``); the message gives the count and some ids."""
+    imputed (``missing_images=``); the message gives the count and some ids.
+    """
 
 
 class IndicesSkippedWarning(GeocausalWarning):
     """Spectral indices were requested that the chips' band roles cannot support; the message
-    lists the indices skipped and the bands each needs."""
+    lists the indices skipped and the bands each needs.
+    """
 
 
 class EmptyZoneWarning(GeocausalWarning):
     """Zones (buffers, polygons, chip footprints) cover no valid pixel: their zonal statistics
-    are NaN; the message gives the count and some ids."""
+    are NaN; the message gives the count and some ids.
+    """
 
 
 class OverlappingZonesWarning(DiagnosticWarning):
     """Units' zones share pixels: their pixel distributions are correlated and unit-level
-    standard errors of a design run low."""
+    standard errors of a design run low.
+    """
 
 
 class UnmatchedJoinWarning(GeocausalWarning):
     """A spatial, tabular or temporal join found no match for some units (their joined columns
-    are missing) or several (the first was kept); the message gives the count and some ids."""
+    are missing) or several (the first was kept); the message gives the count and some ids.
+    """
 
 
 class NotSavedWarning(GeocausalWarning):
     """``Estimate.save`` met objects its safe format cannot hold (fitted models, arbitrary
     classes); they are replaced by a :class:`geocausal.results.io.NotSaved` marker. The message
-    gives the count and where each sat."""
+    gives the count and where each sat.
+    """
 
 
 class NoClearObservationWarning(GeocausalWarning):
     """A composite period has no clear observation (every scene cloudy, shadowed or nodata) for
     some units: their chips there are fully masked and they are reported with the all-nodata
-    units (``empty_ids``); the message gives the count per period and some ids."""
+    units (``empty_ids``); the message gives the count per period and some ids.
+    """
 
 
 class FailedSpecificationWarning(GeocausalWarning):
     """Some specifications of a specification curve (``gc.spec_curve``) raised a
     :class:`GeocausalError`; they are kept in its table with ``status == "failed"`` and the
-    error's message. The message gives how many failed, out of how many, and the first ones."""
+    error's message. The message gives how many failed, out of how many, and the first ones.
+    """
 
 
 class CandidateFailedWarning(GeocausalWarning):
     """A candidate representation of a nuisance stack (``images=`` chips with
     ``representation="auto"``: engineered or learned features) failed to build or to train in
     some fold; it was dropped from the stack. The message names the candidate, the nuisance and
-    the error."""
+    the error.
+    """
 
 
 class ImageFeaturesWorseWarning(DiagnosticWarning):
     """Image features made the out-of-fold loss of a nuisance worse than tabular controls alone
-    (every image candidate lost to the tabular one); the message gives both losses."""
+    (every image candidate lost to the tabular one); the message gives both losses.
+    """

@@ -88,7 +88,8 @@ TABLE_COLUMNS = ("term", "estimate", "std_error", "statistic", "p_value", "conf_
 @dataclass(frozen=True)
 class Choice:
     """One analyst choice of a grid: its name, the labels and values of its options, and
-    where it goes (``"design"`` keyword, ``"formula"`` or ``"data"`` callable)."""
+    where it goes (``"design"`` keyword, ``"formula"`` or ``"data"`` callable).
+    """
 
     name: str
     labels: tuple[str, ...]
@@ -560,7 +561,8 @@ class SpecCurve:
 
     def summary(self) -> pd.DataFrame:
         """Per term: specifications run and failed, median, min and max estimate, the share of
-        positive estimates and the shares whose interval excludes the null on each side."""
+        positive estimates and the shares whose interval excludes the null on each side.
+        """
         rows = []
         for t, g in self.table.groupby("term", sort=False):
             ok = g[g.status == "ok"]
@@ -585,7 +587,8 @@ class SpecCurve:
 
     def plot(self, term: str | None = None, **kwargs: Any):
         """The specification-curve figure (:func:`geocausal.results.plot_speccurve.
-        spec_curve_plot`); returns the Figure."""
+        spec_curve_plot`); returns the Figure.
+        """
         from geocausal.results.plot_speccurve import spec_curve_plot
 
         return spec_curve_plot(self, term=term, **kwargs)

@@ -31,7 +31,8 @@ from geocausal.vocabulary import DEFAULTS, choice
 
 def public_signature(fn):
     """Hide ``**deprecated`` from ``inspect.signature`` (the command line and ``spec_curve``
-    pass only the keywords a face lists); the old keywords still work, with a FutureWarning."""
+    pass only the keywords a face lists); the old keywords still work, with a FutureWarning.
+    """
     sig = inspect.signature(fn)
     fn.__signature__ = sig.replace(parameters=[
         p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD])

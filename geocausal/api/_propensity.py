@@ -29,7 +29,8 @@ def propensity_role(parsed, data: pd.DataFrame, treat: np.ndarray, propensity: A
                     design: str, learners: Any, folds: Any, seed: int, images: Any
                     ) -> tuple[np.ndarray, dict]:
     """Given propensities (a column or array), or cross-fitted ones on controls and images
-    (:func:`~geocausal.designs.debias.propensity_scores`, learner slot ``propensity``)."""
+    (:func:`~geocausal.designs.debias.propensity_scores`, learner slot ``propensity``).
+    """
     lrn = resolve_learners(design, learners).get("propensity")
     if propensity is not None:
         if isinstance(propensity, str):

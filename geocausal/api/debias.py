@@ -254,7 +254,7 @@ def compare_debiasers(
     criterion: str = "mae",
     tweedie: TweedieOptions | dict | None = None,
 ) -> DebiaserComparison:
-    """K-fold pseudo-trials on calibration data: which correction recovers true contrasts?
+    """K-fold pseudo-trials on calibration data: which correction recovers the true contrasts.
 
     The calibration units are split into ``folds``; correctors are fitted on the other folds
     and applied to the held-out fold, where pseudo-trials compare a pseudo-treated group with

@@ -1,4 +1,4 @@
-"""``gc.placement``: how predictable is treatment placement from images and controls?
+"""``gc.placement``: how predictable treatment placement is from images and controls.
 
 The face resolves the formula (``"d ~ x"`` or the effect formula ``"y ~ d + x"``), the images
 and the options, and calls :func:`geocausal.designs.placement.fit_placement` (cross-validated

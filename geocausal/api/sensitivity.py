@@ -1,4 +1,4 @@
-"""``gc.sensitivity_benchmark``: how strong are the confounders we did observe?
+"""``gc.sensitivity_benchmark``: how strong the confounders we did observe are.
 
 The omitted-variable-bias bounds of ``est.sensitivity(cf_y, cf_d)`` need a sense of scale:
 what ``cf_y`` and ``cf_d`` would a confounder have that is as strong as a group of observed

@@ -365,7 +365,8 @@ def _unit_samples(m: Manifest, spec: Any, where: str, uniq: Any, tiles: list[Til
                   period: Any, boundary: Any) -> tuple[list[np.ndarray], list[np.ndarray],
                                                        np.ndarray]:
     """Per unique unit, the pixel values of ``spec`` in its (clipped) zone, their weights,
-    and the zone's overlap group (:func:`overlap_groups`)."""
+    and the zone's overlap group (:func:`overlap_groups`).
+    """
     from geocausal.data.rasters import chip_size_px
     from geocausal.data.units import unit_points
     from geocausal.data.zonal import zone_geometries

@@ -214,7 +214,8 @@ class SidedBoundary:
 
     def signed(self, points: Any) -> np.ndarray:
         """Signed distance in metres of points (a GeoSeries, any CRS) to the boundary:
-        positive on the treated side (zero counts as treated)."""
+        positive on the treated side (zero counts as treated).
+        """
         import geopandas as gpd
         import shapely
 

@@ -1,4 +1,4 @@
-"""Data manifests: a study's units, rasters, periods, chip size and tabular column roles.
+r"""Data manifests: a study's units, rasters, periods, chip size and tabular column roles.
 
 A manifest is a YAML file validated by the pydantic :class:`Manifest` schema; paths are
 relative to the manifest's folder. Every validation error names the field and the file.
@@ -7,7 +7,7 @@ Examples
 --------
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
->>> _ = (d / "units.csv").write_text("id,lon,lat\\n1,0.5,0.5\\n")
+>>> _ = (d / "units.csv").write_text("id,lon,lat\n1,0.5,0.5\n")
 >>> _ = (d / "m.yaml").write_text('''
 ... name: tiny
 ... units: {path: units.csv, id: id, lon: lon, lat: lat}
@@ -400,7 +400,8 @@ class Manifest(_Strict):
 
     def distribution_boundary(self, spec: DistributionSpec) -> int | None:
         """Position in ``joins`` of the ``distance`` join that clips ``spec``'s zones (None:
-        no clipping)."""
+        no clipping).
+        """
         if not spec.clip_to_side:
             return None
         for i, j in enumerate(self.joins):
@@ -499,7 +500,8 @@ class Manifest(_Strict):
 
     def resolve(self, rel: str) -> Path:
         """Absolute path of a path written in the manifest (an http(s) URL is returned as a
-        string, unchanged)."""
+        string, unchanged).
+        """
         if is_url(rel):
             return rel  # type: ignore[return-value]
         p = Path(rel)
@@ -507,7 +509,8 @@ class Manifest(_Strict):
 
     def expand(self, rel: str) -> list[str]:
         """The files (or folders) a path of ``paths`` names: itself, a URL, or a glob's matches
-        (sorted)."""
+        (sorted).
+        """
         if is_url(rel) or not _is_glob(rel):
             return [str(self.resolve(rel))]
         p = Path(rel)

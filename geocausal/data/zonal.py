@@ -684,7 +684,8 @@ def _warn_empty(cols: dict[str, Any], variables: list[_Var], ids: np.ndarray, pr
 @dataclass(frozen=True)
 class UnitGrid:
     """What manifest-declared zonal statistics and distributions both start from: the unique
-    units, the manifest's periods in order, every raster tile, and each table row's period."""
+    units, the manifest's periods in order, every raster tile, and each table row's period.
+    """
 
     units: Any
     periods: list
@@ -707,7 +708,8 @@ def unit_grid(manifest: Any, units: Any, table: pd.DataFrame) -> UnitGrid:
 
 def row_periods(manifest: Any, table: pd.DataFrame) -> pd.Series | None:
     """Each row's imagery period: the ``align_time`` column, or a ``time`` column whose values
-    are the manifest's periods; None when rows have no period of their own."""
+    are the manifest's periods; None when rows have no period of their own.
+    """
     periods = manifest.ordered_periods
     if manifest.align_time is not None and manifest.align_time.name in table.columns:
         return table[manifest.align_time.name]

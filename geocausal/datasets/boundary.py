@@ -79,7 +79,8 @@ class BorderStudy:
 def _half_disc_quantiles(levels: np.ndarray, loc: float, sd: float, slope_m: float,
                          radius_m: float, sign: float) -> np.ndarray:
     """Quantiles of ``loc + sign * slope_m * X + sd * e``, X the distance of a uniform point
-    of a half disc of radius ``radius_m`` to its diameter, e standard normal."""
+    of a half disc of radius ``radius_m`` to its diameter, e standard normal.
+    """
     from scipy.optimize import brentq
     from scipy.special import ndtr
 

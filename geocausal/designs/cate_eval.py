@@ -97,7 +97,8 @@ def _rate_draws_batched(s_sorted: np.ndarray, inv_sorted: np.ndarray, half: int,
                         progress: bool) -> None:
     """Half-sample RATE draws without ties or clusters, in batches (fills ``draws`` per target
     and ``curve_draws``). The same half-samples (same calls to ``rng``) and the same sums as
-    the draw-by-draw loop: each row's cumulative sum runs over its selected scores in order."""
+    the draw-by-draw loop: each row's cumulative sum runs over its selected scores in order.
+    """
     n, n_boot = s_sorted.size, curve_draws.shape[0]
     pos = np.empty(n, dtype=np.intp)
     pos[inv_sorted] = np.arange(n)                  # unit -> its place in priority order
@@ -409,7 +410,8 @@ class GenericMLResult:
 
     def tidy(self) -> pd.DataFrame:
         """The whole table (plot the GATES with
-        :func:`geocausal.results.plot_cate.gates_plot`)."""
+        :func:`geocausal.results.plot_cate.gates_plot`).
+        """
         return self.table.copy()
 
 
@@ -780,7 +782,8 @@ def estimate_cate(kind: str, X: np.ndarray, y: np.ndarray, d: np.ndarray,
 
 def representation_row(est: Any) -> dict[str, float]:
     """The comparison-table row of one ``gc.cate`` result (see ``compare_representations``),
-    read from its typed tables (``est.tables``) and scalar diagnostics."""
+    read from its typed tables (``est.tables``) and scalar diagnostics.
+    """
     dg, tables = est.diagnostics, est.tables
     row = {"ate": float(est.params.iloc[0]), "ate_se": float(est.std_errors.iloc[0])}
     if "blp" in tables and "gates" in tables:

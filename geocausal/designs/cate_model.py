@@ -124,7 +124,7 @@ def design_matrix(parsed: Any, data: pd.DataFrame, images: Any, representation: 
 
 
 def control_spec(parsed: Any, data: pd.DataFrame) -> Any:
-    """formulaic's model spec of the controls, so new rows get the training encoding."""
+    """The formulaic model spec of the controls, so new rows get the training encoding."""
     if not parsed.controls:
         return None
     from formulaic import model_matrix

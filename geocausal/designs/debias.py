@@ -824,7 +824,8 @@ def resolve_corrector(calibration: Any, method: str, prediction: str, truth: str
                       tweedie: TweedieOptions, yhat: np.ndarray, seed: int = 0
                       ) -> LinearCalibration | Tweedie:
     """The fitted corrector of ``gc.debias``: given, or fitted on the calibration data (the
-    Tweedie KDE on the downstream predictions ``yhat`` when ``score_sample="downstream"``)."""
+    Tweedie KDE on the downstream predictions ``yhat`` when ``score_sample="downstream"``).
+    """
     if isinstance(calibration, LinearCalibration | Tweedie):
         corrector = calibration
         if not corrector.fitted:

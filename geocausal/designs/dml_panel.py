@@ -153,7 +153,8 @@ def make_splits(fold_ids: np.ndarray, time: np.ndarray | None = None, gap: int =
 
 def _oof(learner, X: np.ndarray, target: np.ndarray, splits, slot: str) -> np.ndarray:
     """Out-of-fold predictions through :func:`~geocausal.nuisance.crossfit.crossfit_predict`
-    (in-sample ones when ``splits`` is None); classifiers predict the probability of class 1."""
+    (in-sample ones when ``splits`` is None); classifiers predict the probability of class 1.
+    """
     proba = is_classifier(learner)
     if proba and not np.all(np.isin(target, (0.0, 1.0))):
         raise DataError(f"a classifier ({type(learner).__name__}) was given for a non-binary "
@@ -182,7 +183,7 @@ def _solve(a: np.ndarray, b: np.ndarray, what: str) -> np.ndarray:
 
 
 def _score(v: np.ndarray, d: np.ndarray, resid: np.ndarray, iv: bool, what: str):
-    """theta and influence for residuals ``v`` (m, k), target residual ``resid`` (m,)."""
+    """The estimate theta and its influence for residuals ``v`` (m, k), target residual ``resid`` (m,)."""
     m = v.shape[0]
     a = (v.T @ (d if iv else v)) / m
     theta = _solve(a, v.T @ resid / m, what)
@@ -399,7 +400,8 @@ def select_treatments(rhs: Sequence[str], treatments: Any, formula: str
 @dataclass(frozen=True)
 class FoldPlan:
     """Fold ids per repetition (``[None]``: no cross-fitting), the periods left out around a
-    held-out time block (``gap``) and a label of the kind of folds."""
+    held-out time block (``gap``) and a label of the kind of folds.
+    """
 
     ids: tuple[np.ndarray | None, ...]
     gap: int = 0
@@ -786,7 +788,8 @@ def sensitivity_elements(fit: PanelDMLFit, tr: PanelTransform, d_names: Sequence
 @dataclass(frozen=True)
 class PanelDMLResult:
     """What :func:`estimate_panel_dml` hands to the face: the estimate and its variance, the
-    diagnostics, the joint table, the transformed panel and the rows it dropped."""
+    diagnostics, the joint table, the transformed panel and the rows it dropped.
+    """
 
     fit: PanelDMLFit
     variance: Any

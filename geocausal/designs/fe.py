@@ -210,7 +210,8 @@ def check_within_variation(d: np.ndarray, name: str, groups: np.ndarray, group: 
 @dataclass(frozen=True)
 class FEFit:
     """What :func:`estimate_fe` hands to ``gc.fe``: the fit, its variance for the requested
-    ``vcov`` (and the rule that recomputes it), and the Cinelli-Hazlett sensitivity elements."""
+    ``vcov`` (and the rule that recomputes it), and the Cinelli-Hazlett sensitivity elements.
+    """
 
     result: FEResult
     variance: Any

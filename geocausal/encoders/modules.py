@@ -70,6 +70,7 @@ class ResBlock(nnx.Module):
                      if stride != 1 or cin != cout else None)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Two 3x3 convolutions plus the (projected) skip, then ReLU."""
         h = nnx.relu(self.conv1(x))
         h = self.conv2(h)
         s = x if self.skip is None else self.skip(x)
@@ -98,6 +99,7 @@ class CNN(nnx.Module):
         self.embed_dim = embed_dim
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Embed images ``(..., H, W, C) -> (..., embed_dim)`` (mean- and max-pooled features)."""
         x, lead = _flatten_images(x)
         h = nnx.relu(self.stem(x))
         for blk in self.blocks:
@@ -114,6 +116,7 @@ class MLP(nnx.Module):
         self.fc2 = nnx.Linear(hidden, dout, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Two dense layers with a GELU between them."""
         return self.fc2(nnx.gelu(self.fc1(x)))
 
 
@@ -131,6 +134,7 @@ class TransformerBlock(nnx.Module):
         self.mlp = MLP(dim, mlp_ratio * dim, dim, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Pre-norm self-attention then pre-norm MLP, each with a residual connection."""
         h = self.norm1(x)
         x = x + self.attn(h, h, h, deterministic=True)
         return x + self.mlp(self.norm2(x))
@@ -145,6 +149,7 @@ class AttentionPool(nnx.Module):
         self.attn = _attention(dim, heads, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Attend from the learned query to the tokens: ``(B, L, D) -> (B, D)``."""
         h = self.norm(x)
         q = jnp.broadcast_to(self.query[...].astype(h.dtype), (x.shape[0], 1, x.shape[-1]))
         return self.attn(q, h, h, deterministic=True)[:, 0]
@@ -185,6 +190,7 @@ class ViT(nnx.Module):
         self.embed_dim = embed_dim
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Embed images ``(..., H, W, C) -> (..., embed_dim)`` through patch tokens and attention."""
         x, lead = _flatten_images(x)
         if x.shape[1] % self.patch or x.shape[2] % self.patch:
             raise DataError(f"image size {x.shape[1:3]} is not divisible by patch={self.patch}; "
@@ -235,6 +241,7 @@ class SequenceEncoder(nnx.Module):
         return self.frame(x)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Embed a sequence ``(B, T, H, W, C) -> (B, embed_dim)``: frame embeddings, then the aggregator."""
         if x.ndim != 5:
             raise DataError(f"a sequence encoder needs (B, T, H, W, C) input, got {x.shape}")
         f = self.frames(x)
@@ -273,6 +280,7 @@ class RandomFeatures(nnx.Module):
         self.embed_dim = 2 * features
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Embed images ``(..., H, W, C) -> (..., embed_dim)`` with the fixed random convolution."""
         x, lead = _flatten_images(x)
         k = self.kernel[...].astype(x.dtype)
         h = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
@@ -366,6 +374,7 @@ class ImageModel(nnx.Module):
 
     @property
     def is_sequence(self) -> bool:
+        """Whether the encoder takes sequences ``(B, T, H, W, C)`` rather than single images."""
         return self.spec.encoder == "sequence"
 
     def normalise(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -397,6 +406,7 @@ class ImageModel(nnx.Module):
 
     def __call__(self, x: jax.Array, tab: jax.Array | None = None,
                  mask: jax.Array | None = None) -> jax.Array:
+        """Predict the head outputs from images ``x`` (normalised and embedded) and tabular ``tab``."""
         return self.predict_head(self.embed(x, mask), tab)
 
 

@@ -73,10 +73,12 @@ class Objective:
 
     @property
     def n_outputs(self) -> int:
+        """Number of head outputs: 0 for the contrastive objective, else one per target column."""
         return 0 if self.kind == "contrastive" else len(self.binary)
 
     @property
     def supervised(self) -> bool:
+        """Whether the objective fits targets (every kind but ``"contrastive"``)."""
         return self.kind != "contrastive"
 
     def loss(self, model, batch: dict, key: jax.Array,

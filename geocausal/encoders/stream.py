@@ -269,14 +269,17 @@ class ChipSource:
 
     @property
     def n(self) -> int:
+        """Number of units (first axis)."""
         return self.shape[0]
 
     @property
     def t(self) -> int:
+        """Number of time steps (second axis)."""
         return self.shape[1]
 
     @property
     def frame_shape(self) -> tuple[int, ...]:
+        """Shape of one frame, ``(H, W, C)``."""
         return tuple(self.shape[2:])
 
     def _read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -175,7 +175,8 @@ def _cast(tree, dtype):
 def make_train_step(graphdef, objective: Objective, cfg: TrainConfig,
                     dtype_name: str = "float32"):
     """The pure jitted step ``(params, rest, opt_state, batch, key, lr) -> (params, opt_state,
-    loss)`` (cached: models with the same structure and settings share one compiled step)."""
+    loss)`` (cached: models with the same structure and settings share one compiled step).
+    """
     return _train_step(graphdef, objective, cfg.clip_norm, cfg.weight_decay, cfg.flips,
                        cfg.band_dropout, dtype_name)
 
@@ -204,7 +205,8 @@ def _train_step(graphdef, objective, clip_norm, weight_decay, flips, band_dropou
 
 def own_copy(tree):
     """Fresh device buffers of ``tree`` (the train step donates its params and optimiser
-    state; a snapshot such as the best epoch's params must not share them)."""
+    state; a snapshot such as the best epoch's params must not share them).
+    """
     return jax.tree.map(jnp.copy, tree)
 
 

@@ -98,7 +98,7 @@ class BandRoles:
         return self.bands[self.roles[role]]
 
     def spyndex_bands(self) -> dict[str, int]:
-        """spyndex band code (``R``, ``N``, ``S1``, ...) -> 0-based chip band."""
+        """Map each spyndex band code (``R``, ``N``, ``S1``, ...) -> 0-based chip band."""
         out = {}
         for role, pos in self.roles.items():
             code = ROLE_TO_SPYNDEX[role]

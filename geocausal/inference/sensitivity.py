@@ -1,4 +1,4 @@
-"""Sensitivity to omitted confounders: how strong would a confounder the data missed have to be?
+"""Sensitivity to omitted confounders: how strong a confounder the data missed would have to be.
 
 Two families of bounds, both stored as light arrays with the :class:`~geocausal.results.estimate.Estimate`
 (never fitted models) and read by ``est.sensitivity(...)``:
@@ -505,6 +505,7 @@ class LinearSensitivityElements:
 
     @property
     def t(self) -> float:
+        """The t statistic, ``estimate / se``."""
         return self.estimate / self.se
 
 

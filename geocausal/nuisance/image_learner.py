@@ -311,7 +311,8 @@ class ImageLearner(BaseEstimator):
 
     def scaled_tabular(self, X) -> np.ndarray | None:
         """The tabular columns of ``X`` standardised as in training (the model's tabular input),
-        or None when ``X`` has none; used to compute gradient salience of a fitted model."""
+        or None when ``X`` has none; used to compute gradient salience of a fitted model.
+        """
         self._check_fitted()
         return self._tab(self._split_X(X)[1])
 

@@ -517,7 +517,8 @@ class Estimate:
     def plot(self, ax=None, alpha: float = 0.05, **kwargs):
         """A curve plot for function-valued estimands, else a coefficient plot, titled with the
         estimand and design and stating the CI level; returns the Figure
-        (:func:`geocausal.results.plot.estimate_plot`)."""
+        (:func:`geocausal.results.plot.estimate_plot`).
+        """
         from geocausal.results.plot import estimate_plot
 
         return estimate_plot(self, ax=ax, alpha=alpha, **kwargs)
@@ -563,7 +564,8 @@ _TABLE_ALIASES = {"conf_low": "ci_low", "conf_high": "ci_high"}
 def _check_tables(tables: Any) -> Mapping[str, pd.DataFrame]:
     """Validate ``tables``: string names to DataFrames whose value columns follow the one
     convention (``estimate``, ``std_error``, ``ci_low``/``ci_high``, ``ucb_low``/``ucb_high``:
-    numeric, bands with both ends)."""
+    numeric, bands with both ends).
+    """
     if tables is None:
         return {}
     if not isinstance(tables, Mapping):
@@ -594,7 +596,8 @@ def _check_tables(tables: Any) -> Mapping[str, pd.DataFrame]:
 
 def _not_json_like(obj: Any, where: str, out: list[str]) -> None:
     """Append to ``out`` the place and type of every value under ``obj`` that ``to_dict``
-    cannot write (fitted models, user objects); numeric arrays are not walked."""
+    cannot write (fitted models, user objects); numeric arrays are not walked.
+    """
     if isinstance(obj, Mapping):
         for k, v in obj.items():
             _not_json_like(v, f"{where}[{k!r}]", out)
@@ -619,7 +622,8 @@ def _not_json_like(obj: Any, where: str, out: list[str]) -> None:
 
 def _check_diagnostics(diagnostics: Any) -> None:
     """DataError when ``diagnostics`` hold something ``to_dict`` cannot write (a fitted model):
-    models go in ``fitted=``, grouped or function-valued estimands in ``tables=``."""
+    models go in ``fitted=``, grouped or function-valued estimands in ``tables=``.
+    """
     if diagnostics is None:
         return
     if not isinstance(diagnostics, Mapping):
@@ -642,7 +646,8 @@ def _is_geocausal_dataclass(obj: Any) -> bool:
 
 def _jsonable(obj: Any, where: str = "", left_out: list[str] | None = None) -> Any:  # noqa: C901
     """JSON-ready copy of ``obj``; a value that is not JSON-like (a fitted model) is left out
-    and its place (``where``) and type appended to ``left_out``, never turned into a string."""
+    and its place (``where``) and type appended to ``left_out``, never turned into a string.
+    """
     out = _jsonable_inner(obj, where, [] if left_out is None else left_out)
     return None if out is _SKIP else out
 
@@ -802,7 +807,8 @@ class EstimateSet:
 
     def plot(self, ax=None, alpha: float = 0.05, **kwargs):
         """Coefficient plot of every estimate (rows ``model: term``) stating the CI level;
-        returns the Figure (:func:`geocausal.results.plot.estimate_set_plot`)."""
+        returns the Figure (:func:`geocausal.results.plot.estimate_set_plot`).
+        """
         from geocausal.results.plot import estimate_set_plot
 
         return estimate_set_plot(self, ax=ax, alpha=alpha, **kwargs)

@@ -52,7 +52,8 @@ def write_tables(result, out: str | Path, stem: str, caption: str | None = None,
 
 def write_outputs(result, out: str | Path, stem: str, manifest_hash: str | None = None) -> list[Path]:
     """Write ``<stem>.csv`` (tidy), ``<stem>.json`` (everything + provenance), ``<stem>.md`` and
-    ``<stem>.tex`` (regression tables, :func:`geocausal.etable`) and ``<stem>.png``."""
+    ``<stem>.tex`` (regression tables, :func:`geocausal.etable`) and ``<stem>.png``.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv, js, png = out / f"{stem}.csv", out / f"{stem}.json", out / f"{stem}.png"

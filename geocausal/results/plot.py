@@ -228,7 +228,8 @@ def estimate_set_plot(es, ax=None, alpha: float = 0.05, title: str | None = None
 
 def save(fig_or_ax, path: str | Path) -> Path:
     """Save a figure (or an axes' figure, or the first of an array of axes) to ``path``,
-    creating folders, and close it."""
+    creating folders, and close it.
+    """
     obj = fig_or_ax
     if isinstance(obj, np.ndarray):
         obj = obj.flat[0]

@@ -48,7 +48,8 @@ def gates_plot(gml, ax=None, title: str | None = "GATES"):
 def toc_plot(rates, ax=None, title: str | None = "TOC", level: float = 0.95):
     """Targeting operator characteristic curves of one or more RATE results (dict name -> r),
     each with its pointwise ``level`` band when the result's curve holds ``std_error`` (from
-    the half-sample bootstrap)."""
+    the half-sample bootstrap).
+    """
     from scipy.stats import norm
 
     if not 0 < level < 1:
@@ -176,7 +177,8 @@ def cate_map(values, ax=None, transform=None, title: str | None = "Predicted CAT
 def landcover_plot(fractions: pd.DataFrame, tau: np.ndarray, ax=None,
                    title: str | None = "CATE against land cover"):
     """Scatter of predicted CATE against each land-cover fraction, with a least-squares line
-    in the same colour as its points."""
+    in the same colour as its points.
+    """
     ax = axes_or_new(ax)
     tau = np.asarray(tau, dtype=float)
     if len(fractions) != tau.size:

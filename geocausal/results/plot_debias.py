@@ -19,7 +19,8 @@ import pandas as pd
 def slope_plot(trials: pd.DataFrame, ax=None, true: str = "true", estimate: str = "estimate",
                method: str = "method", title: str | None = None):
     """Estimated against true effects per method, with fitted slopes (each in its points'
-    colour) and the 45-degree line; returns the Figure."""
+    colour) and the 45-degree line; returns the Figure.
+    """
     from geocausal.results.plot import new_figure
 
     if ax is None:

@@ -66,7 +66,8 @@ def estimates_boxplot(reps: pd.DataFrame, truth: float | None = None,
 
 def repetition_plot(estimate, ax=None, level: float = 0.95):
     """Per-repetition estimates with their ``level`` intervals (normal), and the aggregated
-    one at the bottom; the legend sits outside the axes so it covers no interval."""
+    one at the bottom; the legend sits outside the axes so it covers no interval.
+    """
     if "thetas" not in estimate.diagnostics or "ses" not in estimate.diagnostics:
         raise DataError("repetition_plot needs a gc.dml_panel Estimate (diagnostics 'thetas' "
                         "and 'ses')")

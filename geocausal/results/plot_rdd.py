@@ -25,7 +25,8 @@ from geocausal.results.plot import axes_or_new, curve_plot, new_figure
 
 def effect_plot(est, ax=None, truth=None, title: str | None = "Quantile treatment effect"):
     """tau(q) with its pointwise CI and uniform band (the level fitted, when recorded in
-    ``provenance["alpha"]``); optional true curve. Returns the Figure."""
+    ``provenance["alpha"]``); optional true curve. Returns the Figure.
+    """
     ax = axes_or_new(ax)
     a = (est.provenance or {}).get("alpha")
     curve_plot(est.curve, ax=ax, x="quantile", title=title,

@@ -43,7 +43,8 @@ _LOCK = "_geocausal_locked"
 class ReadOnlyError(DataError, TypeError):
     """An attempt to change a field of a frozen result in place. A
     :class:`~geocausal.errors.DataError`, and a :class:`TypeError` as Python raises for other
-    immutable objects."""
+    immutable objects.
+    """
 
 
 def _refuse(kind: str) -> ReadOnlyError:
@@ -129,7 +130,8 @@ class _ReadOnlyMixin:
 
 class ReadOnlySeries(_ReadOnlyMixin, pd.Series):
     """A :class:`pandas.Series` that cannot be changed in place; build it with
-    :func:`readonly_series`. Derived objects are ordinary Series."""
+    :func:`readonly_series`. Derived objects are ordinary Series.
+    """
 
     _ro_kind = "Series"
 
@@ -147,7 +149,8 @@ class ReadOnlySeries(_ReadOnlyMixin, pd.Series):
 
 class ReadOnlyFrame(_ReadOnlyMixin, pd.DataFrame):
     """A :class:`pandas.DataFrame` that cannot be changed in place; build it with
-    :func:`readonly_frame`. Derived objects are ordinary DataFrames."""
+    :func:`readonly_frame`. Derived objects are ordinary DataFrames.
+    """
 
     _ro_kind = "DataFrame"
 
@@ -160,6 +163,7 @@ class ReadOnlyFrame(_ReadOnlyMixin, pd.DataFrame):
         return pd.Series
 
     def insert(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: a read-only frame cannot gain columns (raises)."""
         raise _refuse(self._ro_kind)
 
     def __reduce__(self):

@@ -258,7 +258,7 @@ def etable(
     caption: str | None = None,
     label: str | None = None,
 ) -> str | pd.DataFrame:
-    """Several estimates side by side, as fixest's ``etable``.
+    r"""Several estimates side by side, as fixest's ``etable``.
 
     Parameters
     ----------
@@ -285,7 +285,7 @@ def etable(
         Decreasing p-value levels for ``*``, ``**``, ``***``; None or False for no stars.
         Each estimate is tested against its own null value (``Estimate.null``).
     caption, label
-        LaTeX and HTML caption, LaTeX ``\\label``.
+        LaTeX and HTML caption, LaTeX ``\label``.
 
     Returns
     -------
@@ -297,7 +297,7 @@ def etable(
     >>> from geocausal.results.estimate import Estimate
     >>> e = Estimate(pd.Series({"d": 1.0}), pd.DataFrame([[0.25]]), nobs=10)
     >>> tex = etable(e, fmt="latex")
-    >>> "\\\\toprule" in tex and "\\\\bottomrule" in tex
+    >>> "\\toprule" in tex and "\\bottomrule" in tex
     True
     """
     key = str(fmt).lower()
@@ -365,12 +365,12 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
 
 
 def tex_escape(s: str) -> str:
-    """Escape LaTeX special characters.
+    r"""Escape LaTeX special characters.
 
     Examples
     --------
     >>> print(tex_escape("x_1 & 50%"))
-    x\\_1 \\& 50\\%
+    x\_1 \& 50\%
     """
     return "".join(_TEX.get(ch, ch) for ch in str(s))
 

@@ -78,7 +78,8 @@ def side_column(res: R3DResult, vp: np.ndarray, vm: np.ndarray) -> np.ndarray:
 
 def params_influence(res: R3DResult, functionals: Sequence[str]) -> tuple[pd.Series, np.ndarray]:
     """Effects on the mean (and, in sharp designs, the other functionals) and their
-    influence columns (``n`` times the scores: the ``Estimate.from_influence`` convention)."""
+    influence columns (``n`` times the scores: the ``Estimate.from_influence`` convention).
+    """
     n = res.plus.n
     g = res.q_grid
     if g.size == 1:
