@@ -28,8 +28,8 @@ from geocausal.results.estimate import Estimate, EstimateSet
 
 __version__ = "0.1.0"
 
-#: ``gc.<name>`` -> module, imported on first use. Designs and their helpers come from the one
-#: registry (:mod:`geocausal.registry`, which imports no estimator); the rest are data,
+#: ``gc.<name>`` -> module, imported on first use. Designs, their helpers and option objects
+#: come from the one registry (:mod:`geocausal.registry`, which imports no estimator); the rest are data,
 #: representation and result tools.
 _LAZY: dict[str, str] = {
     **_registry.lazy_names(),
@@ -49,27 +49,16 @@ _LAZY: dict[str, str] = {
     "data": "geocausal.data",
     "load_study": "geocausal.data.study",
     "encoders": "geocausal.encoders",
-    # the CATE design's option object, fitted model and evaluation
-    "Folds": "geocausal.folds",
-    "CateOptions": "geocausal.designs.cate",
+    # the CATE design's fitted model and evaluation
     "CateModel": "geocausal.designs.cate_model",
     "chip_features": "geocausal.designs.cate_model",
     "CateEvaluation": "geocausal.designs.cate_eval",
     "evaluate_cate": "geocausal.designs.cate_eval",
-    # option objects
-    "IPWOptions": "geocausal.designs.ipw",
-    # option objects of the panel DML and debiasing designs
-    "PanelOptions": "geocausal.designs.dml_panel",
-    "TweedieOptions": "geocausal.designs.debias",
     # specification curves
     "spec_curve": "geocausal.speccurve",
     # results
     "etable": "geocausal.results.table",
     "load": "geocausal.results.io",
-    # option objects of gc.rdd
-    "Bandwidth": "geocausal.designs.rdd.options",
-    "Inference": "geocausal.designs.rdd.options",
-    "Checks": "geocausal.designs.rdd.options",
 }
 
 __all__ = [

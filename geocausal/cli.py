@@ -233,6 +233,7 @@ def _accepted(fn, design: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
+    """``geocausal estimate``: run a design on a manifest; write tables and figures."""
     if args.design not in DESIGNS:
         raise CliError(f"unknown design '{args.design}'; choose one of {sorted(DESIGNS)}")
     kwargs: dict[str, Any] = {"seed": args.seed}
@@ -319,7 +320,8 @@ def read_calibration(path: str | Path):
 
 def _prediction_roles(args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
     """``--calibration FILE`` and ``--truth COLUMN``: only for the designs that take them
-    (:data:`geocausal.registry.ROLES`); debias needs a calibration sample."""
+    (:data:`geocausal.registry.ROLES`); debias needs a calibration sample.
+    """
     roles = registry.get(args.design).roles
     for role in ("calibration", "truth"):
         if getattr(args, role, None) is None:
@@ -330,21 +332,41 @@ def _prediction_roles(args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
                            f"{', '.join(takers)})")
         kwargs[role] = (read_calibration(args.calibration) if role == "calibration"
                         else args.truth)
-    if args.design == "cate":  # cate's truth, n_boot, n_splits ... are fields of options=
-        from geocausal.designs.cate import CateOptions
-
-        moved = {f: kwargs.pop(f) for f in CateOptions.__dataclass_fields__ if f in kwargs}
-        if moved:
-            kwargs["options"] = {**dict(kwargs.get("options") or {}), **moved}
+    route_option_fields(args.design, kwargs)
     if (args.design == "debias" and kwargs.get("calibration") is None
             and kwargs.get("method", "tweedie") != "none"):
         raise CliError("design 'debias' needs --calibration FILE (held-out predictions and "
                        "truths), or --set 'method=\"none\"' for the naive effect")
 
 
+def route_option_fields(design: str, kwargs: dict[str, Any]) -> None:
+    """Move ``--set FIELD=VALUE`` of a design's option object into its keyword.
+
+    A field that is also a keyword of the face itself stays a keyword; the option objects and
+    their keywords come from the registry (``Entry.options``).
+
+    Examples
+    --------
+    >>> kw = {"n_boot": 200, "seed": 1}
+    >>> route_option_fields("rdd", kw); kw
+    {'seed': 1, 'inference': {'n_boot': 200}}
+    """
+    fn = _load(DESIGNS[design])
+    own = set(inspect.signature(fn).parameters)
+    for keyword, names in registry.option_fields(design).items():
+        moved = {f: kwargs.pop(f) for f in names if f in kwargs and f not in own}
+        if moved:
+            given = kwargs.get(keyword)
+            if given is not None and not isinstance(given, dict):
+                raise CliError(f"--set {', '.join(moved)} and --set {keyword}=... both given; "
+                               f"use one")
+            kwargs[keyword] = {**dict(given or {}), **moved}
+
+
 def _distribution_weights(manifest, formula: str, kwargs: dict[str, Any]) -> None:
     """A formula whose outcome is a manifest ``distributions`` column takes its coverage
-    weights (``weights="<name>_weight"``) unless ``--set weights=...`` says otherwise."""
+    weights (``weights="<name>_weight"``) unless ``--set weights=...`` says otherwise.
+    """
     from geocausal.formula import parse_formula
 
     if "weights" in kwargs or not manifest.distributions:
@@ -358,7 +380,8 @@ def _distribution_weights(manifest, formula: str, kwargs: dict[str, Any]) -> Non
 
 def _write_curve(result, path: Path) -> list[Path]:
     """Write the function-valued estimates (quantile effects of ``rdd``) as a CSV table, with
-    a ``group`` column for subgroups; nothing when the result has no curve."""
+    a ``group`` column for subgroups; nothing when the result has no curve.
+    """
     import pandas as pd
 
     from geocausal.results.estimate import EstimateSet
@@ -445,6 +468,7 @@ def _write_sensitivity(result, sens: dict[str, Any], args, study, kwargs, fn, ou
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    """``geocausal extract``: cut chips around every unit into the chips cache."""
     from geocausal.data.chips import extract
 
     if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
@@ -458,6 +482,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """``geocausal embed``: encode a chips cache into per-unit features (Parquet)."""
     from geocausal.data.chips import open_cache
     from geocausal.encoders.embed import embed
 
@@ -472,6 +497,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``geocausal demo``: the main job on the embedded default study."""
     from geocausal.demo import run_demo
 
     run_demo(out=Path(args.out), n_units=args.units, seed=args.seed, size=args.size,
@@ -512,6 +538,7 @@ def _size(n: int) -> str:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
+    """``geocausal paper run NAME``: run a paper pipeline and print its reproduction table."""
     import time
 
     from geocausal.datasets import papers_dir

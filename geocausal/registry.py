@@ -1,4 +1,4 @@
-"""The one registry of designs and public helpers.
+"""The one registry of designs, public helpers and option objects.
 
 Every estimator and helper a user reaches as ``gc.<name>`` is listed here once, with the
 function behind it, its family, a one-line description and, for designs, the command-line
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from geocausal.errors import DesignError
 
-Kind = Literal["design", "helper"]
+Kind = Literal["design", "helper", "option"]
 
 #: command-line role -> (flag, help); a design lists the roles it takes in ``roles``
 ROLES: Mapping[str, tuple[str, str]] = MappingProxyType({
@@ -68,6 +68,10 @@ class Entry:
         Keys of :data:`ROLES` the command line may pass to a design.
     cli : bool
         Whether ``geocausal estimate --design NAME`` runs it.
+    options : tuple of (str, str)
+        A design's option objects: ``(keyword, option name)``, e.g. ``("inference",
+        "Inference")`` for ``gc.rdd(inference=gc.Inference(...))``; the command line routes
+        ``--set FIELD=VALUE`` of such an object into its keyword.
     """
 
     name: str
@@ -77,6 +81,7 @@ class Entry:
     kind: Kind = "design"
     roles: tuple[str, ...] = ()
     cli: bool = False
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def module(self) -> str:
@@ -94,12 +99,16 @@ class Entry:
 
 
 def _d(name: str, target: str, family: str, description: str, roles: tuple[str, ...] = (),
-       cli: bool = True) -> Entry:
-    return Entry(name, target, family, description, "design", roles, cli)
+       cli: bool = True, options: tuple[tuple[str, str], ...] = ()) -> Entry:
+    return Entry(name, target, family, description, "design", roles, cli, options)
 
 
 def _h(name: str, target: str, family: str, description: str) -> Entry:
     return Entry(name, target, family, description, "helper")
+
+
+def _o(name: str, target: str, family: str, description: str) -> Entry:
+    return Entry(name, target, family, description, "option")
 
 
 _AVG = "average effects"
@@ -110,28 +119,31 @@ _RD = "regression discontinuity"
 
 _ENTRIES: tuple[Entry, ...] = (
     _d("ipw", "geocausal.api.ipw:ipw", _AVG,
-       "inverse probability weighting with image confounders", ("by", "folds")),
+       "inverse probability weighting with image confounders", ("by", "folds"),
+       options=(("options", "IPWOptions"),)),
     _d("aipw", "geocausal.api.ipw:aipw", _AVG,
-       "augmented IPW (doubly robust) with image confounders", ("by", "folds")),
+       "augmented IPW (doubly robust) with image confounders", ("by", "folds"),
+       options=(("options", "IPWOptions"),)),
     _d("placement", "geocausal.api.placement:placement", _AVG,
        "where treatment is placed: AUC of the propensity from images", ("by", "folds")),
     _d("fe", "geocausal.api.fe:fe", _PANEL,
        "linear fixed-effects regression (one- or two-way)", ("unit", "time")),
     _d("cate", "geocausal.api.cate:cate", _HET,
        "conditional average treatment effects (meta-learners), BLP, GATES, RATE",
-       ("folds", "truth")),
+       ("folds", "truth"), options=(("options", "CateOptions"),)),
     _d("dml_panel", "geocausal.api.dml_panel:dml_panel", _PANEL,
        "double machine learning for panels (partially linear, CRE)",
-       ("unit", "time", "folds")),
+       ("unit", "time", "folds"), options=(("options", "PanelOptions"),)),
     _d("debias", "geocausal.api.debias:debias", _PRED,
        "average effect on an ML-predicted outcome, corrected with a calibration sample",
-       ("folds", "calibration", "truth")),
-    _d("ppi", "geocausal.api.debias:ppi", _PRED,
+       ("folds", "calibration", "truth"), options=(("tweedie", "TweedieOptions"),)),
+    _d("ppi", "geocausal.api.ppi:ppi", _PRED,
        "prediction-powered inference: mean, OLS or ATE from predictions plus a few labels",
        ("folds", "truth")),
     _d("rdd", "geocausal.api.rdd:rdd", _RD,
        "regression discontinuity, scalar or distribution-valued (R3D) outcomes",
-       ("running", "cutoff", "by")),
+       ("running", "cutoff", "by"),
+       options=(("bandwidth", "Bandwidth"), ("inference", "Inference"), ("checks", "Checks"))),
     # designs without a command-line face (they take more than a formula and a table)
     _d("balance", "geocausal.api.ipw:balance", _AVG,
        "covariate balance before and after weighting", cli=False),
@@ -158,6 +170,23 @@ _ENTRIES: tuple[Entry, ...] = (
        "quantiles of distribution-valued outcomes on a grid"),
     _h("sensitivity_benchmark", "geocausal.api.sensitivity:sensitivity_benchmark", _AVG,
        "benchmark omitted-confounder bounds against observed covariates"),
+    # option objects (frozen dataclasses; every design also takes a plain dict of their fields)
+    _o("Folds", "geocausal.folds:Folds", "all designs",
+       "cross-fitting folds: random, grouped, spatial blocks or time blocks (folds=)"),
+    _o("IPWOptions", "geocausal.designs.ipw:IPWOptions", _AVG,
+       "image representation and weighting options of gc.ipw / gc.aipw / gc.balance (options=)"),
+    _o("CateOptions", "geocausal.designs.cate:CateOptions", _HET,
+       "evaluation options of gc.cate: splits, groups, bootstrap, CLAN (options=)"),
+    _o("PanelOptions", "geocausal.designs.dml_panel:PanelOptions", _PANEL,
+       "treatments, time effects, cross-fitting and repetitions of gc.dml_panel (options=)"),
+    _o("TweedieOptions", "geocausal.designs.debias:TweedieOptions", _PRED,
+       "bandwidth, derivative and score sample of the Tweedie correction (tweedie=)"),
+    _o("Bandwidth", "geocausal.designs.rdd.options:Bandwidth", _RD,
+       "local polynomial and bandwidth options of gc.rdd (bandwidth=)"),
+    _o("Inference", "geocausal.designs.rdd.options:Inference", _RD,
+       "bootstrap bands, residuals and tests of gc.rdd (inference=)"),
+    _o("Checks", "geocausal.designs.rdd.options:Checks", _RD,
+       "density test, placebo cutoffs, bandwidth and donut sensitivity of gc.rdd (checks=)"),
 )
 
 #: name -> entry, designs and helpers
@@ -168,6 +197,9 @@ DESIGNS: Mapping[str, Entry] = MappingProxyType(
 #: name -> entry, helpers only
 HELPERS: Mapping[str, Entry] = MappingProxyType(
     {e.name: e for e in _ENTRIES if e.kind == "helper"})
+#: name -> entry, option objects only
+OPTIONS: Mapping[str, Entry] = MappingProxyType(
+    {e.name: e for e in _ENTRIES if e.kind == "option"})
 #: designs run by ``geocausal estimate --design NAME``
 CLI_DESIGNS: tuple[str, ...] = tuple(e.name for e in _ENTRIES if e.cli)
 
@@ -187,7 +219,7 @@ def get(name: str) -> Entry:
     >>> get("iv")
     Traceback (most recent call last):
     ...
-    geocausal.errors.DesignError: unknown design or helper 'iv'; choose one of ['aipw', 'balance', 'cate', 'cate_landcover', 'compare_debiasers', 'compare_representations', 'debias', 'dml_panel', 'effect', 'fe', 'fit_corrector', 'ipw', 'landcover_fractions', 'outcome_quantiles', 'placement', 'ppi', 'predict_cate', 'rdd', 'sensitivity_benchmark', 'signed_distance', 'transport_cate']
+    geocausal.errors.DesignError: unknown design or helper 'iv'; choose one of ['Bandwidth', 'CateOptions', 'Checks', 'Folds', 'IPWOptions', 'Inference', 'PanelOptions', 'TweedieOptions', 'aipw', 'balance', 'cate', 'cate_landcover', 'compare_debiasers', 'compare_representations', 'debias', 'dml_panel', 'effect', 'fe', 'fit_corrector', 'ipw', 'landcover_fractions', 'outcome_quantiles', 'placement', 'ppi', 'predict_cate', 'rdd', 'sensitivity_benchmark', 'signed_distance', 'transport_cate']
     """
     try:
         return REGISTRY[name]
@@ -202,9 +234,97 @@ def lazy_names() -> dict[str, str]:
     Examples
     --------
     >>> lazy_names()["ppi"]
-    'geocausal.api.debias'
+    'geocausal.api.ppi'
     """
     return {e.name: e.module for e in _ENTRIES}
+
+
+def option_class(name: str) -> type:
+    """The option class registered as ``name`` (imported on first use).
+
+    Examples
+    --------
+    >>> option_class("Inference").__name__
+    'Inference'
+    """
+    entry = OPTIONS.get(name)
+    if entry is None:
+        raise DesignError(f"unknown option object {name!r}; choose one of {sorted(OPTIONS)}")
+    return entry.load()  # type: ignore[return-value]
+
+
+def option_fields(design: str) -> dict[str, tuple[str, ...]]:
+    """Keyword -> the field names of each option object a design takes.
+
+    The command line moves ``--set FIELD=VALUE`` into the keyword whose object has that field.
+
+    Examples
+    --------
+    >>> sorted(option_fields("rdd"))
+    ['bandwidth', 'checks', 'inference']
+    >>> "n_boot" in option_fields("rdd")["inference"]
+    True
+    """
+    from dataclasses import fields
+
+    return {kw: tuple(f.name for f in fields(option_class(cls)))
+            for kw, cls in get(design).options}
+
+
+def options_markdown() -> str:
+    """The option objects, their fields and defaults, as markdown (``docs/vocabulary.md``).
+
+    Examples
+    --------
+    >>> options_markdown().splitlines()[0]
+    '| Option object | Keyword of | Field | Default |'
+    """
+    from dataclasses import MISSING, fields
+
+    takers: dict[str, list[str]] = {}
+    for e in _ENTRIES:
+        for kw, cls in e.options:
+            takers.setdefault(cls, []).append(f"`gc.{e.name}({kw}=)`")
+    rows = ["| Option object | Keyword of | Field | Default |", "|---|---|---|---|"]
+    for name in OPTIONS:
+        where = ", ".join(takers.get(name, [])) or "`folds=` of every cross-fitted design"
+        for j, f in enumerate(fields(option_class(name))):
+            default = ("(required)" if f.default is MISSING and f.default_factory is MISSING
+                       else repr(f.default) if f.default is not MISSING else "(factory)")
+            rows.append(f"| {f'`gc.{name}`' if j == 0 else ''} | {where if j == 0 else ''} | "
+                        f"`{f.name}` | `{default}` |")
+    return "\n".join(rows) + "\n"
+
+
+def vocabulary_markdown() -> str:
+    """Learner slots, aliases, shared defaults, folds, ``vcov=`` names and option objects: the
+    generated part of ``docs/vocabulary.md``.
+
+    Examples
+    --------
+    >>> "### Learner slots" in vocabulary_markdown()
+    True
+    """
+    from geocausal import vocabulary
+    from geocausal.folds import FOLD_KINDS
+    from geocausal.inference.variance import FOREIGN_VCOV, VCOV_NAMES
+
+    lines = [vocabulary.markdown_tables(), "### Folds (`folds=` of every cross-fitted design)", "",
+             "| Kind | How to ask |", "|---|---|", "| random | `folds=5` (stratified by a binary "
+             "treatment) or `gc.Folds(k=5)` |"]
+    asks = {"group": "`gc.Folds.group(\"village\", k=5)`",
+            "spatial": "`gc.Folds.spatial((\"lon\", \"lat\"), k=5, block_size=0.5)`",
+            "time": "`gc.Folds.time(\"year\", k=5, gap=1)`"}
+    lines += [f"| {k} | {asks[k]} |" for k in FOLD_KINDS if k != "random"]
+    lines += ["| given | an array of fold ids, one per row |", "",
+              "### `vcov=` names", "", "| Value | Meaning |", "|---|---|"]
+    lines += [f"| `{k!r}` | {v} |" for k, v in VCOV_NAMES.items()]
+    lines += ["| `{'cluster': col}` / `{'cluster': [col1, col2]}` | one- or two-way "
+              "cluster-robust, t(G - 1) critical values |", "",
+              "Names from other packages:", "", "| Value | geocausal says |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in FOREIGN_VCOV.items()]
+    lines += ["", "### Option objects", "", options_markdown()]
+    return "\n".join(lines)
 
 
 def cli_designs() -> dict[str, str]:
@@ -243,18 +363,28 @@ DOCS_BEGIN = ("<!-- registry table: generated by geocausal.registry.write_docs('
 DOCS_END = "<!-- end of registry table -->"
 
 
+#: markers around the generated vocabulary tables in ``docs/vocabulary.md``
+VOCAB_BEGIN = ("<!-- vocabulary tables: generated by geocausal.registry.write_docs("
+               "'docs/vocabulary.md'); do not edit -->")
+VOCAB_END = "<!-- end of vocabulary tables -->"
+
+
+def _between(text: str, begin: str, end: str, body: str, path: str) -> str:
+    if begin not in text or end not in text:
+        raise DesignError(f"'{path}' lacks the markers {begin!r} ... {end!r}; add them where "
+                          "the generated text goes")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
 def write_docs(path: str) -> bool:
-    """Rewrite the generated table between the markers of ``path``; True when it changed."""
+    """Rewrite the generated tables between the markers of ``path``; True when it changed."""
     from pathlib import Path
 
     p = Path(path)
     text = p.read_text()
-    if DOCS_BEGIN not in text or DOCS_END not in text:
-        raise DesignError(f"'{path}' lacks the registry table markers {DOCS_BEGIN!r} ... "
-                          f"{DOCS_END!r}; add them where the table goes")
-    head, rest = text.split(DOCS_BEGIN, 1)
-    tail = rest.split(DOCS_END, 1)[1]
-    new = f"{head}{DOCS_BEGIN}\n\n{markdown_table()}\n{DOCS_END}{tail}"
+    new = _between(text, DOCS_BEGIN, DOCS_END, markdown_table(), path)
+    new = _between(new, VOCAB_BEGIN, VOCAB_END, vocabulary_markdown(), path)
     if new != text:
         p.write_text(new)
     return new != text

@@ -340,7 +340,7 @@ def markdown_tables() -> str:
     lines = ["### Learner slots", "", "| slot | estimates | designs |", "|---|---|---|"]
     for slot, what in SLOTS.items():
         designs = ", ".join(f"`{d}`" for d, s in DESIGN_SLOTS.items() if slot in s)
-        lines.append(f"| `{slot}` | {what} | {designs} |")
+        lines.append(f"| `{slot}` | {what.replace('|', chr(92) + '|')} | {designs} |")
     lines += ["", "### Aliases (DoubleML, econml)", "", "| design | alias | slot |",
               "|---|---|---|"]
     for design, table in ALIASES.items():

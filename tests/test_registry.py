@@ -160,3 +160,30 @@ def test_cli_prediction_roles_refused_in_one_line(study, tmp_path, capsys, monke
                        str(tmp_path / "o"), *extra], capsys)
     assert rc == 2 and needle in err, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_option_objects_are_registered_and_taken_by_their_designs():
+    """Every option object is reachable as gc.NAME, and every keyword a design lists for one is
+    a parameter of its face; the CLI routes their fields there."""
+    import inspect
+    import warnings
+
+    from geocausal.cli import route_option_fields
+    from geocausal.registry import OPTIONS, get, option_fields
+
+    for name in OPTIONS:
+        assert getattr(gc, name).__name__ == name
+    for design in ("aipw", "ipw", "cate", "dml_panel", "debias", "rdd"):
+        params = inspect.signature(get(design).load()).parameters
+        for keyword, fields in option_fields(design).items():
+            assert keyword in params, (design, keyword)
+            assert fields, (design, keyword)
+    kw = {"n_rep": 2, "seed": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # routed, so no deprecation warning on the way
+        route_option_fields("dml_panel", kw)
+    assert kw == {"seed": 0, "options": {"n_rep": 2}}
+    kw = {"kernel": "uniform", "n_boot": 99, "placebo": [0.5]}
+    route_option_fields("rdd", kw)
+    assert kw == {"bandwidth": {"kernel": "uniform"}, "inference": {"n_boot": 99},
+                  "checks": {"placebo": [0.5]}}

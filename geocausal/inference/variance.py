@@ -60,6 +60,8 @@ VCOV_NAMES: Mapping[str, str] = {
               "normal critical values; aliases 'HC0', 'robust'",
     "iid": "homoskedastic; only where the design defines one (gc.fe), refused elsewhere",
     "delong": "DeLong's variance of AUCs (gc.placement only)",
+    "bootstrap": "nonparametric bootstrap of the AUCs over units, n_boot draws (gc.placement "
+                 "only)",
 }
 
 #: names other packages use, mapped by :func:`parse_vcov` to an error that points to ours
@@ -193,7 +195,8 @@ def cluster_data_from(data: pd.DataFrame | None, rows: np.ndarray | None = None)
 def cluster_sums(influence: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Sum the rows of ``influence`` (or of any scores) within each cluster: a ``(G, k)``
     array, clusters in sorted order of their labels. The one cluster sum of the package (the
-    influence-function variances and the rdd multiplier bootstrap)."""
+    influence-function variances and the rdd multiplier bootstrap).
+    """
     _, inv = np.unique(labels, return_inverse=True)
     out = np.zeros((inv.max() + 1, influence.shape[1]))
     np.add.at(out, inv, influence)
