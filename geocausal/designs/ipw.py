@@ -46,7 +46,8 @@ from sklearn.base import clone
 from geocausal.designs import overlap as ov
 from geocausal.designs.common import check_estimate
 from geocausal.errors import DataError, DesignError, DiagnosticWarning, OptionError
-from geocausal.nuisance.crossfit import check_fold_arms, crossfit_predict
+from geocausal.features.align import ChipsView
+from geocausal.nuisance.crossfit import SourceRows, check_fold_arms, crossfit_predict
 from geocausal.vocabulary import (
     DEFAULTS,
     check_count,
@@ -181,6 +182,13 @@ def prepare_learner(learner, X: np.ndarray, images: np.ndarray | None,
     if images is None:
         raise DataError("an image learner needs images= as a chips array (N, H, W, C) or "
                         "(N, T, H, W, C)")
+    if isinstance(images, ChipsView):
+        params = learner.get_params() if hasattr(learner, "get_params") else {}
+        if "block_units" in params:  # a streaming learner: cross-fit from the cache by folds
+            tab = None if X_tab is None or not X_tab.shape[1] else np.asarray(X_tab, float)
+            src = images.source(params.get("block_units"), params.get("memory_budget"))
+            return learner, SourceRows(src, tab)
+        images = np.asarray(images)  # a learner that cannot stream: loaded if it fits
     if X_tab is None or not X_tab.shape[1]:
         return learner, images
     params = learner.get_params() if hasattr(learner, "get_params") else {}
@@ -347,6 +355,8 @@ def chips_of(images: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
     """
     if images is None or isinstance(images, pd.DataFrame | str):
         return None, None
+    if isinstance(images, ChipsView):  # a lazy view of a cache: its mask travels with it
+        return images, None
     mask = None
     if isinstance(images, tuple):
         images, mask = images
@@ -389,6 +399,15 @@ def image_arrays(images: Any, n: int, *, seed: int = 0, representation: str = "s
     if images is None:
         return None, None, None
     rep = "summary" if representation == "auto" else representation
+    if isinstance(chips, ChipsView):
+        if rep == "summary":  # by blocks of units, never the whole cache
+            F = chips.summary_features()
+            if F.shape[0] != n:
+                raise DataError(f"images have {F.shape[0]} rows but the data have {n}")
+            return F, chips, None
+        x, m = chips.load()  # engineered / learned: loaded if it fits the budget, else refused
+        images = x if m is None else (x, m)
+        chips, mask = chips_of(images)
     if rep == "learned" and chips is not None:
         from geocausal.encoders.multiscale import multiscale_features
 
@@ -405,7 +424,10 @@ def propensity_salience(learner: Any, X: np.ndarray, chips: np.ndarray | None, e
 
     The propensity model is refit on all units and the gradient of its logit with respect to
     the pixels (L2 over bands) is computed for the 3 most likely treated units and the 3 least
-    likely controls. ``learner`` and ``X`` come from :func:`prepare_learner`.
+    likely controls. ``learner`` and ``X`` come from :func:`prepare_learner`; with a chips
+    cache (``X`` a :class:`~geocausal.nuisance.crossfit.SourceRows`) the refit streams the
+    cache and the gradients are computed by blocks of the chosen units' chips (the
+    ``period=`` of a single-image learner).
     """
     if chips is None or not is_image_learner(learner):
         return None
@@ -418,13 +440,27 @@ def propensity_salience(learner: Any, X: np.ndarray, chips: np.ndarray | None, e
     try:
         from geocausal.encoders.salience import gradient_salience
 
-        model = clone(learner).fit(X, d.astype(int))
+        lazy = isinstance(X, SourceRows)
+        # refit on all units: a streamed source is trained from the cache by blocks
+        model = clone(learner).fit(X.take(np.arange(len(X))) if lazy else X, d.astype(int))
         inner = getattr(model, "model_", None)
         if inner is None:
             return "unavailable: the fitted image learner exposes no JAX model (model_)"
-        tab = model.scaled_tabular(X[idx]) if getattr(model, "n_tabular_", 0) else None
-        maps = gradient_salience(inner, chips[idx].astype(np.float32), tab=tab)
-        return {"units": idx.tolist(), "maps": maps, "images": chips[idx],
+        tab = None
+        if getattr(model, "n_tabular_", 0):
+            tab = model._tab(X.tab[idx]) if lazy else model.scaled_tabular(X[idx])
+        period = (None if getattr(learner, "encoder", "cnn") == "sequence"
+                  else getattr(learner, "period", None))
+        if lazy:  # the gradients of the chosen units, read and computed by blocks
+            sub = X.source.subset(idx)
+            maps = gradient_salience(inner, sub, tab=tab, period=period)
+            shown, m = chips.read(idx)
+            shown = shown if m is None else np.where(m[..., None], shown, np.nan)
+        else:
+            shown = np.asarray(chips[idx], np.float32)
+            x = shown[:, period] if shown.ndim == 5 and period is not None else shown
+            maps = gradient_salience(inner, x, tab=tab)
+        return {"units": idx.tolist(), "maps": maps, "images": shown,
                 "propensity": e[idx].tolist(), "treated": d[idx].astype(int).tolist()}
     except Exception as exc:  # salience is a diagnostic: never fail the estimate
         return f"unavailable: {type(exc).__name__}: {exc}"

@@ -122,6 +122,145 @@ class AlignedImages:
         return arr[self.keep] if arr.ndim >= 1 and arr.shape[0] == n else value
 
 
+@dataclass(frozen=True, eq=False)
+class ChipsView:
+    """A chips cache restricted and reordered to the data rows, never loaded whole.
+
+    Row ``i`` is unit ``units[i]`` of ``cache`` (a position in the cache's unit order). Pixels
+    are read only in blocks of units (:meth:`source`, :meth:`blocks`) or for a few rows
+    (:meth:`read`); :func:`align_images` returns one with ``lazy=True`` so that image learners
+    cross-fit from the cache (each fold a ``ChipSource.subset``).
+
+    Attributes
+    ----------
+    cache
+        A chips cache (:func:`geocausal.data.chips.open_cache`) or ``ChipsResult``.
+    units
+        Position in the cache's unit order of every row.
+    block_units, memory_budget
+        Streaming settings of :meth:`source` (None: the budget's default).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> x = np.arange(12, dtype="float32").reshape(3, 1, 2, 2, 1)
+    >>> view = ChipsView(SimpleNamespace(chips=x, mask=None, unit_ids=np.array([7, 8, 9])),
+    ...                  np.array([2, 0]))
+    >>> view.shape, view.unit_ids.tolist(), view.read([0])[0].ravel().tolist()
+    ((2, 1, 2, 2, 1), [9, 7], [8.0, 9.0, 10.0, 11.0])
+    """
+
+    cache: Any
+    units: np.ndarray
+    block_units: int | None = None
+    memory_budget: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(rows, [T,] H, W, C)`` as the cache's chips."""
+        return (len(self.units), *tuple(self.cache.chips.shape)[1:])
+
+    @property
+    def ndim(self) -> int:
+        """Dimensions of :attr:`shape`."""
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    @property
+    def unit_ids(self) -> np.ndarray:
+        """The cache's unit ids of the rows."""
+        return np.asarray(self.cache.unit_ids)[self.units]
+
+    def take(self, rows: Any) -> ChipsView:
+        """The view of ``rows`` (positions or a boolean mask over the rows)."""
+        rows = np.asarray(rows)
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+        return ChipsView(self.cache, self.units[rows], self.block_units, self.memory_budget)
+
+    def subset_rows(self, mask: np.ndarray) -> ChipsView:
+        """Rows where ``mask`` is true (the ``by=`` subgroups protocol)."""
+        return self.take(np.asarray(mask, bool))
+
+    def source(self, block_units: int | None = None, memory_budget: Any = None) -> Any:
+        """A :class:`~geocausal.encoders.stream.ChipSource` over the rows, in row order.
+
+        ``block_units``/``memory_budget`` default to the view's; a block that does not fit the
+        budget is a :class:`~geocausal.errors.DataError` saying what to lower.
+        """
+        from geocausal.encoders.stream import ChipSource
+
+        bu = self.block_units if block_units is None else block_units
+        budget = self.memory_budget if memory_budget is None else memory_budget
+        return ChipSource.of(self.cache, block_units=bu, budget=budget).subset(self.units)
+
+    def blocks(self) -> Any:
+        """``(row positions, chips (b, T, H, W, C), mask (b, T, H, W) or None)`` by blocks."""
+        return self.source().blocks()
+
+    def read(self, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Chips ``(k, T, H, W, C)`` (``(k, H, W, C)`` for a cache without periods) and mask
+        of a few ``rows``, in the order given (only the blocks holding them are read).
+        """
+        rows = np.asarray(rows, np.int64)
+        src = self.source().subset(rows)
+        x = np.empty((len(rows), *src.shape[1:]), np.float32)
+        m = np.ones(x.shape[:-1], bool)
+        for u, xb, mb in src.blocks(prefetch=False):
+            x[u] = xb
+            if mb is not None:
+                m[u] = mb
+        if len(self.shape) == 4:
+            x, m = x[:, 0], m[:, 0]
+        return x, (m if getattr(self.cache, "mask", None) is not None else None)
+
+    def unusable(self) -> np.ndarray:
+        """Rows whose chip has no valid pixel in some period and band, by blocks."""
+        bad = np.zeros(len(self), bool)
+        for u, x, m in self.blocks():
+            valid = np.isfinite(x)
+            if m is not None:
+                valid &= m[..., None]
+            has = valid.any(axis=(2, 3))  # (b, T, C)
+            bad[u] = ~has.reshape(has.shape[0], -1).all(axis=1)
+        return bad
+
+    def summary_features(self) -> np.ndarray:
+        """Per-band mean and SD per period of every row (as
+        :func:`geocausal.features.images.summary_features`), by blocks.
+        """
+        from geocausal.features.images import _impute_columns, _summary_raw
+
+        feats = None
+        for u, x, m in self.blocks():
+            f = _summary_raw(x, m)
+            if feats is None:
+                feats = np.empty((len(self), f.shape[1]))
+            feats[u] = f
+        return _impute_columns(feats)
+
+    def load(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Chips and mask of every row in memory, if they fit the memory budget.
+
+        Raises
+        ------
+        DataError
+            They do not fit: the message says what to lower.
+        """
+        from geocausal.encoders.stream import check_fits
+
+        check_fits(int(np.prod(self.shape)) * 4, f"the chips of {len(self)} units of shape "
+                   f"{self.shape[1:]}", "the number of units, or use an image learner / "
+                   "representation='summary', which stream from the cache",
+                   budget=self.memory_budget)
+        return self.read(np.arange(len(self)))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        x = self.load()[0]
+        return x if dtype is None else x.astype(dtype)
+
+
 @dataclass(frozen=True)
 class _Source:
     """An ``images=`` value in one of two shapes: features or chips, with ids or without."""
@@ -133,6 +272,7 @@ class _Source:
     what: str = ""
     index_name: Any = None  # a frame keyed by its index: the index's name
     by_index: bool = False
+    cache: Any = None  # the chips cache itself (a lazy view can be made of it)
 
 
 def _check_policy(missing_images: str) -> None:
@@ -194,7 +334,7 @@ def _source(images: Any, unit: str | None) -> _Source:
             raise DataError(f"the chips cache has {len(ids)} unit ids for {len(images.chips)} "
                             "chips; re-run extract")
         return _Source(ids=ids, chips=images.chips, mask=getattr(images, "mask", None),
-                       what="the chips cache")
+                       what="the chips cache", cache=images)
     if isinstance(images, pd.DataFrame):
         return _source_frame(images, unit, "the images frame")
     if isinstance(images, tuple):
@@ -273,7 +413,8 @@ def _positions(src: _Source, keys: np.ndarray, key_name: str, n: int) -> np.ndar
 def _match(src: _Source, data: pd.DataFrame, keys: np.ndarray, key_name: str,
            unit: str | None) -> np.ndarray:
     """Positions; a frame keyed by an unnamed index in a design with ``unit=`` may hold one
-    row per unit (matched on the unit column) or one row per data row (on the data's index)."""
+    row per unit (matched on the unit column) or one row per data row (on the data's index).
+    """
     if unit is None or not src.by_index or src.index_name == unit:
         return _positions(src, keys, key_name, len(data))
     by_unit = by_row = None
@@ -295,9 +436,12 @@ def _match(src: _Source, data: pd.DataFrame, keys: np.ndarray, key_name: str,
     return by_unit if by_unit is not None else by_row
 
 
-def _take(src: _Source, pos: np.ndarray) -> _Source:
+def _take(src: _Source, pos: np.ndarray, lazy: bool = False) -> _Source:
     if src.features is not None:
         return _Source(ids=None, features=src.features[pos], what=src.what)
+    if lazy and src.cache is not None:  # a row-aligned view: no pixel is read here
+        return _Source(ids=None, chips=ChipsView(src.cache, np.asarray(pos, np.int64)),
+                       what=src.what)
     if not isinstance(src.chips, np.ndarray):  # a chips cache: refuse to load what cannot fit
         from geocausal.encoders.stream import check_fits
 
@@ -316,10 +460,13 @@ def _take(src: _Source, pos: np.ndarray) -> _Source:
 
 def _unusable(src: _Source) -> np.ndarray:
     """Rows whose image gives no finite feature: NaN features, or a chip period/band with no
-    valid pixel."""
+    valid pixel.
+    """
     if src.features is not None:
         return ~np.isfinite(src.features).all(axis=1)
     chips = src.chips
+    if isinstance(chips, ChipsView):
+        return chips.unusable()
     valid = np.isfinite(chips)
     if src.mask is not None:
         valid &= src.mask[..., None]
@@ -337,12 +484,15 @@ def _payload(src: _Source, keep: np.ndarray, impute: np.ndarray | None) -> Any:
             bad = ~np.isfinite(x)
             x[bad] = np.take(np.nan_to_num(col), np.nonzero(bad)[1])
         return x
+    if isinstance(src.chips, ChipsView):
+        return src.chips if keep.all() else src.chips.take(keep)
     chips = src.chips[keep]  # chips keep their masks; summary features impute empty periods
     return chips if src.mask is None else (chips, src.mask[keep])
 
 
 def align_images(images: Any, data: pd.DataFrame, *, unit: str | None = None,
-                 missing_images: str = "drop", stacklevel: int = 3) -> AlignedImages:
+                 missing_images: str = "drop", stacklevel: int = 3,
+                 lazy: bool = False) -> AlignedImages:
     """Match the rows of ``images`` to the rows of ``data`` by unit id (see the module notes).
 
     Parameters
@@ -360,6 +510,11 @@ def align_images(images: Any, data: pd.DataFrame, *, unit: str | None = None,
         is unusable (a chip with no valid pixel in some period, NaN features).
     stacklevel
         Of the :class:`~geocausal.errors.MissingImagesWarning` (points at the design's caller).
+    lazy
+        A chips cache (not in a mapping) becomes a :class:`ChipsView`: the cache restricted
+        and reordered to the kept rows, read only in blocks of units (the unusable-image check
+        too). For designs whose image learners stream (``ImageLearner``) and whose features
+        are computed by blocks. Other images are unaffected.
 
     Returns
     -------
@@ -395,7 +550,9 @@ def align_images(images: Any, data: pd.DataFrame, *, unit: str | None = None,
         srcs = {name: _source(v, unit) for name, v in images.items()}
     else:
         srcs = {None: _source(images, unit)}
-    aligned = {name: _take(s, _match(s, data, keys, key_name, unit)) for name, s in srcs.items()}
+    lazy = bool(lazy) and None in srcs
+    aligned = {name: _take(s, _match(s, data, keys, key_name, unit), lazy)
+               for name, s in srcs.items()}
     bad = np.zeros(n, bool)
     for s in aligned.values():
         bad |= _unusable(s)

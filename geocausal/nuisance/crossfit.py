@@ -16,6 +16,9 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from sklearn.base import clone
 
@@ -28,6 +31,54 @@ from geocausal.folds import (  # noqa: F401  (fold construction lives in the lea
     make_folds,
     resolve_folds,
 )
+
+
+@dataclass(frozen=True, eq=False)
+class SourceRows:
+    """Rows of a streamed chips source (and tabular columns) for cross-fitting: ``take(rows)``
+    gives the learner ``source.subset(rows)`` (or ``(subset, tab[rows])``), so every fold
+    streams only its units from the cache and no whole-cache array is ever made.
+
+    Attributes
+    ----------
+    source
+        A :class:`~geocausal.encoders.stream.ChipSource` whose unit order is the row order.
+    tab
+        ``(n, p)`` tabular columns in row order, or None.
+
+    Examples
+    --------
+    >>> from geocausal.encoders.stream import ChipSource
+    >>> rows = SourceRows(ChipSource.of(np.zeros((5, 4, 4, 2), "float32")), np.ones((5, 1)))
+    >>> sub, tab = rows.take(np.array([4, 1]))
+    >>> len(rows), sub.n, tab.shape
+    (5, 2, (2, 1))
+    """
+
+    source: Any
+    tab: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.tab is not None and np.shape(self.tab)[0] != self.source.n:
+            raise DesignError(f"tabular columns have {np.shape(self.tab)[0]} rows for "
+                              f"{self.source.n} image rows")
+
+    def __len__(self) -> int:
+        return int(self.source.n)
+
+    @property
+    def shape(self) -> tuple[int]:
+        """``(rows,)``."""
+        return (len(self),)
+
+    def take(self, rows: np.ndarray) -> Any:
+        """What the learner is fitted on / predicts for ``rows``."""
+        sub = self.source.subset(np.asarray(rows, np.int64))
+        return sub if self.tab is None else (sub, np.asarray(self.tab)[rows])
+
+
+def _rows(X: Any, idx: np.ndarray) -> Any:
+    return X.take(idx) if isinstance(X, SourceRows) else X[idx]
 
 
 def crossfit_predict(
@@ -47,7 +98,9 @@ def crossfit_predict(
     learner
         Any scikit-learn compatible estimator (cloned per fold).
     X, y
-        Features and target.
+        Features and target. ``X`` may be :class:`SourceRows` (an image learner on a chips
+        cache): each fold's learner then gets ``X.take(rows)``, a subset of the source that
+        streams only those units, never a whole-cache array.
     fold_ids
         From :func:`make_folds`.
     method
@@ -60,10 +113,14 @@ def crossfit_predict(
         (pass ``fold_ids=None``): training parts that leave out more than the held-out fold
         (neighbouring periods of a panel), or ``[(all, all)]`` for in-sample predictions.
     """
-    X = np.asarray(X)
+    if not isinstance(X, SourceRows):
+        X = np.asarray(X)
     y = np.asarray(y)
-    out = np.empty(X.shape[0], dtype=float)
-    mask = np.ones(X.shape[0], dtype=bool) if train_mask is None else np.asarray(train_mask, bool)
+    n = len(X)
+    if y.shape[0] != n:
+        raise DesignError(f"the target has {y.shape[0]} rows, the features {n}")
+    out = np.empty(n, dtype=float)
+    mask = np.ones(n, dtype=bool) if train_mask is None else np.asarray(train_mask, bool)
     pairs = fold_indices(fold_ids) if splits is None else splits
     for j, (train, test) in enumerate(pairs):
         tr = train[mask[train]]
@@ -71,9 +128,9 @@ def crossfit_predict(
             which = _plain(np.asarray(fold_ids)[test[0]]) if splits is None else j
             raise DesignError(f"cross-fitting fold {which} has no training "
                               "rows in the requested arm; use fewer folds or more units")
-        model = clone(learner).fit(X[tr], y[tr])
+        model = clone(learner).fit(_rows(X, tr), y[tr])
         if method == "predict_proba":
-            out[test] = model.predict_proba(X[test])[:, 1]
+            out[test] = model.predict_proba(_rows(X, test))[:, 1]
         else:
-            out[test] = model.predict(X[test])
+            out[test] = model.predict(_rows(X, test))
     return out
