@@ -59,11 +59,16 @@ def legacy_options(fn: str, options: Any, folds: Any, vcov: Any, old: Mapping[st
     return IPWOptions(**fields), folds, vcov
 
 
-def prepare(formula: str, data: Any, images: Any, opts: IPWOptions, by: Any, rows: Mapping):
-    """Align images to the data (dropping unusable units), parse the formula, refuse NaNs."""
+def prepare(formula: str, data: Any, images: Any, opts: IPWOptions, by: Any, rows: Mapping,
+            lazy: bool = False):
+    """Align images to the data (dropping unusable units), parse the formula, refuse NaNs.
+
+    ``lazy``: a chips cache stays on disk as a row-aligned view (image learners stream it).
+    """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    al = align_images(images, data, missing_images=opts.missing_images, stacklevel=5)
+    al = align_images(images, data, missing_images=opts.missing_images, stacklevel=5,
+                      lazy=lazy)
     data = al.data
     rows = {k: (replace(v, by=al.rows(v.by)) if isinstance(v, Folds) and not names_columns(v.by)
                 else al.rows(v)) for k, v in rows.items()}

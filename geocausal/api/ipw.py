@@ -50,7 +50,14 @@ from geocausal.folds import Folds, resolve_folds
 from geocausal.inference.sensitivity import irm_elements
 from geocausal.inference.variance import cluster_data_from
 from geocausal.results.estimate import Estimate, EstimateSet, make_provenance
-from geocausal.vocabulary import DEFAULTS, ESTIMANDS, choice, default_learners, resolve_learners
+from geocausal.vocabulary import (
+    DEFAULTS,
+    ESTIMANDS,
+    choice,
+    default_learners,
+    is_image_learner,
+    resolve_learners,
+)
 
 __all__ = ["IPWOptions", "aipw", "balance", "ipw"]
 
@@ -66,7 +73,10 @@ def _weighting(fn, method, formula, data, *, estimand, vcov, learners, folds, se
         raise OptionError("predictions must be a dict {'mu0': ..., 'mu1': ...} (mu1 optional "
                           "for the ATT)")
     rows = {"propensity": propensity, "folds": folds, "predictions": predictions}
-    data, images, pf, rows = prepare(formula, data, images, opts, by, rows)
+    # a chips cache stays on disk (a row-aligned view) when image learners stream it
+    lazy = (opts.representation in ("auto", "summary")
+            and any(is_image_learner(v) for v in lrn.values()))
+    data, images, pf, rows = prepare(formula, data, images, opts, by, rows, lazy=lazy)
     rows["images"] = images
 
     def one(data: pd.DataFrame, r: Mapping[str, Any], name: str = "") -> Estimate:
