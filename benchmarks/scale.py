@@ -11,7 +11,13 @@ its own process so that its peak resident memory is its own:
    fit ``--memory-budget``;
 3. ``aipw``: ``gc.aipw`` with the embeddings Parquet as ``images=`` (aligned by unit id) on a
    simulated treatment and outcome confounded by the embeddings' first principal component
-   (true ATE 1).
+   (true ATE 1);
+4. ``aipw_image``: ``gc.aipw`` with ``images=`` the chips cache and an ``ImageLearner``
+   propensity (``period=0``, ``--epochs``, blocks that fit ``--memory-budget``), on a treatment
+   and outcome confounded by the first principal component of the cache's summary features
+   (computed by blocks; true ATE 1). The cache is never loaded: the image learner cross-fits
+   from it fold by fold (``ChipSource.subset``), the summary features and the salience refit
+   stream it too. Needs only ``extract`` before it (``--steps extract aipw_image``).
 
 The target is a peak RSS under 4 GB at 10,000 units, growing at most linearly with units.
 Each size's rows are recorded in ``benchmarks/results.md`` (via ``benchmarks/_report.py``).
@@ -19,6 +25,7 @@ Each size's rows are recorded in ``benchmarks/results.md`` (via ``benchmarks/_re
     .venv/bin/python benchmarks/scale.py                      # 1k, 3k, 10k
     .venv/bin/python benchmarks/scale.py --units 1000 3000    # smaller
     .venv/bin/python benchmarks/scale.py --units 300 --no-record   # a smoke run
+    .venv/bin/python benchmarks/scale.py --units 1000 3000 --steps extract aipw_image
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ sys.path.insert(0, str(HERE))
 
 from geocausal.parallel import ScriptParser, add_parallel_arguments  # noqa: E402
 
-STEPS = ("extract", "embed", "aipw")
+STEPS = ("extract", "embed", "aipw", "aipw_image")
+#: the steps of the extract -> embed -> AIPW row of results.md
+PIPELINE = ("extract", "embed", "aipw")
 PERIODS, BANDS, CHIP = 4, 6, 64
 
 
@@ -80,6 +89,27 @@ def run_step(step: str, folder: Path, args) -> dict:
                   epochs=args.epochs, embed_dim=16, max_train=args.max_train,
                   memory_budget=args.memory_budget, progress=False,
                   scheduler=args.scheduler)
+        elif step == "aipw_image":
+            from geocausal.data.chips import open_cache
+            from geocausal.features.images import cache_features
+            from geocausal.nuisance.image_learner import ImageLearner
+
+            cache = open_cache(folder / "cache")
+            z = cache_features(cache, memory_budget=args.memory_budget)  # by blocks
+            z = (z - z.mean(0)) / (z.std(0) + 1e-9)
+            rng = np.random.default_rng(0)
+            u = np.linalg.svd(z, full_matrices=False)[0][:, 0]
+            score = u / u.std()
+            d = rng.binomial(1, 1 / (1 + np.exp(-0.5 * score)))
+            y = 1.0 * d + 2.0 * score + rng.normal(size=len(d))
+            data = pd.DataFrame({"y": y, "d": d}, index=pd.Index(cache.unit_ids))
+            lrn = ImageLearner(period=0, epochs=args.epochs, memory_budget=args.memory_budget,
+                               seed=0)
+            est = gc.aipw("y ~ d", data, images=folder / "cache", folds=2, seed=0,
+                          learners={"propensity": lrn})
+            info["ate"] = round(float(est.params["d"]), 4)
+            info["se"] = round(float(est.std_errors["d"]), 4)
+            info["salience"] = isinstance(est.diagnostics.get("salience"), dict)
         else:
             emb = pd.read_parquet(folder / "emb.parquet")
             wide = emb.pivot(index="unit_id", columns="period").sort_index()
@@ -110,10 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folder", type=Path, default=None,
                     help="work folder (default: a temporary one, removed at the end)")
     ap.add_argument("--no-record", action="store_true", help="do not record rows")
+    ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS),
+                    help="steps to run, in order (default all; 'embed' before 'aipw', "
+                    "'extract' before the others)")
     ap.add_argument("--step", choices=STEPS, help=argparse_hidden())
     a = ap.parse_args(argv)
     if any(n < 10 for n in a.units):
         ap.error("--units: give sizes of at least 10 units")
+    steps = [s for s in STEPS if s in a.steps]
+    if "extract" not in steps or ("aipw" in steps and "embed" not in steps):
+        ap.error("--steps: 'extract' is needed by every other step, 'embed' by 'aipw'")
     if a.step:  # a child: one step, one JSON line
         print(json.dumps(run_step(a.step, a.folder, a)))
         return 0
@@ -130,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             write_study(folder, n, raster_size(n), PERIODS, BANDS, CHIP, seed=0)
             print(f"{n:,} units: study written in {time.perf_counter() - t0:.0f} s "
                   f"({raster_size(n)} px rasters)", flush=True)
-            for step in STEPS:
+            for step in steps:
                 cmd = [sys.executable, __file__, "--step", step, "--folder", str(folder),
                        "--epochs", str(a.epochs), "--max-train", str(a.max_train),
                        "--memory-budget", a.memory_budget, "--units", str(n)]
@@ -162,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['units']:,} | {r['step']} | {r['wall_s']:.1f} | {r['peak_rss_gb']:.2f} |")
     if len(a.units) > 1:
         lo, hi = min(a.units), max(a.units)
-        for step in STEPS:
+        for step in steps:
             r0 = next(r for r in table if r["units"] == lo and r["step"] == step)
             r1 = next(r for r in table if r["units"] == hi and r["step"] == step)
             print(f"{step}: peak RSS x{r1['peak_rss_gb'] / r0['peak_rss_gb']:.2f} for "
@@ -170,14 +206,26 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_record:
         from _report import record
 
+        def cells(rows):
+            return "; ".join(f"{r['step']} {r['wall_s']:.0f} s, {r['peak_rss_gb']:.2f} GB"
+                             for r in rows)
+
+        size = f"{PERIODS} periods x {CHIP}x{CHIP} px x {BANDS} bands"
         for n in a.units:
             rows = [r for r in table if r["units"] == n]
-            result = "; ".join(f"{r['step']} {r['wall_s']:.0f} s, {r['peak_rss_gb']:.2f} GB"
-                               for r in rows)
-            record(f"scale: extract -> embed -> AIPW, {n:,} units x {PERIODS} periods x "
-                   f"{CHIP}x{CHIP} px x {BANDS} bands (wall, peak RSS per step)", None, None,
-                   result=result + f"; embed: {a.epochs} epoch(s) on {a.max_train} images, "
-                   f"budget {a.memory_budget}")
+            if all(s in steps for s in PIPELINE):
+                record(f"scale: extract -> embed -> AIPW, {n:,} units x {size} (wall, peak "
+                       "RSS per step)", None, None,
+                       result=cells([r for r in rows if r["step"] in PIPELINE])
+                       + f"; embed: {a.epochs} epoch(s) on {a.max_train} images, "
+                       f"budget {a.memory_budget}")
+            img = next((r for r in rows if r["step"] == "aipw_image"), None)
+            if img is not None:
+                record(f"scale: AIPW with an ImageLearner propensity streamed from the chips "
+                       f"cache, {n:,} units x {size} (wall, peak RSS)", None, None,
+                       result=cells([r for r in rows if r["step"] in ("extract", "aipw_image")])
+                       + f"; ImageLearner {a.epochs} epoch(s), 2 folds, budget "
+                       f"{a.memory_budget}; ATE {img['ate']} (truth 1), SE {img['se']}")
     return 0
 
 
