@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PAPERS := china_worldbank eo_heterogeneity dml_panel one_map_many_trials r3d
+# the public API that mypy checks (`make lint`; tests/test_typing.py checks the same list)
+PUBLIC_API := geocausal/__init__.py geocausal/registry.py geocausal/vocabulary.py geocausal/folds.py geocausal/errors.py geocausal/formula.py geocausal/api/ geocausal/results/estimate.py geocausal/results/readonly.py geocausal/results/sensitivity.py geocausal/designs/rdd/options.py geocausal/designs/ipw.py geocausal/designs/cate.py geocausal/designs/dml_panel.py geocausal/designs/debias.py
 
 .PHONY: venv demo test test-fast bench paper docs lint clean
 
@@ -41,6 +43,7 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check geocausal tests benchmarks paper
+	$(PY) -m mypy $(PUBLIC_API)
 
 clean:
 	rm -rf $(VENV) results site .pytest_cache

@@ -73,11 +73,22 @@ class ParsedFormula:
         """The outcome as a float array."""
         return _column(data, self.outcome)
 
-    def treatment_vector(self, data: pd.DataFrame) -> np.ndarray:
-        """The treatment as a float array."""
+    @property
+    def treatment_term(self) -> str:
+        """The treatment term; a :class:`~geocausal.errors.FormulaError` when there is none.
+
+        Examples
+        --------
+        >>> parse_formula("y ~ d + x").treatment_term
+        'd'
+        """
         if self.treatment is None:
             raise FormulaError(f"formula '{self.formula}' has no treatment term")
-        return _column(data, self.treatment)
+        return self.treatment
+
+    def treatment_vector(self, data: pd.DataFrame) -> np.ndarray:
+        """The treatment as a float array."""
+        return _column(data, self.treatment_term)
 
 
 def _names(term: str) -> set[str]:

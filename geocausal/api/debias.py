@@ -173,11 +173,15 @@ def debias(
                         seed=seed, alpha=DEFAULTS.alpha)
     diag = {"method": method, **res.diagnostics, **pdiag}
     prov = make_provenance(formula, seed, method=method, interval=interval, n_boot=n_boot)
-    common = {"estimand": "ATE", "design": "debias", "provenance": prov, "diagnostics": diag}
+    common: dict[str, Any] = {"estimand": "ATE", "design": "debias", "provenance": prov,
+                              "diagnostics": diag}
     term = parsed.treatment
     if res.influence is not None:
         return Estimate.from_influence({term: res.estimate}, res.influence, vcov=res.vcov,
                                        cluster_data=res.cluster_data, nobs=yhat.size, **common)
+    if res.se is None or res.label is None:  # pragma: no cover - debias_effect sets both
+        raise DesignError("gc.debias: the interval gave neither influence functions nor a "
+                          "bootstrap standard error; please report this")
     return Estimate(params=pd.Series({term: res.estimate}),
                     vcov=pd.DataFrame([[res.se ** 2]], index=[term], columns=[term]),
                     vcov_type=res.label, nobs=int(yhat.size), **common)

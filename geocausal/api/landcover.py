@@ -67,9 +67,10 @@ def cate_landcover(
         ``["reference"]``, ``dof`` the residual (or ``G - 1`` cluster) degrees of freedom.
     """
     if isinstance(tau, Estimate):
-        tau = tau.diagnostics.get("cate")
-        if tau is None:
+        cate = tau.diagnostics.get("cate")
+        if cate is None:
             raise DataError("this estimate has no CATE predictions; use a gc.cate result")
+        tau = cate
     if not isinstance(fractions, pd.DataFrame):
         raise DataError(f"fractions must be a DataFrame (landcover_fractions), got "
                         f"{type(fractions).__name__}")

@@ -92,7 +92,7 @@ def placement(formula: str, data: pd.DataFrame, *, images: Any = None,
     pf = ParsedFormula(formula, treat, treat, tuple(controls), ())
 
     def one(data: pd.DataFrame, r: Mapping[str, Any], name: str = "") -> Estimate:
-        d = check_treatment(pf.treatment_vector(data), pf.treatment)
+        d = check_treatment(pf.treatment_vector(data), pf.treatment_term)
         F, chips, _ = image_arrays(r["images"], len(data), seed=seed)
         fit = fit_placement(d, pf.control_matrix(data).to_numpy(float),
                             resolve_folds(r["folds"], data, seed=seed, stratify=d),
@@ -116,5 +116,5 @@ def placement(formula: str, data: pd.DataFrame, *, images: Any = None,
     rows["images"] = images
     if by is None:
         return one(data, rows)
-    return fit_groups(one, data, by, check_treatment(pf.treatment_vector(data), pf.treatment),
+    return fit_groups(one, data, by, check_treatment(pf.treatment_vector(data), pf.treatment_term),
                rows["folds"], rows)

@@ -121,7 +121,7 @@ def ppi(
         kw["propensity"], pdiag = propensity_role(parsed, data, kw["treat"], propensity,
                                                   "ppi", learners, folds, seed, images)
         diag.update(pdiag)
-        names = [parsed.treatment]
+        names = [parsed.treatment_term]
     res = ppi_estimate(estimand, lab_all[labelled], yhat, labelled, lam=lam, **kw)
     diag["lam"] = res.lam
     diag["method"] = "ppi" if lam == 1 else "classical" if lam == 0 else (

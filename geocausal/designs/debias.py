@@ -283,6 +283,14 @@ def _not_fitted(name: str) -> DesignError:
                        "calibration_truths) first")
 
 
+def _calibration_pair(corrector: LinearCalibration | Tweedie) -> tuple[np.ndarray, np.ndarray]:
+    """The calibration predictions and truths of a fitted corrector (else the not-fitted error)."""
+    yc, ytc = corrector.cal_predictions, corrector.cal_truths
+    if yc is None or ytc is None:
+        raise _not_fitted(type(corrector).__name__)
+    return yc, ytc
+
+
 @dataclass(frozen=True)
 class LinearCalibration:
     """Linear calibration correction (LCC): ``(yhat - m) / k`` from ``yhat = m + k y``.
@@ -345,7 +353,7 @@ class LinearCalibration:
         """``(n_cal, 2)`` influence functions of ``(m, k)`` on the calibration set."""
         if not self.fitted:
             raise _not_fitted("LinearCalibration")
-        return lcc_influence(self.cal_predictions, self.cal_truths, self.intercept, self.slope)
+        return lcc_influence(*_calibration_pair(self), self.intercept, self.slope)
 
     def diagnostics(self) -> dict[str, Any]:
         """Fitted quantities as a plain dict."""
@@ -469,6 +477,8 @@ class Tweedie:
         x = np.asarray(x, dtype=float)
         if self.score is not None:
             return np.asarray(self.score(x), dtype=float)
+        if self.score_sample is None:
+            raise _not_fitted("Tweedie")
         return kde_score(x, self.score_sample, self.h, self.derivative, self.delta)
 
     def transform(self, yhat: Any) -> np.ndarray:
@@ -632,10 +642,8 @@ def joint_bootstrap(corrector: LinearCalibration | Tweedie, yhat: np.ndarray, tr
     numpy.ndarray
         ``(n_boot,)`` draws of the corrected contrast.
     """
-    if not corrector.fitted:
-        raise _not_fitted(type(corrector).__name__)
+    yc, ytc = _calibration_pair(corrector)
     rng = np.random.default_rng(seed)
-    yc, ytc = corrector.cal_predictions, corrector.cal_truths
     wc = resampling_weights(yc.size, n_boot, rng, cal_groups)
     wd = resampling_weights(yhat.size, n_boot, rng, groups)
     naive = hajek_ate(yhat, treat, propensity, wd)
@@ -656,6 +664,8 @@ def joint_bootstrap(corrector: LinearCalibration | Tweedie, yhat: np.ndarray, tr
         sc = corrector.score_fn(yhat)
         return naive - s2 * hajek_ate(sc, treat, propensity, wd)
     sample = corrector.score_sample
+    if sample is None:
+        raise _not_fitted("Tweedie")
     if score_from == "auto":
         same = sample.size == yhat.size and np.array_equal(sample, yhat)
         score_from = "downstream" if same else (
@@ -995,7 +1005,7 @@ def debias_effect(yhat: np.ndarray, treat: np.ndarray, e: np.ndarray,
                               "score has no simple influence function, use interval='bootstrap'")
         tau_d, psi = lcc_delta_influence(corrector, yhat, treat, e)
         check_estimate(tau_d, psi, "the LCC corrected effect")
-        if col is None:
+        if col is None or groups is None:
             return DebiasResult(tau_d, diag, psi, vcov, None)
         # stacked rows: downstream clusters, then calibration clusters
         cal = (np.arange(corrector.n_cal) if cal_groups is None else cal_groups).astype(str)

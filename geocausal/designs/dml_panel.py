@@ -463,7 +463,7 @@ def fold_plan(folds: Any, tr: PanelTransform, *, approach: str, n_rep: int = 1, 
                                 f"data row ({n_rows})")
             spec = replace(spec, by=by)
         ids = tuple(resolve_folds(spec, n=m, seed=seed + r) for r in range(n_rep))
-        kind = spec.kind
+        kind: str = spec.kind
         if kind == "group" and _same_partition(np.asarray(spec.by), tr.unit):
             kind = "unit"
         elif kind == "time" and spec.gap:
@@ -779,6 +779,9 @@ def sensitivity_elements(fit: PanelDMLFit, tr: PanelTransform, d_names: Sequence
     if len(d_names) != 1:
         return (f"the bounds are derived for one treatment; this fit has {len(d_names)} "
                 f"({', '.join(d_names)}): refit with one")
+    if fit.residuals is None or fit.influences is None:
+        return ("the fit kept no partialling-out residuals or influence functions; refit with "
+                "score='partialling out'")
     u, v = fit.residuals
     return plr_elements(d_names[0], list(u), [vr[:, 0] for vr in v], fit.thetas[:, 0],
                         [i[:, 0] for i in fit.influences], float(np.var(tr.y)), req)

@@ -261,7 +261,8 @@ def irm_elements(term: str, y, d, e, mu0, mu1, estimand: str = "ATE", *,
 
 
 def plr_elements(term: str, u: Sequence[np.ndarray], v: Sequence[np.ndarray],
-                 thetas: Sequence[float], influences: Sequence[np.ndarray], var_y: float,
+                 thetas: Sequence[float] | np.ndarray, influences: Sequence[np.ndarray],
+                 var_y: float,
                  vcov: Any = "hetero") -> SensitivityElements:
     """Sensitivity elements of the partially linear model, one set per repetition.
 

@@ -84,6 +84,7 @@ class FrozenMapping(Mapping):
     """
 
     __slots__ = ("_data",)
+    _data: dict[str, Any]
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_data", dict(data or {}))
@@ -266,6 +267,15 @@ class Estimate:
                 )
             object.__setattr__(self, "influence", inf)
         self._make_readonly()
+
+    @property
+    def _null_values(self) -> pd.Series:
+        """``null`` as the read-only Series that ``__post_init__`` made of any accepted input."""
+        null = self.null
+        if not isinstance(null, pd.Series):  # pragma: no cover - __post_init__ guarantees it
+            raise DataError(f"Estimate.null should be a Series after construction, got "
+                            f"{type(null).__name__}")
+        return null
 
     def _make_readonly(self) -> None:
         """Replace params, null, vcov, curve, tables and influence by read-only copies."""
@@ -470,7 +480,7 @@ class Estimate:
             "vcov": self.vcov.to_numpy().tolist(),
             "dof": None if self.dof is None else int(self.dof),
             "n_clusters": self.n_clusters,
-            "null": {str(k): float(v) for k, v in self.null.items()},
+            "null": {str(k): float(v) for k, v in self._null_values.items()},
             "diagnostics": diagnostics,
             "provenance": provenance,
             "curve": None if self.curve is None else _jsonable(
@@ -536,7 +546,7 @@ def _null_series(null: Any, index: pd.Index) -> pd.Series:
     if null is None:
         out = pd.Series(0.0, index=index)
     elif np.isscalar(null):
-        out = pd.Series(float(null), index=index)
+        out = pd.Series(null, index=index, dtype=float)
     else:
         given = pd.Series(null, dtype=float)
         unknown = [str(k) for k in given.index if k not in index]
@@ -706,7 +716,7 @@ class Summary:
 
     def _table(self) -> pd.DataFrame:
         tab = self.estimate.tidy(self.alpha)
-        null = self.estimate.null
+        null = self.estimate._null_values
         if np.any(null.to_numpy() != 0):
             tab.insert(tab.columns.get_loc("statistic"), "null", null.to_numpy())
         return tab

@@ -83,12 +83,12 @@ class _ReadOnlyMixin:
     def __setattr__(self, name: str, value: Any) -> None:
         if getattr(self, _LOCK, False):
             raise _refuse(self._ro_kind)
-        super().__setattr__(name, value)  # type: ignore[misc]
+        super().__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:
         if getattr(self, _LOCK, False):
             raise _refuse(self._ro_kind)
-        super().__delattr__(name)  # type: ignore[misc]
+        super().__delattr__(name)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise _refuse(self._ro_kind)
@@ -111,6 +111,8 @@ class _ReadOnlyMixin:
     __isub__ = __imul__ = __itruediv__ = __ifloordiv__ = __imod__ = __ipow__ = __iadd__
     __iand__ = __ior__ = __ixor__ = __iadd__
 
+    # the indexers come from the pandas class this mixin is combined with; mypy sees only the
+    # mixin's own base (object), hence the targeted ignores on the four super() look-ups below
     @property
     def loc(self) -> Any:
         return _ReadOnlyIndexer(super().loc, self._ro_kind)  # type: ignore[misc]
