@@ -104,7 +104,10 @@ def fold_subset(folds: Any, mask: np.ndarray) -> Any:
 
 
 def min_arm(folds: Any) -> int:
-    return folds.k if isinstance(folds, Folds) else int(folds) if np.isscalar(folds) else 2
+    """Fewest units each arm needs within a group: the number of folds (2 for fold ids)."""
+    if isinstance(folds, Folds):
+        return folds.k
+    return int(np.asarray(folds).item()) if np.isscalar(folds) else 2
 
 
 def fit_groups(fit_one, data, by, d, folds, rows):
