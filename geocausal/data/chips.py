@@ -109,14 +109,17 @@ class UnitOrderArray:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Shape of the array (units first)."""
         return tuple(self.array.shape)
 
     @property
     def dtype(self) -> np.dtype:
+        """Data type of the array."""
         return np.dtype(self.array.dtype)
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions."""
         return len(self.shape)
 
     def __len__(self) -> int:
@@ -473,7 +476,8 @@ class _StripSource:
     def window(self, tile: TileInfo, a: int, b: int, ca: int, cb: int, image_pos: list[int],
                mask_pos: int | None) -> tuple[int, int, np.ndarray, np.ndarray] | None:
         """``(row0, col0, values, validity)`` of a strip covering the request, or ``None`` when
-        that strip would exceed ``max_bytes`` (the caller then reads windows)."""
+        that strip would exceed ``max_bytes`` (the caller then reads windows).
+        """
         bh, bw = self._block(tile)
         A, B = a // bh * bh, min(-(-b // bh) * bh, tile.height)
         key = id(tile)
@@ -512,7 +516,8 @@ def _cut(chips: np.ndarray, mask: np.ndarray, t: int, idx: np.ndarray, r0: np.nd
          h: int) -> None:
     """Copy the chips of ``group`` (positions in ``idx``/``r0``/``c0``) from a decoded window
     whose top-left pixel is ``(wr0, wc0)``; a chip another tile already filled only gets its
-    gaps filled."""
+    gaps filled.
+    """
     wr1, wc1 = wr0 + vals.shape[0], wc0 + vals.shape[1]
     for g in group:
         i = idx[g]

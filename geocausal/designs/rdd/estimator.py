@@ -323,7 +323,7 @@ def _nn_window(xw: np.ndarray, Yw: np.ndarray) -> np.ndarray:
 
 
 def _point_mass_bandwidths(x, Q, T, p, kern, bandwidth, vce, per_side):
-    """rdrobust's selector (``bandwidth`` in SELECTORS) for a point-mass outcome."""
+    """Bandwidths from rdrobust's selector (``bandwidth`` in SELECTORS), point-mass outcomes."""
     if Q.shape[1] > 1 and np.ptp(Q, axis=1).max() > 0:
         raise DataError(f"bandwidth='{bandwidth}' is rdrobust's selector for point-mass (scalar) "
                         "outcomes; distribution-valued outcomes take bandwidth='mse' or 'cer'")
