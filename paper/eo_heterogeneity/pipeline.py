@@ -158,8 +158,9 @@ def _dr_pseudo_outcome(X: np.ndarray, y: np.ndarray, d: np.ndarray, p: float) ->
 def learned_scores(sim: SimTrial, encoder: str, cfg: dict, seed: int) -> pd.DataFrame:
     """A supervised image representation of the effect: out-of-fold CATE scores of a network.
 
-    An ``ImageLearner`` (``encoder="sequence"``: a CNN per date with a temporal transformer
-    over the frame embeddings and their changes; ``"cnn"``: the last date) regresses the DR
+    An ``ImageLearner`` (``encoder="sequence"``: a CNN per date with the config's temporal
+    ``aggregator``, a transformer over the frame embeddings and their changes, or the cheaper
+    ``"meandiff"``; ``"cnn"``: the last date) regresses the DR
     pseudo-outcome (:func:`_dr_pseudo_outcome`, linear outcome fits on the tabular covariates
     and the first date's band summaries, fitted on the training folds only; p = 0.5, the
     trial's assignment probability) on the chips. Each unit's score comes from the network
@@ -190,7 +191,7 @@ def learned_scores(sim: SimTrial, encoder: str, cfg: dict, seed: int) -> pd.Data
             target = _dr_pseudo_outcome(base[tr], y[tr], d[tr], 0.5)
             m = ImageLearner(encoder=encoder, task="regression", epochs=int(c["epochs"]),
                              widths=tuple(c["widths"]), embed_dim=int(c["embed_dim"]),
-                             dim=int(c["embed_dim"]), depth=1, aggregator="transformer",
+                             dim=int(c["embed_dim"]), depth=1, aggregator=c["aggregator"],
                              batch_size=int(c["batch_size"]), patience=int(c["patience"]),
                              seed=seed + k)
             m.fit(chips[tr], target)
