@@ -91,11 +91,12 @@ def run_step(step: str, folder: Path, args) -> dict:
                   scheduler=args.scheduler)
         elif step == "aipw_image":
             from geocausal.data.chips import open_cache
-            from geocausal.features.images import cache_features
+            from geocausal.features.align import ChipsView
             from geocausal.nuisance.image_learner import ImageLearner
 
             cache = open_cache(folder / "cache")
-            z = cache_features(cache, memory_budget=args.memory_budget)  # by blocks
+            z = ChipsView(cache, np.arange(len(cache.unit_ids)),  # summary features by blocks
+                          memory_budget=args.memory_budget).summary_features()
             z = (z - z.mean(0)) / (z.std(0) + 1e-9)
             rng = np.random.default_rng(0)
             u = np.linalg.svd(z, full_matrices=False)[0][:, 0]

@@ -58,6 +58,8 @@ from geocausal.errors import DataError, MissingImagesWarning
 MISSING_IMAGES = ("drop", "impute", "error")
 #: the id column of the long table ``geocausal embed`` writes
 EMBED_ID = "unit_id"
+#: bytes of float64 temporaries a block statistic (summary features, usable pixels) works on
+PIECE_BYTES = 64 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ class AlignedImages:
     images
         Row ``i`` belongs to row ``i`` of ``data``: a float feature matrix ``(n, p)``, chips
         ``(n, T, H, W, C)`` / ``(n, H, W, C)``, a ``(chips, mask)`` pair of arrays, a dict of
-        these (multi-scale), or None when no images were given.
+        these (multi-scale), a :class:`ChipsView` of a chips cache (``lazy=True``), or None
+        when no images were given.
     data
         The data rows kept (all of them unless ``missing_images="drop"`` dropped some).
     keep
@@ -215,10 +218,19 @@ class ChipsView:
             x, m = x[:, 0], m[:, 0]
         return x, (m if getattr(self.cache, "mask", None) is not None else None)
 
+    def _pieces(self):
+        """``(rows, chips, mask)`` in pieces of a block small enough that the float64
+        temporaries of a statistic (several per pixel) stay within :data:`PIECE_BYTES`.
+        """
+        for u, x, m in self.blocks():
+            step = max(1, PIECE_BYTES // max(1, int(np.prod(x.shape[1:])) * 8))
+            for a in range(0, len(u), step):
+                yield u[a:a + step], x[a:a + step], None if m is None else m[a:a + step]
+
     def unusable(self) -> np.ndarray:
         """Rows whose chip has no valid pixel in some period and band, by blocks."""
         bad = np.zeros(len(self), bool)
-        for u, x, m in self.blocks():
+        for u, x, m in self._pieces():
             valid = np.isfinite(x)
             if m is not None:
                 valid &= m[..., None]
@@ -233,7 +245,7 @@ class ChipsView:
         from geocausal.features.images import _impute_columns, _summary_raw
 
         feats = None
-        for u, x, m in self.blocks():
+        for u, x, m in self._pieces():
             f = _summary_raw(x, m)
             if feats is None:
                 feats = np.empty((len(self), f.shape[1]))
