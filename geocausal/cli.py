@@ -83,6 +83,27 @@ def _vcov(text: str | None) -> Any:
     return text
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number above zero.
+
+    Examples
+    --------
+    >>> _positive_float("32")
+    32.0
+    >>> _positive_float("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 0 is not a positive number
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def _int_at_least(low: int):
     """An argparse type: an integer >= ``low`` (a bad value is a one-line usage error)."""
     def parse(text: str) -> int:
@@ -476,7 +497,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
                         "that holds (or will hold) chips caches")
     res = extract(_materialise_shipped(args.manifest), cache_dir=args.cache, workers=args.workers,
                   scheduler=args.scheduler, progress=not args.quiet,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, threads=args.threads, task_mb=args.task_mb)
     print(res.report())
     return 0
 
@@ -747,6 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--workers", type=_int_at_least(1),
                    help="start a local Dask cluster with N workers")
     x.add_argument("--scheduler", help="address of a running Dask scheduler")
+    x.add_argument("--threads", type=_int_at_least(1),
+                   help="reader/writer threads of a local run (default: the CPU count)")
+    x.add_argument("--task-mb", type=_positive_float, default=64.0, metavar="MB",
+                   help="memory per task of units (default 64); lower it, or --threads, when "
+                        "extraction says the tasks cannot fit in memory")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.add_argument("--overwrite", action="store_true",
                    help="replace whatever sits at the cache path, even if geocausal did not make it")

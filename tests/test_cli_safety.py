@@ -139,6 +139,35 @@ def test_extract_negative_workers_exits_2_instead_of_hanging(world, tmp_path):
     assert "--workers: -1 is below 1" in r.stderr
 
 
+@pytest.mark.parametrize("flag,value,needle", [("--task-mb", "0", "0 is not a positive number"),
+                                                ("--task-mb", "nan", "nan is not a positive"),
+                                                ("--threads", "0", "0 is below 1")])
+def test_extract_memory_flags_are_validated(world, tmp_path, capsys, flag, value, needle):
+    """--threads and --task-mb (what the out-of-memory error says to lower) exit 2, one line."""
+    argv = ["extract", "--manifest", str(world.manifest_path), "--cache", str(tmp_path / "c"),
+            flag, value, "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_extract_task_mb_and_threads_reach_the_extractor(world, tmp_path, monkeypatch):
+    seen = {}
+
+    class Done:
+        def report(self):
+            return "done"
+
+    def fake_extract(manifest, **kw):
+        seen.update(kw)
+        return Done()
+
+    monkeypatch.setattr("geocausal.data.chips.extract", fake_extract)
+    assert main(["extract", "--manifest", str(world.manifest_path), "--cache",
+                 str(tmp_path / "c"), "--threads", "3", "--task-mb", "16", "--quiet"]) == 0
+    assert seen["threads"] == 3 and seen["task_mb"] == 16.0
+
+
 def test_unreachable_scheduler_fails_fast_with_one_line(world, tmp_path):
     address = f"tcp://127.0.0.1:{_free_port()}"
     t0 = time.perf_counter()
