@@ -145,6 +145,8 @@ def test_aipw_image_learner_from_cache_equals_in_memory(cache, never_whole, monk
     sl, sm = lazy.diagnostics["salience"], mem.diagnostics["salience"]
     assert isinstance(sl, dict) and isinstance(sm, dict), (sl, sm)
     assert sl["units"] == sm["units"] and sl["maps"].shape == (6, H, H)
+    assert sl["images"].shape == sm["images"].shape == (6, H, H, C)
+    np.testing.assert_array_equal(sl["images"], sm["images"])
     np.testing.assert_allclose(sl["maps"], sm["maps"], rtol=1e-3, atol=1e-5)
 
 

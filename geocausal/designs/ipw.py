@@ -458,8 +458,10 @@ def propensity_salience(learner: Any, X: np.ndarray, chips: np.ndarray | None, e
             shown = shown if m is None else np.where(m[..., None], shown, np.nan)
         else:
             shown = np.asarray(chips[idx], np.float32)
-            x = shown[:, period] if shown.ndim == 5 and period is not None else shown
-            maps = gradient_salience(inner, x, tab=tab)
+        if shown.ndim == 5 and period is not None:
+            shown = shown[:, period]  # the frames the model saw
+        if not lazy:
+            maps = gradient_salience(inner, shown, tab=tab)
         return {"units": idx.tolist(), "maps": maps, "images": shown,
                 "propensity": e[idx].tolist(), "treated": d[idx].astype(int).tolist()}
     except Exception as exc:  # salience is a diagnostic: never fail the estimate
