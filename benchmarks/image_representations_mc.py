@@ -23,12 +23,15 @@ method: the confounders are the first measures a remote-sensing analyst would na
 
 Methods (all AIPW with the learners of the default stack,
 :func:`geocausal.nuisance.candidates.stack_learners`: a logistic propensity with a
-cross-validated penalty and gradient-boosted outcomes; 5 folds, the same folds per seed; no
-clipping unless ``--clip`` (``gc.aipw`` clips at 0.01 by default); a propensity of exactly 0 or 1 is
-counted in ``failed``):
+cross-validated penalty, and an outcome library of ridge regression and gradient boosting
+stacked per candidate x learner; 5 folds, the same folds per seed; propensities clipped to
+``[clip, 1 - clip]`` with ``gc.aipw``'s default ``clip`` (0.01) unless ``--clip`` says
+otherwise, ``--clip 0`` for none; a propensity of exactly 0 or 1 is counted in ``failed``):
 ``naive`` (difference in means), ``tabular`` (x1..x4), ``summary`` (+ per-band mean and SD per
 date), ``engineered`` (+ statistics of bands and spyndex indices: quantiles, centre/rings,
-texture), ``learned`` (+ position-aware SSL embeddings, :mod:`geocausal.encoders.multiscale`,
+texture, shares / fragmentation / distances of pixels above thresholds pooled over the chips,
+valid share, change between early and late dates: exactly the default stack's engineered
+candidate), ``learned`` (+ position-aware SSL embeddings, :mod:`geocausal.encoders.multiscale`,
 pretrained once on the fixed chips: no label), ``oracle`` (+ the three true confounders; a
 check of the suite, not a method), and ``default``: the cross-fitted stack over
 the four candidates that ``gc.aipw(..., images=chips)`` runs
@@ -41,9 +44,10 @@ same cross-fitted candidate predictions, so the default costs nothing extra here
     .venv/bin/python benchmarks/image_representations_mc.py --export-chips /tmp/irmc
     python benchmarks/image_representations_mc.py --chips /tmp/irmc --reps 100 --workers 16
 
-``--chips DIR`` reads the chips, masks, confounders and the summary / engineered / learned
-features saved by ``--export-chips DIR`` (numpy ``.npz``); ``--relearn`` pretrains the learned
-representation again from the chips there (jax). Writes ``--out`` (default
+``--chips DIR`` reads the chips, masks, confounders and the summary / learned features saved
+by ``--export-chips DIR`` (numpy ``.npz``; the engineered features are computed again from the
+chips, a few seconds, so that they are the package's current ones); ``--relearn`` pretrains the
+learned representation again from the chips there (jax). Writes ``--out`` (default
 ``benchmarks/image_representations_mc.md``) and prints the table.
 """
 
@@ -231,28 +235,36 @@ def landsat_chips(chip_px: int = 9, stride: int = 2, years=(2008, 2009, 2012, 20
 
 def features(chips: np.ndarray, mask: np.ndarray, study: str, seed: int = 0) -> dict:
     """Summary, engineered and learned features of a study's chips (learned: pretrained once)."""
-    from geocausal.features.engineered import engineered_features
     from geocausal.features.images import summary_features
 
     out: dict = {}
     t0 = time.perf_counter()
     out["summary"] = summary_features(chips, mask)
     out["t_summary"] = time.perf_counter() - t0
+    out.update(engineered(chips, mask, study))
+    out.update(learned(chips, mask, seed))
+    return out
+
+
+def engineered(chips: np.ndarray, mask: np.ndarray, study: str) -> dict:
+    """The default stack's engineered candidate (every statistic group, thresholds on bands and
+    indices); a column without any valid pixel is dropped, an empty cell gets the column mean."""
+    from geocausal.features.engineered import engineered_features
+    from geocausal.nuisance.candidates import ENGINEERED_DEFAULTS
+
     t0 = time.perf_counter()
+    kw = dict(ENGINEERED_DEFAULTS)
     if study == "sentinel2":
-        eng = engineered_features(chips, mask, bands=list(S2_BANDS), preset="sentinel2")
+        eng = engineered_features(chips, mask, bands=list(S2_BANDS), preset="sentinel2", **kw)
     else:
-        eng = engineered_features(chips, mask, roles={"red": 1, "nir": 2, "swir1": 3})
+        eng = engineered_features(chips, mask, roles={"red": 1, "nir": 2, "swir1": 3}, **kw)
     eng = eng.to_numpy(dtype=float)
     col = np.nanmean(eng, axis=0)
     keep = np.isfinite(col)
     eng = eng[:, keep]
     bad = ~np.isfinite(eng)
     eng[bad] = np.take(col[keep], np.nonzero(bad)[1])
-    out["engineered"] = eng
-    out["t_engineered"] = time.perf_counter() - t0
-    out.update(learned(chips, mask, seed))
-    return out
+    return {"engineered": eng, "t_engineered": time.perf_counter() - t0}
 
 
 def learned(chips: np.ndarray, mask: np.ndarray, seed: int = 0) -> dict:
@@ -295,6 +307,7 @@ def load(folder: Path, relearn: bool, seed: int = 0) -> dict:
         with np.load(folder / f"{name}.npz") as f:
             st = {k: f[k] for k in f.files}
         st.update(meta.get(name, {}))
+        st.update(engineered(st["chips"], st["mask"], name))
         if relearn:
             st.update(learned(st["chips"], st["mask"], seed))
         studies[name] = st
@@ -314,7 +327,7 @@ def one(job: tuple[str, int]) -> list[dict]:
     from geocausal.designs.ipw import Nuisances, estimate
     from geocausal.errors import DesignError
     from geocausal.nuisance.candidates import stack_learners
-    from geocausal.nuisance.crossfit import crossfit_predict, make_folds
+    from geocausal.nuisance.crossfit import make_folds
     from geocausal.nuisance.stacking import stack_nuisances
 
     mech, seed = job
@@ -343,10 +356,8 @@ def one(job: tuple[str, int]) -> list[dict]:
     Xo = np.column_stack([X, _STATE["confounders"][mech]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        preds["oracle"] = {
-            "e": crossfit_predict(lrn["propensity"], Xo, d, folds, method="predict_proba"),
-            "mu0": crossfit_predict(lrn["outcome"], Xo, y, folds, train_mask=d == 0),
-            "mu1": crossfit_predict(lrn["outcome"], Xo, y, folds, train_mask=d == 1)}
+        preds["oracle"] = stack_nuisances({"oracle": Xo}, y, d, folds, lrn["propensity"],
+                                          lrn["outcome"]).candidates["oracle"]
     clip = _STATE.get("clip")
     for m, p in preds.items():
         if clip:
@@ -432,13 +443,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --chips: pretrain the learned representation again here")
     ap.add_argument("--clip", type=float, default=None,
                     help="clip every AIPW's propensities to [clip, 1 - clip] (gc.aipw's clip=; "
-                         "default none; gc.aipw clips at 0.01 by default)")
+                         "default: gc.aipw's default, 0.01; 0 for none)")
     ap.add_argument("--out", type=Path, default=HERE / "image_representations_mc.md")
     a = ap.parse_args(argv)
     mechs = [m.strip() for m in a.mechanisms.split(",") if m.strip()]
     bad = [m for m in mechs if m not in MECHANISMS]
-    if a.clip is not None and not 0 < a.clip < 0.5:
-        ap.error(f"--clip must be in (0, 0.5), got {a.clip}")
+    if a.clip is None:
+        from geocausal.vocabulary import DEFAULTS
+
+        a.clip = DEFAULTS.clip
+    if not 0 <= a.clip < 0.5:
+        ap.error(f"--clip must be in [0, 0.5), got {a.clip}")
     if bad or a.reps < 1 or a.workers < 1:
         ap.error(f"--mechanisms from {MECHANISMS}; --reps and --workers >= 1 (got {bad})")
     t_all = time.perf_counter()

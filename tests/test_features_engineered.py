@@ -334,6 +334,9 @@ def test_engineered_thresholds_are_pooled_quantiles_and_change_is_late_minus_ear
         assert f.loc[u, f"NDVI_above_p25_t{p}"] == pytest.approx((vals > thr[0]).mean())
     assert "red_above_p25_t0" not in f.columns  # thresholds on the index channels
     assert np.isnan(f.loc[2, "NDVI_above_p25_t1"])
+    # valid shares: the chip and its zones (unit 2 is fully masked in period 1)
+    assert f.loc[2, "valid_share_t1"] == 0.0 and f.loc[2, "valid_centre_t1"] == 0.0
+    assert f.loc[0, "valid_share_t0"] == pytest.approx(mask[0, 0].mean())
     # change: mean of periods 2-3 minus mean of periods 0-1, empty periods left out
     m = f[[f"NDVI_mean_t{p}" for p in range(4)]].to_numpy()
     assert np.allclose(f["NDVI_mean_change"].drop(2), (m[:, 2:].mean(1) - m[:, :2].mean(1))[

@@ -79,3 +79,19 @@ def test_one_draw_and_the_report(mc):
     assert (eng.est - eng.truth).abs().mean() < (naive.est - naive.truth).abs().mean()
     lines = mc.targets(tab)
     assert any(line.startswith("- a_composition: default removes") for line in lines)
+
+
+def test_suite_engineered_features_are_the_default_stack_candidate(mc):
+    """The suite measures the package's default: its engineered matrix is the one that
+    ``gc.aipw(..., images=chips)`` builds for its engineered candidate."""
+    from geocausal.nuisance.candidates import image_candidates
+
+    rng = np.random.default_rng(3)
+    chips = rng.uniform(0.02, 0.5, size=(12, 8, 8, 10)).astype(np.float32)
+    mask = rng.uniform(size=(12, 8, 8)) > 0.05
+    ours = mc.engineered(chips, mask, "sentinel2")["engineered"]
+    cands, _ = image_candidates(chips, mask, np.zeros((12, 0)), candidates=("engineered",),
+                                engineered_options={"bands": list(mc.S2_BANDS),
+                                                    "preset": "sentinel2"})
+    np.testing.assert_allclose(ours, cands["engineered"](), rtol=1e-12)
+    assert ours.shape[1] > 400  # thresholds on bands and indices, valid shares

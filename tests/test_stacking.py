@@ -40,7 +40,7 @@ def test_default_stack_removes_image_confounding_and_records_quality():
     cands = {"tabular", "summary", "engineered"}
     # candidates, the stack, and each candidate x outcome learner of the default library
     assert set(q.candidate) == cands | {"stack"} | {f"{c}/{m}" for c in cands
-                                                    for m in ("ridge", "hgb")}
+                                                    for m in ("ridge", "ridge_pooled", "hgb")}
     assert set(q.nuisance) == {"propensity", "outcome0", "outcome1"}
     prop = q[q.nuisance == "propensity"].set_index("candidate")
     assert prop.loc["summary", "auc"] > prop.loc["tabular", "auc"] + 0.15
@@ -273,3 +273,25 @@ def test_convex_weights_mix_two_halves_and_never_lose_to_the_best_column():
     w = convex_weights(P, dd, "logloss")
     loss = lambda q: -np.mean(dd * np.log(q) + (1 - dd) * np.log1p(-q))  # noqa: E731
     assert loss(P @ w) <= min(loss(P[:, j]) for j in range(3)) + 1e-12
+
+
+def test_pooled_arms_learner_is_one_fit_on_both_arms_per_fold():
+    from geocausal.nuisance.stacking import PooledArms
+
+    rng = np.random.default_rng(13)
+    n = 300
+    x = rng.normal(size=(n, 2))
+    d = rng.binomial(1, 0.5, n)
+    y = 2 * d + x[:, 0] + rng.normal(size=n)
+    folds = np.arange(n) % 3
+    res = stack_nuisances({"tabular": x}, y, d, folds, LogisticRegression(),
+                          {"pooled": PooledArms(LinearRegression())})
+    for f in range(3):
+        tr, te = folds != f, folds == f
+        fit = LinearRegression().fit(np.column_stack([d[tr], x[tr]]), y[tr])
+        for k, arm in (("mu0", 0.0), ("mu1", 1.0)):
+            want = fit.predict(np.column_stack([np.full(te.sum(), arm), x[te]]))
+            assert np.allclose(res.library[k]["tabular/pooled"][te], want)
+    assert np.allclose(res.mu1 - res.mu0, res.mu1[0] - res.mu0[0], atol=0.3)  # ~2: one slope
+    with pytest.raises(DataError, match="PooledArms needs a regressor"):
+        PooledArms(object())

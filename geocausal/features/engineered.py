@@ -49,8 +49,9 @@ from geocausal.features.roles import BandRoles, resolve_band_roles
 #: statistic groups :func:`engineered_features` computes by default
 STATS: tuple[str, ...] = ("mean", "sd", "quantiles", "rings", "texture")
 #: groups that need more than one chip (``thresholds``: levels pooled over all chips) or more
-#: than one period (``change``); :func:`engineered_features` computes them when asked
-EXTRA_STATS: tuple[str, ...] = ("thresholds", "change")
+#: than one period (``change``), and the valid share of the chip and its zones (``valid``);
+#: :func:`engineered_features` computes them when asked
+EXTRA_STATS: tuple[str, ...] = ("thresholds", "valid", "change")
 #: every group: the strong representation of the default image stack
 ALL_STATS: tuple[str, ...] = STATS + EXTRA_STATS
 #: default quantile levels of the pooled thresholds
@@ -370,6 +371,9 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
           distance from the centre to the nearest pixel above / below (e.g. to water);
           columns ``<channel>_above_p50``, ``<channel>_edges_p50``,
           ``<channel>_dist_above_p50``, ``<channel>_dist_below_p50``;
+        - ``"valid"``: the share of valid pixels (mask True, band values finite) over the chip
+          and over its centre and rings (cloud or no-data cover; columns ``valid_share``,
+          ``valid_centre``, ``valid_ring1``, ...);
         - ``"change"`` (chips with several periods): every other column's mean over the later
           half of the periods minus its mean over the earlier half (periods where it has no
           valid pixel are left out of those means), named ``<column>_change``.
@@ -484,6 +488,14 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             a = np.stack(list(ts.values()), axis=-1)  # (b, T, Kt, S)
             feats.append(a.reshape(a.shape[:2] + (-1,)))
             col_names += [(channels[k], s) for k in thr_pos for s in ts]
+        if "valid" in stats:  # cloud / no-data cover of the chip, its centre and rings
+            nb = len(r.bands) if include_bands else len(channels)
+            ok = np.isfinite(v[:, :, :nb])
+            ok = ok.all(axis=2) if include_bands else ok.any(axis=2)
+            vs = chip_statistics(ok.astype(np.float64), np.ones(ok.shape, bool),
+                                 stats=["mean", "rings"], rings=rings)
+            feats.append(np.stack(list(vs.values()), axis=-1))  # (b, T, 1 + zones)
+            col_names += [("valid", "share" if z == "mean" else z) for z in vs]
         parts.append(np.concatenate(feats, axis=-1))  # (b, T, F)
     arr = np.concatenate(parts, axis=0)
     t = arr.shape[1]

@@ -42,8 +42,8 @@ from sklearn.linear_model import LogisticRegressionCV
 
 from geocausal.errors import DataError
 
-__all__ = ["AUTO_OPTIONS", "CANDIDATES", "image_candidates", "learned_salience",
-           "stack_learners", "stacked_nuisances"]
+__all__ = ["AUTO_OPTIONS", "CANDIDATES", "ENGINEERED_DEFAULTS", "image_candidates",
+           "learned_salience", "stack_learners", "stacked_nuisances"]
 
 #: the candidates of the default stack, in order
 CANDIDATES = ("tabular", "summary", "engineered", "learned")
@@ -71,8 +71,10 @@ def stack_learners(seed: int = 0) -> dict[str, Any]:
     semi-synthetic suite). The outcome is a *library* stacked with the candidates (every
     candidate x learner pair is cross-fitted and weighted by out-of-fold loss,
     :func:`geocausal.nuisance.stacking.stack_nuisances`): ``ridge``, a ridge regression on
-    standardised features with its penalty chosen by efficient leave-one-out error, and
-    ``hgb``, the package's gradient boosting. With a few hundred units per arm and hundreds of
+    standardised features with its penalty chosen by efficient leave-one-out error, fitted per
+    arm; ``ridge_pooled``, the same fitted once on both arms with the treatment as a feature
+    (:class:`~geocausal.nuisance.stacking.PooledArms`: twice the units per fit); and ``hgb``,
+    the package's gradient boosting. With a few hundred units per arm and hundreds of
     image columns the boosted trees alone leave a regularisation bias of about a tenth of the
     outcome's SD even with the true confounders; the linear learner does not, and the trees
     still win where the outcome is far from linear in the features.
@@ -81,18 +83,21 @@ def stack_learners(seed: int = 0) -> dict[str, Any]:
     --------
     >>> lrn = stack_learners()
     >>> sorted(lrn), sorted(lrn["outcome"])
-    (['outcome', 'propensity'], ['hgb', 'ridge'])
+    (['outcome', 'propensity'], ['hgb', 'ridge', 'ridge_pooled'])
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from geocausal.nuisance.stacking import PooledArms
     from geocausal.vocabulary import default_learners
+
+    def ridge() -> Any:
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 5, 15)))
 
     return {"propensity": make_pipeline(StandardScaler(), PenalisedLogit(
                 Cs=np.logspace(-3, 1, 5), cv=3, scoring="neg_log_loss", max_iter=2000)),
-            "outcome": {"ridge": make_pipeline(StandardScaler(),
-                                               RidgeCV(alphas=np.logspace(-2, 5, 15))),
+            "outcome": {"ridge": ridge(), "ridge_pooled": PooledArms(ridge()),
                         "hgb": default_learners("aipw", seed)["outcome"]}}
 
 
@@ -100,11 +105,17 @@ def _with_tab(X_tab: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.column_stack([X_tab, f]) if X_tab.shape[1] else np.asarray(f, float)
 
 
+#: options of the default stack's engineered candidate (every statistic group of
+#: :func:`geocausal.features.engineered.engineered_features`, thresholds on bands and indices)
+ENGINEERED_DEFAULTS: dict[str, Any] = {
+    "stats": ("mean", "sd", "quantiles", "rings", "texture", "thresholds", "valid", "change"),
+    "threshold_channels": "all"}
+
+
 def _engineered(chips, mask, roles, options) -> np.ndarray:
-    from geocausal.features.engineered import ALL_STATS
     from geocausal.features.images import engineered_matrix as eng
 
-    kw = {"stats": ALL_STATS, **dict(options)}  # with pooled thresholds and change over time
+    kw = {**ENGINEERED_DEFAULTS, **dict(options)}
     if roles is not None:
         kw["roles"] = roles
     elif not any(k in kw for k in ("bands", "preset", "indices")):

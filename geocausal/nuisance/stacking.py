@@ -51,8 +51,8 @@ from geocausal.errors import (
 )
 from geocausal.nuisance.crossfit import crossfit_predict
 
-__all__ = ["COMBINE", "StackResult", "convex_weights", "nuisance_quality", "quality_lines",
-           "stack_nuisances"]
+__all__ = ["COMBINE", "PooledArms", "StackResult", "convex_weights", "nuisance_quality",
+           "quality_lines", "stack_nuisances"]
 
 #: how :func:`stack_nuisances` combines the candidates
 COMBINE = ("stack", "select")
@@ -153,6 +153,52 @@ def _library(learner: Any) -> list[tuple[str | None, Any]]:
     return [(None, learner)]
 
 
+class PooledArms:
+    """An outcome learner fitted once on both arms, with the treatment as its first feature,
+    and predicted with the treatment set to 0 and to 1 (an "S-learner"): it borrows strength
+    across the arms where the arm-specific fits (the default for every other learner) see only
+    half of the units. Use it as an entry of an outcome library of :func:`stack_nuisances`.
+
+    Parameters
+    ----------
+    estimator
+        A scikit-learn compatible regressor (cloned per fold).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> PooledArms(LinearRegression())
+    PooledArms(LinearRegression())
+    """
+
+    def __init__(self, estimator: Any) -> None:
+        if not hasattr(estimator, "fit") or not hasattr(estimator, "predict"):
+            raise DataError(f"PooledArms needs a regressor with fit/predict, got "
+                            f"{type(estimator).__name__}")
+        self.estimator = estimator
+
+    def __repr__(self) -> str:
+        return f"PooledArms({self.estimator!r})"
+
+
+def _crossfit_pooled(est: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray,
+                     fold_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.base import clone
+
+    n = len(y)
+    m0, m1 = np.empty(n), np.empty(n)
+    dd = d.astype(float)
+    for f in np.unique(fold_ids):
+        test = fold_ids == f
+        train = ~test
+        if len(np.unique(d[train])) < 2:
+            raise DataError(f"cross-fitting fold {f!r}: the other folds hold one arm only")
+        fit = clone(est).fit(np.column_stack([dd[train], X[train]]), y[train])
+        m0[test] = fit.predict(np.column_stack([np.zeros(test.sum()), X[test]]))
+        m1[test] = fit.predict(np.column_stack([np.ones(test.sum()), X[test]]))
+    return m0, m1
+
+
 def _label(candidate: str, learner: str | None) -> str:
     return candidate if learner is None else f"{candidate}/{learner}"
 
@@ -166,9 +212,17 @@ def _crossfit_candidate(name, X, y, d, fold_ids, propensity_lib, outcome_lib, ne
                                                          method="predict_proba")
     if outcome_lib is not None:
         arms = [("mu0", d == 0)] + ([("mu1", d == 1)] if need_mu1 else [])
-        for k, arm in arms:
-            out[k] = {_label(name, lname): crossfit_predict(lrn, X, y, fold_ids, train_mask=arm)
-                      for lname, lrn in outcome_lib}
+        for k, _ in arms:
+            out[k] = {}
+        for lname, lrn in outcome_lib:
+            if isinstance(lrn, PooledArms):
+                both = _crossfit_pooled(lrn.estimator, X, y, d, fold_ids)
+                for k, _ in arms:
+                    out[k][_label(name, lname)] = both[k == "mu1"]
+            else:
+                for k, arm in arms:
+                    out[k][_label(name, lname)] = crossfit_predict(lrn, X, y, fold_ids,
+                                                                   train_mask=arm)
     bad = [lab for v in out.values() for lab, p in v.items() if not np.all(np.isfinite(p))]
     if bad:
         raise DataError(f"non-finite out-of-fold predictions of {bad}")
