@@ -115,10 +115,13 @@ def cache_features(cache: Any, representation: str = "summary", seed: int = 0,
                         budget=kwargs.get("memory_budget"))
     feats = None
     for units, x, m in src.blocks():
-        f = _summary_raw(x, m)
-        if feats is None:
-            feats = np.empty((src.n, f.shape[1]))
-        feats[units] = f
+        # in pieces: the float64 temporaries of the statistics stay near 64 MB per piece
+        step = max(1, 64 * 1024**2 // max(1, int(np.prod(x.shape[1:])) * 8))
+        for a in range(0, len(units), step):
+            f = _summary_raw(x[a:a + step], None if m is None else m[a:a + step])
+            if feats is None:
+                feats = np.empty((src.n, f.shape[1]))
+            feats[units[a:a + step]] = f
     return _impute_columns(feats)
 
 
