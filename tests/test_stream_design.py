@@ -90,6 +90,13 @@ def test_align_keeps_a_cache_lazy_and_row_aligned(cache, never_whole):
     got, m = al.images.read([0, 3])
     np.testing.assert_array_equal(got, chips[keep[keep != BAD][[0, 3]]])
     np.testing.assert_array_equal(m, mask[keep[keep != BAD][[0, 3]]])
+    # by= subgroups take rows of the view (geocausal.api._by.subset), still lazy
+    from geocausal.api._by import subset
+
+    grp = np.arange(len(al.data)) % 3 == 0
+    sub = subset(al.images, grp)
+    assert isinstance(sub, ChipsView)
+    assert sub.unit_ids.tolist() == al.data.index[grp].tolist()
     # summary features by blocks of 2 units = the in-memory features of the same rows
     from geocausal.features.images import summary_features
 
