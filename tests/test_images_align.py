@@ -169,7 +169,7 @@ def test_all_nodata_chips_are_dropped_with_a_count_or_imputed_on_request(study):
     assert dropped.nobs == len(data) - 2
     keep = ~data.index.isin(ids)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nothing missing: no warning
+        warnings.simplefilter("error", MissingImagesWarning)  # nothing missing: no warning
         ref = gc.aipw("y ~ d", data[keep], images=(chips[perm][keep], mask[perm][keep]), **kw)
     assert dropped.params["d"] == pytest.approx(ref.params["d"], abs=1e-12)
     with pytest.warns(MissingImagesWarning, match="imputed"):

@@ -295,3 +295,11 @@ def test_pooled_arms_learner_is_one_fit_on_both_arms_per_fold():
     assert np.allclose(res.mu1 - res.mu0, res.mu1[0] - res.mu0[0], atol=0.3)  # ~2: one slope
     with pytest.raises(DataError, match="PooledArms needs a regressor"):
         PooledArms(object())
+
+
+def test_default_engineered_candidate_uses_every_statistic_group():
+    from geocausal.features.engineered import ALL_STATS
+    from geocausal.nuisance.candidates import ENGINEERED_DEFAULTS
+
+    assert tuple(ENGINEERED_DEFAULTS["stats"]) == ALL_STATS
+    assert ENGINEERED_DEFAULTS["threshold_channels"] == "all"
