@@ -307,7 +307,7 @@ def vocabulary_markdown() -> str:
     """
     from geocausal import vocabulary
     from geocausal.folds import FOLD_KINDS
-    from geocausal.inference.variance import FOREIGN_VCOV, VCOV_NAMES
+    from geocausal.vocabulary import FOREIGN_VCOV, VCOV_NAMES
 
     lines = [vocabulary.markdown_tables(), "### Folds (`folds=` of every cross-fitted design)", "",
              "| Kind | How to ask |", "|---|---|", "| random | `folds=5` (stratified by a binary "

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from geocausal.errors import DataError, DesignError, FewClustersWarning
+from geocausal.vocabulary import FOREIGN_VCOV, VCOV_NAMES
 
 VcovSpec = str | Mapping[str, Any]
 
@@ -52,33 +53,6 @@ MIN_CLUSTERS = 30
 
 #: ``cluster_adjust`` values of :func:`vcov_from_influence`.
 CLUSTER_ADJUST = ("G/(G-1)", "none", "group_debias")
-
-
-#: every ``vcov=`` string geocausal accepts, with its meaning (the one list; the docs print it)
-VCOV_NAMES: Mapping[str, str] = {
-    "hetero": "heteroskedasticity-robust: the influence-function (sandwich) variance, "
-              "normal critical values; aliases 'HC0', 'robust'",
-    "iid": "homoskedastic; only where the design defines one (gc.fe), refused elsewhere",
-    "delong": "DeLong's variance of AUCs (gc.placement only)",
-    "bootstrap": "nonparametric bootstrap of the AUCs over units, n_boot draws (gc.placement "
-                 "only)",
-}
-
-#: names other packages use, mapped by :func:`parse_vcov` to an error that points to ours
-FOREIGN_VCOV: Mapping[str, str] = {
-    "hc1": "HC1 is the OLS small-sample scaling n / (n - k) of statsmodels/fixest; geocausal's "
-           "influence-function designs use 'hetero' (HC0, as DoubleML); gc.fe's 'hetero' "
-           "already applies fixest's small-sample scaling",
-    "hc2": "HC2 (leverage-weighted) is not available; use 'hetero' or {'cluster': column}",
-    "hc3": "HC3 (jackknife-like) is not available; use 'hetero' or {'cluster': column}",
-    "crv1": "give the cluster column: {'cluster': column} (CRV1 is geocausal's cluster variance)",
-    "crv3": "CRV3 (cluster jackknife) is not available; use {'cluster': column}",
-    "cluster": "give the cluster column: {'cluster': column} or {'cluster': [col1, col2]}",
-    "nw": "Newey-West/HAC variances are not available; cluster by unit or by spatial block: "
-          "{'cluster': column}",
-    "hac": "Newey-West/HAC variances are not available; cluster by unit or by spatial block: "
-           "{'cluster': column}",
-}
 
 
 @dataclass(frozen=True)

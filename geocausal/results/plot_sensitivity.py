@@ -11,7 +11,7 @@ Examples
 >>> from geocausal.inference.sensitivity import SensitivityElements, ovb_sensitivity
 >>> z = np.zeros((1, 4))
 >>> el = SensitivityElements("d", "plr", [1.0], z, [1.0], [1.0], z, z, var_y=1.0)
->>> fig = ovb_sensitivity(el, 0.1, 0.1).plot()
+>>> fig = sensitivity_contour(ovb_sensitivity(el, 0.1, 0.1))
 >>> fig.axes[0].get_xlabel()
 'cf_y (share of the outcome residual variation)'
 """
