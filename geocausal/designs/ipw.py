@@ -489,6 +489,21 @@ class WeightingFit:
     n_folds: int
 
 
+def learner_chips(chips: Any, mask: np.ndarray | None) -> Any:
+    """The chips an image learner sees: masked pixels (nodata, clouds) as NaN, which the
+    encoders leave out, as a streamed cache's mask does; a :class:`ChipsView` as it is.
+
+    Examples
+    --------
+    >>> x = np.ones((1, 2, 2, 1)); m = np.array([[[True, False], [True, True]]])
+    >>> learner_chips(x, m)[0, 0, :, 0].tolist()
+    [1.0, nan]
+    """
+    if chips is None or mask is None or isinstance(chips, ChipsView) or np.all(mask):
+        return chips
+    return np.where(np.asarray(mask, bool)[..., None], chips, np.nan).astype(np.float32)
+
+
 def _nuisances(method, y, d, X_tab, F_img, chips, mask, fold_ids, learners, seed, propensity,
                predictions, opts):
     """Out-of-fold nuisances: the default image stack, fixed ones, or cross-fitted learners."""
@@ -496,8 +511,11 @@ def _nuisances(method, y, d, X_tab, F_img, chips, mask, fold_ids, learners, seed
     lrn = {**default_learners("aipw" if method == "aipw" else "ipw", seed), **learners}
     need_outcome = method == "aipw" and predictions is None
     stack = skipped = None
+    images_learned = any(is_image_learner(v) for v in lrn.values())
+    if images_learned:  # image learners see masked pixels as NaN (a streamed cache: its mask)
+        chips = learner_chips(chips, mask)
     if (opts.representation == "auto" and chips is not None and propensity is None
-            and not any(is_image_learner(v) for v in lrn.values())):
+            and not images_learned):
         from geocausal.nuisance.candidates import stack_learners, stacked_nuisances
 
         stack_lrn = {**stack_learners(seed), **learners}
@@ -691,7 +709,8 @@ def fit_weighting(
         fitted = np.where(dk == 1, nk.mu1 if nk.mu1 is not None else nk.mu0, nk.mu0)
         diags["outcome_rmse"] = float(np.sqrt(np.mean((yk - fitted) ** 2)))
     if propensity is None and chips is not None and is_image_learner(lrn["propensity"]):
-        sal = propensity_salience(*prepare_learner(lrn["propensity"], X, chips, X_tab), chips,
+        seen = learner_chips(chips, mask)
+        sal = propensity_salience(*prepare_learner(lrn["propensity"], X, seen, X_tab), seen,
                                   nu.e, d)
         if sal is not None:
             diags["salience"] = sal
