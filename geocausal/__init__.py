@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "engineered_features": "geocausal.features.engineered",
     "multiscale_features": "geocausal.encoders.multiscale",
     "stack_nuisances": "geocausal.nuisance.stacking",
+    "PooledArms": "geocausal.nuisance.stacking",
     "nuisance_quality": "geocausal.nuisance.stacking",
     "spectral_indices": "geocausal.features.indices",
     "resolve_band_roles": "geocausal.features.roles",
