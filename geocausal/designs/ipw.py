@@ -153,8 +153,8 @@ def estimate(y, d, nuisances: Nuisances, method: str = "aipw",
     return theta, psi
 
 
-def prepare_learner(learner, X: np.ndarray, images: np.ndarray | None,
-                    X_tab: np.ndarray | None = None):
+def prepare_learner(learner: Any, X: np.ndarray, images: np.ndarray | ChipsView | None,
+                    X_tab: np.ndarray | None = None) -> tuple[Any, Any]:
     """The learner and the array it is fitted on.
 
     Feature learners get ``X``. Image learners get the chips. When the formula has tabular
@@ -211,7 +211,7 @@ def crossfit_nuisances(
     propensity_learner,
     outcome_learner=None,
     *,
-    images: np.ndarray | None = None,
+    images: np.ndarray | ChipsView | None = None,
     X_tab: np.ndarray | None = None,
     need_mu1: bool = True,
 ) -> Nuisances:
@@ -342,7 +342,7 @@ class IPWOptions:
 
 
 # ----------------------------------------------------------------------------- features
-def chips_of(images: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+def chips_of(images: Any) -> tuple[np.ndarray | ChipsView | None, np.ndarray | None]:
     """Raw chips ``(N, [T,] H, W, C)`` and their mask when ``images`` are chips, else Nones.
 
     Examples
@@ -381,7 +381,7 @@ def _with_options(f: Any, *args: Any, **kwargs: Any) -> Any:
 
 def image_arrays(images: Any, n: int, *, seed: int = 0, representation: str = "summary",
                  options: Mapping[str, Any] | None = None
-                 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+                 ) -> tuple[np.ndarray | None, np.ndarray | ChipsView | None, np.ndarray | None]:
     """Image features ``F`` (or None), raw chips and mask (when chips were given).
 
     ``representation="auto"`` gives the summary features (balance table, placement); the
@@ -418,7 +418,8 @@ def image_arrays(images: Any, n: int, *, seed: int = 0, representation: str = "s
     return F, chips, mask
 
 
-def propensity_salience(learner: Any, X: np.ndarray, chips: np.ndarray | None, e: np.ndarray,
+def propensity_salience(learner: Any, X: np.ndarray | SourceRows,
+                        chips: np.ndarray | ChipsView | None, e: np.ndarray,
                         d: np.ndarray) -> Any:
     """Causal salience maps of a JAX image propensity learner, or why there are none.
 
@@ -440,27 +441,28 @@ def propensity_salience(learner: Any, X: np.ndarray, chips: np.ndarray | None, e
     try:
         from geocausal.encoders.salience import gradient_salience
 
-        lazy = isinstance(X, SourceRows)
         # refit on all units: a streamed source is trained from the cache by blocks
-        model = clone(learner).fit(X.take(np.arange(len(X))) if lazy else X, d.astype(int))
+        fit_on = X.take(np.arange(len(X))) if isinstance(X, SourceRows) else X
+        model = clone(learner).fit(fit_on, d.astype(int))
         inner = getattr(model, "model_", None)
         if inner is None:
             return "unavailable: the fitted image learner exposes no JAX model (model_)"
         tab = None
         if getattr(model, "n_tabular_", 0):
-            tab = model._tab(X.tab[idx]) if lazy else model.scaled_tabular(X[idx])
+            tab = (model.standardised_tabular(X.tab[idx]) if isinstance(X, SourceRows)
+                   and X.tab is not None else model.scaled_tabular(np.asarray(X)[idx]))
         period = (None if getattr(learner, "encoder", "cnn") == "sequence"
                   else getattr(learner, "period", None))
-        if lazy:  # the gradients of the chosen units, read and computed by blocks
-            sub = X.source.subset(idx)
-            maps = gradient_salience(inner, sub, tab=tab, period=period)
+        if isinstance(chips, ChipsView):  # only the chosen units are read
             shown, m = chips.read(idx)
             shown = shown if m is None else np.where(m[..., None], shown, np.nan)
         else:
             shown = np.asarray(chips[idx], np.float32)
         if shown.ndim == 5 and period is not None:
             shown = shown[:, period]  # the frames the model saw
-        if not lazy:
+        if isinstance(X, SourceRows):  # the gradients computed by blocks from the cache
+            maps = gradient_salience(inner, X.source.subset(idx), tab=tab, period=period)
+        else:
             maps = gradient_salience(inner, shown, tab=tab)
         return {"units": idx.tolist(), "maps": maps, "images": shown,
                 "propensity": e[idx].tolist(), "treated": d[idx].astype(int).tolist()}
@@ -593,7 +595,7 @@ def fit_weighting(
     *,
     tab_names: list[str] | None = None,
     F_img: np.ndarray | None = None,
-    chips: np.ndarray | None = None,
+    chips: np.ndarray | ChipsView | None = None,
     mask: np.ndarray | None = None,
     learners: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -701,8 +703,12 @@ def fit_weighting(
     elif propensity is None:
         from geocausal.nuisance.stacking import nuisance_quality, quality_lines
 
-        q = nuisance_quality({"model": {"e": nu.e, "mu0": nu.mu0 if need_outcome else None,
-                                        "mu1": nu.mu1 if need_outcome else None}}, y, d)
+        preds = {"e": nu.e}
+        if need_outcome and nu.mu0 is not None:
+            preds["mu0"] = nu.mu0
+        if need_outcome and nu.mu1 is not None:
+            preds["mu1"] = nu.mu1
+        q = nuisance_quality({"model": preds}, y, d)
         diags["nuisance_quality"] = q
         diags.update(quality_lines(q, "model"))
     if method == "aipw":

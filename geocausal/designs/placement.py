@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from geocausal.errors import DataError, DesignError
+from geocausal.features.align import ChipsView
 from geocausal.inference.variance import VarianceRule
 from geocausal.nuisance.crossfit import crossfit_predict
 from geocausal.vocabulary import DEFAULTS, check_count, is_image_learner
@@ -152,7 +153,7 @@ class PlacementFit:
 
 
 def fit_placement(d: np.ndarray, X_tab: np.ndarray, fold_ids: np.ndarray, propensity_learner: Any,
-                  *, F_img: np.ndarray | None = None, chips: np.ndarray | None = None,
+                  *, F_img: np.ndarray | None = None, chips: np.ndarray | ChipsView | None = None,
                   image_learner: Any = None, bootstrap: bool = False,
                   n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed) -> PlacementFit:
     """Cross-validated AUCs of image-only, tabular-only and combined propensity models.

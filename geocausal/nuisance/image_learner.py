@@ -309,6 +309,11 @@ class ImageLearner(BaseEstimator):
         if not hasattr(self, "model_"):
             raise DataError("this ImageLearner is not fitted yet; call fit first")
 
+    def standardised_tabular(self, tab) -> np.ndarray | None:
+        """Tabular covariates alone (``(N, k)``, or None) standardised as in training."""
+        self._check_fitted()
+        return self._tab(None if tab is None else np.asarray(tab, float))
+
     def scaled_tabular(self, X) -> np.ndarray | None:
         """The tabular columns of ``X`` standardised as in training (the model's tabular input),
         or None when ``X`` has none; used to compute gradient salience of a fitted model.
