@@ -52,6 +52,15 @@ TIERS: dict[str, str] = {
     "test_wheel.py": "slow",
     "test_encoders_learning.py": "slow",
     "test_dask.py": "slow",
+    # JAX training, compilation or streaming of chips caches (each test several seconds)
+    "test_encoders.py": "slow",
+    "test_encoders_sharding.py": "slow",
+    "test_streaming.py": "slow",
+    "test_stream_train.py": "slow",
+    "test_stream_design.py": "slow",
+    # whole-README run and a mypy run over the public API
+    "test_readme.py": "slow",
+    "test_typing.py": "slow",
 }
 #: single tests of a tier inside otherwise fast modules (the slowest of the fast tier, measured
 #: with --durations on 2 shared cores)
@@ -64,7 +73,21 @@ TEST_TIERS: dict[str, str] = {
     "test_cli_help.py::test_paper_run_reports_steps_and_files": "paper",
     "test_cli_help.py::test_paper_run_default_out_is_in_the_user_data_folder": "paper",
     "test_chips.py::test_dask_workers_equal_serial": "slow",
+    "test_ipw.py::test_image_learners_also_adjust_for_the_formula_controls": "slow",
+    "test_ipw.py::test_image_learner_propensity_with_salience": "slow",
+    "test_stacking.py::test_default_stack_removes_image_confounding_and_records_quality": "slow",
+    "test_stacking.py::test_learned_candidate_end_to_end_with_salience": "slow",
+    "test_stacking.py::test_multiscale_features_mask_nan_and_warn_when_not_converged": "slow",
+    "test_image_representations_mc.py::test_one_draw_and_the_report": "slow",
+    "test_imports.py::test_importing_every_module_changes_nothing": "slow",
+    "test_ppi.py::test_ols_matches_ppi_py": "slow",
+    "test_plots.py::test_gallery_renders_every_figure": "slow",
+    "test_cli_safety.py::test_unreachable_scheduler_fails_fast_with_one_line": "slow",
+    "test_cli_safety.py::test_embed_never_replaces_a_users_file": "slow",
 }
+#: doctests of these modules (and their submodules) train or compile JAX models: slow
+SLOW_DOCTESTS: tuple[str, ...] = ("geocausal.encoders", "geocausal.nuisance.image_learner",
+                                  "geocausal.demo")
 #: module-name prefixes of a tier: every notebook and paper test, present and future
 PREFIX_TIERS: dict[str, str] = {"test_notebook_": "notebook", "test_paper_": "paper"}
 #: fast modules under a tier prefix (no pipeline runs)
@@ -94,6 +117,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         name = Path(str(item.fspath)).name
         tier = TEST_TIERS.get(f"{name}::{item.originalname}") or tier_of(name)
+        if name == "test_doctests.py" and item.name.startswith(
+                tuple(f"test_docstring_examples[{m}" for m in SLOW_DOCTESTS)):
+            tier = "slow"
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
     gpu_items = [i for i in items if i.get_closest_marker("gpu")]
