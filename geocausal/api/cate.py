@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from geocausal.api._correction import apply_correction
-from geocausal.designs.cate import LEARNERS, REPRESENTATIONS, CateOptions, legacy_keywords
+from geocausal.designs.cate import LEARNERS, CateOptions, legacy_keywords
 from geocausal.designs.cate_eval import estimate_cate, representation_row
 from geocausal.designs.cate_model import (
     CateModel,
@@ -67,9 +67,7 @@ def cate(
     propensity: float | str | np.ndarray | None = None,
     folds: int | Folds | np.ndarray = DEFAULTS.folds,
     vcov: Any = "hetero",
-    representation: str = "sequence",
     clip: float = DEFAULTS.clip,
-    evaluate: bool = True,
     options: CateOptions | Mapping[str, Any] | None = None,
     truth: str | np.ndarray | None = None,
     outcome_correction: Any = None,
@@ -113,16 +111,14 @@ def cate(
     vcov
         Variance of the ATE (the covariance registry): ``"hetero"``, ``"iid"`` or
         ``{"cluster": column}``.
-    representation
-        How chips become features: ``"sequence"`` (all periods plus change), ``"single"``
-        (last period), ``"first"``, ``"summary"``.
     clip
         Estimated propensities are clipped to ``[clip, 1 - clip]`` (shared default 0.01).
-    evaluate
-        Run BLP/GATES/CLAN, RATE and calibration.
     options
         A :class:`~geocausal.designs.cate.CateOptions` or a dict of its fields:
-        ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot`` (999), ``alpha``, ``clan``.
+        ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot`` (999), ``alpha``, ``clan``,
+        ``representation`` (how chips become features: ``"sequence"``, all periods plus
+        change, the default; ``"single"``, the last period; ``"first"``; ``"summary"``) and
+        ``evaluate`` (run BLP/GATES/CLAN, RATE and calibration; default True).
     truth
         Column or array with the true CATE (simulations; the role ``truth`` of the registry):
         adds oracle BLP values and the correlation of the predictions with the truth.
@@ -137,7 +133,8 @@ def cate(
         Progress bars over the splits and half-samples (shown only in a terminal or notebook).
     **deprecated
         The old keywords ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot``, ``alpha``,
-        ``clan``, ``truth`` (now in ``options``) and ``groups``, ``coords``, ``block_size``
+        ``clan``, ``representation``, ``evaluate`` (now in ``options``) and ``groups``,
+        ``coords``, ``block_size``
         (now ``folds=Folds.group(...)`` / ``Folds.spatial(...)``) still work, with a
         ``FutureWarning`` naming the new spelling.
 
@@ -153,7 +150,7 @@ def cate(
     folds, options = legacy_keywords(dict(deprecated), folds, options)
     opt = CateOptions.make(options)
     learner = choice("learner", learner, LEARNERS, design="cate")
-    representation = choice("representation", representation, REPRESENTATIONS, design="cate")
+    representation, evaluate = opt.representation, opt.evaluate
     clip = check_probability("clip", clip, high=0.5)
     lrn: Mapping[str, Any] = resolve_learners("cate", learners)
     al = align_images(images, data, missing_images=missing_images)
@@ -208,7 +205,8 @@ def compare_representations(
         The trial data.
     specs
         ``{name: keyword overrides}``, e.g. ``{"tabular": {}, "image": {"formula": "y ~ d",
-        "images": chips, "representation": "single"}}``.
+        "images": chips, "representation": "single"}}``; ``representation`` and ``evaluate``
+        here go into that fit's ``options``.
     **common
         Keywords of ``gc.cate`` shared by every fit (``learner``, ``propensity``, ``seed``,
         ``options``, ...).
@@ -235,6 +233,9 @@ def compare_representations(
     for name, spec in specs.items():
         kw = {**common, **spec}
         f = kw.pop("formula", formula)
+        moved = {k: kw.pop(k) for k in ("representation", "evaluate") if k in kw}
+        if moved:
+            kw["options"] = {**CateOptions.make(kw.get("options")).__dict__, **moved}
         rows[name] = representation_row(cate(f, data, **kw))
     return pd.DataFrame(rows).T
 
@@ -248,7 +249,7 @@ def cate_model(est: Estimate | CateModel) -> CateModel:
     >>> rng = np.random.default_rng(0); n = 200
     >>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
     >>> df["y"] = df.d + rng.normal(size=n)
-    >>> cate_model(cate("y ~ d + x", df, propensity=.5, evaluate=False)).kind
+    >>> cate_model(cate("y ~ d + x", df, propensity=.5, options={"evaluate": False})).kind
     'dr'
     """
     if isinstance(est, CateModel):
@@ -274,7 +275,7 @@ def effect(est: Estimate | CateModel, data: pd.DataFrame | None = None, *, image
     >>> rng = np.random.default_rng(0); n = 300
     >>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
     >>> df["y"] = df.d * (1 + df.x) + rng.normal(size=n)
-    >>> est = cate("y ~ d + x", df, propensity=.5, evaluate=False)
+    >>> est = cate("y ~ d + x", df, propensity=.5, options={"evaluate": False})
     >>> effect(est, pd.DataFrame({"x": [-1.0, 2.0]})).round(0).abs().tolist()
     [0.0, 3.0]
     """
@@ -289,7 +290,7 @@ def predict_cate(est: Estimate | CateModel, X: np.ndarray) -> np.ndarray:
     >>> rng = np.random.default_rng(0); n = 300
     >>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
     >>> df["y"] = df.d * (1 + df.x) + rng.normal(size=n)
-    >>> est = cate("y ~ d + x", df, propensity=.5, evaluate=False)
+    >>> est = cate("y ~ d + x", df, propensity=.5, options={"evaluate": False})
     >>> predict_cate(est, np.array([[0.0], [1.0]])).round(0).tolist()
     [1.0, 2.0]
     """

@@ -61,7 +61,6 @@ from geocausal.results.estimate import Estimate, make_provenance
 from geocausal.vocabulary import (
     DEFAULTS,
     check_count,
-    check_probability,
     choice,
     default_learners,
     resolve_learners,
@@ -85,8 +84,6 @@ def dml_panel(
     images: Any = None,
     outcome_correction: Any = None,
     options: PanelOptions | Mapping[str, Any] | None = None,
-    n_boot: int = DEFAULTS.n_boot,
-    alpha: float = DEFAULTS.alpha,
     missing_images: str = "drop",
     progress: bool = True,
     **deprecated: Any,
@@ -128,18 +125,16 @@ def dml_panel(
         A fitted corrector applied to the outcome first.
     options
         :class:`~geocausal.designs.dml_panel.PanelOptions` (or a dict of its fields):
-        ``treatments``, ``time_effects``, ``crossfit``, ``bias_check``, ``n_rep``.
-    n_boot
-        Clustered multiplier-bootstrap draws for the joint intervals (0 to skip).
-    alpha
-        Level of the joint and bias-aware intervals.
+        ``treatments``, ``time_effects``, ``crossfit``, ``bias_check``, ``n_rep``,
+        ``n_boot`` (clustered multiplier-bootstrap draws for the joint intervals, 0 to skip)
+        and ``alpha`` (level of the joint and bias-aware intervals).
     missing_images
         Units whose image is unusable: ``"drop"`` (counted warning), ``"impute"``, ``"error"``.
     progress
         A progress bar over the repetitions (shown only in a terminal or notebook).
     **deprecated
         Deprecated spellings, each with a ``FutureWarning``: the fields of ``PanelOptions``
-        given directly (``n_rep=2``, ``bias_check=False``, ...), ``fold_type=`` (``"unit"``,
+        given directly (``n_rep=2``, ``bias_check=False``, ``n_boot=0``, ``alpha=0.1``, ...), ``fold_type=`` (``"unit"``,
         ``"random"``, ``"time"``, ``"neighbours"``; use ``folds=Folds...``) and ``gap=``.
 
     Returns
@@ -163,8 +158,7 @@ def dml_panel(
     opts, folds = _deprecated(deprecated, options, folds, unit, time)
     approach = choice("approach", approach, APPROACHES, design="dml_panel")
     score = choice("score", score, SCORES, design="dml_panel")
-    n_boot, seed = check_count("n_boot", n_boot), check_count("seed", seed)
-    alpha = check_probability("alpha", alpha)
+    seed = check_count("seed", seed)
     from geocausal._progress import progress_visible
 
     progress_visible(progress)  # validates the option
@@ -208,7 +202,7 @@ def dml_panel(
     res = estimate_panel_dml(
         y, d, x, u_codes, t_codes, approach=approach, learners=lrn, folds=folds, vcov=vcov,
         cluster_data=cluster_data_from(data), score=score, options=opts, x_names=x_names,
-        d_names=d_names, seed=seed, n_boot=n_boot, alpha=alpha, progress=progress,
+        d_names=d_names, seed=seed, progress=progress,
         stacklevel=3)
     gone, reason = res.dropped
     diag = dict(res.diagnostics)
@@ -234,7 +228,7 @@ def _deprecated(kw: dict[str, Any], options: Any, folds: Any, unit: str, time: s
     moved = {k: v for k, v in kw.items() if k in fields}
     if moved:
         warnings.warn(f"dml_panel({', '.join(f'{k}=' for k in moved)}) is deprecated: pass "
-                      f"options=PanelOptions({', '.join(f'{k}={v!r}' for k, v in moved.items())})"
+                      f"options=gc.PanelOptions({', '.join(f'{k}={v!r}' for k, v in moved.items())})"
                       " (or a dict)", FutureWarning, stacklevel=3)
     opts = PanelOptions.coerce(options)
     opts = replace(opts, **moved) if moved else opts

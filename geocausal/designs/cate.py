@@ -74,6 +74,11 @@ class CateOptions:
         Level of the generic ML intervals (per split, before the median aggregation).
     clan : sequence of str, optional
         Columns whose means CLAN compares (default: the formula's plain controls).
+    representation : {"sequence", "single", "first", "summary"}
+        How chips become features: all periods plus change, the last period, the first, or
+        summaries (as ``IPWOptions.representation`` of ``gc.aipw``).
+    evaluate : bool
+        Run BLP/GATES/CLAN, RATE and calibration (``False``: the ATE and the CATE model only).
 
     Examples
     --------
@@ -91,8 +96,15 @@ class CateOptions:
     n_boot: int = DEFAULTS.n_boot
     alpha: float = DEFAULTS.alpha
     clan: Sequence[str] | None = None
+    representation: str = "sequence"
+    evaluate: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "representation", choice(
+            "representation", self.representation, REPRESENTATIONS, design="cate"))
+        if not isinstance(self.evaluate, bool | np.bool_):
+            raise OptionError(f"cate: evaluate must be True or False, got {self.evaluate!r}")
+        object.__setattr__(self, "evaluate", bool(self.evaluate))
         object.__setattr__(self, "outcome_mode", choice("outcome_mode", self.outcome_mode,
                                                         OUTCOME_MODES, design="cate"))
         check_count("n_splits", self.n_splits)
@@ -123,14 +135,15 @@ class CateOptions:
         return cls(**options)
 
 
-_OPTION_KEYWORDS = ("outcome_mode", "n_splits", "n_groups", "n_boot", "alpha", "clan")
+_OPTION_KEYWORDS = ("outcome_mode", "n_splits", "n_groups", "n_boot", "alpha", "clan",
+                    "representation", "evaluate")
 
 
 def legacy_keywords(kw: dict[str, Any], folds: Any, options: Any) -> tuple[Any, Any]:
     """``gc.cate``'s old keywords -> ``(folds, options)``, each with a ``FutureWarning``.
 
-    ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot``, ``alpha``, ``clan`` move into
-    :class:`CateOptions`; ``groups=`` becomes ``folds=Folds.group(groups, k)`` and
+    ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot``, ``alpha``, ``clan``,
+    ``representation``, ``evaluate`` move into :class:`CateOptions`; ``groups=`` becomes ``folds=Folds.group(groups, k)`` and
     ``coords=`` (with ``block_size=``) ``folds=Folds.spatial(coords, k, block_size)``.
 
     Examples

@@ -75,7 +75,7 @@ from geocausal.inference.variance import (
     vcov_from_influence,
 )
 from geocausal.nuisance.crossfit import crossfit_predict
-from geocausal.vocabulary import check_count, resolve_learners
+from geocausal.vocabulary import DEFAULTS, check_count, check_probability, resolve_learners
 
 SCORES = ("partialling out", "IV-type")
 Z975 = 1.96  # DoubleML's critical value in the repetition aggregation
@@ -321,11 +321,18 @@ class PanelOptions:
         Compute the other orthogonal score too and report the gap as a bias estimate.
     n_rep : int
         Repetitions of the sample splitting (median aggregation).
+    n_boot : int
+        Clustered multiplier-bootstrap draws for the joint sup-t intervals (0 to skip; shared
+        default 999).
+    alpha : float
+        Level of the joint and bias-aware intervals (shared default 0.05).
 
     Examples
     --------
     >>> PanelOptions.coerce({"n_rep": 3}).n_rep
     3
+    >>> PanelOptions(n_boot=0).n_boot, PanelOptions().alpha
+    (0, 0.05)
     >>> PanelOptions(n_rep=0)
     Traceback (most recent call last):
     ...
@@ -337,6 +344,8 @@ class PanelOptions:
     crossfit: bool = True
     bias_check: bool = True
     n_rep: int = 1
+    n_boot: int = DEFAULTS.n_boot
+    alpha: float = DEFAULTS.alpha
 
     def __post_init__(self) -> None:
         for name in ("time_effects", "crossfit", "bias_check"):
@@ -344,6 +353,8 @@ class PanelOptions:
                 raise OptionError(f"dml_panel: {name} must be True or False, got "
                                   f"{getattr(self, name)!r}")
         object.__setattr__(self, "n_rep", check_count("n_rep", self.n_rep, minimum=1))
+        object.__setattr__(self, "n_boot", check_count("n_boot", self.n_boot))
+        object.__setattr__(self, "alpha", check_probability("alpha", self.alpha))
         t = self.treatments
         if isinstance(t, bool) or (isinstance(t, int | np.integer) and t < 1):
             raise OptionError(f"treatments must be a positive number of leading terms or a "
@@ -823,8 +834,6 @@ def estimate_panel_dml(
     x_names: Sequence[str] = (),
     d_names: Sequence[str] = (),
     seed: int = 0,
-    n_boot: int = 999,
-    alpha: float = 0.05,
     progress: bool = True,
     stacklevel: int = 3,
 ) -> PanelDMLResult:
@@ -844,8 +853,9 @@ def estimate_panel_dml(
         See :func:`fold_plan`.
     vcov, cluster_data
         The ``vcov=`` spec and label arrays (one per input row) it may name.
-    score, options, x_names, d_names, seed, n_boot, alpha, progress
-        As in ``gc.dml_panel``.
+    score, options, x_names, d_names, seed, progress
+        As in ``gc.dml_panel`` (``options.n_boot`` and ``options.alpha`` set the joint
+        intervals).
     stacklevel
         Of the warnings issued here (3: the caller of the face that calls this).
 
@@ -863,11 +873,13 @@ def estimate_panel_dml(
     >>> lin = {"marginal": LinearRegression(), "propensity": LinearRegression(),
     ...        "structural": LinearRegression()}
     >>> res = estimate_panel_dml(y, d, x, u, t, approach="pooled", learners=lin, folds=4,
-    ...                          vcov={"cluster": "u"}, cluster_data={"u": u}, n_boot=0)
+    ...                          vcov={"cluster": "u"}, cluster_data={"u": u},
+    ...                          options=PanelOptions(n_boot=0))
     >>> bool(abs(res.fit.theta[0] - 2) < 0.2), res.variance.label
     (True, 'cluster(u)')
     """
     opts = options or PanelOptions()
+    n_boot, alpha = opts.n_boot, opts.alpha
     n_rows = int(np.asarray(y).size)
     d = np.asarray(d, dtype=float)
     d = d[:, None] if d.ndim == 1 else d
