@@ -55,12 +55,12 @@ def _compare(args, dml, dml_panel, make_fuhr_papies) -> None:
     warnings.simplefilter("ignore")
     print(f"N={n}, T=10, learner HistGradientBoosting(max_iter=50), 5 unit folds")
     dml_panel("y ~ d + x1", df, unit="unit", time="time", learners={"ml_l": lrn, "ml_m": lrn},
-              folds=fid, n_boot=0, options={"bias_check": False})  # warm-up: imports and first calls
+              folds=fid, options={"bias_check": False, "n_boot": 0})  # warm-up: imports and first calls
     for ours, theirs in [("cre_cp", "cre_general"), ("fd", "fd_exact"), ("within", "wg_approx")]:
         def run_ours(bias_check=False, ours=ours):
             return dml_panel("y ~ d + x1", df, unit="unit", time="time", approach=ours,
-                             learners={"ml_l": lrn, "ml_m": lrn}, folds=fid, n_boot=0,
-                             options={"bias_check": bias_check})
+                             learners={"ml_l": lrn, "ml_m": lrn}, folds=fid,
+                             options={"bias_check": bias_check, "n_boot": 0})
 
         def run_theirs(theirs=theirs):
             pdata = dml.DoubleMLPanelData(df, "y", "d", "time", "unit", x_cols=["x1"],

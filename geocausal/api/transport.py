@@ -23,7 +23,7 @@ Examples
 >>> df = pd.DataFrame({"d": rng.integers(0, 2, n)})
 >>> df["y"] = df.d * (1 + chips[:, 0, :, :, 0].mean(axis=(1, 2))) + rng.normal(size=n)
 >>> import geocausal.api.cate as C
->>> est = C.cate("y ~ d", df, images=chips, propensity=.5, evaluate=False)
+>>> est = C.cate("y ~ d", df, images=chips, propensity=.5, options={"evaluate": False})
 >>> res = transport_cate(est, [p], tmp / "cate.tif", chip_size=8)
 >>> res.values.shape
 (4, 4)

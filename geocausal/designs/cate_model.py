@@ -284,7 +284,7 @@ class CateModel:
     >>> rng = np.random.default_rng(0); n = 300
     >>> df = pd.DataFrame({"x": rng.normal(size=n), "d": rng.integers(0, 2, n)})
     >>> df["y"] = df.d * (1 + df.x) + rng.normal(size=n)
-    >>> model = gc.cate("y ~ d + x", df, propensity=.5, evaluate=False).fitted
+    >>> model = gc.cate("y ~ d + x", df, propensity=.5, options={"evaluate": False}).fitted
     >>> model.effect(pd.DataFrame({"x": [0.0, 1.0]}, index=["a", "b"])).round(0).to_dict()
     {'a': 1.0, 'b': 2.0}
     """

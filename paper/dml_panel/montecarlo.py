@@ -89,8 +89,9 @@ def one_replication(task: dict[str, Any]) -> list[dict[str, Any]]:
                     warnings.simplefilter("ignore")
                     est = dml_panel("y ~ d + x1", df, unit="unit", time="time",
                                     approach=approach, learners={"ml_l": lrn, "ml_m": lrn},
-                                    folds=task["folds"], seed=seed, n_boot=0,
-                                    options={"n_rep": task["n_rep"], "bias_check": True})
+                                    folds=task["folds"], seed=seed,
+                                    options={"n_rep": task["n_rep"], "bias_check": True,
+                                             "n_boot": 0})
                 dg = est.diagnostics
                 theta, se = float(est.params["d"]), float(est.std_errors["d"])
                 ba = dg["bias_aware_ci"].iloc[0]

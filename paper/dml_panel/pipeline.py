@@ -99,8 +99,8 @@ def replicate(task: dict[str, Any]) -> list[dict[str, Any]]:
             t0 = time.perf_counter()
             est = dml_panel(formula, df, unit="unit", time="time", approach=approach,
                             learners={"ml_l": lrn, "ml_m": lrn}, folds=task["folds"],
-                            seed=seed, n_boot=0,
-                            options={"n_rep": task["n_rep"], "time_effects": cell["two_way"],
+                            seed=seed,
+                            options={"n_rep": task["n_rep"], "n_boot": 0, "time_effects": cell["two_way"],
                                      "bias_check": task["bias_check"]})
             ba = est.diagnostics["bias_aware_ci"].iloc[0]
             rows.append({**base, "approach": approach, "estimate": float(est.params["d"]),

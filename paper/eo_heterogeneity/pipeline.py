@@ -434,7 +434,7 @@ def run(full: bool, out: Path, seed: int = 0) -> None:
     # one trial in detail: the hand-made sequence summary (the one representation that
     # transport_cate can rebuild from mosaics outside the trial): evaluation, map, land cover
     sim = simulate_trial(cfg["n_units"], seed=seed, **sim_kw)
-    est = C.cate("y ~ d", sim.data, images=sim.chips, representation="sequence",
+    est = C.cate("y ~ d", sim.data, images=sim.chips,
                  propensity=0.5, folds=_folds(cfg), options=_options(cfg), truth="tau_image",
                  seed=seed, progress=False)
     ev = est.diagnostics["evaluation"]
