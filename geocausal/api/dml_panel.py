@@ -226,9 +226,8 @@ def _deprecated(kw: dict[str, Any], options: Any, folds: Any, unit: str, time: s
     if bad:
         raise OptionError(f"dml_panel got unknown keyword(s) {bad}; see help(gc.dml_panel)")
     moved = {k: v for k, v in kw.items() if k in fields}
-    if moved:
-        warnings.warn(f"dml_panel({', '.join(f'{k}=' for k in moved)}) is deprecated: pass "
-                      f"options=gc.PanelOptions({', '.join(f'{k}={v!r}' for k, v in moved.items())})"
+    for k, v in moved.items():  # one warning per keyword, each naming its new spelling
+        warnings.warn(f"dml_panel({k}=) is deprecated: pass options=gc.PanelOptions({k}={v!r})"
                       " (or a dict)", FutureWarning, stacklevel=3)
     opts = PanelOptions.coerce(options)
     opts = replace(opts, **moved) if moved else opts
