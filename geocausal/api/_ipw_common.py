@@ -10,7 +10,6 @@ Examples
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from geocausal.api._by import fit_by, group_columns, subset
+from geocausal.api._faces import public_signature  # noqa: F401  (re-exported for the faces)
 from geocausal.designs.common import check_values
 from geocausal.designs.ipw import IPWOptions
 from geocausal.errors import DataError, OptionError
@@ -27,16 +27,6 @@ from geocausal.features.images import align_images
 from geocausal.folds import Folds
 from geocausal.formula import parse_formula
 from geocausal.vocabulary import DEFAULTS, choice
-
-
-def public_signature(fn):
-    """Hide ``**deprecated`` from ``inspect.signature`` (the command line and ``spec_curve``
-    pass only the keywords a face lists); the old keywords still work, with a FutureWarning.
-    """
-    sig = inspect.signature(fn)
-    fn.__signature__ = sig.replace(parameters=[
-        p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD])
-    return fn
 
 
 def legacy_options(fn: str, options: Any, folds: Any, vcov: Any, old: Mapping[str, Any]):

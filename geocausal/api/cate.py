@@ -4,11 +4,8 @@ A face: formula, images, folds and options become arrays for
 :func:`geocausal.designs.cate_eval.estimate_cate` (features: :mod:`geocausal.designs.cate_model`).
 The :class:`~geocausal.results.estimate.Estimate` holds the ATE (AIPW, influence-function SE) and
 
-* ``est.fitted``: the fitted :class:`~geocausal.designs.cate_model.CateModel`:
-  ``.effect(new_rows, images=new_chips)`` predicts the CATE of new units through the same
-  feature path, ``.predict(features)`` from a feature matrix, ``.save(path)`` /
-  ``CateModel.load(path)`` keep it (``est.save`` does not: fitted models stay out of the safe
-  result format);
+* ``est.fitted``: the :class:`~geocausal.designs.cate_model.CateModel` (``.effect(new_rows,
+  images=new_chips)``, ``.predict(features)``, ``.save(path)``; ``est.save`` keeps no models);
 * ``est.tables``: ``"blp"``, ``"gates"``, ``"clan"``, ``"rate"``, ``"toc"`` and
   ``"calibration"`` (key column, then ``estimate``, ``std_error``, ``ci_low``, ``ci_high``);
 * ``est.diagnostics``: ``"cate"`` (out-of-fold CATE per row), ``"fold_ids"``, ``"features"``
@@ -36,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from geocausal.api._correction import apply_correction
+from geocausal.api._faces import public_signature
 from geocausal.designs.cate import LEARNERS, CateOptions, legacy_keywords
 from geocausal.designs.cate_eval import estimate_cate, representation_row
 from geocausal.designs.cate_model import (
@@ -57,6 +55,7 @@ from geocausal.results.estimate import Estimate, make_provenance
 from geocausal.vocabulary import DEFAULTS, check_probability, choice, resolve_learners
 
 
+@public_signature
 def cate(
     formula: str,
     data: pd.DataFrame,

@@ -1,19 +1,13 @@
 """``gc.debias``, ``gc.compare_debiasers`` and ``gc.ppi``: effects on ML-predicted outcomes.
 
-When the outcome column is a prediction (a poverty map from satellite images), effects shrink.
+When the outcome is a prediction (a poverty map from satellite images), effects shrink. The
+logic lives in :mod:`geocausal.designs.debias`; these faces resolve formula and options.
 
-* ``gc.debias("yhat ~ d + x", data, calibration=cal, method="tweedie")`` fits a corrector on a
-  calibration set of predictions and truths and returns the corrected Hajek IPW effect, with an
-  interval that carries the calibration uncertainty (a joint bootstrap over the calibration set
-  and the downstream sample, or the delta method for LCC).
-* ``gc.debias.fit(yhat_cal, y_cal, method="lcc")`` (``fit_corrector``) returns the fitted
-  corrector, which every design accepts as ``outcome_correction=``.
-* ``gc.compare_debiasers(cal)`` runs K-fold pseudo-trials on the calibration data and reports
-  the slope and MAE of corrected against true contrasts, with a recommendation.
-* ``gc.ppi`` (:mod:`geocausal.api.ppi`): prediction-powered inference when some units carry
-  labels.
-
-The logic lives in :mod:`geocausal.designs.debias`; these faces resolve formula and options.
+* ``gc.debias("yhat ~ d + x", data, calibration=cal)``: a corrector fitted on predictions and
+  truths, the corrected Hajek IPW effect, its interval carrying the calibration error.
+* ``gc.fit_corrector(yhat_cal, y_cal)``: the corrector alone (``outcome_correction=``).
+* ``gc.compare_debiasers(cal)``: K-fold pseudo-trials on the calibration data (slope and MAE of
+  corrected against true contrasts) with a recommendation; ``gc.ppi``: :mod:`geocausal.api.ppi`.
 
 Examples
 --------
@@ -38,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geocausal.api._faces import public_signature
 from geocausal.api._propensity import align_rows, propensity_role
 from geocausal.api.ppi import ppi
 from geocausal.designs.debias import (
@@ -65,6 +60,7 @@ __all__ = ["LCC", "LinearCalibration", "Tweedie", "TweedieOptions", "fit",
 
 
 # ----------------------------------------------------------------------------- gc.debias
+@public_signature
 def debias(
     formula: str,
     data: pd.DataFrame,

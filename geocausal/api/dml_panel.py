@@ -43,6 +43,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from geocausal.api._correction import apply_correction
+from geocausal.api._faces import public_signature
 from geocausal.designs.dml_panel import (  # noqa: F401  (coverage_verdict: public re-export)
     RESIDUAL_SHARE_MIN,
     SCORES,
@@ -69,6 +70,7 @@ from geocausal.vocabulary import (
 FOLD_TYPES = ("random", "unit", "time", "neighbours")  # the deprecated fold_type= values
 
 
+@public_signature
 def dml_panel(
     formula: str,
     data: pd.DataFrame,
@@ -226,9 +228,9 @@ def _deprecated(kw: dict[str, Any], options: Any, folds: Any, unit: str, time: s
     if bad:
         raise OptionError(f"dml_panel got unknown keyword(s) {bad}; see help(gc.dml_panel)")
     moved = {k: v for k, v in kw.items() if k in fields}
-    for k, v in moved.items():  # one warning per keyword, each naming its new spelling
-        warnings.warn(f"dml_panel({k}=) is deprecated: pass options=gc.PanelOptions({k}={v!r})"
-                      " (or a dict)", FutureWarning, stacklevel=3)
+    for key, v in moved.items():  # one warning per keyword, each naming its new spelling
+        warnings.warn(f"dml_panel({key}=) is deprecated: pass options=gc.PanelOptions({key}="
+                      f"{v!r}) (or a dict)", FutureWarning, stacklevel=3)
     opts = PanelOptions.coerce(options)
     opts = replace(opts, **moved) if moved else opts
     fold_type, gap = kw.get("fold_type"), kw.get("gap")
