@@ -23,7 +23,10 @@ def test_paper_pipeline_ci(tmp_path):
     assert prov["size"] == "ci" and prov["tasks"] == 4
     # the figure says which cell it shows, and that it is not the paper's (N = 500, T = 10)
     assert prov["figure_cell"]["n_units"] == 150 and prov["figure_is_paper_cell"] is False
-    assert prov["reproduction"]["results"][0]["status"] == "reproduced"
+    # the medians are reproduced in design (CRE and late FE 0.04 above the paper's over its 100
+    # datasets, PAPER_CELL.md); the ordering is reproduced
+    statuses = [r["status"] for r in prov["reproduction"]["results"]]
+    assert statuses[:2] == ["reproduced in design", "reproduced"]
     # drift: every median within 4 Monte Carlo SEs of the committed CI reference (seed 0)
     bad = drift(read_numbers(tmp_path / "tables" / "reference_numbers.json"),
                 read_numbers(REFERENCE))
