@@ -40,9 +40,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from geocausal.errors import OptionError
+
+T = TypeVar("T")
 
 #: slot -> what it estimates
 SLOTS: Mapping[str, str] = MappingProxyType({
@@ -354,6 +356,47 @@ def check_count(name: str, value: Any, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def coerce_options(cls: type[T], value: Any, keyword: str = "options") -> T:
+    """An option object from itself, a dict of its fields, or None (the defaults).
+
+    The one way every design reads its option object (``options=``, ``tweedie=``, ...).
+
+    Raises
+    ------
+    OptionError
+        A field the object does not have (the message lists its fields), or another type.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Opts:
+    ...     n_boot: int = 999
+    >>> coerce_options(Opts, {"n_boot": 99}), coerce_options(Opts, None)
+    (Opts(n_boot=99), Opts(n_boot=999))
+    >>> coerce_options(Opts, {"nboot": 99})
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.OptionError: options has no field 'nboot'; the fields of Opts are 'n_boot'
+    """
+    from dataclasses import fields
+
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    if isinstance(value, Mapping):
+        bad = sorted(str(k) for k in set(value) - set(names))
+        if bad:
+            what = f"field {bad[0]!r}" if len(bad) == 1 else f"fields {bad}"
+            raise OptionError(f"{keyword} has no {what}; the fields of {cls.__name__} are "
+                              f"{', '.join(repr(n) for n in names)}")
+        return cls(**dict(value))
+    raise OptionError(f"{keyword} must be a gc.{cls.__name__}(...) or a dict of its fields, "
+                      f"got {type(value).__name__}")
 
 
 def markdown_tables() -> str:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -46,7 +46,13 @@ from geocausal import vocabulary
 from geocausal.designs.common import check_estimate, check_treatment
 from geocausal.errors import DataError, DesignError, OptionError
 from geocausal.folds import Folds, check_fold_arms, fold_indices
-from geocausal.vocabulary import DEFAULTS, check_count, check_probability, choice
+from geocausal.vocabulary import (
+    DEFAULTS,
+    check_count,
+    check_probability,
+    choice,
+    coerce_options,
+)
 
 LEARNERS = ("dr", "r", "x", "t", "s", "forest")
 REPRESENTATIONS = ("sequence", "single", "first", "summary")
@@ -120,19 +126,7 @@ class CateOptions:
     @classmethod
     def make(cls, options: CateOptions | Mapping[str, Any] | None) -> CateOptions:
         """The options from an object, a plain dict of its fields, or None (the defaults)."""
-        if options is None:
-            return cls()
-        if isinstance(options, cls):
-            return options
-        if not isinstance(options, Mapping):
-            raise OptionError(f"cate: options must be a CateOptions or a dict of its fields, "
-                              f"got {type(options).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - names)
-        if unknown:
-            raise OptionError(f"cate: unknown options {unknown}; CateOptions has "
-                              f"{sorted(names)}")
-        return cls(**options)
+        return coerce_options(cls, options)
 
 
 _OPTION_KEYWORDS = ("outcome_mode", "n_splits", "n_groups", "n_boot", "alpha", "clan",

@@ -41,7 +41,7 @@ from geocausal.designs.common import check_values
 from geocausal.designs.overlap import check_propensity
 from geocausal.errors import DataError, DesignError, DiagnosticWarning, OptionError
 from geocausal.nuisance.crossfit import crossfit_predict
-from geocausal.vocabulary import choice, default_propensity
+from geocausal.vocabulary import choice, coerce_options, default_propensity
 
 MIN_SLOPE_ERROR = 1e-8
 MIN_SLOPE_WARN = 0.2
@@ -758,18 +758,7 @@ class TweedieOptions:
     @classmethod
     def coerce(cls, value: TweedieOptions | dict | None) -> TweedieOptions:
         """The options from a :class:`TweedieOptions`, a dict of its fields, or None."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            bad = sorted(set(value) - set(cls.__dataclass_fields__))
-            if bad:
-                raise OptionError(f"debias tweedie options have no field(s) {bad}; the fields "
-                                  f"are {list(cls.__dataclass_fields__)}")
-            return cls(**value)
-        raise OptionError(f"tweedie must be a TweedieOptions or a dict of its fields, got "
-                          f"{type(value).__name__}")
+        return coerce_options(cls, value, "tweedie")
 
 
 # ----------------------------------------------------------------------------- calibration

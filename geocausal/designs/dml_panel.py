@@ -75,7 +75,13 @@ from geocausal.inference.variance import (
     vcov_from_influence,
 )
 from geocausal.nuisance.crossfit import crossfit_predict
-from geocausal.vocabulary import DEFAULTS, check_count, check_probability, resolve_learners
+from geocausal.vocabulary import (
+    DEFAULTS,
+    check_count,
+    check_probability,
+    coerce_options,
+    resolve_learners,
+)
 
 SCORES = ("partialling out", "IV-type")
 Z975 = 1.96  # DoubleML's critical value in the repetition aggregation
@@ -369,18 +375,7 @@ class PanelOptions:
     @classmethod
     def coerce(cls, value: PanelOptions | Mapping[str, Any] | None) -> PanelOptions:
         """The options from a :class:`PanelOptions`, a dict of its fields, or None."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, Mapping):
-            bad = sorted(set(value) - set(cls.__dataclass_fields__))
-            if bad:
-                raise OptionError(f"dml_panel options has no field(s) {bad}; its fields are "
-                                  f"{list(cls.__dataclass_fields__)}")
-            return cls(**value)
-        raise OptionError(f"options must be a PanelOptions or a dict of its fields, got "
-                          f"{type(value).__name__}")
+        return coerce_options(cls, value)
 
 
 def select_treatments(rhs: Sequence[str], treatments: Any, formula: str

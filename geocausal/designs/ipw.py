@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -53,6 +53,7 @@ from geocausal.vocabulary import (
     check_count,
     check_probability,
     choice,
+    coerce_options,
     default_learners,
     is_image_learner,
 )
@@ -302,7 +303,7 @@ class IPWOptions:
     >>> IPWOptions.coerce({"n_pc": 3})
     Traceback (most recent call last):
     ...
-    geocausal.errors.OptionError: options has no field 'n_pc'; IPWOptions fields: 'representation', 'image_options', 'missing_images', 'n_pcs', 'stabilized'
+    geocausal.errors.OptionError: options has no field 'n_pc'; the fields of IPWOptions are 'representation', 'image_options', 'missing_images', 'n_pcs', 'stabilized'
     """
 
     representation: Literal["auto", "summary", "engineered", "learned"] = "auto"
@@ -326,19 +327,7 @@ class IPWOptions:
     @classmethod
     def coerce(cls, value: Any) -> IPWOptions:
         """``None`` (the defaults), an :class:`IPWOptions`, or a dict of its fields."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        names = [f.name for f in fields(cls)]
-        if isinstance(value, Mapping):
-            bad = [k for k in value if k not in names]
-            if bad:
-                raise OptionError(f"options has no field {bad[0]!r}; IPWOptions fields: "
-                                  f"{', '.join(repr(n) for n in names)}")
-            return cls(**dict(value))
-        raise OptionError(f"options must be gc.IPWOptions(...) or a dict of its fields, got "
-                          f"{type(value).__name__}")
+        return coerce_options(cls, value)
 
 
 # ----------------------------------------------------------------------------- features
