@@ -622,7 +622,8 @@ def fit_supervised_streaming(model: Any, objective: Any, source: ChipSource, y: 
     from geocausal.encoders import sharding
     from geocausal.encoders.train import (
         TrainConfig,
-        TrainResult,
+        epoch_end,
+        finish_training,
         make_eval_loss,
         own_copy,
         training_setup,
@@ -760,26 +761,16 @@ def fit_supervised_streaming(model: Any, objective: Any, source: ChipSource, y: 
             tot = 0.0
             for v, k in parts:
                 tot += float(v) * k
-            vl = tot / len(val_idx)
+            vl: float | None = tot / len(val_idx)
             val_hist.append(vl)
-            if vl < best[0] - 1e-6:
-                best, bad = (vl, own_copy(params), epoch), 0
-            else:
-                bad += 1
-            bar.set_postfix(train=f"{train_hist[-1]:.4f}", val=f"{vl:.4f}")
-            if bad >= cfg.patience:
-                stopped = True
-                break
         else:
-            best = (train_hist[-1], own_copy(params), epoch)
-            bar.set_postfix(train=f"{train_hist[-1]:.4f}")
+            vl = None
+        best, bad, stopped = epoch_end(best, bad, vl, params, epoch, cfg.patience, bar,
+                                       train_hist[-1])
+        if stopped:
+            break
     bar.close()
-    if not np.all(np.isfinite(step_hist)):
-        raise DataError(f"training diverged: {int((~np.isfinite(step_hist)).sum())} "
-                        "non-finite losses; lower learning_rate or check the images")
-    trained = nnx.merge(graphdef, *jax.device_get((best[1], rest)))
-    return TrainResult(trained, tuple(train_hist), tuple(val_hist), tuple(step_hist),
-                       int(best[2]), stopped)
+    return finish_training(graphdef, best, rest, train_hist, val_hist, step_hist, stopped)
 
 
 def apply_source(model: Any, source: ChipSource, *, kind: str = "head",

@@ -411,20 +411,47 @@ def fit(model: ImageModel, objective: Objective, x: np.ndarray, y: np.ndarray | 
                 idx = val_idx[s:s + bs]
                 tot += float(eval_loss(params, rest, batch_of(idx),
                                        jax.random.key(seed + 1))) * len(idx)
-            vl = tot / len(val_idx)
+            vl: float | None = tot / len(val_idx)
             val_hist.append(vl)
-            if vl < best[0] - 1e-6:
-                best, bad = (vl, own_copy(params), epoch), 0
-            else:
-                bad += 1
-            bar.set_postfix(train=f"{train_hist[-1]:.4f}", val=f"{vl:.4f}")
-            if bad >= cfg.patience:
-                stopped = True
-                break
         else:
-            best = (train_hist[-1], own_copy(params), epoch)
-            bar.set_postfix(train=f"{train_hist[-1]:.4f}")
+            vl = None
+        best, bad, stopped = epoch_end(best, bad, vl, params, epoch, cfg.patience, bar,
+                                       train_hist[-1])
+        if stopped:
+            break
     bar.close()
+    return finish_training(graphdef, best, rest, train_hist, val_hist, step_hist, stopped)
+
+
+def epoch_end(best: tuple, bad: int, val_loss: float | None, params: Any, epoch: int,
+              patience: int, bar: Any, train_loss: float) -> tuple[tuple, int, bool]:
+    """Early stopping after one epoch: ``(best, epochs without improvement, stop)``.
+
+    ``best`` is ``(loss, params copy, epoch)``; without a held-out split every epoch is the
+    best. Shared by in-memory and streamed training.
+
+    Examples
+    --------
+    >>> class Bar:
+    ...     def set_postfix(self, **kw): pass
+    >>> best, bad, stop = epoch_end((1.0, None, 0), 0, 2.0, {}, 1, 1, Bar(), 0.5)
+    >>> best[0], bad, stop
+    (1.0, 1, True)
+    """
+    if val_loss is None:
+        bar.set_postfix(train=f"{train_loss:.4f}")
+        return (train_loss, own_copy(params), epoch), bad, False
+    if val_loss < best[0] - 1e-6:
+        best, bad = (val_loss, own_copy(params), epoch), 0
+    else:
+        bad += 1
+    bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+    return best, bad, bad >= patience
+
+
+def finish_training(graphdef: Any, best: tuple, rest: Any, train_hist: list, val_hist: list,
+                    step_hist: list, stopped: bool) -> TrainResult:
+    """The trained model at the best epoch, or a named error when a loss was not finite."""
     if not np.all(np.isfinite(step_hist)):
         raise DataError(f"training diverged: {int((~np.isfinite(step_hist)).sum())} "
                         "non-finite losses; lower learning_rate or check the images")
