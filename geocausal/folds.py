@@ -1,6 +1,6 @@
 """Fold specifications: one way to say how units are split for cross-fitting, in every design.
 
-A leaf module (it imports only numpy, scikit-learn and :mod:`geocausal.errors`), so data,
+A leaf module (it imports only numpy, pandas, scikit-learn and :mod:`geocausal.errors`), so data,
 encoders, nuisance learners and designs can all build folds without reaching up the layers.
 
 Every design's ``folds=`` takes the same three things:
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from geocausal.errors import DataError, DesignError
@@ -130,9 +131,20 @@ def _check_k(k: Any) -> int:
     return int(k)
 
 
+def names_columns(by: Any) -> bool:
+    """Whether a ``Folds.by`` names data columns (a name or a tuple of names), not labels.
+
+    Examples
+    --------
+    >>> names_columns(("lon", "lat")), names_columns(np.array([1, 2]))
+    (True, False)
+    """
+    return isinstance(by, str) or (isinstance(by, tuple) and all(isinstance(b, str) for b in by))
+
+
 def _labels(by: Any, data: Any, n: int, what: str) -> np.ndarray:
     """Column(s) of ``data`` or an array of ``n`` labels."""
-    if isinstance(by, str) or (isinstance(by, tuple) and all(isinstance(b, str) for b in by)):
+    if names_columns(by):
         cols = [by] if isinstance(by, str) else list(by)
         if data is None:
             raise DataError(f"fold {what} {by!r} names columns but no data frame was given")
@@ -144,8 +156,7 @@ def _labels(by: Any, data: Any, n: int, what: str) -> np.ndarray:
         arr = np.asarray(by)
     if arr.shape[0] != n:
         raise DataError(f"fold {what} has {arr.shape[0]} labels, expected {n} (one per row)")
-    if arr.dtype.kind in "fc" and np.isnan(arr.astype(float)).any() or (
-            arr.dtype == object and any(v is None or v != v for v in arr.ravel())):
+    if pd.isna(arr).any():
         raise DataError(f"fold {what} has missing values; fill or drop those rows first")
     return arr
 
@@ -211,7 +222,7 @@ def resolve_folds(
         ids = np.asarray(folds)
         if ids.ndim != 1 or ids.shape[0] != n:
             raise DataError(f"folds array has shape {ids.shape}, expected one fold id per row ({n})")
-        if pd_isna(ids).any():
+        if pd.isna(ids).any():
             raise DataError("folds array has missing fold ids")
         uniq, inv = np.unique(ids, return_inverse=True)
         if uniq.size < 2:
@@ -226,15 +237,6 @@ def resolve_folds(
     if spec.kind == "spatial":
         return make_folds(n, spec.k, seed, coords=labels, block_size=spec.block_size)
     return make_folds(n, spec.k, seed, time=labels)
-
-
-def pd_isna(a: np.ndarray) -> np.ndarray:
-    """Missing entries of any numpy array (NaN, None)."""
-    if a.dtype.kind in "fc":
-        return np.isnan(a)
-    if a.dtype == object:
-        return np.array([v is None or v != v for v in a], dtype=bool)
-    return np.zeros(a.shape, dtype=bool)
 
 
 def make_folds(

@@ -127,3 +127,18 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs a GPU visible to JAX (pip install '.[gpu]')")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def never_whole(monkeypatch):
+    """Loading a whole chips cache (an array of it, or a lazy view's ``load``) fails the test."""
+    from geocausal.data.chips import UnitOrderArray
+    from geocausal.features.align import ChipsView
+
+    def refuse(self, dtype=None, copy=None):
+        raise AssertionError("the whole chips cache was loaded")
+
+    monkeypatch.setattr(UnitOrderArray, "__array__", refuse)
+    monkeypatch.setattr(UnitOrderArray, "_all", refuse)
+    monkeypatch.setattr(ChipsView, "__array__", refuse)
+    monkeypatch.setattr(ChipsView, "load", refuse)

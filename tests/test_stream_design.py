@@ -57,17 +57,6 @@ def cache(tmp_path):
     return c, chips, mask, df, keep
 
 
-@pytest.fixture
-def never_whole(monkeypatch):
-    def refuse(self, dtype=None, copy=None):
-        raise AssertionError("the whole chips cache was loaded")
-
-    monkeypatch.setattr(UnitOrderArray, "__array__", refuse)
-    monkeypatch.setattr(UnitOrderArray, "_all", refuse)
-    monkeypatch.setattr(ChipsView, "__array__", refuse)
-    monkeypatch.setattr(ChipsView, "load", refuse)
-
-
 def _learner(**kw):
     return ImageLearner(epochs=2, widths=(4,), embed_dim=4, batch_size=8, seed=2, period=0,
                            **kw)

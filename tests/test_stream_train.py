@@ -44,15 +44,6 @@ def cache(tmp_path):
     return c, chips, mask, y, (store, mstore, rows)
 
 
-@pytest.fixture
-def never_whole(monkeypatch):
-    def refuse(self, dtype=None, copy=None):
-        raise AssertionError("the whole chips cache was loaded")
-
-    monkeypatch.setattr(UnitOrderArray, "__array__", refuse)
-    monkeypatch.setattr(UnitOrderArray, "_all", refuse)
-
-
 def _model():
     return build_model(ModelSpec("cnn", in_bands=C, embed_dim=4, widths=(4,), n_outputs=1), 0)
 

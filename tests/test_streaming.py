@@ -49,16 +49,6 @@ def cache(tmp_path):
     return _fake_cache(tmp_path)
 
 
-@pytest.fixture
-def never_whole(monkeypatch):
-    """Loading a whole cache array fails the test."""
-    def refuse(self, dtype=None, copy=None):
-        raise AssertionError("the whole chips cache was loaded")
-
-    monkeypatch.setattr(UnitOrderArray, "__array__", refuse)
-    monkeypatch.setattr(UnitOrderArray, "_all", refuse)
-
-
 def test_blocks_visit_every_unit_once_with_its_chips(cache, never_whole):
     c, chips, mask = cache
     src = stream.ChipSource.of(c, block_units=5)

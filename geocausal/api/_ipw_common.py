@@ -24,7 +24,7 @@ from geocausal.designs.common import check_values
 from geocausal.designs.ipw import IPWOptions
 from geocausal.errors import DataError, OptionError
 from geocausal.features.images import align_images
-from geocausal.folds import Folds
+from geocausal.folds import Folds, names_columns
 from geocausal.formula import parse_formula
 from geocausal.vocabulary import DEFAULTS, choice
 
@@ -70,10 +70,6 @@ def prepare(formula: str, data: Any, images: Any, opts: IPWOptions, by: Any, row
         raise DataError(f"missing values in {bad} (column: count); drop or impute these rows "
                         "before estimating")
     return data, al.images, pf, rows
-
-
-def names_columns(by: Any) -> bool:
-    return isinstance(by, str) or (isinstance(by, tuple) and all(isinstance(b, str) for b in by))
 
 
 def row_vector(data: pd.DataFrame, value: Any, name: str) -> np.ndarray | None:
