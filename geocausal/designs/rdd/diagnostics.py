@@ -159,9 +159,11 @@ def bandwidth_sensitivity(x: np.ndarray, Q: np.ndarray, g: np.ndarray, T: np.nda
     """
     rows = []
     for f in factors:
-        kw = dict(fit_kw, h={"plus": res.plus.h * f, "minus": res.minus.h * f})
-        if fit_kw.get("method") == "frechet":
-            kw["h"] = {"plus": float(res.plus.h[0] * f), "minus": float(res.minus.h[0] * f)}
+        if fit_kw.get("method") == "frechet":  # one bandwidth per side
+            h = {"plus": float(res.plus.h[0] * f), "minus": float(res.minus.h[0] * f)}
+        else:
+            h = {"plus": res.plus.h * f, "minus": res.minus.h * f}
+        kw = dict(fit_kw, h=h)
         if T is not None and res.first_stage is not None:
             kw["h_den"] = res.first_stage["h"]
         try:
