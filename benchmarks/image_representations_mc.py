@@ -83,15 +83,41 @@ def _standardize(v: np.ndarray) -> np.ndarray:
 
 
 def _masked_mean(v: np.ndarray, valid: np.ndarray, axis=(1, 2)) -> np.ndarray:
+    """Mean of ``v`` over the valid pixels; NaN where a region has no valid pixel (a fully
+    masked region is missing, never a mean of zeros)."""
     w = valid.astype(float)
-    return (np.where(valid, v, 0.0) * w).sum(axis) / np.maximum(w.sum(axis), 1.0)
+    cnt = w.sum(axis)
+    tot = (np.where(valid, v, 0.0) * w).sum(axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, tot / np.where(cnt > 0, cnt, 1.0), np.nan)
+
+
+#: how many units of each confounder used a fallback (printed and written to the report)
+FALLBACKS: dict[str, int] = {}
+
+
+def _fallback(primary: np.ndarray, *others: np.ndarray, name: str,
+              last: float = 0.0) -> np.ndarray:
+    """``primary`` where finite, else the first finite of ``others``, else ``last``; the number
+    of units that used each fallback is counted in :data:`FALLBACKS` under ``name``."""
+    out = np.asarray(primary, float).copy()
+    for k, o in enumerate(others):
+        miss = ~np.isfinite(out)
+        use = miss & np.isfinite(o)
+        FALLBACKS[f"{name}: fallback {k + 1}"] = int(use.sum())
+        out[use] = o[use]
+    miss = ~np.isfinite(out)
+    FALLBACKS[f"{name}: constant {last}"] = int(miss.sum())
+    out[miss] = last
+    return out
 
 
 def _pair_share(flag_pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Share of valid adjacent pairs that are flagged: [(flag, valid), ...] per direction."""
     num = sum(f.sum(axis=(1, 2)) for f, _ in flag_pairs)
     den = sum(v.sum(axis=(1, 2)) for _, v in flag_pairs)
-    return num / np.maximum(den, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
 def _pairs(a: np.ndarray, valid: np.ndarray):
@@ -115,15 +141,18 @@ def sentinel2_confounders(chips: np.ndarray, mask: np.ndarray) -> dict[str, np.n
     out: dict[str, np.ndarray] = {}
     # (a) spectral composition
     out["a_composition"] = np.column_stack([
-        _masked_mean(veg, valid), _masked_mean(water, valid),
-        _masked_mean((vis > thr) & ~water & valid, valid)])
+        _fallback(_masked_mean(veg, valid), name="a: vegetated share"),
+        _fallback(_masked_mean(water, valid), name="a: water share"),
+        _fallback(_masked_mean((vis > thr) & ~water & valid, valid), name="a: bright share")])
     # (b) texture / within-chip heterogeneity
     m = _masked_mean(ndvi, valid)
     sd = np.sqrt(_masked_mean((ndvi - m[:, None, None]) ** 2, valid))
     edges = _pair_share([((np.abs(p[0] - p[1]) > 0.1) & v, v) for p, v in _pairs(ndvi, valid)])
     mv = _masked_mean(vis, valid)
     vis_sd = np.sqrt(_masked_mean((vis - mv[:, None, None]) ** 2, valid))
-    out["b_texture"] = np.column_stack([sd, edges, vis_sd])
+    out["b_texture"] = np.column_stack([_fallback(sd, name="b: NDVI SD"),
+                                        _fallback(edges, name="b: edge density"),
+                                        _fallback(vis_sd, name="b: brightness SD")])
     # (c) spatial configuration: centre vs ring, fragmentation, distance to water
     c0, c1 = h // 4, h - h // 4
     centre = np.zeros((h, w), bool)
@@ -135,16 +164,28 @@ def sentinel2_confounders(chips: np.ndarray, mask: np.ndarray) -> dict[str, np.n
     dist = np.hypot(rr, cc)
     dmax = float(dist.max())
     dw = np.where(water, dist[None], np.inf).min(axis=(1, 2))
-    out["c_configuration"] = np.column_stack([vc - vr, frag, np.minimum(dw, dmax) / dmax])
+    # a fully masked centre or ring has no contrast to show: 0 (counted)
+    out["c_configuration"] = np.column_stack([
+        _fallback(vc - vr, name="c: centre minus ring"), _fallback(frag, name="c: fragmentation"),
+        np.minimum(dw, dmax) / dmax])
     return out
 
 
 def landsat_confounders(chips: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(d) change over time from (N, T, H, W, 3) red, nir, swir1 with T >= 4."""
+    """(d) change over time from (N, T, H, W, 3) red, nir, swir1 with T >= 4.
+
+    The confounders are what the clear imagery shows. A region (the 3 x 3 px centre, the ring,
+    the chip) with no clear pixel on a date is *missing* on that date (never NDVI 0), and the
+    early (first half of the dates) and late (second half) means average the dates where it is
+    observed. When a whole period is masked for a region, the centre falls back to the ring,
+    the ring to the whole chip, and a chip masked over a whole period to no change (0); the
+    NDVI level averages the observed dates, falling back to the mean level over all units. The
+    units that use each fallback are counted in :data:`FALLBACKS`.
+    """
     red, nir = chips[..., 0].astype(np.float64), chips[..., 1].astype(np.float64)
-    valid = mask & np.isfinite(red) & np.isfinite(nir)
+    valid = mask & np.isfinite(red) & np.isfinite(nir) & (nir + red != 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ndvi = np.nan_to_num((nir - red) / (nir + red))
+        ndvi = np.where(valid, (nir - red) / np.where(valid, nir + red, 1.0), np.nan)
     n, t, h, w = ndvi.shape
     c = np.zeros((h, w), bool)
     c[h // 2 - 1:h // 2 + 2, w // 2 - 1:w // 2 + 2] = True
@@ -152,10 +193,21 @@ def landsat_confounders(chips: np.ndarray, mask: np.ndarray) -> np.ndarray:
     def per_date(region):
         return np.stack([_masked_mean(ndvi[:, k], valid[:, k] & region) for k in range(t)], 1)
 
+    def period_mean(a, sl):
+        ok = np.isfinite(a[:, sl])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ok.any(1), np.where(ok, a[:, sl], 0.0).sum(1) / ok.sum(1), np.nan)
+
     cen, ring, full = per_date(c), per_date(~c), per_date(np.ones((h, w), bool))
     early, late = slice(0, t // 2), slice(t // 2, t)
-    return np.column_stack([cen[:, late].mean(1) - cen[:, early].mean(1), full.mean(1),
-                            ring[:, late].mean(1) - ring[:, early].mean(1)])
+    chg = {k: period_mean(v, late) - period_mean(v, early)
+           for k, v in (("cen", cen), ("ring", ring), ("full", full))}
+    level = period_mean(full, slice(0, t))
+    lvl_mean = float(np.nanmean(level)) if np.isfinite(level).any() else 0.0
+    return np.column_stack([
+        _fallback(chg["cen"], chg["ring"], chg["full"], name="d: centre change"),
+        _fallback(level, name="d: NDVI level", last=lvl_mean),
+        _fallback(chg["ring"], chg["full"], name="d: ring change")])
 
 
 def draw(z: np.ndarray, seed: int) -> pd.DataFrame:
@@ -284,9 +336,10 @@ def prepare(seed: int = 0) -> dict:
     studies = {"sentinel2": {"chips": s2, "mask": s2m, **features(s2, s2m, "sentinel2", seed)},
                "landsat": {"chips": ls, "mask": lsm, "dates": dates,
                            **features(ls, lsm, "landsat", seed)}}
+    FALLBACKS.clear()
     conf = sentinel2_confounders(s2, s2m)
     conf["d_change"] = landsat_confounders(ls, lsm)
-    return {"studies": studies, "confounders": conf}
+    return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS)}
 
 
 def export(state: dict, folder: Path) -> None:
@@ -311,9 +364,13 @@ def load(folder: Path, relearn: bool, seed: int = 0) -> dict:
         if relearn:
             st.update(learned(st["chips"], st["mask"], seed))
         studies[name] = st
-    with np.load(folder / "confounders.npz") as f:
-        conf = {k: f[k] for k in f.files}
-    return {"studies": studies, "confounders": conf}
+    # the confounders are recomputed from the exported chips and masks (a few seconds), so
+    # that they follow this file's DGP rather than the one of the export
+    FALLBACKS.clear()
+    conf = sentinel2_confounders(studies["sentinel2"]["chips"], studies["sentinel2"]["mask"])
+    conf["d_change"] = landsat_confounders(studies["landsat"]["chips"],
+                                           studies["landsat"]["mask"])
+    return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS)}
 
 
 # ----------------------------------------------------------------------------- one draw
@@ -465,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exported to {a.export_chips} in {t_prep:.0f} s")
         return 0
     state["clip"] = a.clip
+    used = {k: v for k, v in state.get("fallbacks", {}).items() if v}
+    print(f"confounder fallbacks (units): {used or 'none'}")
     jobs = [(m, s) for m in mechs for s in range(a.reps)]
     t0 = time.perf_counter()
     if a.workers == 1:
@@ -499,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
           f"Reps per mechanism: {a.reps}; workers: {a.workers}; preparation {t_prep:.0f} s, "
           f"Monte Carlo {t_mc:.0f} s, total {total:.0f} s ({os.cpu_count()} CPUs).\n",
           f"Chips and feature counts: {shapes}  ",
-          f"Preparation record: {info}\n",
+          f"Preparation record: {info}  ",
+          "Confounder fallbacks (units whose region was masked over a whole period; "
+          f"landsat_confounders): {used or 'none'}\n",
           markdown(show), "",
           "Default stack: most frequent winner and mean weight of the learned candidate "
           "(propensity):\n", markdown(win.reset_index()), "", "Targets:\n", *targets(tab), ""]

@@ -63,6 +63,34 @@ def test_change_confounder(mc):
     assert z[0, 2] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_masked_centre_is_missing_not_ndvi_zero(mc):
+    """A centre fully masked (cloud) on a date is missing on that date: the late mean is the
+    clear date's NDVI, never an average with 0; a whole period masked falls back to the ring."""
+    n, t, h = 3, 4, 9
+    chips = np.full((n, t, h, h, 3), 0.1, np.float32)
+    chips[:, :, :, :, 1] = 0.3                # NDVI 0.5 everywhere, every date
+    mask = np.ones((n, t, h, h), bool)
+    mask[0, 2, 3:6, 3:6] = False              # unit 0: centre clouded on one late date
+    chips[0, 2, 3:6, 3:6] = np.nan
+    mask[1, 2:, 3:6, 3:6] = False             # unit 1: centre clouded on both late dates
+    chips[1, 2:, :, :, 1] = 0.5               # ... while the (clear) ring greens up
+    mc.FALLBACKS.clear()
+    z = mc.landsat_confounders(chips, mask)
+    assert z[0, 0] == pytest.approx(0.0, abs=1e-6)    # no change (old rule: -0.25)
+    assert z[0, 1] == pytest.approx(0.5, abs=1e-6)
+    ring_change = 2 / 3 - 0.5
+    assert z[1, 0] == pytest.approx(ring_change, abs=1e-6) and z[1, 2] == pytest.approx(
+        ring_change, abs=1e-6)
+    assert mc.FALLBACKS["d: centre change: fallback 1"] == 1
+    assert mc.FALLBACKS["d: centre change: constant 0.0"] == 0
+    # a chip masked over a whole period: no change (0), counted
+    mask[2, 2:] = False
+    mc.FALLBACKS.clear()
+    z = mc.landsat_confounders(chips, mask)
+    assert z[2, 0] == 0.0 and z[2, 2] == 0.0 and np.isfinite(z).all()
+    assert mc.FALLBACKS["d: centre change: constant 0.0"] == 1
+
+
 def test_one_draw_and_the_report(mc):
     rng = np.random.default_rng(1)
     n = 240
