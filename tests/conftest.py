@@ -116,7 +116,8 @@ def pytest_collection_modifyitems(config, items):
     """Mark each test with its module's tier; skip gpu tests when JAX sees no GPU."""
     for item in items:
         name = Path(str(item.fspath)).name
-        tier = TEST_TIERS.get(f"{name}::{item.originalname}") or tier_of(name)
+        tier = (TEST_TIERS.get(f"{name}::{getattr(item, 'originalname', item.name)}")
+                or tier_of(name))
         if name == "test_doctests.py" and item.name.startswith(
                 tuple(f"test_docstring_examples[{m}" for m in SLOW_DOCTESTS)):
             tier = "slow"

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from geocausal.encoders.conv import fast_path, strided_conv3
 from geocausal.errors import DataError
 
 ENCODERS = ("cnn", "vit", "sequence", "random")
@@ -64,6 +65,7 @@ class ResBlock(nnx.Module):
     """
 
     def __init__(self, cin: int, cout: int, stride: int, *, rngs: nnx.Rngs):
+        self.stride = stride
         self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, padding="SAME", rngs=rngs)
         self.conv2 = nnx.Conv(cout, cout, (3, 3), padding="SAME", rngs=rngs)
         self.skip = (nnx.Conv(cin, cout, (1, 1), strides=stride, rngs=rngs)
@@ -71,7 +73,15 @@ class ResBlock(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Two 3x3 convolutions plus the (projected) skip, then ReLU."""
-        h = nnx.relu(self.conv1(x))
+        c1 = self.conv1
+        if fast_path(x, c1.kernel.shape, self.stride):
+            # the same convolution; its input gradient is faster on CPU (encoders.conv)
+            dtype = jnp.result_type(x.dtype, c1.kernel.dtype)
+            h = strided_conv3(x.astype(dtype), c1.kernel[...].astype(dtype))
+            h = h + c1.bias[...].astype(dtype)
+        else:
+            h = c1(x)
+        h = nnx.relu(h)
         h = self.conv2(h)
         s = x if self.skip is None else self.skip(x)
         return nnx.relu(h + s)
