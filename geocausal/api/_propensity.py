@@ -1,5 +1,7 @@
 """Face helpers shared by ``gc.debias`` and ``gc.ppi``: resolve the propensity role (a column,
-an array, or cross-fitted on the controls and image features) and align images to the rows.
+an array, or cross-fitted on the controls and image features, or on the chips themselves for
+an image learner) and align images to the rows. A chips cache is never loaded whole: its
+summary features are computed by blocks of units and an ``ImageLearner`` streams it.
 
 Examples
 --------
@@ -22,7 +24,7 @@ import pandas as pd
 from geocausal.designs.debias import check_vector, propensity_scores
 from geocausal.errors import DataError
 from geocausal.folds import Folds, resolve_folds
-from geocausal.vocabulary import DEFAULTS, resolve_learners
+from geocausal.vocabulary import DEFAULTS, is_image_learner, resolve_learners
 
 
 def propensity_role(parsed, data: pd.DataFrame, treat: np.ndarray, propensity: Any,
@@ -38,12 +40,22 @@ def propensity_role(parsed, data: pd.DataFrame, treat: np.ndarray, propensity: A
                 raise DataError(f"propensity column '{propensity}' is not in the data")
             propensity = data[propensity].to_numpy(dtype=float)
         return check_vector(propensity, "propensity"), {"propensity": "given"}
-    feats = [parsed.control_matrix(data).to_numpy()] if parsed.controls else []
-    if images is not None:
-        from geocausal.features.images import image_features
+    feats = [parsed.control_matrix(data).to_numpy(dtype=float)] if parsed.controls else []
+    if lrn is not None and is_image_learner(lrn):  # fed the chips (a cache: by blocks)
+        from geocausal.designs.ipw import chips_of, learner_chips, prepare_learner
 
-        feats.append(image_features(images, treat.size, seed=seed))
-    x = np.column_stack(feats) if feats else None
+        chips, mask = chips_of(images)
+        if chips is None:
+            raise DataError(f"the propensity learner {type(lrn).__name__} is an image learner: "
+                            "pass images= as chips or a chips cache (not features)")
+        tab = feats[0] if feats else np.zeros((treat.size, 0))
+        lrn, x = prepare_learner(lrn, tab, learner_chips(chips, mask), tab)
+    else:
+        if images is not None:
+            from geocausal.features.images import image_features
+
+            feats.append(image_features(images, treat.size, seed=seed))
+        x = np.column_stack(feats) if feats else None
     fold_ids = None if x is None else resolve_folds(folds, data, seed=seed, stratify=treat)
     return propensity_scores(treat, x, learner=lrn, fold_ids=fold_ids, clip=DEFAULTS.clip)
 
@@ -53,7 +65,7 @@ def align_rows(images: Any, data: pd.DataFrame, missing_images: str, propensity:
     """Align images to the data and subset the per-row propensity and fold arguments."""
     from geocausal.features.images import align_images
 
-    al = align_images(images, data, missing_images=missing_images)
+    al = align_images(images, data, missing_images=missing_images, lazy=True)  # by blocks
     if isinstance(folds, Folds) and not isinstance(folds.by, str | tuple | type(None)):
         folds = Folds(folds.k, folds.kind, al.rows(folds.by), folds.block_size, folds.gap)
     return al.data, al.images, al.rows(propensity), al.rows(folds)

@@ -152,7 +152,7 @@ def cate(
     representation, evaluate = opt.representation, opt.evaluate
     clip = check_probability("clip", clip, high=0.5)
     lrn: Mapping[str, Any] = resolve_learners("cate", learners)
-    al = align_images(images, data, missing_images=missing_images)
+    al = align_images(images, data, missing_images=missing_images, lazy=True)
     data, images = al.data, al.images
     propensity, truth = al.rows(propensity), al.rows(truth)
     folds = align_folds(folds, al)

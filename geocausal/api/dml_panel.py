@@ -166,7 +166,8 @@ def dml_panel(
     progress_visible(progress)  # validates the option
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    al = align_images(images, data, unit=unit, missing_images=missing_images)
+    # a chips cache stays on disk: its summary features are computed by blocks of units
+    al = align_images(images, data, unit=unit, missing_images=missing_images, lazy=True)
     data, images = al.data, al.images
     folds = replace(folds, by=al.rows(folds.by)) if isinstance(folds, Folds) else al.rows(folds)
     parsed = parse_formula(formula, data)

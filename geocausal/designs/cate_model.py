@@ -29,20 +29,25 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
 from geocausal.designs.cate import REPRESENTATIONS, CateFit, default_learners
+from geocausal.designs.ipw import chips_of, learner_chips
 from geocausal.errors import DataError
+from geocausal.features.align import ChipsView
 from geocausal.features.images import align_images, image_features, summary_features
 from geocausal.folds import Folds
 from geocausal.vocabulary import choice, is_image_learner
 
-__all__ = ["REPRESENTATIONS", "CateModel", "DropColumns", "align_folds", "chip_features", "clan_frame",
-           "column_values", "control_spec", "design_matrix", "image_matrix",
-           "with_image_learners"]
+__all__ = ["REPRESENTATIONS", "CateModel", "ChipRows", "DropColumns", "SharedSource", "align_folds",
+           "chip_features", "clan_frame", "column_values", "control_spec", "design_matrix",
+           "image_matrix", "with_image_learners"]
 
 
 # ----------------------------------------------------------------------------- features
 def chip_features(chips: np.ndarray, representation: str = "sequence",
                   mask: np.ndarray | None = None) -> np.ndarray:
     """Summary features of chips ``(N, T, H, W, C)`` for a representation.
+
+    ``chips`` may also be a :class:`~geocausal.features.align.ChipsView` (a chips cache
+    aligned to the rows): the statistics are then computed by blocks of units.
 
     ``"sequence"``: per-band mean and sd at every period plus the change of each from the first
     to the last period; ``"single"``: the last period only; ``"first"``: the first period only;
@@ -55,6 +60,15 @@ def chip_features(chips: np.ndarray, representation: str = "sequence",
     ((3, 12), (3, 4))
     """
     representation = choice("representation", representation, REPRESENTATIONS, design="cate")
+    if isinstance(chips, ChipsView):  # a chips cache: the statistics by blocks of units
+        t = chips.shape[1] if chips.ndim == 5 else 1
+        per = chips.summary_features().reshape(len(chips), t, -1)  # per period: means, SDs
+        if representation in ("single", "first"):
+            return per[:, -1 if representation == "single" else 0]
+        flat = per.reshape(len(chips), -1)
+        if representation == "summary" or t == 1:
+            return flat
+        return np.concatenate([flat, per[:, -1] - per[:, 0]], axis=1)
     x = np.asarray(chips, dtype=float)
     if x.ndim == 4:
         x = x[:, None]
@@ -89,7 +103,7 @@ def image_matrix(images: Any, n: int, representation: str, seed: int) -> np.ndar
         return np.concatenate([image_matrix(v, n, representation, seed)
                                for v in images.values()], axis=1)
     arr = images[0] if isinstance(images, tuple) else images
-    if isinstance(arr, np.ndarray) and arr.ndim in (4, 5):
+    if isinstance(arr, ChipsView) or (isinstance(arr, np.ndarray) and arr.ndim in (4, 5)):
         mask = images[1] if isinstance(images, tuple) else None
         feats = chip_features(arr, representation, mask)
         if feats.shape[0] != n:
@@ -224,13 +238,106 @@ class DropColumns(BaseEstimator):
         return self.estimator_.predict_proba(self._cols(X))
 
 
+class SharedSource:
+    """A chips source that the clones of a learner share: ``sklearn.base.clone`` deep-copies
+    parameters, which would copy an in-memory source or a cache handle once per fold.
+
+    Examples
+    --------
+    >>> import copy
+    >>> s = SharedSource("a source")
+    >>> copy.deepcopy(s) is s
+    True
+    """
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def __deepcopy__(self, memo: dict) -> SharedSource:
+        return self
+
+    def __repr__(self) -> str:
+        return f"SharedSource(<{getattr(self.source, 'n', '?')} units>)"
+
+
+class ChipRows(BaseEstimator):
+    """An image learner fed from a chips source by row ids (scikit-learn meta-estimator).
+
+    ``X``'s first column holds each row's position in ``source`` (a
+    :class:`~geocausal.encoders.stream.ChipSource`, through a :class:`SharedSource`); columns
+    ``[start, stop)`` are dropped and the others are tabular covariates. ``estimator`` is
+    fitted on ``(source.subset(ids), tabular)``: a streaming learner (``ImageLearner``) then
+    reads only those units from the cache, block by block, and every row slicing that
+    cross-fitting does on ``X`` keeps chips and covariates together.
+
+    Examples
+    --------
+    >>> from geocausal.encoders.stream import ChipSource
+    >>> class Mean(BaseEstimator):
+    ...     def fit(self, X, y):
+    ...         self.n_ = X[0].n
+    ...         return self
+    ...     def predict(self, X):
+    ...         return X[1][:, 0] * 0 + self.n_
+    >>> src = SharedSource(ChipSource.of(np.zeros((5, 2, 2, 1), "float32")))
+    >>> X = np.c_[np.arange(5.0), np.ones(5), np.full(5, 9.0)]
+    >>> ChipRows(Mean(), src, 2, 3).fit(X[[0, 3, 4]], np.zeros(3)).predict(X[:2]).tolist()
+    [3.0, 3.0]
+    """
+
+    def __init__(self, estimator: Any = None, source: SharedSource | None = None,
+                 start: int = 1, stop: int = 1):
+        self.estimator = estimator
+        self.source = source
+        self.start = start
+        self.stop = stop
+
+    def _X(self, X: Any) -> Any:
+        X = np.asarray(X, dtype=float)
+        ids = X[:, 0].astype(np.int64)
+        if not np.array_equal(ids, X[:, 0]):
+            raise DataError("the row-id column of a streamed image learner holds non-integer "
+                            "values; pass the features built by gc.cate")
+        tab = np.concatenate([X[:, 1:self.start], X[:, self.stop:]], axis=1)
+        sub = self.source.source.subset(ids)
+        return sub if tab.shape[1] == 0 else (sub, tab)
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ChipRows:
+        """Fit a clone of the estimator on the rows' chips (streamed) and covariates."""
+        kw = {} if sample_weight is None else {"sample_weight": sample_weight}
+        self.estimator_ = clone(self.estimator).fit(self._X(X), y, **kw)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions of the rows, block by block."""
+        return self.estimator_.predict(self._X(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of the rows, block by block."""
+        return self.estimator_.predict_proba(self._X(X))
+
+
+def _streams(learner: Any) -> bool:
+    params = learner.get_params() if hasattr(learner, "get_params") else {}
+    return "block_units" in params
+
+
 def with_image_learners(kind: str, learners: Mapping[str, Any], X: np.ndarray, images: Any,
                         n_summary: int, seed: int) -> tuple[np.ndarray, Mapping[str, Any], bool]:
     """Put raw chips in front of ``X`` and route columns: raw to image learners, rest to others.
 
     ``learners`` has canonical slot names (:func:`geocausal.vocabulary.resolve_learners`);
     image learners are those with ``uses_images = True``
-    (:func:`geocausal.vocabulary.is_image_learner`). Returns ``(X, learners, raw_chips)``.
+    (:func:`geocausal.vocabulary.is_image_learner`). Image learners see masked pixels
+    (nodata, clouds) as NaN, which the encoders leave out. Returns
+    ``(X, learners, raw_chips)``.
+
+    With ``images`` a :class:`~geocausal.features.align.ChipsView` (a chips cache, never
+    loaded whole) and streaming image learners (``ImageLearner``), the front column is each
+    row's position instead of its pixels and image learners become :class:`ChipRows` over
+    the view's source (blocks that do not fit the learner's ``memory_budget`` are a
+    :class:`~geocausal.errors.DataError` saying what to lower). A non-streaming image learner
+    loads the view if it fits the budget.
 
     Examples
     --------
@@ -238,17 +345,32 @@ def with_image_learners(kind: str, learners: Mapping[str, Any], X: np.ndarray, i
     >>> with_image_learners("dr", {}, X, None, 0, 0)[2]
     False
     """
-    if not any(is_image_learner(v) for v in learners.values()):
+    image = [v for v in learners.values() if v is not None and is_image_learner(v)]
+    if not image:
         return X, learners, False
-    chips = images[0] if isinstance(images, tuple) else images
+    full = default_learners(kind, seed)
+    full.update({s: v for s, v in learners.items() if v is not None})
+    routed: dict[str, Any] = {}
+    p = X.shape[1]
+    if isinstance(images, ChipsView) and all(_streams(v) for v in image):
+        for slot, lrn in full.items():
+            if lrn is None or not is_image_learner(lrn):
+                routed[slot] = None if lrn is None else DropColumns(lrn, 0, 1)
+                continue
+            params = lrn.get_params()
+            src = images.source(params.get("block_units"), params.get("memory_budget"))
+            routed[slot] = ChipRows(lrn, SharedSource(src), 1 + p - n_summary, 1 + p)
+        ids = np.arange(len(images), dtype=float)[:, None]
+        return np.concatenate([ids, X], axis=1), routed, True
+    if isinstance(images, ChipsView):  # loaded if it fits the memory budget, else refused
+        x, m = images.load()
+        images = x if m is None else (x, m)
+    chips = learner_chips(*chips_of(images)) if isinstance(images, tuple) else images
     chips = np.asarray(chips)
     if chips.ndim not in (4, 5):
         raise DataError("an image learner needs images= as chips (N, H, W, C) or (N, T, H, W, C)")
     raw = chips.reshape(chips.shape[0], -1).astype(float)
-    k, p = raw.shape[1], X.shape[1]
-    full = default_learners(kind, seed)
-    full.update({s: v for s, v in learners.items() if v is not None})
-    routed: dict[str, Any] = {}
+    k = raw.shape[1]
     for slot, lrn in full.items():
         if lrn is None:
             routed[slot] = None
@@ -302,6 +424,15 @@ class CateModel:
     seed: int = 0
     _not_saved: ClassVar[bool] = True  # holds fitted models: never in the safe result format
 
+    @property
+    def streamed(self) -> bool:
+        """Whether an image learner read the chips from a cache by row ids (:class:`ChipRows`)."""
+        def has(m: Any) -> bool:
+            inner = getattr(m, "models", None)
+            return isinstance(m, ChipRows) or (isinstance(inner, tuple)
+                                               and any(has(v) for v in inner))
+        return any(has(v) for v in self.fit.models.values())
+
     # the CateFit interface
     @property
     def kind(self) -> str:
@@ -334,8 +465,10 @@ class CateModel:
             raise DataError(f"the CATE model takes {self.n_features} feature columns, got "
                             f"shape {X.shape}; build features with model.effect(data, "
                             "images=...) or model.features(...)")
-        if not np.all(np.isfinite(X)):
-            bad = int((~np.isfinite(X).all(axis=1)).sum())
+        # raw chips (in front, for image learners) hold masked pixels as NaN
+        raw = self.n_features - len(self.names) if self.raw_chips and not self.streamed else 0
+        if not np.all(np.isfinite(X[:, raw:])):
+            bad = int((~np.isfinite(X[:, raw:]).all(axis=1)).sum())
             raise DataError(f"{bad} feature rows have NaN or infinite values")
         return self.fit.predict(X)
 
@@ -373,7 +506,8 @@ class CateModel:
         if not isinstance(data, pd.DataFrame):
             raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
         if self.images:
-            al = align_images(images, data, missing_images=missing_images, stacklevel=4)
+            al = align_images(images, data, missing_images=missing_images, stacklevel=4,
+                              lazy=True)
             data, images = al.data, al.images
         n = len(data)
         if n == 0:
@@ -386,8 +520,14 @@ class CateModel:
         X = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
         if X.shape[1] == 0:
             X = np.zeros((n, 1))  # crossfit_cate's placeholder column for no modifiers
-        if self.raw_chips:
-            chips = np.asarray(images[0] if isinstance(images, tuple) else images)
+        if self.raw_chips and self.streamed:  # row positions in the new units' chips
+            X = np.concatenate([np.arange(n, dtype=float)[:, None], X], axis=1)
+        elif self.raw_chips:
+            if isinstance(images, ChipsView):  # loaded if it fits the memory budget
+                x, m = images.load()
+                images = x if m is None else (x, m)
+            chips = np.asarray(learner_chips(*chips_of(images)) if isinstance(images, tuple)
+                               else images)
             X = np.concatenate([chips.reshape(chips.shape[0], -1).astype(float), X], axis=1)
         if X.shape[1] != self.n_features:
             raise DataError(f"new units give {X.shape[1]} features, the model was fitted on "
@@ -426,7 +566,47 @@ class CateModel:
         units' index (rows whose image is missing are dropped with a counted warning).
         """
         X, index = self.features(data, images=images, missing_images=missing_images)
+        if self.raw_chips and self.streamed:  # the image learners read the new units' chips
+            return pd.Series(self._rebound(images, data, missing_images).predict(X),
+                             index=index, name="cate")
         return pd.Series(self.predict(X), index=index, name="cate")
+
+    def _rebound(self, images: Any, data: pd.DataFrame | None,
+                 missing_images: str) -> CateModel:
+        """The model with its streamed image learners reading the new units' chips."""
+        if data is None:
+            data = _rows_of(images)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # counted once already, by features()
+            al = align_images(images, data, missing_images=missing_images, lazy=True)
+        imgs = al.images
+        if not isinstance(imgs, ChipsView):
+            from geocausal.encoders.stream import ChipSource
+
+            chips, mask = chips_of(imgs)
+            if chips is None:
+                raise DataError("this CATE model's image learner streamed chips: pass images= "
+                                "as chips or a chips cache for the new units")
+            imgs = ChipSource.of(chips, mask)
+
+        def swap(m: Any) -> Any:
+            if isinstance(m, ChipRows):
+                prm = m.estimator.get_params()
+                src = (imgs.source(prm.get("block_units"), prm.get("memory_budget"))
+                       if isinstance(imgs, ChipsView) else imgs)
+                new = ChipRows(m.estimator, SharedSource(src), m.start, m.stop)
+                new.estimator_ = m.estimator_
+                return new
+            if hasattr(m, "models") and isinstance(m.models, tuple):  # outcome per arm
+                from dataclasses import replace
+
+                return replace(m, models=tuple(swap(v) for v in m.models))
+            return m
+
+        from dataclasses import replace
+
+        fit = replace(self.fit, models={k: swap(v) for k, v in self.fit.models.items()})
+        return replace(self, fit=fit)
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model with joblib. Loading a joblib file runs code: load only your own."""

@@ -40,7 +40,7 @@ from scipy.special import logsumexp
 from geocausal.designs.common import check_values
 from geocausal.designs.overlap import check_propensity
 from geocausal.errors import DataError, DesignError, DiagnosticWarning, OptionError
-from geocausal.nuisance.crossfit import crossfit_predict
+from geocausal.nuisance.crossfit import SourceRows, crossfit_predict
 from geocausal.vocabulary import choice, coerce_options, default_propensity
 
 MIN_SLOPE_ERROR = 1e-8
@@ -852,7 +852,8 @@ def propensity_scores(treat: np.ndarray, x: np.ndarray | None, *, learner: Any =
     treat
         ``(n,)`` binary treatment.
     x
-        ``(n, p)`` features, or None.
+        ``(n, p)`` features, the rows of a chips source for an image learner
+        (:class:`~geocausal.nuisance.crossfit.SourceRows`), or None.
     learner
         A classifier (default :func:`geocausal.vocabulary.default_propensity`).
     fold_ids
@@ -869,7 +870,7 @@ def propensity_scores(treat: np.ndarray, x: np.ndarray | None, *, learner: Any =
     (True, True)
     """
     treat = np.asarray(treat, dtype=float)
-    if x is None or x.shape[1] == 0:
+    if x is None or (not isinstance(x, SourceRows) and x.shape[1] == 0):  # SourceRows: chips
         return np.full(treat.size, treat.mean()), {"propensity": "constant (difference in means)"}
     learner = default_propensity() if learner is None else learner
     if fold_ids is None:

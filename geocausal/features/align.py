@@ -202,18 +202,39 @@ class ChipsView:
         """``(row positions, chips (b, T, H, W, C), mask (b, T, H, W) or None)`` by blocks."""
         return self.source().blocks()
 
+    def distinct(self) -> tuple[ChipsView, np.ndarray | None]:
+        """The view of each distinct unit once and the map of every row to its row there
+        (None when no unit repeats; a panel's units repeat, one row per period).
+
+        Examples
+        --------
+        >>> from types import SimpleNamespace
+        >>> c = SimpleNamespace(chips=np.zeros((3, 1, 1, 1, 1), "float32"), mask=None,
+        ...                     unit_ids=np.array([7, 8, 9]))
+        >>> v, inv = ChipsView(c, np.array([2, 0, 2])).distinct()
+        >>> v.units.tolist(), inv.tolist()
+        ([0, 2], [1, 0, 1])
+        """
+        uniq, inv = np.unique(self.units, return_inverse=True)
+        if len(uniq) == len(self.units):
+            return self, None
+        return ChipsView(self.cache, uniq, self.block_units, self.memory_budget), inv.ravel()
+
     def read(self, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """Chips ``(k, T, H, W, C)`` (``(k, H, W, C)`` for a cache without periods) and mask
         of a few ``rows``, in the order given (only the blocks holding them are read).
         """
         rows = np.asarray(rows, np.int64)
-        src = self.source().subset(rows)
-        x = np.empty((len(rows), *src.shape[1:]), np.float32)
+        uniq, inv = np.unique(self.units[rows], return_inverse=True)  # each unit read once
+        src = ChipsView(self.cache, uniq, self.block_units, self.memory_budget).source()
+        x = np.empty((len(uniq), *src.shape[1:]), np.float32)
         m = np.ones(x.shape[:-1], bool)
         for u, xb, mb in src.blocks(prefetch=False):
             x[u] = xb
             if mb is not None:
                 m[u] = mb
+        inv = inv.ravel()
+        x, m = x[inv], m[inv]
         if len(self.shape) == 4:
             x, m = x[:, 0], m[:, 0]
         return x, (m if getattr(self.cache, "mask", None) is not None else None)
@@ -229,6 +250,9 @@ class ChipsView:
 
     def unusable(self) -> np.ndarray:
         """Rows whose chip has no valid pixel in some period and band, by blocks."""
+        view, inv = self.distinct()
+        if inv is not None:  # a panel: each unit checked once
+            return view.unusable()[inv]
         bad = np.zeros(len(self), bool)
         for u, x, m in self._pieces():
             valid = np.isfinite(x)
@@ -244,13 +268,14 @@ class ChipsView:
         """
         from geocausal.features.images import _impute_columns, _summary_raw
 
+        view, inv = self.distinct()  # a panel: each unit read once, its rows share them
         feats = None
-        for u, x, m in self._pieces():
+        for u, x, m in view._pieces():
             f = _summary_raw(x, m)
             if feats is None:
-                feats = np.empty((len(self), f.shape[1]))
+                feats = np.empty((len(view), f.shape[1]))
             feats[u] = f
-        return _impute_columns(feats)
+        return _impute_columns(feats if inv is None else feats[inv])
 
     def load(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Chips and mask of every row in memory, if they fit the memory budget.

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from geocausal.errors import DataError
-from geocausal.features.align import MISSING_IMAGES, AlignedImages, align_images
+from geocausal.features.align import MISSING_IMAGES, AlignedImages, ChipsView, align_images
 
 __all__ = ["MISSING_IMAGES", "REPRESENTATIONS", "AlignedImages", "align_images",
            "cache_features", "engineered_matrix", "image_features", "summary_features"]
@@ -233,6 +233,8 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
         raise DataError(f"representation={representation!r} is not one of {REPRESENTATIONS}")
     if images is None:
         return None
+    if isinstance(images, ChipsView):  # a chips cache aligned to the rows (align_images lazy)
+        return _view_features(images, n, representation, seed, **kwargs)
     if isinstance(images, str | Path):
         from geocausal.data.chips import open_cache
 
@@ -275,4 +277,27 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
         raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
     if not np.all(np.isfinite(feats)):
         raise DataError(f"image features have {int((~np.isfinite(feats)).sum())} non-finite values")
+    return feats
+
+
+def _view_features(view: ChipsView, n: int, representation: str, seed: int,
+                   **kwargs: Any) -> np.ndarray:
+    """:func:`image_features` of a :class:`~geocausal.features.align.ChipsView`: summary
+    features by blocks of units (peak memory bounded by a block, never by the cache); the
+    engineered and learned representations load the rows if they fit the memory budget (a
+    :class:`~geocausal.errors.DataError` saying what to lower if not).
+    """
+    bu, budget = kwargs.pop("block_units", None), kwargs.pop("memory_budget", None)
+    if bu is not None or budget is not None:
+        view = ChipsView(view.cache, view.units, bu, budget)
+    if representation == "summary":
+        if kwargs:
+            raise DataError(f"representation='summary' takes no options, got {sorted(kwargs)}")
+        feats = view.summary_features()
+    else:
+        x, m = view.load()
+        return image_features(x if m is None else (x, m), n, representation=representation,
+                              seed=seed, **kwargs)
+    if feats.shape[0] != n:
+        raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
     return feats
