@@ -18,6 +18,12 @@ its own process so that its peak resident memory is its own:
    (computed by blocks; true ATE 1). The cache is never loaded: the image learner cross-fits
    from it fold by fold (``ChipSource.subset``), the summary features and the salience refit
    stream it too. Needs only ``extract`` before it (``--steps extract aipw_image``).
+5. ``cate_image`` / ``cate_memory`` (``--design cate``): ``gc.cate`` (DR-learner, 2 folds,
+   no evaluation) with an ``ImageLearner`` propensity (``period=0``, ``--epochs``) on a
+   treatment and an effect that vary with the first principal component of the summary
+   features (true ATE 1), streamed from the chips cache (``cate_image``: summary features by
+   blocks, the image learner by row ids, fold by fold) and in memory (``cate_memory``: the
+   cache loaded as ``(chips, mask)`` arrays first, the path without streaming).
 
 The target is a peak RSS under 4 GB at 10,000 units, growing at most linearly with units.
 Each size's rows are recorded in ``benchmarks/results.md`` (via ``benchmarks/_report.py``).
@@ -26,6 +32,7 @@ Each size's rows are recorded in ``benchmarks/results.md`` (via ``benchmarks/_re
     .venv/bin/python benchmarks/scale.py --units 1000 3000    # smaller
     .venv/bin/python benchmarks/scale.py --units 300 --no-record   # a smoke run
     .venv/bin/python benchmarks/scale.py --units 1000 3000 --steps extract aipw_image
+    .venv/bin/python benchmarks/scale.py --units 1000 3000 --design cate
 """
 
 from __future__ import annotations
@@ -47,7 +54,10 @@ sys.path.insert(0, str(HERE))
 
 from geocausal.parallel import ScriptParser, add_parallel_arguments  # noqa: E402
 
-STEPS = ("extract", "embed", "aipw", "aipw_image")
+STEPS = ("extract", "embed", "aipw", "aipw_image", "cate_image", "cate_memory")
+#: the steps of each ``--design``
+DESIGNS = {"aipw": ("extract", "embed", "aipw", "aipw_image"),
+           "cate": ("extract", "cate_image", "cate_memory")}
 #: the steps of the extract -> embed -> AIPW row of results.md
 PIPELINE = ("extract", "embed", "aipw")
 PERIODS, BANDS, CHIP = 4, 6, 64
@@ -89,6 +99,8 @@ def run_step(step: str, folder: Path, args) -> dict:
                   epochs=args.epochs, embed_dim=16, max_train=args.max_train,
                   memory_budget=args.memory_budget, progress=False,
                   scheduler=args.scheduler)
+        elif step in ("cate_image", "cate_memory"):
+            info.update(_cate_step(step, folder, args))
         elif step == "aipw_image":
             from geocausal.data.chips import open_cache
             from geocausal.features.align import ChipsView
@@ -129,6 +141,37 @@ def run_step(step: str, folder: Path, args) -> dict:
             "peak_rss_gb": round(peak_rss_gb(), 3), **info}
 
 
+def _cate_step(step: str, folder: Path, args) -> dict:
+    """``gc.cate`` with an ImageLearner propensity, streamed from the cache or in memory."""
+    import numpy as np
+    import pandas as pd
+
+    import geocausal as gc
+    from geocausal.data.chips import open_cache
+    from geocausal.features.align import ChipsView
+    from geocausal.nuisance.image_learner import ImageLearner
+
+    cache = open_cache(folder / "cache")
+    z = ChipsView(cache, np.arange(len(cache.unit_ids)),  # summary features by blocks
+                  memory_budget=args.memory_budget).summary_features()
+    z = (z - z.mean(0)) / (z.std(0) + 1e-9)
+    u = np.linalg.svd(z, full_matrices=False)[0][:, 0]
+    score = u / u.std()
+    rng = np.random.default_rng(0)
+    d = rng.binomial(1, 1 / (1 + np.exp(-0.5 * score)))
+    y = d * (1.0 + 0.5 * score) + 2.0 * score + rng.normal(size=len(d))  # ATE 1
+    data = pd.DataFrame({"y": y, "d": d}, index=pd.Index(cache.unit_ids))
+    if step == "cate_image":
+        images = folder / "cache"
+    else:  # the cache in memory, matched by position (data in the cache's unit order)
+        images = cache.load()
+    lrn = ImageLearner(period=0, epochs=args.epochs, memory_budget=args.memory_budget, seed=0)
+    est = gc.cate("y ~ d", data, images=images, folds=2, seed=0, progress=False,
+                  learners={"propensity": lrn}, options={"evaluate": False})
+    return {"ate": round(float(est.params["d"]), 4), "se": round(float(est.std_errors["d"]), 4),
+            "streamed": bool(est.fitted.streamed)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = add_parallel_arguments(ScriptParser(description=__doc__.splitlines()[0]),
                                 default_workers=None)
@@ -141,14 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folder", type=Path, default=None,
                     help="work folder (default: a temporary one, removed at the end)")
     ap.add_argument("--no-record", action="store_true", help="do not record rows")
-    ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS),
-                    help="steps to run, in order (default all; 'embed' before 'aipw', "
-                    "'extract' before the others)")
+    ap.add_argument("--design", choices=sorted(DESIGNS), default="aipw",
+                    help="the steps' default set: 'aipw' (extract, embed, aipw, aipw_image) "
+                    "or 'cate' (extract, cate_image, cate_memory)")
+    ap.add_argument("--steps", nargs="+", choices=STEPS, default=None,
+                    help="steps to run, in order (default: those of --design; 'embed' "
+                    "before 'aipw', 'extract' before the others)")
     ap.add_argument("--step", choices=STEPS, help=argparse_hidden())
     a = ap.parse_args(argv)
     if any(n < 10 for n in a.units):
         ap.error("--units: give sizes of at least 10 units")
-    steps = [s for s in STEPS if s in a.steps]
+    steps = [s for s in STEPS if s in (a.steps or DESIGNS[a.design])]
     if "extract" not in steps or ("aipw" in steps and "embed" not in steps):
         ap.error("--steps: 'extract' is needed by every other step, 'embed' by 'aipw'")
     if a.step:  # a child: one step, one JSON line
@@ -220,6 +266,16 @@ def main(argv: list[str] | None = None) -> int:
                        result=cells([r for r in rows if r["step"] in PIPELINE])
                        + f"; embed: {a.epochs} epoch(s) on {a.max_train} images, "
                        f"budget {a.memory_budget}")
+            cate = {r["step"]: r for r in rows if r["step"].startswith("cate_")}
+            if cate:
+                record(f"scale: gc.cate with an ImageLearner propensity, in memory vs streamed "
+                       f"from the chips cache, {n:,} units x {size} (wall, peak RSS)", None,
+                       None, result=cells([r for r in rows if r["step"] == "extract"]
+                                          + list(cate.values()))
+                       + f"; DR-learner, ImageLearner {a.epochs} epoch(s), 2 folds, no "
+                       f"evaluation, budget {a.memory_budget}; ATE "
+                       + ", ".join(f"{k} {r['ate']} (SE {r['se']})" for k, r in cate.items())
+                       + " (truth 1)")
             img = next((r for r in rows if r["step"] == "aipw_image"), None)
             if img is not None:
                 record(f"scale: AIPW with an ImageLearner propensity streamed from the chips "
