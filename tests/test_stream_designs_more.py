@@ -150,9 +150,12 @@ def test_cate_image_learner_streams_the_cache_and_equals_in_memory(world, stream
     np.testing.assert_allclose(lazy.diagnostics["cate"], mem.diagnostics["cate"], rtol=1e-4,
                                atol=1e-6)
     np.testing.assert_allclose(lazy.fitted.fit.e, mem.fitted.fit.e, rtol=1e-4, atol=1e-6)
-    eff_mem = mem.fitted.effect(new.reset_index(drop=True),
-                                images=(chips[[3, 7, 40]], mask[[3, 7, 40]]))
+    arrays = (chips[[3, 7, 40]], mask[[3, 7, 40]])
+    eff_mem = mem.fitted.effect(new.reset_index(drop=True), images=arrays)
     np.testing.assert_allclose(eff_lazy.to_numpy(), eff_mem.to_numpy(), rtol=1e-4, atol=1e-6)
+    # the streamed model predicts new chips given as arrays too (as transport_cate passes)
+    eff_arr = lazy.fitted.effect(new.reset_index(drop=True), images=arrays)
+    np.testing.assert_allclose(eff_arr.to_numpy(), eff_lazy.to_numpy(), rtol=1e-6, atol=1e-8)
     assert eff_lazy.index.tolist() == cache.unit_ids[[3, 7, 40]].tolist()
 
 
@@ -248,3 +251,29 @@ def test_debias_and_ppi_block_too_large_is_refused(world, streamed):
     with pytest.raises(DataError, match="image learner: pass images= as chips"):
         _quiet(gc.ppi, "yhat ~ d + x", data, truth="truth", estimand="ATE",
                learners=big["learners"], images=data[["x"]])
+
+
+# ----------------------------------------------------------------------------- placement, balance
+def test_placement_and_balance_from_a_cache_equal_in_memory(world, streamed):
+    cache, chips, mask, df, _ = world
+    lazy_b, _ = _quiet(gc.balance, "y ~ d + x", df, images=cache, folds=2, seed=1)
+    lazy_p, w = _quiet(gc.placement, "d ~ x", df, images=cache, folds=2, seed=1,
+                       learners={"image_propensity": _learner()})
+    assert len(w) == 1
+    (x, m), data = _in_memory(world, df)
+    mem_b, _ = _quiet(gc.balance, "y ~ d + x", data, images=(x, m), folds=2, seed=1)
+    pd.testing.assert_frame_equal(lazy_b.reset_index(drop=True), mem_b.reset_index(drop=True),
+                                  rtol=1e-9)
+    # the image learner sees masked pixels as NaN (as the cache's mask makes it)
+    seen = np.where(m[..., None], x, np.nan).astype("float32")
+    mem_p, _ = _quiet(gc.placement, "d ~ x", data, images=seen, folds=2, seed=1,
+                      learners={"image_propensity": _learner()})
+    assert "auc_image" in lazy_p.params.index
+    _same(lazy_p, mem_p, rtol=1e-4, atol=1e-6)
+
+
+def test_placement_block_too_large_is_refused(world, streamed):
+    cache, _, _, df, _ = world
+    with pytest.raises(DataError, match="lower block_units"):
+        _quiet(gc.placement, "d ~ x", df, images=cache, folds=2,
+               learners={"image_propensity": _learner(block_units=20, memory_budget="20KB")})

@@ -248,7 +248,8 @@ def balance(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", propensi
     estimand = choice("estimand", estimand, ESTIMANDS[:2], design="balance")
     lrn = {**default_learners("balance", seed), **resolve_learners("balance", learners)}
     rows = {"propensity": propensity, "folds": folds}
-    data, images, pf, rows = prepare(formula, data, images, opts, None, rows)
+    # a chips cache stays on disk: summary features by blocks, image learners stream it
+    data, images, pf, rows = prepare(formula, data, images, opts, None, rows, lazy=True)
     d = check_treatment(pf.treatment_vector(data), pf.treatment)
     tab = pf.control_matrix(data)
     F, chips, _ = image_arrays(images, len(data), seed=seed)

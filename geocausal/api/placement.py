@@ -84,7 +84,9 @@ def placement(formula: str, data: pd.DataFrame, *, images: Any = None,
     user = resolve_learners("placement", learners)
     lrn = {**default_learners("placement", seed), **user}
     boot = isinstance(vcov, str) and vcov.lower() == "bootstrap"
-    data, images, pf, rows = prepare(formula, data, images, opts, by, {"folds": folds})
+    # a chips cache stays on disk (summary features by blocks, image learners stream it)
+    data, images, pf, rows = prepare(formula, data, images, opts, by, {"folds": folds},
+                                     lazy=True)
     if pf.outcome in data.columns and set(np.unique(data[pf.outcome].dropna())) <= {0, 1}:
         treat, controls = pf.outcome, pf.rhs
     else:

@@ -196,6 +196,10 @@ def fit_placement(d: np.ndarray, X_tab: np.ndarray, fold_ids: np.ndarray, propen
     sets: dict[str, tuple[Any, Any]] = {}
     if F_img is not None or chips is not None:
         img_X = chips if is_image_learner(img_clf) else F_img
+        if isinstance(chips, ChipsView) and is_image_learner(img_clf):  # streamed by folds
+            from geocausal.designs.ipw import prepare_learner
+
+            img_clf, img_X = prepare_learner(img_clf, np.zeros((len(d), 0)), chips)
         if img_X is None:
             raise DataError("the image propensity learner needs features; pass images= as an "
                             "embeddings frame or chips")
