@@ -116,6 +116,25 @@ def test_a_panel_view_reads_each_unit_once(world, streamed):
     np.testing.assert_array_equal(m, mask[pos[[4, 0, 4]]])
 
 
+def test_engineered_and_learned_features_of_a_view_stream_and_equal_in_memory(world, streamed):
+    from geocausal.features.images import image_features
+
+    cache, chips, mask, df, _ = world
+    panel = pd.DataFrame({"unit": np.repeat(df.index.to_numpy()[:20], 2)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingImagesWarning)
+        al = align_images(cache, panel, unit="unit", lazy=True)
+    once, inv = np.unique(al.images.units, return_inverse=True)  # each unit once (a panel)
+    learned = {"encoder": "cnn", "epochs": 1, "embed_dim": 4, "widths": (4,),
+               "progress": False, "max_train": 30}
+    for rep, kw in (("engineered", {"indices": ()}), ("learned", learned)):
+        lazy = image_features(al.images, len(al.data), representation=rep, seed=0, **kw)
+        mem = image_features((chips[once], mask[once]), len(once), representation=rep, seed=0,
+                             **kw)
+        np.testing.assert_allclose(lazy, mem[inv.ravel()], rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(lazy[0::2], lazy[1::2])  # a unit's two rows
+
+
 # ----------------------------------------------------------------------------- gc.cate
 CATE = {"folds": 2, "seed": 1, "progress": False}
 

@@ -280,13 +280,40 @@ def image_features(images: Any, n: int, *, representation: str = "summary", seed
     return feats
 
 
+class _ViewRows:
+    """The chips of a :class:`~geocausal.features.align.ChipsView` as a lazy array that
+    streaming readers slice (``x[a:b]``, a block of rows at a time); masked pixels read as NaN
+    (what the readers treat as invalid), so no mask array is needed.
+    """
+
+    def __init__(self, view: ChipsView) -> None:
+        self.view = view
+        self.shape = view.shape
+        self.ndim = len(view.shape)
+        self.dtype = np.dtype("float32")
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise DataError("a chips cache aligned to the rows is read by slices of rows "
+                            "(x[a:b]) only")
+        x, m = self.view.read(np.arange(len(self.view))[key])
+        if m is not None:
+            x[~m] = np.nan
+        return x
+
+
 def _view_features(view: ChipsView, n: int, representation: str, seed: int,
                    **kwargs: Any) -> np.ndarray:
-    """:func:`image_features` of a :class:`~geocausal.features.align.ChipsView`: summary
-    features by blocks of units (peak memory bounded by a block, never by the cache); the
-    engineered and learned representations load the rows if they fit the memory budget (a
-    :class:`~geocausal.errors.DataError` saying what to lower if not).
+    """:func:`image_features` of a :class:`~geocausal.features.align.ChipsView` by blocks of
+    units (peak memory bounded by a block, never by the cache): summary features, the
+    engineered statistics (read ``block`` units at a time) or the learned embeddings (trained
+    and applied streaming). Each unit is read once even when its rows repeat (a panel).
     """
+    from types import SimpleNamespace
+
     bu, budget = kwargs.pop("block_units", None), kwargs.pop("memory_budget", None)
     if bu is not None or budget is not None:
         view = ChipsView(view.cache, view.units, bu, budget)
@@ -295,9 +322,18 @@ def _view_features(view: ChipsView, n: int, representation: str, seed: int,
             raise DataError(f"representation='summary' takes no options, got {sorted(kwargs)}")
         feats = view.summary_features()
     else:
-        x, m = view.load()
-        return image_features(x if m is None else (x, m), n, representation=representation,
-                              seed=seed, **kwargs)
+        once, inv = view.distinct()
+        bands = list(getattr(once.cache, "bands", None) or []) or None
+        rows = SimpleNamespace(chips=_ViewRows(once), mask=None, unit_ids=once.unit_ids,
+                               bands=bands)
+        if representation == "engineered":
+            feats = engineered_matrix(rows, None, **kwargs)
+        else:
+            from geocausal.encoders.embed import learned_features
+
+            feats = learned_features(rows, seed=seed, block_units=bu, memory_budget=budget,
+                                     **kwargs)
+        feats = feats if inv is None else feats[inv]
     if feats.shape[0] != n:
         raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
     return feats
