@@ -226,6 +226,9 @@ def draw(z: np.ndarray, seed: int) -> pd.DataFrame:
     cate = 1.0 + 0.6 * z2 + 0.3 * x[:, 0]
     out = pd.DataFrame(x, columns=["x1", "x2", "x3", "x4"])
     out["d"], out["y"], out["cate"] = d, np.where(d == 1, y0 + cate, y0), cate
+    # the true nuisances (for diagnostics: which nuisance's error drives the bias)
+    mu0 = 5.0 + 1.5 * z1 - 1.0 * z2 + 1.0 * z3 + 0.8 * x[:, 0] + 0.5 * x[:, 1] + 0.3 * x[:, 2]
+    out["e_true"], out["mu0_true"], out["mu1_true"] = e, mu0, mu0 + cate
     return out
 
 
@@ -485,6 +488,57 @@ def targets(tab: pd.DataFrame) -> list[str]:
     return lines
 
 
+#: the report keeps what is above this line of an existing ``--out`` (the status written by
+#: hand) and rewrites what is below it
+MARKER = "<!-- image_representations_mc.py writes below this line -->"
+
+
+def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, total: float,
+           used: dict, done: int, n_jobs: int, final: bool) -> None:
+    """Write the table (``--out``) and the raw draws (``.csv``); partial while running."""
+    tab = summarise(raw)
+    win = raw[raw.method == "default"].groupby("mechanism").agg(
+        propensity_winner=("winner_e", lambda s: s.value_counts().idxmax()),
+        outcome_winner=("winner_mu0", lambda s: s.value_counts().idxmax()),
+        mean_learned_weight_e=("w_learned", "mean"))
+    info = {k: {kk: (round(vv, 1) if isinstance(vv, float) else vv) for kk, vv in st.items()
+                if not isinstance(vv, np.ndarray)} for k, st in state["studies"].items()}
+    shapes = {k: (tuple(st["chips"].shape), {f: st[f].shape[1] for f in CANDS[1:]})
+              for k, st in state["studies"].items()}
+    fmt = {"bias": "{:+.4f}", "bias_mcse": "{:.4f}", "rmse": "{:.4f}", "coverage": "{:.3f}",
+           "coverage_mcse": "{:.3f}", "length": "{:.4f}", "bias_removed": "{:.1%}"}
+    show = tab.copy()
+    for c, f in fmt.items():
+        show[c] = show[c].map(f.format)
+    per_draw = raw.groupby(["mechanism", "seed"]).wall.first().groupby("mechanism").mean()
+    status = ("complete" if done == n_jobs else
+              f"{'stopped by --time-budget' if final else 'PARTIAL (running)'}: {done} of "
+              f"{n_jobs} draws")
+    md = ["## Recorded run\n",
+          f"Command: `{' '.join(['benchmarks/image_representations_mc.py', *(argv or sys.argv[1:])])}`  ",
+          f"Status: {status}. Reps asked per mechanism: {a.reps}; workers: {a.workers}; "
+          f"preparation {t_prep:.0f} s, Monte Carlo {t_mc:.0f} s, total {total:.0f} s "
+          f"({os.cpu_count()} CPUs); mean wall seconds of one draw's stack (default + "
+          f"candidates, in a worker): {per_draw.round(1).to_dict()}.\n",
+          f"Chips and feature counts: {shapes}  ",
+          f"Preparation record: {info}  ",
+          "Confounder fallbacks (units whose region was masked over a whole period; "
+          f"landsat_confounders): {used or 'none'}\n",
+          markdown(show), "",
+          "Default stack: most frequent winner and mean weight of the learned candidate "
+          "(propensity):\n", markdown(win.reset_index()), "", "Targets:\n", *targets(tab), ""]
+    head = ""
+    if a.out.exists():
+        old = a.out.read_text()
+        head = old[:old.index(MARKER)] if MARKER in old else ""
+    if not head:
+        head = "# Image representations on real imagery: semi-synthetic suite (issue 12)\n\n"
+    a.out.write_text(head + MARKER + "\n\n" + "\n".join(md))
+    raw.to_csv(a.out.with_suffix(".csv"), index=False)
+    if final:
+        print("\n".join(md))
+
+
 def main(argv: list[str] | None = None) -> int:
     from geocausal.parallel import ScriptParser, worker_count
 
@@ -502,6 +556,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="clip every AIPW's propensities to [clip, 1 - clip] (gc.aipw's clip=; "
                          "default: gc.aipw's default, 0.01; 0 for none)")
     ap.add_argument("--out", type=Path, default=HERE / "image_representations_mc.md")
+    ap.add_argument("--time-budget", type=float, default=0.0,
+                    help="seconds of Monte Carlo after which no new draw starts (0: none); the "
+                         "report says how many draws ran")
+    ap.add_argument("--write-every", type=int, default=8,
+                    help="rewrite the report every this many draws (partial results)")
     a = ap.parse_args(argv)
     mechs = [m.strip() for m in a.mechanisms.split(",") if m.strip()]
     bad = [m for m in mechs if m not in MECHANISMS]
@@ -511,8 +570,9 @@ def main(argv: list[str] | None = None) -> int:
         a.clip = DEFAULTS.clip
     if not 0 <= a.clip < 0.5:
         ap.error(f"--clip must be in [0, 0.5), got {a.clip}")
-    if bad or a.reps < 1 or a.workers < 1:
-        ap.error(f"--mechanisms from {MECHANISMS}; --reps and --workers >= 1 (got {bad})")
+    if bad or a.reps < 1 or a.workers < 1 or a.write_every < 1 or a.time_budget < 0:
+        ap.error(f"--mechanisms from {MECHANISMS}; --reps, --workers, --write-every >= 1 and "
+                 f"--time-budget >= 0 (got mechanisms {bad})")
     t_all = time.perf_counter()
     t0 = time.perf_counter()
     state = load(a.chips, a.relearn) if a.chips else prepare()
@@ -524,49 +584,50 @@ def main(argv: list[str] | None = None) -> int:
     state["clip"] = a.clip
     used = {k: v for k, v in state.get("fallbacks", {}).items() if v}
     print(f"confounder fallbacks (units): {used or 'none'}")
-    jobs = [(m, s) for m in mechs for s in range(a.reps)]
+    # seed-major order: a run stopped early (--time-budget) has every mechanism at about the
+    # same number of draws; the report is rewritten every --write-every draws
+    jobs = [(m, s) for s in range(a.reps) for m in mechs]
     t0 = time.perf_counter()
+    rows: list[dict] = []
+    done = 0
+
+    def write(final: bool) -> None:
+        if rows:
+            report(pd.DataFrame(rows), state, a, argv, t_prep, time.perf_counter() - t0,
+                   time.perf_counter() - t_all, used, done, len(jobs), final)
+
     if a.workers == 1:
         _init(state)
-        rows = [r for j in jobs for r in one(j)]
+        for jb in jobs:
+            if a.time_budget and time.perf_counter() - t0 > a.time_budget:
+                break
+            rows += one(jb)
+            done += 1
+            if done % a.write_every == 0:
+                write(False)
     else:
         import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, wait
 
         # spawn, not fork: the parent has run JAX (pretraining), which is multithreaded
         with ProcessPoolExecutor(a.workers, mp_context=mp.get_context("spawn"),
                                  initializer=_init, initargs=(state,)) as ex:
-            rows = [r for out in ex.map(one, jobs, chunksize=1) for r in out]
-    t_mc = time.perf_counter() - t0
-    raw = pd.DataFrame(rows)
-    tab = summarise(raw)
-    win = raw[raw.method == "default"].groupby("mechanism").agg(
-        propensity_winner=("winner_e", lambda s: s.value_counts().idxmax()),
-        outcome_winner=("winner_mu0", lambda s: s.value_counts().idxmax()),
-        mean_learned_weight_e=("w_learned", "mean"))
-    info = {k: {kk: (round(vv, 1) if isinstance(vv, float) else vv) for kk, vv in st.items()
-                if not isinstance(vv, np.ndarray)} for k, st in state["studies"].items()}
-    shapes = {k: (tuple(st["chips"].shape), {f: st[f].shape[1] for f in CANDS[1:]})
-              for k, st in state["studies"].items()}
-    fmt = {"bias": "{:+.4f}", "bias_mcse": "{:.4f}", "rmse": "{:.4f}", "coverage": "{:.3f}",
-           "coverage_mcse": "{:.3f}", "length": "{:.4f}", "bias_removed": "{:.1%}"}
-    show = tab.copy()
-    for c, f in fmt.items():
-        show[c] = show[c].map(f.format)
-    total = time.perf_counter() - t_all
-    md = ["# Image representations on real imagery: semi-synthetic suite (issue 12)\n",
-          f"Command: `{' '.join(['benchmarks/image_representations_mc.py', *(argv or sys.argv[1:])])}`  ",
-          f"Reps per mechanism: {a.reps}; workers: {a.workers}; preparation {t_prep:.0f} s, "
-          f"Monte Carlo {t_mc:.0f} s, total {total:.0f} s ({os.cpu_count()} CPUs).\n",
-          f"Chips and feature counts: {shapes}  ",
-          f"Preparation record: {info}  ",
-          "Confounder fallbacks (units whose region was masked over a whole period; "
-          f"landsat_confounders): {used or 'none'}\n",
-          markdown(show), "",
-          "Default stack: most frequent winner and mean weight of the learned candidate "
-          "(propensity):\n", markdown(win.reset_index()), "", "Targets:\n", *targets(tab), ""]
-    a.out.write_text("\n".join(md))
-    raw.to_csv(a.out.with_suffix(".csv"), index=False)
-    print("\n".join(md))
+            todo = iter(jobs)
+            running = {ex.submit(one, jb) for jb in [next(todo, None)
+                                                     for _ in range(2 * a.workers)] if jb}
+            while running:
+                fin, running = wait(running, return_when=FIRST_COMPLETED)
+                for f in fin:
+                    rows += f.result()
+                    done += 1
+                    if done % a.write_every == 0:
+                        write(False)
+                over = a.time_budget and time.perf_counter() - t0 > a.time_budget
+                for _ in fin:
+                    jb = None if over else next(todo, None)
+                    if jb is not None:
+                        running.add(ex.submit(one, jb))
+    write(True)
     return 0
 
 

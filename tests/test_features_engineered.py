@@ -349,3 +349,23 @@ def test_engineered_thresholds_are_pooled_quantiles_and_change_is_late_minus_ear
         engineered_features(chips, mask, roles, stats=["thresholds"], threshold_channels="x")
     with pytest.raises(DataError, match="threshold levels"):
         engineered_features(chips, mask, roles, stats=["thresholds"], threshold_levels=[1.5])
+
+
+def test_surround_contrasts_are_inner_minus_outer_zone_means_and_change_with_them():
+    from geocausal.features.engineered import engineered_features
+
+    rng = np.random.default_rng(5)
+    chips = rng.uniform(0.05, 0.5, size=(5, 4, 9, 9, 2))
+    mask = rng.uniform(size=(5, 4, 9, 9)) > 0.1
+    f = engineered_features(chips, mask, roles={"red": 1, "nir": 2}, indices=["NDVI"],
+                            stats=["mean", "rings", "surround", "change"])
+    for t in range(4):
+        for a, b in (("centre", "ring1"), ("centre", "ring2"), ("ring1", "ring2")):
+            np.testing.assert_allclose(f[f"NDVI_{a}_vs_{b}_t{t}"],
+                                       f[f"NDVI_{a}_t{t}"] - f[f"NDVI_{b}_t{t}"], rtol=1e-12)
+    late = f[["NDVI_centre_vs_ring2_t2", "NDVI_centre_vs_ring2_t3"]].mean(1)
+    early = f[["NDVI_centre_vs_ring2_t0", "NDVI_centre_vs_ring2_t1"]].mean(1)
+    np.testing.assert_allclose(f["NDVI_centre_vs_ring2_change"], late - early, rtol=1e-10)
+    with pytest.raises(DataError, match="'surround'.*'rings'"):
+        engineered_features(chips, mask, roles={"red": 1, "nir": 2}, indices=["NDVI"],
+                            stats=["mean", "surround"])

@@ -40,7 +40,7 @@ def test_default_stack_removes_image_confounding_and_records_quality():
     cands = {"tabular", "summary", "engineered"}
     # candidates, the stack, and each candidate x outcome learner of the default library
     assert set(q.candidate) == cands | {"stack"} | {f"{c}/{m}" for c in cands
-                                                    for m in ("ridge", "ridge_pooled", "hgb")}
+                                                    for m in ("ridge", "ridge_pooled", "post_lasso", "hgb")}
     assert set(q.nuisance) == {"propensity", "outcome0", "outcome1"}
     prop = q[q.nuisance == "propensity"].set_index("candidate")
     assert prop.loc["summary", "auc"] > prop.loc["tabular", "auc"] + 0.15
@@ -303,3 +303,29 @@ def test_default_engineered_candidate_uses_every_statistic_group():
 
     assert tuple(ENGINEERED_DEFAULTS["stats"]) == ALL_STATS
     assert ENGINEERED_DEFAULTS["threshold_channels"] == "all"
+
+
+def test_post_lasso_selects_the_sparse_columns_and_refits_them_like_ols():
+    """Peer check: after selection the coefficients are statsmodels' OLS on those columns
+    (no lasso shrinkage); with a dense signal the selection is capped."""
+    import statsmodels.api as sm
+
+    from geocausal.nuisance.sparse import PostLassoRegressor
+
+    rng = np.random.default_rng(21)
+    n, p = 400, 300
+    x = rng.normal(size=(n, p))
+    y = 1.0 + 2.0 * x[:, 3] - 1.5 * x[:, 10] + 0.5 * x[:, 200] + rng.normal(size=n)
+    m = PostLassoRegressor().fit(x, y)
+    assert {3, 10, 200} <= set(m.selected_.tolist()) and len(m.selected_) <= 10
+    ols = sm.OLS(y, sm.add_constant(x[:, m.selected_])).fit()
+    np.testing.assert_allclose(m.coef_[m.selected_], ols.params[1:], rtol=1e-4, atol=1e-6)
+    assert m.intercept_ == pytest.approx(ols.params[0], abs=1e-5)
+    np.testing.assert_allclose(m.predict(x), ols.fittedvalues, atol=1e-5)
+    # no signal: (almost) nothing selected, predictions near the mean
+    z = PostLassoRegressor().fit(x, rng.normal(size=n))
+    assert len(z.selected_) <= 3
+    dense = PostLassoRegressor(max_share=0.02).fit(x, x[:, :100].sum(1))
+    assert len(dense.selected_) <= 8
+    with pytest.raises(DataError, match="max_share"):
+        PostLassoRegressor(max_share=0).fit(x, y)

@@ -49,9 +49,10 @@ from geocausal.features.roles import BandRoles, resolve_band_roles
 #: statistic groups :func:`engineered_features` computes by default
 STATS: tuple[str, ...] = ("mean", "sd", "quantiles", "rings", "texture")
 #: groups that need more than one chip (``thresholds``: levels pooled over all chips) or more
-#: than one period (``change``), and the valid share of the chip and its zones (``valid``);
+#: than one period (``change``), the valid share of the chip and its zones (``valid``), and
+#: the contrasts of the zones' means (``surround``: centre versus rings);
 #: :func:`engineered_features` computes them when asked
-EXTRA_STATS: tuple[str, ...] = ("thresholds", "valid", "change")
+EXTRA_STATS: tuple[str, ...] = ("thresholds", "valid", "surround", "change")
 #: every group: the strong representation of the default image stack
 ALL_STATS: tuple[str, ...] = STATS + EXTRA_STATS
 #: default quantile levels of the pooled thresholds
@@ -374,6 +375,11 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         - ``"valid"``: the share of valid pixels (mask True, band values finite) over the chip
           and over its centre and rings (cloud or no-data cover; columns ``valid_share``,
           ``valid_centre``, ``valid_ring1``, ...);
+        - ``"surround"`` (with ``"rings"``): for every channel and every pair of an inner and
+          an outer zone, the inner zone's mean minus the outer one's (``<channel>_centre_vs_ring1``,
+          ``<channel>_ring1_vs_ring2``, ...): the unit against its surroundings at every scale,
+          as columns of their own, so that a penalised learner does not have to find the
+          difference of two nearly collinear zone means (the direction ridge shrinks most);
         - ``"change"`` (chips with several periods): every other column's mean over the later
           half of the periods minus its mean over the earlier half (periods where it has no
           valid pixel are left out of those means), named ``<column>_change``.
@@ -426,6 +432,8 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
     if threshold_channels not in ("indices", "all"):
         raise DataError(f"threshold_channels={threshold_channels!r} must be 'indices' or 'all'")
     pix_stats = [s for s in stats if s in STATS]
+    if "surround" in stats and "rings" not in stats:
+        raise DataError("stats 'surround' contrasts the zones of 'rings': add 'rings' to stats")
     r = _as_roles(roles, bands, preset, c)
     want = [] if (not isinstance(indices, str) and len(indices) == 0) else indices
     names = available_indices(r, want)[0] if want else []
@@ -498,6 +506,18 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             col_names += [("valid", "share" if z == "mean" else z) for z in vs]
         parts.append(np.concatenate(feats, axis=-1))  # (b, T, F)
     arr = np.concatenate(parts, axis=0)
+    if "surround" in stats:  # inner zone minus outer zone, every pair, every channel
+        zones = [nm for nm, _ in _zones(3, 3, rings)]
+        pos = {cs: k for k, cs in enumerate(col_names)}
+        extra, extra_names = [], []
+        for ch in channels:
+            for i, zi in enumerate(zones):
+                for zo in zones[i + 1:]:
+                    extra.append(arr[..., pos[(ch, zi)]] - arr[..., pos[(ch, zo)]])
+                    extra_names.append((ch, f"{zi}_vs_{zo}"))
+        if extra:
+            arr = np.concatenate([arr, np.stack(extra, axis=-1)], axis=-1)
+            col_names = col_names + extra_names
     t = arr.shape[1]
     cols = [f"{ch}_{s}" + (f"_t{p}" if t > 1 else "") for p in range(t) for ch, s in col_names]
     out = arr.reshape(n, -1)
