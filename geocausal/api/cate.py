@@ -87,9 +87,9 @@ def cate(
         Chips ``(N, T, H, W, C)`` / ``(N, H, W, C)``, an embeddings frame, a feature array, a
         ``ChipsResult``, a chips cache path or the long Parquet of ``geocausal embed``: image
         effect modifiers next to the tabular ones. Frames and caches are matched to the data's
-        index by unit id; raw arrays by position (one row per data row). A mapping
-        ``{name: chips}`` of the same sites at several chip sizes (multi-scale) concatenates
-        the features of every scale.
+        index by unit id (a cache is read by blocks: features and ``ImageLearner``s stream it);
+        raw arrays by position. A mapping ``{name: chips}`` of the same sites at several chip
+        sizes (multi-scale) concatenates the features of every scale.
     learner
         ``"dr"``, ``"r"``, ``"x"``, ``"t"``, ``"s"`` or ``"forest"`` (honest random forest on
         DR scores); case-insensitive.

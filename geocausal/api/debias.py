@@ -117,9 +117,9 @@ def debias(
         As in every design: ``learners`` has the slot ``propensity`` (alias ``ml_m``);
         ``folds`` an integer, a :class:`~geocausal.folds.Folds` or fold ids.
     images, missing_images
-        Image features for the propensity model, matched by unit id (raw arrays by
-        position); units with unusable images: ``"drop"`` (counted warning), ``"impute"``,
-        ``"error"``.
+        Image features for the propensity model (an ``ImageLearner`` there gets the chips; a
+        chips cache streams by blocks), matched by unit id (raw arrays by position); units with
+        unusable images: ``"drop"`` (counted warning), ``"impute"``, ``"error"``.
     tweedie
         :class:`~geocausal.designs.debias.TweedieOptions` (or a dict): ``bandwidth``,
         ``derivative``, ``score_sample``.

@@ -122,7 +122,8 @@ def dml_panel(
         Seed of the folds, the default learners and the bootstrap.
     images
         Image features added to the covariates (embeddings, ``ChipsResult``, cache, or a
-        matrix with one row per data row), matched on the ``unit`` column.
+        matrix with one row per data row), matched on the ``unit`` column. A chips cache gives
+        per-band summary features computed by blocks of units, each unit read once.
     outcome_correction
         A fitted corrector applied to the outcome first.
     options
