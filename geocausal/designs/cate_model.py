@@ -42,7 +42,7 @@ __all__ = ["REPRESENTATIONS", "CateModel", "ChipRows", "DropColumns", "SharedSou
 
 
 # ----------------------------------------------------------------------------- features
-def chip_features(chips: np.ndarray, representation: str = "sequence",
+def chip_features(chips: np.ndarray | ChipsView, representation: str = "sequence",
                   mask: np.ndarray | None = None) -> np.ndarray:
     """Summary features of chips ``(N, T, H, W, C)`` for a representation.
 
@@ -299,6 +299,8 @@ class ChipRows(BaseEstimator):
             raise DataError("the row-id column of a streamed image learner holds non-integer "
                             "values; pass the features built by gc.cate")
         tab = np.concatenate([X[:, 1:self.start], X[:, self.stop:]], axis=1)
+        if self.source is None:
+            raise DataError("ChipRows needs source= (a SharedSource of the chips)")
         sub = self.source.source.subset(ids)
         return sub if tab.shape[1] == 0 else (sub, tab)
 

@@ -275,6 +275,8 @@ class ChipsView:
             if feats is None:
                 feats = np.empty((len(view), f.shape[1]))
             feats[u] = f
+        if feats is None:
+            raise DataError("summary features of a view without rows; keep some units")
         return _impute_columns(feats if inv is None else feats[inv])
 
     def load(self) -> tuple[np.ndarray, np.ndarray | None]:
