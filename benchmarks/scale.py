@@ -268,8 +268,12 @@ def main(argv: list[str] | None = None) -> int:
                        f"budget {a.memory_budget}")
             cate = {r["step"]: r for r in rows if r["step"].startswith("cate_")}
             if cate:
-                record(f"scale: gc.cate with an ImageLearner propensity, in memory vs streamed "
-                       f"from the chips cache, {n:,} units x {size} (wall, peak RSS)", None,
+                how = {"cate_image": "streamed from the chips cache",
+                       "cate_memory": "the chips cache loaded in memory"}
+                how = (how[next(iter(cate))] if len(cate) == 1
+                       else "in memory vs streamed from the chips cache")
+                record(f"scale: gc.cate with an ImageLearner propensity, {how}, {n:,} units x "
+                       f"{size} (wall, peak RSS)", None,
                        None, result=cells([r for r in rows if r["step"] == "extract"]
                                           + list(cate.values()))
                        + f"; DR-learner, ImageLearner {a.epochs} epoch(s), 2 folds, no "
