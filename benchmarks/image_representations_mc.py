@@ -23,14 +23,15 @@ method: the confounders are the first measures a remote-sensing analyst would na
 
 Methods (all AIPW with the learners of the default stack,
 :func:`geocausal.nuisance.candidates.stack_learners`: a logistic propensity with a
-cross-validated penalty, and an outcome library of ridge regression and gradient boosting
-stacked per candidate x learner; 5 folds, the same folds per seed; propensities clipped to
+cross-validated penalty, and an outcome library of ridge (per arm and pooled), post-lasso
+least squares and gradient boosting stacked per candidate x learner; 5 folds, the same folds per seed; propensities clipped to
 ``[clip, 1 - clip]`` with ``gc.aipw``'s default ``clip`` (0.01) unless ``--clip`` says
 otherwise, ``--clip 0`` for none; a propensity of exactly 0 or 1 is counted in ``failed``):
 ``naive`` (difference in means), ``tabular`` (x1..x4), ``summary`` (+ per-band mean and SD per
 date), ``engineered`` (+ statistics of bands and spyndex indices: quantiles, centre/rings,
-texture, shares / fragmentation / distances of pixels above thresholds pooled over the chips,
-valid share, change between early and late dates: exactly the default stack's engineered
+centre-versus-ring contrasts, texture, shares / fragmentation / distances of pixels above
+thresholds pooled over the chips, valid share, change between early and late dates: exactly
+the default stack's engineered
 candidate), ``learned`` (+ position-aware SSL embeddings, :mod:`geocausal.encoders.multiscale`,
 pretrained once on the fixed chips: no label), ``oracle`` (+ the three true confounders; a
 check of the suite, not a method), and ``default``: the cross-fitted stack over
@@ -38,8 +39,16 @@ the four candidates that ``gc.aipw(..., images=chips)`` runs
 (:func:`geocausal.nuisance.stacking.stack_nuisances`). All five AIPW variants come from the
 same cross-fitted candidate predictions, so the default costs nothing extra here.
 
+The (d) confounders are what the clear imagery shows: a region fully masked (Fmask) on a date
+is missing on that date, never NDVI 0 (:func:`landsat_confounders` documents the fallbacks;
+their counts are printed and written to the report).
+
     .venv/bin/python benchmarks/image_representations_mc.py --reps 4 --workers 2   # smoke
     .venv/bin/python benchmarks/image_representations_mc.py --reps 100 --workers 2 # recorded
+    # stop starting draws after 40 minutes (the report says how many ran; it is rewritten
+    # every --write-every draws, so a killed run leaves its partial table)
+    .venv/bin/python benchmarks/image_representations_mc.py --chips /tmp/irmc --reps 100 \
+        --workers 2 --time-budget 2400
     # on a machine without rasterio/spyndex (e.g. the GPU box): export here, run there
     .venv/bin/python benchmarks/image_representations_mc.py --export-chips /tmp/irmc
     python benchmarks/image_representations_mc.py --chips /tmp/irmc --reps 100 --workers 16
