@@ -27,27 +27,32 @@ BAD = 5  # unit position whose period-1 band-0 pixels are all invalid
 NDATA = 48
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def _write_cache(folder, chips, mask, ids, rng):
+    """A chips cache as the extractor writes it: units in a shuffled storage order."""
     import zarr
 
+    rows = rng.permutation(len(ids))  # rows[i]: storage row of unit i
+    store, mstore = np.empty_like(chips), np.empty_like(mask)
+    store[rows], mstore[rows] = chips, mask
+    path = folder / "chips-d.zarr"
+    g = zarr.open_group(str(path), mode="w")
+    g.create_array("chips", data=store, chunks=(3, T, H, H, C))
+    g.create_array("mask", data=mstore, chunks=(3, T, H, H))
+    return ChipsCache(path=path, chips=UnitOrderArray(g["chips"], rows),
+                      mask=UnitOrderArray(g["mask"], rows), unit_ids=ids,
+                      periods=[2019, 2020], bands=list("abc"), outside_ids=[],
+                      coverage=np.ones((N, T), bool), chip_size=H, manifest_hash="t")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
     rng = np.random.default_rng(3)
     chips = rng.normal(1.0, 2.0, size=(N, T, H, H, C)).astype("float32")
     mask = rng.random((N, T, H, H)) > 0.1
     chips[~mask] = 0.0  # a nodata value under the mask, as the extractor leaves it
     chips[BAD, 1, ..., 0] = np.nan
-    rows = rng.permutation(N)  # rows[i]: storage row of unit i
-    store, mstore = np.empty_like(chips), np.empty_like(mask)
-    store[rows], mstore[rows] = chips, mask
-    path = tmp_path_factory.mktemp("cache") / "chips-d.zarr"
-    g = zarr.open_group(str(path), mode="w")
-    g.create_array("chips", data=store, chunks=(3, T, H, H, C))
-    g.create_array("mask", data=mstore, chunks=(3, T, H, H))
     ids = np.arange(200, 200 + N)
-    cache = ChipsCache(path=path, chips=UnitOrderArray(g["chips"], rows),
-                       mask=UnitOrderArray(g["mask"], rows), unit_ids=ids,
-                       periods=[2019, 2020], bands=list("abc"), outside_ids=[],
-                       coverage=np.ones((N, T), bool), chip_size=H, manifest_hash="t")
+    cache = _write_cache(tmp_path_factory.mktemp("cache"), chips, mask, ids, rng)
     keep = rng.permutation(N)
     keep = np.union1d(keep[keep != BAD][:NDATA - 1], [BAD])[rng.permutation(NDATA)]
     bright = np.nanmean(np.where(mask[keep, 0], chips[keep, 0, ..., 1], np.nan), axis=(1, 2))
@@ -296,3 +301,22 @@ def test_placement_block_too_large_is_refused(world, streamed):
     with pytest.raises(DataError, match="lower block_units"):
         _quiet(gc.placement, "d ~ x", df, images=cache, folds=2,
                learners={"image_propensity": _learner(block_units=20, memory_budget="20KB")})
+
+
+# ----------------------------------------------------------------------------- study features
+def test_study_learned_features_stream_from_the_cache(world, tmp_path, streamed):
+    from types import SimpleNamespace
+
+    from geocausal.data.study import _features
+    from geocausal.features.images import cache_features
+
+    _, chips, mask, _, _ = world
+    clean = np.nan_to_num(chips)  # contrastive training diverges on an all-NaN band (BAD)
+    cache = _write_cache(tmp_path, clean, mask, np.arange(200, 200 + N), np.random.default_rng(1))
+    ids = cache.unit_ids[[9, 2, 9, 30]]
+    table = pd.DataFrame({"uid": ids, "year": ["2020", "2019", "2019", "2020"]})
+    manifest = SimpleNamespace(units=SimpleNamespace(id="uid"), role=lambda r: ["year"])
+    got = _features(manifest, table, cache, "learned", 0)
+    ref = cache_features(cache, "learned", 0).reshape(N, T, -1)  # by unit and period
+    np.testing.assert_allclose(got.to_numpy(), ref[[9, 2, 9, 30], [1, 0, 0, 1]], rtol=1e-6)
+    assert got.index.equals(table.index) and got.shape[1] == ref.shape[2]

@@ -161,17 +161,11 @@ def _features(m: Manifest, table: pd.DataFrame, cache: Any, kind: str, seed: int
             periods = np.array([labels[v] for v in vals], dtype=np.int64)
     if kind == "summary":
         feats, names = _summary(cache, rows, periods)
-    else:
+    else:  # trained on the frames and applied streaming from the cache, never loaded whole
         n, t = cache.chips.shape[:2]
-        chips, mask = cache.load()
-        if periods is None:
-            learned = image_features((chips, mask), n, representation="learned", seed=seed)
-            feats = learned[rows]
-        else:
-            flat = chips.reshape(n * t, *chips.shape[2:])
-            fmask = mask.reshape(n * t, *mask.shape[2:])
-            learned = image_features((flat, fmask), n * t, representation="learned", seed=seed)
-            feats = learned[rows * t + periods]
+        learned = image_features(cache, n, representation="learned", seed=seed)
+        per = learned.reshape(n, t, -1)  # (unit, period, embedding) in the cache's unit order
+        feats = learned[rows] if periods is None else per[rows, periods]
         names = [f"emb_{k}" for k in range(feats.shape[1])]
     return pd.DataFrame(feats, index=table.index, columns=names)
 
