@@ -160,16 +160,20 @@ def test_cate_summary_features_from_a_cache_equal_in_memory(world, streamed):
 def test_cate_image_learner_streams_the_cache_and_equals_in_memory(world, streamed):
     cache, chips, mask, df, _ = world
     lrn = {"propensity": _learner()}
-    lazy, w1 = _quiet(gc.cate, "y ~ d + x", df, images=cache, learners=lrn,
-                      options={"evaluate": False}, **CATE)
+    opts = {"n_splits": 2, "n_groups": 2, "n_boot": 19}  # the evaluation refits on halves
+    lazy, w1 = _quiet(gc.cate, "y ~ d + x", df, images=cache, learners=lrn, options=opts,
+                      **CATE)
     assert len(w1) == 1 and lazy.fitted.streamed and lazy.diagnostics["features"]["raw_chips"]
     # new units from the cache: the streamed image learner reads their chips by blocks
     new = pd.DataFrame({"x": [0.0, 1.0, -1.0]}, index=pd.Index(cache.unit_ids[[3, 7, 40]]))
     eff_lazy = lazy.fitted.effect(new, images=cache)
     imgs, data = _in_memory(world, df)
-    mem, _ = _quiet(gc.cate, "y ~ d + x", data, images=imgs, learners=lrn,
-                    options={"evaluate": False}, **CATE)
+    mem, _ = _quiet(gc.cate, "y ~ d + x", data, images=imgs, learners=lrn, options=opts,
+                    **CATE)
     assert not mem.fitted.streamed
+    for name in ("blp", "gates", "rate", "calibration"):
+        a, b = (e.tables[name].select_dtypes("number").to_numpy() for e in (lazy, mem))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
     _same(lazy, mem, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(lazy.diagnostics["cate"], mem.diagnostics["cate"], rtol=1e-4,
                                atol=1e-6)
@@ -304,19 +308,27 @@ def test_placement_block_too_large_is_refused(world, streamed):
 
 
 # ----------------------------------------------------------------------------- study features
-def test_study_learned_features_stream_from_the_cache(world, tmp_path, streamed):
+def test_study_learned_features_stream_from_the_cache(world, streamed, monkeypatch):
+    import importlib
     from types import SimpleNamespace
 
     from geocausal.data.study import _features
     from geocausal.features.images import cache_features
 
-    _, chips, mask, _, _ = world
-    clean = np.nan_to_num(chips)  # contrastive training diverges on an all-NaN band (BAD)
-    cache = _write_cache(tmp_path, clean, mask, np.arange(200, 200 + N), np.random.default_rng(1))
+    embed = importlib.import_module("geocausal.encoders.embed")  # the module, not gc.embed
+    cache, _, _, _, _ = world
+    seen = []
+
+    def learned(chips, seed=0, **kw):  # a stand-in encoder: per-period summaries, streamed
+        seen.append(chips)
+        return cache_features(chips, "summary")
+
+    monkeypatch.setattr(embed, "learned_features", learned)
     ids = cache.unit_ids[[9, 2, 9, 30]]
     table = pd.DataFrame({"uid": ids, "year": ["2020", "2019", "2019", "2020"]})
     manifest = SimpleNamespace(units=SimpleNamespace(id="uid"), role=lambda r: ["year"])
     got = _features(manifest, table, cache, "learned", 0)
-    ref = cache_features(cache, "learned", 0).reshape(N, T, -1)  # by unit and period
-    np.testing.assert_allclose(got.to_numpy(), ref[[9, 2, 9, 30], [1, 0, 0, 1]], rtol=1e-6)
-    assert got.index.equals(table.index) and got.shape[1] == ref.shape[2]
+    assert seen == [cache]  # the cache itself, never its arrays
+    ref = cache_features(cache, "summary").reshape(N, T, -1)  # by unit and period
+    np.testing.assert_allclose(got.to_numpy(), ref[[9, 2, 9, 30], [1, 0, 0, 1]], rtol=1e-12)
+    assert got.index.equals(table.index) and got.shape[1] == 2 * C
