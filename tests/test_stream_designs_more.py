@@ -266,7 +266,7 @@ def test_debias_and_ppi_from_a_cache_equal_in_memory(world, streamed, learner):
     _same(lazy_p, mem_p, **tol)
 
 
-def test_debias_and_ppi_block_too_large_is_refused(world, streamed):
+def test_debias_and_ppi_block_too_large_is_refused(world, streamed, monkeypatch):
     cache, _, _, df, _ = world
     data = df.assign(yhat=df.y, truth=np.where(np.arange(len(df)) % 3 == 0, df.y, np.nan))
     big = {"learners": {"propensity": _learner(block_units=20, memory_budget="20KB")},
@@ -279,6 +279,9 @@ def test_debias_and_ppi_block_too_large_is_refused(world, streamed):
     with pytest.raises(DataError, match="image learner: pass images= as chips"):
         _quiet(gc.ppi, "yhat ~ d + x", data, truth="truth", estimand="ATE",
                learners=big["learners"], images=data[["x"]])
+    monkeypatch.setenv("GEOCAUSAL_MEMORY_BUDGET", "1KB")  # the summary features' blocks
+    with pytest.raises(DataError, match="one unit's chips take"):
+        _quiet(gc.ppi, "yhat ~ d + x", data, truth="truth", estimand="ATE", images=cache)
 
 
 # ----------------------------------------------------------------------------- placement, balance
