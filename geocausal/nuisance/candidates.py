@@ -52,8 +52,9 @@ AUTO_OPTIONS = ("roles", "candidates", "combine", "min_learned_images", "enginee
 
 
 class PenalisedLogit(LogisticRegressionCV):
-    """L2 logistic regression whose penalty is chosen by inner 3-fold cross-validated log-loss
-    (scikit-learn's ``LogisticRegressionCV``, its transition warnings silenced).
+    """Penalised logistic regression whose penalty is chosen by inner cross-validated log-loss
+    (scikit-learn's ``LogisticRegressionCV`` with its arguments, its transition warnings
+    silenced).
     """
 
     def fit(self, X: Any, y: Any, **kwargs: Any) -> PenalisedLogit:
@@ -65,10 +66,14 @@ class PenalisedLogit(LogisticRegressionCV):
 def stack_learners(seed: int = 0) -> dict[str, Any]:
     """Nuisance learners of the default image stack, used unless ``learners=`` names them.
 
-    The propensity is a standardised L2 logistic regression with its penalty tuned by inner
-    cross-validated log-loss: image candidates bring tens to hundreds of correlated columns, on
-    which the fixed-penalty default overfits (out-of-fold propensities of exactly 0 or 1 on the
-    semi-synthetic suite). The outcome is a *library* stacked with the candidates (every
+    The propensity is a standardised L1 (lasso) logistic regression with its penalty tuned by
+    inner 3-fold cross-validated log-loss: image candidates bring tens to hundreds of correlated
+    columns, on which the fixed-penalty default overfits (out-of-fold propensities of exactly 0
+    or 1 on the semi-synthetic suite). An L2 penalty, tuned the same way, has to shrink every
+    column to keep the noise of hundreds of them out, and with them the few that carry the
+    confounding (half of a confounder's logit coefficient on the suite); the lasso keeps a few
+    dozen columns and reaches a lower out-of-fold log-loss there (0.585 against 0.609 on
+    composition, 0.535 against 0.614 on change over time). The outcome is a *library* stacked with the candidates (every
     candidate x learner pair is cross-fitted and weighted by out-of-fold loss,
     :func:`geocausal.nuisance.stacking.stack_nuisances`): ``ridge``, a ridge regression on
     standardised features with its penalty chosen by efficient leave-one-out error, fitted per
@@ -103,7 +108,9 @@ def stack_learners(seed: int = 0) -> dict[str, Any]:
         return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 5, 15)))
 
     return {"propensity": make_pipeline(StandardScaler(), PenalisedLogit(
-                Cs=np.logspace(-3, 1, 5), cv=3, scoring="neg_log_loss", max_iter=2000)),
+                Cs=np.logspace(-2, 0, 5), cv=3, l1_ratios=(1.0,), solver="liblinear",
+                intercept_scaling=10.0, scoring="neg_log_loss", max_iter=2000,
+                random_state=seed)),
             "outcome": {"ridge": ridge(), "ridge_pooled": PooledArms(ridge()),
                         "post_lasso": PostLassoRegressor(),
                         "hgb": HistGradientBoostingRegressor(
