@@ -253,3 +253,20 @@ def test_image_learner_learns_linear_tabular_effects_in_a_short_run():
 
     # the oracle AUC of this logistic model is about 0.86
     assert roc_auc_score(d[800:], clf.predict_proba((chips[800:], x[800:]))[:, 1]) > 0.8
+
+
+def test_contrastive_gradient_is_finite_for_an_all_zero_view():
+    """A view embedded to exactly 0 (an image whose valid bands were all dropped) used to give
+    a 0/0 gradient in nt_xent and a 'training diverged' error."""
+    z1 = jnp.zeros((4, 3)).at[1:].set(jax.random.normal(jax.random.key(0), (3, 3)))
+    z2 = jax.random.normal(jax.random.key(1), (4, 3))
+    g = jax.grad(lambda a: nt_xent(a, z2, 0.2))(z1)
+    assert bool(jnp.all(jnp.isfinite(g)))
+
+
+def test_learned_features_train_when_a_band_of_one_chip_has_no_valid_pixel():
+    rng = np.random.default_rng(3)
+    chips = rng.normal(1, 2, size=(60, 2, 8, 8, 3)).astype("float32")
+    chips[5, 1, ..., 0] = np.nan
+    f = learned_features(chips, seed=0, progress=False)
+    assert f.shape == (60, 32) and np.all(np.isfinite(f))

@@ -36,7 +36,9 @@ KINDS = ("binary", "regression", "multitask", "contrastive")
 def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float) -> jax.Array:
     """Normalised-temperature cross entropy between two views ``(B, D)`` each."""
     z = jnp.concatenate([z1, z2], axis=0).astype(jnp.float32)
-    z = z / (jnp.linalg.norm(z, axis=-1, keepdims=True) + 1e-8)
+    # optax.safe_norm: a view embedded to exactly 0 (e.g. an image whose valid bands were all
+    # dropped) has a finite gradient; jnp.linalg.norm's is 0/0 there
+    z = z / optax.safe_norm(z, 1e-8, axis=-1, keepdims=True)
     b = z1.shape[0]
     sim = z @ z.T / temperature
     sim = jnp.where(jnp.eye(2 * b, dtype=bool), -1e9, sim)
