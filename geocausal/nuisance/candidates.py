@@ -152,7 +152,9 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
     Parameters
     ----------
     chips, mask
-        ``(N, [T,] H, W, C)`` chips aligned with the data rows and their validity mask.
+        ``(N, [T,] H, W, C)`` chips aligned with the data rows and their validity mask, or a
+        :class:`~geocausal.features.align.ChipsView` of a chips cache (``mask=None``): read by
+        blocks, never whole, with the same candidates as its arrays.
     X_tab
         ``(N, p)`` tabular controls (``p`` may be 0).
     seed
@@ -176,7 +178,9 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
     if bad:
         raise DataError(f"unknown nuisance candidates {bad}; choose from {CANDIDATES}")
     X_tab = np.asarray(X_tab, float)
-    chips = np.asarray(chips)
+    from geocausal.features.align import ChipsView
+
+    chips = chips if isinstance(chips, ChipsView) else np.asarray(chips)  # a view: by blocks
     n = chips.shape[0]
     if X_tab.shape[0] != n:
         raise DataError(f"tabular controls have {X_tab.shape[0]} rows but chips have {n}")
@@ -199,9 +203,9 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
             lo = dict(learned_options or {})
 
             def learned() -> np.ndarray:
-                from geocausal.encoders.multiscale import multiscale_features
+                from geocausal.features.images import learned_multiscale
 
-                z, pre = multiscale_features(chips, mask, seed, return_model=True, **lo)
+                z, pre = learned_multiscale(chips, mask, seed, **lo)  # a view: streamed
                 learned.pretrained, learned.n_tab = pre, X_tab.shape[1]  # for salience
                 learned.centre = lo.get("centre", 0.5)
                 learned.matrix = _with_tab(X_tab, z)
@@ -248,10 +252,11 @@ def learned_salience(learned: Any, propensity_learner: Any, d: np.ndarray, e: np
         order = np.argsort(e)
         d = np.asarray(d)
         idx = np.concatenate([order[d[order] == 1][-k:], order[d[order] == 0][:k]])
-        maps = multiscale_salience(pre.model, chips[idx],
-                                   None if mask is None else mask[idx], w,
-                                   centre=learned.centre)
-        return {"units": idx.tolist(), "maps": maps, "images": chips[idx],
+        from geocausal.features.images import chip_rows
+
+        shown, shown_mask = chip_rows(chips, mask, idx)  # a view: only these k units read
+        maps = multiscale_salience(pre.model, shown, shown_mask, w, centre=learned.centre)
+        return {"units": idx.tolist(), "maps": maps, "images": shown,
                 "propensity": np.asarray(e)[idx].tolist(),
                 "treated": d[idx].astype(int).tolist(),
                 "source": "learned candidate: SSL multiscale CNN + logistic head"}
