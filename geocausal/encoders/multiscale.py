@@ -18,6 +18,11 @@ The pretraining runs once per study; cross-fitted supervised heads (the nuisance
 :mod:`geocausal.nuisance.stacking`) are then fitted on these frozen features fold by fold, which
 is cheap. The jitted embedding program is compiled once per model and batch size.
 
+A chips cache is never loaded whole: given a :class:`~geocausal.encoders.stream.ChipSource`
+instead of arrays, the pretraining gathers only its ``max_train`` images (the same draw as in
+memory, refused with a named error when they do not fit the memory budget) and the embedding
+reads the source block by block: the same features as the arrays for the same seed.
+
 Examples
 --------
 >>> import numpy as np
@@ -26,8 +31,10 @@ Examples
 >>> with warnings.catch_warnings():  # two epochs do not converge: a ConvergenceWarning
 ...     warnings.simplefilter("ignore")
 ...     z = multiscale_features(chips, epochs=2, embed_dim=4, widths=(4,))
->>> z.shape
-(24, 36)
+...     src = ChipSource.of(chips, block_units=5)  # streamed, as from a chips cache
+...     zs = multiscale_features(src, epochs=2, embed_dim=4, widths=(4,))
+>>> z.shape, bool(np.allclose(z, zs, rtol=1e-5, atol=1e-5))
+((24, 36), True)
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from flax import nnx
 
 from geocausal.encoders.modules import CNN, ModelSpec, build_model, set_normaliser
 from geocausal.encoders.objectives import contrastive
-from geocausal.encoders.stream import choose_items
+from geocausal.encoders.stream import ChipSource, check_fits, choose_items, gather
 from geocausal.encoders.train import TrainConfig, fit
 from geocausal.errors import ConvergenceWarning, DataError
 
@@ -109,30 +116,45 @@ def pretrain_multiscale(chips: Any, mask: Any = None, seed: int = 0, *, epochs: 
                         patience: int = 4, embed_dim: int = 16,
                         widths: tuple[int, ...] = (16, 32), batch_size: int = 128,
                         max_train: int | None = 4096, learning_rate: float = 3e-3,
-                        progress: bool = False) -> MultiscaleResult:
+                        progress: bool = False, budget: int | str | None = None
+                        ) -> MultiscaleResult:
     """Contrastive pretraining of a CNN on (at most ``max_train`` of) the images of ``chips``.
+
+    ``chips`` is an array or a :class:`~geocausal.encoders.stream.ChipSource` (then only the
+    ``max_train`` images drawn are read; above the memory ``budget`` they are a
+    :class:`~geocausal.errors.DataError` saying to lower ``max_train``).
 
     Stops when the held-out (20% of the images) contrastive loss has not improved for
     ``patience`` epochs, at most ``epochs``; the best epoch's weights are kept. When the
     held-out loss was still falling at the last epoch a
     :class:`~geocausal.errors.ConvergenceWarning` says so.
     """
-    items, m, _ = _as_items(chips, mask)
-    if items.shape[0] < 16:
+    n_items = chips.n * chips.t if isinstance(chips, ChipSource) else None
+    if n_items is None:
+        items, m, _ = _as_items(chips, mask)
+        n_items = items.shape[0]
+    if n_items < 16:
         raise DataError(f"self-supervised pretraining needs at least 16 images, got "
-                        f"{items.shape[0]}")
+                        f"{n_items}")
     if epochs < 1 or patience < 1:
         raise DataError(f"epochs={epochs} and patience={patience} must be >= 1")
-    idx = choose_items(items.shape[0], max_train, seed)
-    spec = ModelSpec(encoder="cnn", in_bands=items.shape[-1], embed_dim=embed_dim,
+    idx = choose_items(n_items, max_train, seed)
+    if isinstance(chips, ChipSource):  # only the training images are read, block by block
+        check_fits(len(idx) * int(np.prod(chips.frame_shape)) * 4,
+                   f"the {len(idx)} training images of the self-supervised encoder",
+                   "max_train (the learned options)", budget=budget)
+        x_tr, m_tr = gather(chips, idx)
+    else:
+        x_tr, m_tr = items[idx], None if m is None else m[idx]
+    spec = ModelSpec(encoder="cnn", in_bands=x_tr.shape[-1], embed_dim=embed_dim,
                      widths=tuple(widths), proj_dim=max(embed_dim, 8))
     model = build_model(spec, seed)
-    set_normaliser(model, items[idx], None if m is None else m[idx])
+    set_normaliser(model, x_tr, m_tr)
     cfg = TrainConfig(epochs=epochs, batch_size=max(2, min(batch_size, len(idx) * 4 // 5)),
                       learning_rate=learning_rate, val_frac=0.2, patience=patience,
                       band_dropout=0.2, progress=progress)
-    res = fit(model, contrastive(proj_dim=spec.proj_dim), items[idx],
-              mask=None if m is None else m[idx], config=cfg, seed=seed)
+    res = fit(model, contrastive(proj_dim=spec.proj_dim), x_tr, mask=m_tr, config=cfg,
+              seed=seed)
     if not res.stopped_early and len(res.val_loss) and res.best_epoch == len(res.val_loss) - 1:
         warnings.warn(f"self-supervised pretraining used all {epochs} epochs and its held-out "
                       f"loss was still falling ({res.val_loss[0]:.4f} -> {res.val_loss[-1]:.4f}"
@@ -163,7 +185,21 @@ def _pooled_fn(graphdef, centre: float):
 
 def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float = 0.5,
                      batch_size: int = 256) -> np.ndarray:
-    """Whole-chip, centre and ring embeddings of every image: ``(N, T, 3 * embed_dim)``."""
+    """Whole-chip, centre and ring embeddings of every image: ``(N, T, 3 * embed_dim)``.
+
+    ``chips`` is an array or a :class:`~geocausal.encoders.stream.ChipSource` (embedded block
+    by block, each block in the same batches as an array: the same numbers).
+    """
+    if isinstance(chips, ChipSource):
+        z = None
+        for units, xb, mb in chips.blocks():
+            zb = embed_multiscale(model, xb, mb, centre=centre, batch_size=batch_size)
+            if z is None:
+                z = np.empty((chips.n, *zb.shape[1:]))
+            z[units] = zb
+        if z is None:
+            raise DataError("a chips source without units has nothing to embed")
+        return z
     items, m, t = _as_items(chips, mask)
     graphdef, state = nnx.split(model)
     f = _pooled_fn(graphdef, float(centre))
@@ -186,13 +222,16 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
                         epochs: int = 100, patience: int = 4, embed_dim: int = 16,
                         widths: tuple[int, ...] = (16, 32), batch_size: int = 128,
                         max_train: int | None = 4096, progress: bool = False,
-                        return_model: bool = False) -> Any:
+                        return_model: bool = False, budget: int | str | None = None) -> Any:
     """Position-aware self-supervised features of every unit.
 
     Parameters
     ----------
     chips
-        ``(N, T, H, W, C)`` or ``(N, H, W, C)`` array (pixels in any unit; NaN allowed).
+        ``(N, T, H, W, C)`` or ``(N, H, W, C)`` array (pixels in any unit; NaN allowed), or a
+        :class:`~geocausal.encoders.stream.ChipSource` over a chips cache (streamed: only the
+        training images are gathered, the embedding reads it block by block; the same
+        features as its arrays for the same seed).
     mask
         Valid pixels (chips' shape without the band axis); masked and NaN pixels enter the
         network as the band mean and never as zeros of the raw scale.
@@ -204,6 +243,9 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
         Pretraining size; see :func:`pretrain_multiscale`.
     return_model
         Also return the :class:`MultiscaleResult` (the encoder and its training record).
+    budget
+        Memory the gathered training images of a ``ChipSource`` may take (default the
+        source's memory budget, :func:`~geocausal.encoders.stream.memory_budget`).
 
     Returns
     -------
@@ -213,7 +255,7 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
     """
     pre = pretrain_multiscale(chips, mask, seed, epochs=epochs, patience=patience,
                               embed_dim=embed_dim, widths=widths, batch_size=batch_size,
-                              max_train=max_train, progress=progress)
+                              max_train=max_train, progress=progress, budget=budget)
     z = embed_multiscale(pre.model, chips, mask, centre=centre)
     n, t, _ = z.shape
     feats = z.reshape(n, -1)

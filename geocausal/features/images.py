@@ -35,7 +35,8 @@ from geocausal.errors import DataError
 from geocausal.features.align import MISSING_IMAGES, AlignedImages, ChipsView, align_images
 
 __all__ = ["MISSING_IMAGES", "REPRESENTATIONS", "AlignedImages", "align_images",
-           "cache_features", "engineered_matrix", "image_features", "summary_features"]
+           "cache_features", "chip_rows", "engineered_matrix", "image_features",
+           "learned_multiscale", "summary_features"]
 
 #: representations :func:`image_features` makes of chips
 REPRESENTATIONS = ("summary", "engineered", "learned")
@@ -47,7 +48,8 @@ def summary_features(chips: np.ndarray, mask: np.ndarray | None = None) -> np.nd
     Parameters
     ----------
     chips
-        ``(N, T, H, W, C)`` or ``(N, H, W, C)`` pixel values.
+        ``(N, T, H, W, C)`` or ``(N, H, W, C)`` pixel values, or a
+        :class:`~geocausal.features.align.ChipsView` of a chips cache (read by blocks).
     mask
         Same leading shape as ``chips`` without the band axis, True = valid; masked and
         non-finite pixels are left out. A statistic without any valid pixel gets its column's
@@ -64,6 +66,9 @@ def summary_features(chips: np.ndarray, mask: np.ndarray | None = None) -> np.nd
     >>> summary_features(x).tolist()
     [[1.5, 1.118033988749895], [5.5, 1.118033988749895]]
     """
+    if isinstance(chips, ChipsView):  # a chips cache aligned to the rows: by blocks
+        _own_mask(mask)
+        return chips.summary_features()
     x = np.asarray(chips, dtype=np.float64)
     if x.ndim == 4:
         x = x[:, None]
@@ -157,7 +162,9 @@ def engineered_matrix(chips: Any, mask: np.ndarray | None = None, **kwargs: Any)
     Parameters
     ----------
     chips
-        ``(N, [T,] H, W, C)`` pixel values, or a chips cache (streamed in blocks).
+        ``(N, [T,] H, W, C)`` pixel values, or a chips cache or a
+        :class:`~geocausal.features.align.ChipsView` of one (streamed in blocks; each unit of
+        a view read once when its rows repeat).
     mask
         True = valid pixel, the leading shape of ``chips`` without the band axis.
     **kwargs
@@ -185,6 +192,11 @@ def engineered_matrix(chips: Any, mask: np.ndarray | None = None, **kwargs: Any)
     from geocausal.errors import MissingImagesWarning
     from geocausal.features.engineered import engineered_features
 
+    if isinstance(chips, ChipsView):  # by blocks of the view's distinct units
+        _own_mask(mask)
+        once, inv = chips.distinct()
+        feats = engineered_matrix(_view_rows(once), None, **kwargs)
+        return feats if inv is None else feats[inv]
     feats = np.array(engineered_features(chips, mask, **kwargs).to_numpy(dtype=float))
     bad = ~np.isfinite(feats)
     if bad.any():
@@ -312,8 +324,6 @@ def _view_features(view: ChipsView, n: int, representation: str, seed: int,
     engineered statistics (read ``block`` units at a time) or the learned embeddings (trained
     and applied streaming). Each unit is read once even when its rows repeat (a panel).
     """
-    from types import SimpleNamespace
-
     bu, budget = kwargs.pop("block_units", None), kwargs.pop("memory_budget", None)
     if bu is not None or budget is not None:
         view = ChipsView(view.cache, view.units, bu, budget)
@@ -323,17 +333,96 @@ def _view_features(view: ChipsView, n: int, representation: str, seed: int,
         feats = view.summary_features()
     else:
         once, inv = view.distinct()
-        bands = list(getattr(once.cache, "bands", None) or []) or None
-        rows = SimpleNamespace(chips=_ViewRows(once), mask=None, unit_ids=once.unit_ids,
-                               bands=bands)
         if representation == "engineered":
-            feats = engineered_matrix(rows, None, **kwargs)
+            feats = engineered_matrix(_view_rows(once), None, **kwargs)
         else:
             from geocausal.encoders.embed import learned_features
 
-            feats = learned_features(rows, seed=seed, block_units=bu, memory_budget=budget,
-                                     **kwargs)
+            feats = learned_features(_view_rows(once), seed=seed, block_units=bu,
+                                     memory_budget=budget, **kwargs)
         feats = feats if inv is None else feats[inv]
     if feats.shape[0] != n:
         raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
     return feats
+
+
+def _view_rows(view: ChipsView) -> Any:
+    """A view as a chips cache that streaming readers take: its rows' chips as a lazy array
+    (masked pixels NaN), its ids and the cache's band names.
+    """
+    from types import SimpleNamespace
+
+    bands = list(getattr(view.cache, "bands", None) or []) or None
+    return SimpleNamespace(chips=_ViewRows(view), mask=None, unit_ids=view.unit_ids,
+                           bands=bands)
+
+
+def _own_mask(mask: Any) -> None:
+    if mask is not None:
+        raise DataError("a chips cache aligned to the rows (ChipsView) carries its own mask; "
+                        "pass mask=None")
+
+
+def learned_multiscale(chips: Any, mask: np.ndarray | None = None, seed: int = 0,
+                       **kwargs: Any) -> tuple[np.ndarray, Any]:
+    """Position-aware self-supervised features
+    (:func:`geocausal.encoders.multiscale.multiscale_features`) and the pretrained encoder, of
+    arrays or of a :class:`~geocausal.features.align.ChipsView` of a chips cache.
+
+    A view is never loaded whole: the pretraining gathers only its ``max_train`` images (a
+    named :class:`~geocausal.errors.DataError` saying to lower ``max_train`` when they exceed
+    the view's memory budget) and the embedding reads it block by block, each distinct unit
+    once; the features equal those of the view's chips and mask as arrays for the same seed.
+
+    Parameters
+    ----------
+    chips, mask
+        ``(N, [T,] H, W, C)`` chips and their validity mask, or a view (``mask=None``).
+    seed
+        Seed of the pretraining.
+    **kwargs
+        Options of ``multiscale_features`` (``epochs``, ``max_train``, ``centre``, ...).
+
+    Returns
+    -------
+    tuple
+        ``(features (N, p), MultiscaleResult)``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> x = np.random.default_rng(0).normal(size=(20, 8, 8, 2)).astype("float32")
+    >>> with warnings.catch_warnings():  # one epoch does not converge
+    ...     warnings.simplefilter("ignore")
+    ...     z, pre = learned_multiscale(x, epochs=1, embed_dim=4, widths=(4,))
+    >>> z.shape, pre.epochs_run
+    ((20, 12), 1)
+    """
+    from geocausal.encoders.multiscale import multiscale_features
+
+    kwargs = {k: v for k, v in kwargs.items()}
+    if not isinstance(chips, ChipsView):
+        return multiscale_features(chips, mask, seed, return_model=True, **kwargs)
+    _own_mask(mask)
+    once, inv = chips.distinct()
+    z, pre = multiscale_features(once.source(), None, seed, return_model=True,
+                                 budget=kwargs.pop("budget", once.memory_budget), **kwargs)
+    return (z if inv is None else z[inv]), pre
+
+
+def chip_rows(chips: Any, mask: np.ndarray | None, rows: Any
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Chips and mask of a few ``rows`` of arrays or of a
+    :class:`~geocausal.features.align.ChipsView` (only the blocks holding them are read).
+
+    Examples
+    --------
+    >>> x = np.arange(8, dtype="float32").reshape(4, 1, 2, 1)
+    >>> chip_rows(x, None, [3, 1])[0].ravel().tolist()
+    [6.0, 7.0, 2.0, 3.0]
+    """
+    if isinstance(chips, ChipsView):
+        _own_mask(mask)
+        return chips.read(rows)
+    rows = np.asarray(rows, np.int64)
+    return np.asarray(chips)[rows], None if mask is None else np.asarray(mask)[rows]
