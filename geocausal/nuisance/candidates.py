@@ -201,6 +201,9 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
                                   f"{int(min_learned_images)}")
         else:
             lo = dict(learned_options or {})
+            from geocausal.features.images import check_learned_fits
+
+            check_learned_fits(chips, seed, **lo)  # a view's training images: a named error
 
             def learned() -> np.ndarray:
                 from geocausal.features.images import learned_multiscale
