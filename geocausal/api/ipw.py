@@ -55,7 +55,6 @@ from geocausal.vocabulary import (
     ESTIMANDS,
     choice,
     default_learners,
-    is_image_learner,
     resolve_learners,
 )
 
@@ -73,9 +72,9 @@ def _weighting(fn, method, formula, data, *, estimand, vcov, learners, folds, se
         raise OptionError("predictions must be a dict {'mu0': ..., 'mu1': ...} (mu1 optional "
                           "for the ATT)")
     rows = {"propensity": propensity, "folds": folds, "predictions": predictions}
-    # a chips cache stays on disk (a row-aligned view) when image learners stream it
-    lazy = (opts.representation in ("auto", "summary")
-            and any(is_image_learner(v) for v in lrn.values()))
+    # a chips cache stays on disk (a row-aligned view): the default stack's candidates, the
+    # summary features and image learners read it by blocks
+    lazy = opts.representation in ("auto", "summary")
     data, images, pf, rows = prepare(formula, data, images, opts, by, rows, lazy=lazy)
     rows["images"] = images
 

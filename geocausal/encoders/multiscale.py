@@ -56,7 +56,7 @@ from geocausal.encoders.train import TrainConfig, fit
 from geocausal.errors import ConvergenceWarning, DataError
 
 __all__ = ["MultiscaleResult", "embed_multiscale", "multiscale_features", "multiscale_salience",
-           "pretrain_multiscale", "region_masks"]
+           "pretrain_multiscale", "region_masks", "training_items"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,13 +138,11 @@ def pretrain_multiscale(chips: Any, mask: Any = None, seed: int = 0, *, epochs: 
                         f"{n_items}")
     if epochs < 1 or patience < 1:
         raise DataError(f"epochs={epochs} and patience={patience} must be >= 1")
-    idx = choose_items(n_items, max_train, seed)
     if isinstance(chips, ChipSource):  # only the training images are read, block by block
-        check_fits(len(idx) * int(np.prod(chips.frame_shape)) * 4,
-                   f"the {len(idx)} training images of the self-supervised encoder",
-                   "max_train (the learned options)", budget=budget)
+        idx = training_items(chips, max_train, seed, budget=budget)
         x_tr, m_tr = gather(chips, idx)
     else:
+        idx = choose_items(n_items, max_train, seed)
         x_tr, m_tr = items[idx], None if m is None else m[idx]
     spec = ModelSpec(encoder="cnn", in_bands=x_tr.shape[-1], embed_dim=embed_dim,
                      widths=tuple(widths), proj_dim=max(embed_dim, 8))
@@ -162,6 +160,34 @@ def pretrain_multiscale(chips: Any, mask: Any = None, seed: int = 0, *, epochs: 
                       "epochs= to let it converge", ConvergenceWarning, stacklevel=3)
     return MultiscaleResult(res.model, len(res.train_loss), res.best_epoch, res.stopped_early,
                             res.val_loss)
+
+
+def training_items(source: ChipSource, max_train: int | None = 4096, seed: int = 0, *,
+                   budget: int | str | None = None) -> np.ndarray:
+    """The images of ``source`` the pretraining gathers (the draw of the in-memory path),
+    refused when they do not fit the memory budget.
+
+    Raises
+    ------
+    DataError
+        The ``max_train`` images (with their copies) exceed the budget: lower ``max_train``
+        or raise the budget.
+
+    Examples
+    --------
+    >>> src = ChipSource.of(np.zeros((50, 2, 8, 8, 3), "float32"))
+    >>> len(training_items(src, 40))
+    40
+    >>> training_items(src, 40, budget="10KB")
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.DataError: the 40 training images of the self-supervised encoder need 90.0 KB in memory (30.0 KB x 3 copies), above the memory budget of 10.0 KB; lower max_train (the learned options) or raise memory_budget / GEOCAUSAL_MEMORY_BUDGET
+    """
+    idx = choose_items(source.n * source.t, max_train, seed)
+    check_fits(len(idx) * int(np.prod(source.frame_shape)) * 4,
+               f"the {len(idx)} training images of the self-supervised encoder",
+               "max_train (the learned options)", budget=budget)
+    return idx
 
 
 @functools.lru_cache(maxsize=16)

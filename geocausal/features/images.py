@@ -35,8 +35,8 @@ from geocausal.errors import DataError
 from geocausal.features.align import MISSING_IMAGES, AlignedImages, ChipsView, align_images
 
 __all__ = ["MISSING_IMAGES", "REPRESENTATIONS", "AlignedImages", "align_images",
-           "cache_features", "chip_rows", "engineered_matrix", "image_features",
-           "learned_multiscale", "summary_features"]
+           "cache_features", "check_learned_fits", "chip_rows", "engineered_matrix",
+           "image_features", "learned_multiscale", "summary_features"]
 
 #: representations :func:`image_features` makes of chips
 REPRESENTATIONS = ("summary", "engineered", "learned")
@@ -408,6 +408,32 @@ def learned_multiscale(chips: Any, mask: np.ndarray | None = None, seed: int = 0
     z, pre = multiscale_features(once.source(), None, seed, return_model=True,
                                  budget=kwargs.pop("budget", once.memory_budget), **kwargs)
     return (z if inv is None else z[inv]), pre
+
+
+def check_learned_fits(chips: Any, seed: int = 0, **kwargs: Any) -> None:
+    """Refuse, before any training, a view whose learned-feature training images
+    (:func:`learned_multiscale` with these options) do not fit its memory budget; arrays
+    pass (they are in memory already).
+
+    Raises
+    ------
+    DataError
+        Saying to lower ``max_train`` or raise the memory budget.
+
+    Examples
+    --------
+    >>> check_learned_fits(np.zeros((3, 4, 4, 1)))  # arrays: nothing to gather
+    """
+    if not isinstance(chips, ChipsView):
+        return
+    import inspect
+
+    from geocausal.encoders.multiscale import multiscale_features, training_items
+
+    once = chips.distinct()[0]
+    default = inspect.signature(multiscale_features).parameters["max_train"].default
+    training_items(once.source(), kwargs.get("max_train", default), seed,
+                   budget=kwargs.get("budget", once.memory_budget))
 
 
 def chip_rows(chips: Any, mask: np.ndarray | None, rows: Any
