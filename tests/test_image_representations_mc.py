@@ -91,7 +91,7 @@ def test_masked_centre_is_missing_not_ndvi_zero(mc):
     assert mc.FALLBACKS["d: centre change: constant 0.0"] == 1
 
 
-def test_one_draw_and_the_report(mc):
+def test_one_draw_and_the_report(mc, tmp_path):
     rng = np.random.default_rng(1)
     n = 240
     z = rng.normal(size=(n, 3))
@@ -107,6 +107,18 @@ def test_one_draw_and_the_report(mc):
     assert (eng.est - eng.truth).abs().mean() < (naive.est - naive.truth).abs().mean()
     lines = mc.targets(tab)
     assert any(line.startswith("- a_composition: default removes") for line in lines)
+    # the report keeps the hand-written head above the marker and rewrites what is below
+    from types import SimpleNamespace
+
+    out = tmp_path / "r.md"
+    out.write_text("# head\n\nstatus by hand\n" + mc.MARKER + "\nold run\n")
+    state = {"studies": {"sentinel2": {**feats, "chips": np.zeros((n, 2, 2, 1))}}}
+    args = SimpleNamespace(out=out, reps=2, workers=1)
+    mc.report(raw, state, args, ["--reps", "2"], 1.0, 2.0, 3.0, {}, 2, 4, False)
+    text = out.read_text()
+    assert text.startswith("# head\n\nstatus by hand\n" + mc.MARKER)
+    assert "old run" not in text and "PARTIAL (running): 2 of 4 draws" in text
+    assert len(pd.read_csv(out.with_suffix(".csv"))) == len(raw)
 
 
 def test_suite_engineered_features_are_the_default_stack_candidate(mc):
