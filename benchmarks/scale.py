@@ -24,6 +24,15 @@ its own process so that its peak resident memory is its own:
    features (true ATE 1), streamed from the chips cache (``cate_image``: summary features by
    blocks, the image learner by row ids, fold by fold) and in memory (``cate_memory``: the
    cache loaded as ``(chips, mask)`` arrays first, the path without streaming).
+6. ``aipw_auto`` / ``aipw_auto_memory`` (``--design aipw_auto``): ``gc.aipw`` with the
+   default ``representation="auto"`` (the cross-fitted stack over the tabular, summary,
+   engineered and learned candidates, no image learner; 2 folds) on the treatment and outcome
+   of ``aipw_image``, streamed from the chips cache (``aipw_auto``: summary and engineered
+   candidates by blocks, the learned candidate pretrained on its ``--max-train`` images gathered
+   from the cache for ``--epochs`` and embedded by blocks, salience reading its 6 units) and in
+   memory (``aipw_auto_memory``: the cache loaded as ``(chips, mask)`` arrays first, the path
+   before streaming). The learned candidate's pretraining is kept small (``--epochs``, default
+   1, instead of up to 100 with early stopping) so that a run fits the 2-core machine.
 
 The target is a peak RSS under 4 GB at 10,000 units, growing at most linearly with units.
 Each size's rows are recorded in ``benchmarks/results.md`` (via ``benchmarks/_report.py``).
@@ -33,6 +42,7 @@ Each size's rows are recorded in ``benchmarks/results.md`` (via ``benchmarks/_re
     .venv/bin/python benchmarks/scale.py --units 300 --no-record   # a smoke run
     .venv/bin/python benchmarks/scale.py --units 1000 3000 --steps extract aipw_image
     .venv/bin/python benchmarks/scale.py --units 1000 3000 --design cate
+    .venv/bin/python benchmarks/scale.py --units 1000 3000 --design aipw_auto
 """
 
 from __future__ import annotations
@@ -54,10 +64,12 @@ sys.path.insert(0, str(HERE))
 
 from geocausal.parallel import ScriptParser, add_parallel_arguments  # noqa: E402
 
-STEPS = ("extract", "embed", "aipw", "aipw_image", "cate_image", "cate_memory")
+STEPS = ("extract", "embed", "aipw", "aipw_image", "cate_image", "cate_memory", "aipw_auto",
+         "aipw_auto_memory")
 #: the steps of each ``--design``
 DESIGNS = {"aipw": ("extract", "embed", "aipw", "aipw_image"),
-           "cate": ("extract", "cate_image", "cate_memory")}
+           "cate": ("extract", "cate_image", "cate_memory"),
+           "aipw_auto": ("extract", "aipw_auto", "aipw_auto_memory")}
 #: the steps of the extract -> embed -> AIPW row of results.md
 PIPELINE = ("extract", "embed", "aipw")
 PERIODS, BANDS, CHIP = 4, 6, 64
@@ -101,6 +113,8 @@ def run_step(step: str, folder: Path, args) -> dict:
                   scheduler=args.scheduler)
         elif step in ("cate_image", "cate_memory"):
             info.update(_cate_step(step, folder, args))
+        elif step in ("aipw_auto", "aipw_auto_memory"):
+            info.update(_auto_step(step, folder, args))
         elif step == "aipw_image":
             from geocausal.data.chips import open_cache
             from geocausal.features.align import ChipsView
@@ -172,6 +186,46 @@ def _cate_step(step: str, folder: Path, args) -> dict:
             "streamed": bool(est.fitted.streamed)}
 
 
+def _confounded(cache, args):
+    """Treatment and outcome confounded by the first principal component of the cache's
+    summary features (computed by blocks; true ATE 1), indexed by the cache's unit ids."""
+    import numpy as np
+    import pandas as pd
+
+    from geocausal.features.align import ChipsView
+
+    z = ChipsView(cache, np.arange(len(cache.unit_ids)),
+                  memory_budget=args.memory_budget).summary_features()
+    z = (z - z.mean(0)) / (z.std(0) + 1e-9)
+    u = np.linalg.svd(z, full_matrices=False)[0][:, 0]
+    score = u / u.std()
+    rng = np.random.default_rng(0)
+    d = rng.binomial(1, 1 / (1 + np.exp(-0.5 * score)))
+    y = 1.0 * d + 2.0 * score + rng.normal(size=len(d))
+    return pd.DataFrame({"y": y, "d": d}, index=pd.Index(cache.unit_ids))
+
+
+def _auto_step(step: str, folder: Path, args) -> dict:
+    """``gc.aipw`` with the default image stack, streamed from the cache or in memory."""
+    import geocausal as gc
+    from geocausal.data.chips import open_cache
+
+    cache = open_cache(folder / "cache")
+    data = _confounded(cache, args)
+    if step == "aipw_auto":
+        images = folder / "cache"
+    else:  # the cache in memory, matched by position (data in the cache's unit order)
+        images = cache.load()
+    opts = {"image_options": {"learned": {"epochs": args.epochs, "max_train": args.max_train,
+                                          "progress": False}}}
+    est = gc.aipw("y ~ d", data, images=images, folds=2, seed=0, options=opts)
+    sel = est.diagnostics["nuisance_selection"]
+    return {"ate": round(float(est.params["d"]), 4), "se": round(float(est.std_errors["d"]), 4),
+            "candidates": [c for c in ("summary", "engineered", "learned")
+                           if c not in sel["skipped"] and c not in sel["dropped"]],
+            "salience": isinstance(est.diagnostics.get("salience"), dict)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = add_parallel_arguments(ScriptParser(description=__doc__.splitlines()[0]),
                                 default_workers=None)
@@ -185,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="work folder (default: a temporary one, removed at the end)")
     ap.add_argument("--no-record", action="store_true", help="do not record rows")
     ap.add_argument("--design", choices=sorted(DESIGNS), default="aipw",
-                    help="the steps' default set: 'aipw' (extract, embed, aipw, aipw_image) "
-                    "or 'cate' (extract, cate_image, cate_memory)")
+                    help="the steps' default set: 'aipw' (extract, embed, aipw, aipw_image), "
+                    "'cate' (extract, cate_image, cate_memory) or 'aipw_auto' (extract, "
+                    "aipw_auto, aipw_auto_memory)")
     ap.add_argument("--steps", nargs="+", choices=STEPS, default=None,
                     help="steps to run, in order (default: those of --design; 'embed' "
                     "before 'aipw', 'extract' before the others)")
@@ -279,6 +334,23 @@ def main(argv: list[str] | None = None) -> int:
                        + f"; DR-learner, ImageLearner {a.epochs} epoch(s), 2 folds, no "
                        f"evaluation, budget {a.memory_budget}; ATE "
                        + ", ".join(f"{k} {r['ate']} (SE {r['se']})" for k, r in cate.items())
+                       + " (truth 1)")
+            auto = {r["step"]: r for r in rows if r["step"].startswith("aipw_auto")}
+            if auto:
+                how = {"aipw_auto": "streamed from the chips cache",
+                       "aipw_auto_memory": "the chips cache loaded in memory"}
+                how = (how[next(iter(auto))] if len(auto) == 1
+                       else "in memory vs streamed from the chips cache")
+                first = next(iter(auto.values()))
+                record(f"scale: gc.aipw with the default image stack (representation 'auto', "
+                       f"no image learner), {how}, {n:,} units x {size} (wall, peak RSS)",
+                       None, None,
+                       result=cells([r for r in rows if r["step"] == "extract"]
+                                    + list(auto.values()))
+                       + f"; candidates tabular + {' + '.join(first['candidates'])}, learned "
+                       f"candidate pretrained {a.epochs} epoch(s) on {a.max_train} images "
+                       f"(kept small), 2 folds, budget {a.memory_budget}; ATE "
+                       + ", ".join(f"{k} {r['ate']} (SE {r['se']})" for k, r in auto.items())
                        + " (truth 1)")
             img = next((r for r in rows if r["step"] == "aipw_image"), None)
             if img is not None:

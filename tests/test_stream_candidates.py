@@ -6,8 +6,9 @@ are computed by blocks, the learned candidate pretrains on its ``max_train`` ima
 from the cache and embeds by blocks, and the salience reads only the units it shows. The
 ``streamed`` fixture makes a whole read of the cache, or gathering its rows into memory, fail
 the test; the numbers equal those of the same aligned chips and mask as arrays (same seed).
-A memory budget too small for the learned candidate's training images is a named error that
-says what to lower.
+``representation="engineered"`` and ``"learned"`` stream the cache the same way. A memory
+budget too small for the learned candidate's training images is a named error that says what
+to lower.
 """
 
 from __future__ import annotations
@@ -126,6 +127,21 @@ def test_ipw_default_stack_and_summary_stream_the_cache(world, streamed):
         _same(lazy, mem, rtol=1e-8, atol=1e-10)
     without = gc.ipw("y ~ d + x", df.drop(index=cache.unit_ids[BAD]), folds=2, seed=1)
     assert abs(float(without.params["d"]) - float(lazy.params["d"])) > 1e-6  # images used
+
+
+@pytest.mark.parametrize("rep", ["engineered", "learned"])
+def test_aipw_engineered_and_learned_representations_stream_the_cache(world, streamed, rep):
+    cache, _, _, df = world
+    opts = {"representation": rep,
+            "image_options": {"indices": ()} if rep == "engineered" else LEARNED}
+    kw = {"folds": 2, "seed": 2, "options": opts}
+    lazy, _ = _quiet(gc.aipw, "y ~ d + x", df, images=cache, **kw)
+    imgs, data = _in_memory(world, df.drop(index=cache.unit_ids[BAD]))
+    mem, _ = _quiet(gc.aipw, "y ~ d + x", data, images=imgs, **kw)
+    _same(lazy, mem, rtol=1e-5, atol=1e-7)
+    bl, bm = (e.diagnostics["balance"].select_dtypes("number").to_numpy() for e in (lazy, mem))
+    assert bl.shape[0] > 3  # the image features' principal components are balanced too
+    np.testing.assert_allclose(bl, bm, rtol=1e-5, atol=1e-7)
 
 
 def test_learned_candidate_budget_too_small_names_max_train(world, streamed, monkeypatch):

@@ -73,9 +73,8 @@ def _weighting(fn, method, formula, data, *, estimand, vcov, learners, folds, se
                           "for the ATT)")
     rows = {"propensity": propensity, "folds": folds, "predictions": predictions}
     # a chips cache stays on disk (a row-aligned view): the default stack's candidates, the
-    # summary features and image learners read it by blocks
-    lazy = opts.representation in ("auto", "summary")
-    data, images, pf, rows = prepare(formula, data, images, opts, by, rows, lazy=lazy)
+    # summary / engineered / learned features and image learners read it by blocks
+    data, images, pf, rows = prepare(formula, data, images, opts, by, rows, lazy=True)
     rows["images"] = images
 
     def one(data: pd.DataFrame, r: Mapping[str, Any], name: str = "") -> Estimate:

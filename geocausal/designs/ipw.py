@@ -388,15 +388,19 @@ def image_arrays(images: Any, n: int, *, seed: int = 0, representation: str = "s
     if images is None:
         return None, None, None
     rep = "summary" if representation == "auto" else representation
-    if isinstance(chips, ChipsView):
-        if rep == "summary":  # by blocks of units, never the whole cache
+    if isinstance(chips, ChipsView):  # by blocks of units, never the whole cache
+        if rep == "summary":
             F = chips.summary_features()
-            if F.shape[0] != n:
-                raise DataError(f"images have {F.shape[0]} rows but the data have {n}")
-            return F, chips, None
-        x, m = chips.load()  # engineered / learned: loaded if it fits the budget, else refused
-        images = x if m is None else (x, m)
-        chips, mask = chips_of(images)
+        elif rep == "learned":  # pretrained on its max_train images, embedded by blocks
+            from geocausal.features.images import learned_multiscale
+
+            F = _with_options(learned_multiscale, chips, None, seed, **dict(options or {}))[0]
+        else:
+            F = _with_options(image_features, chips, n, representation=rep, seed=seed,
+                              **dict(options or {}))
+        if F.shape[0] != n:
+            raise DataError(f"images have {F.shape[0]} rows but the data have {n}")
+        return F, chips, None
     if rep == "learned" and chips is not None:
         from geocausal.encoders.multiscale import multiscale_features
 
