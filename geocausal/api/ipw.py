@@ -8,6 +8,9 @@ Features of the nuisance models are the formula's controls, image features from 
 unit id; see :mod:`geocausal.features.align`), or both. Learners are named slots
 (:mod:`geocausal.vocabulary`): ``learners={"propensity": clf, "outcome": reg}`` (DoubleML's
 ``ml_m``/``ml_g`` are aliases); an image learner (``uses_images = True``) is fed the chips.
+A chips cache is never loaded whole: it stays on disk as a row-aligned view, read by blocks
+by the default image stack's candidates, the summary / engineered / learned features and
+image learners alike.
 Fixed nuisances can be passed instead (``propensity=``, ``predictions={"mu0", "mu1"}``), e.g.
 to compare with another package on the same predictions. Image and diagnostic options are one
 object, ``options=gc.IPWOptions(...)`` (or a dict of its fields).
