@@ -212,7 +212,8 @@ def _auto_step(step: str, folder: Path, args) -> dict:
 
     cache = open_cache(folder / "cache")
     data = _confounded(cache, args)
-    if step == "aipw_auto":
+    if step == "aipw_auto":  # blocks that fit --memory-budget, as a user sets it
+        os.environ["GEOCAUSAL_MEMORY_BUDGET"] = str(args.memory_budget)
         images = folder / "cache"
     else:  # the cache in memory, matched by position (data in the cache's unit order)
         images = cache.load()
