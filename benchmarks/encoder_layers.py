@@ -6,8 +6,9 @@ the default encoder (``ModelSpec()``: 3x3 stem 6 -> 16 at 64 x 64, then two resi
 skip) on batches of 64, forward alone and forward + backward (the gradients training needs:
 kernel and input, except the stem, whose input needs no gradient), in the same process and
 interleaved rounds, and prints the milliseconds and the ratio PyTorch / XLA (above 1: XLA
-faster). The JAX arm uses the library's own convolution (``encoders.conv.strided_conv3`` for
-the stride-2 3x3 ones). It also tries the XLA CPU flags that could route convolutions
+faster). The JAX arm uses the library's own convolution
+(``encoders.conv.fast_conv``: other formulations
+for the strided ones). It also tries the XLA CPU flags that could route convolutions
 elsewhere (``--flags``: one subprocess per flag set, whole-network training step only).
 
 Run: ``python benchmarks/encoder_layers.py`` (``--rounds 5``; ``--flags`` adds the flag sweep).
@@ -44,13 +45,13 @@ def jax_arms(size, cin, cout, k, stride, batch):
     """``(forward, forward+backward)`` callables for one convolution in JAX (jitted)."""
     import jax
 
-    from geocausal.encoders.conv import conv, fast_path, strided_conv3
+    from geocausal.encoders.conv import fast_conv
 
     x = jax.random.normal(jax.random.key(0), (batch, size, size, cin))
     w = jax.random.normal(jax.random.key(1), (k, k, cin, cout)) * 0.1
 
     def f(x, w):
-        return strided_conv3(x, w) if fast_path(x, w.shape, stride) else conv(x, w, stride)
+        return fast_conv(x, w, stride)
 
     fwd = jax.jit(f)
     argnums = (1,) if cin == 6 else (0, 1)  # the stem's input needs no gradient
