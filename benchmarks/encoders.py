@@ -194,7 +194,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="quick run (few steps, 32x32)")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    ap.add_argument("--force", action="store_true",
+                    help="record even when other processes load the machine")
     args = ap.parse_args(argv)
+    load0 = os.getloadavg()[0]
     size, steps, rounds = (32, 2, 2) if args.small else (64, 5, args.rounds)
     batch, bands = 64, 6
     rng = np.random.default_rng(0)
@@ -222,7 +225,15 @@ def main(argv=None):
           + " ".join(f"{v:.2f}" for v in r_train))
     print(f"{'inference':10s}{ji:12.1f}{ti:14.1f}{ri:8.2f}  "
           + " ".join(f"{v:.2f}" for v in r_inf))
-    if not args.small:
+    # PyTorch's threads spin and collapse when other processes share the cores (a 0.25x run
+    # became 2.3x at load ~5), so a busy machine's ratio is not recorded
+    load = load0  # before this run (its own threads raise the average during it)
+    print(f"load average (1 min) before the run {load:.2f} on {threads} cores")
+    busy = load > 0.75 * threads + 0.5
+    if busy and not args.small:
+        print("NOT RECORDED: other processes load the machine; rerun when it is quiet "
+              "(or --force)")
+    if not args.small and (not busy or args.force):
         import sys
         from pathlib import Path
 
@@ -232,9 +243,11 @@ def main(argv=None):
         what = f"default CNN, {size}x{size}x{bands}, batch {batch}, {jax.default_backend()}"
         peer = f"same network in PyTorch {tver} ({threads} threads, {fmt}, eval+inference_mode)"
         record(f"encoder training, {what}", peer, rt,
-               result=f"{jt:.0f} vs {tt:.0f} images/s (median of {rounds} interleaved rounds)")
+               result=f"{jt:.0f} vs {tt:.0f} images/s (median of {rounds} interleaved rounds; "
+                      f"load {load:.1f})")
         record(f"encoder inference, {what}", peer, ri,
-               result=f"{ji:.0f} vs {ti:.0f} images/s (median of {rounds} interleaved rounds)")
+               result=f"{ji:.0f} vs {ti:.0f} images/s (median of {rounds} interleaved rounds; "
+                      f"load {load:.1f})")
 
 
 if __name__ == "__main__":
