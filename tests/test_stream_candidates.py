@@ -174,3 +174,26 @@ def test_learned_candidate_budget_too_small_names_max_train(world, streamed, mon
         _quiet(gc.aipw, "y ~ d + x", df, images=cache, folds=2, seed=3,
                options={"image_options": {**AUTO["image_options"],
                                           "candidates": ("tabular", "learned")}})
+
+
+def test_engineered_blocks_follow_the_memory_budget(world, streamed, monkeypatch):
+    import geocausal.features.engineered as eng
+
+    cache, _, _, df = world
+    blocks, real = [], eng.engineered_features
+
+    def spy(*a, **kw):
+        blocks.append(kw.get("block"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(eng, "engineered_features", spy)
+    # one unit's float64 statistics: 2 x 8 x 8 x 3 x 8 B x 10 copies = 30 KB: blocks of 2 units
+    monkeypatch.setenv("GEOCAUSAL_MEMORY_BUDGET", "60KB")
+    opts = {"image_options": {"candidates": ("tabular", "summary", "engineered")}}
+    lazy, _ = _quiet(gc.aipw, "y ~ d + x", df, images=cache, folds=2, seed=4, options=opts)
+    assert blocks == [2]
+    monkeypatch.delenv("GEOCAUSAL_MEMORY_BUDGET")
+    imgs, data = _in_memory(world, df.drop(index=cache.unit_ids[BAD]))
+    mem, _ = _quiet(gc.aipw, "y ~ d + x", data, images=imgs, folds=2, seed=4, options=opts)
+    assert blocks == [2, None]  # in memory: the default block; the statistics do not depend on it
+    _same(lazy, mem, rtol=1e-6, atol=1e-8)
