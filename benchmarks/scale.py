@@ -157,24 +157,13 @@ def run_step(step: str, folder: Path, args) -> dict:
 
 def _cate_step(step: str, folder: Path, args) -> dict:
     """``gc.cate`` with an ImageLearner propensity, streamed from the cache or in memory."""
-    import numpy as np
-    import pandas as pd
 
     import geocausal as gc
     from geocausal.data.chips import open_cache
-    from geocausal.features.align import ChipsView
     from geocausal.nuisance.image_learner import ImageLearner
 
     cache = open_cache(folder / "cache")
-    z = ChipsView(cache, np.arange(len(cache.unit_ids)),  # summary features by blocks
-                  memory_budget=args.memory_budget).summary_features()
-    z = (z - z.mean(0)) / (z.std(0) + 1e-9)
-    u = np.linalg.svd(z, full_matrices=False)[0][:, 0]
-    score = u / u.std()
-    rng = np.random.default_rng(0)
-    d = rng.binomial(1, 1 / (1 + np.exp(-0.5 * score)))
-    y = d * (1.0 + 0.5 * score) + 2.0 * score + rng.normal(size=len(d))  # ATE 1
-    data = pd.DataFrame({"y": y, "d": d}, index=pd.Index(cache.unit_ids))
+    data = _confounded(cache, args, effect_slope=0.5)  # heterogeneous effect, ATE 1
     if step == "cate_image":
         images = folder / "cache"
     else:  # the cache in memory, matched by position (data in the cache's unit order)
@@ -186,9 +175,10 @@ def _cate_step(step: str, folder: Path, args) -> dict:
             "streamed": bool(est.fitted.streamed)}
 
 
-def _confounded(cache, args):
+def _confounded(cache, args, effect_slope: float = 0.0):
     """Treatment and outcome confounded by the first principal component of the cache's
-    summary features (computed by blocks; true ATE 1), indexed by the cache's unit ids."""
+    summary features (computed by blocks; true ATE 1, the effect ``1 + effect_slope * score``),
+    indexed by the cache's unit ids."""
     import numpy as np
     import pandas as pd
 
@@ -201,7 +191,7 @@ def _confounded(cache, args):
     score = u / u.std()
     rng = np.random.default_rng(0)
     d = rng.binomial(1, 1 / (1 + np.exp(-0.5 * score)))
-    y = 1.0 * d + 2.0 * score + rng.normal(size=len(d))
+    y = d * (1.0 + effect_slope * score) + 2.0 * score + rng.normal(size=len(d))
     return pd.DataFrame({"y": y, "d": d}, index=pd.Index(cache.unit_ids))
 
 
