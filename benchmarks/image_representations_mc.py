@@ -523,6 +523,8 @@ def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, 
     status = ("complete" if done == n_jobs else
               f"{'stopped by --time-budget' if final else 'PARTIAL (running)'}: {done} of "
               f"{n_jobs} draws")
+    if getattr(a, "kept", 0):
+        status += f" (plus {a.kept} earlier draws kept by --resume)"
     md = ["## Recorded run\n",
           f"Command: `{' '.join(['benchmarks/image_representations_mc.py', *(argv or sys.argv[1:])])}`  ",
           f"Status: {status}. Reps asked per mechanism: {a.reps}; workers: {a.workers}; "
@@ -548,6 +550,19 @@ def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, 
         print("\n".join(md))
 
 
+def resume(old: pd.DataFrame, jobs: list[tuple[str, int]]
+           ) -> tuple[list[dict], list[tuple[str, int]]]:
+    """The raw rows of the complete draws in ``old`` and the ``jobs`` still to run.
+
+    A draw counts only when every method of it was written (one row per method of
+    :data:`METHODS`); a draw cut short is run again.
+    """
+    full = old.groupby(["mechanism", "seed"]).method.nunique() == len(METHODS)
+    kept = {(str(m), int(s)) for m, s in full[full].index}
+    rows = [r for r in old.to_dict("records") if (r["mechanism"], int(r["seed"])) in kept]
+    return rows, [jb for jb in jobs if jb not in kept]
+
+
 def main(argv: list[str] | None = None) -> int:
     from geocausal.parallel import ScriptParser, worker_count
 
@@ -568,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-budget", type=float, default=0.0,
                     help="seconds of Monte Carlo after which no new draw starts (0: none); the "
                          "report says how many draws ran")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the raw draws already in --out's .csv and run only the missing "
+                         "(mechanism, seed) draws (a run stopped by --time-budget or a crash "
+                         "goes on where it stopped)")
     ap.add_argument("--write-every", type=int, default=8,
                     help="rewrite the report every this many draws (partial results)")
     a = ap.parse_args(argv)
@@ -596,8 +615,14 @@ def main(argv: list[str] | None = None) -> int:
     # seed-major order: a run stopped early (--time-budget) has every mechanism at about the
     # same number of draws; the report is rewritten every --write-every draws
     jobs = [(m, s) for s in range(a.reps) for m in mechs]
-    t0 = time.perf_counter()
     rows: list[dict] = []
+    csv = a.out.with_suffix(".csv")
+    if a.resume and csv.exists():
+        rows, jobs = resume(pd.read_csv(csv), jobs)
+        print(f"resuming: {len({(r['mechanism'], r['seed']) for r in rows})} draws kept from "
+              f"{csv}, {len(jobs)} to run")
+    a.kept = len({(r["mechanism"], r["seed"]) for r in rows})
+    t0 = time.perf_counter()
     done = 0
 
     def write(final: bool) -> None:

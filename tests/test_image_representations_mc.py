@@ -121,6 +121,16 @@ def test_one_draw_and_the_report(mc, tmp_path):
     assert len(pd.read_csv(out.with_suffix(".csv"))) == len(raw)
 
 
+def test_resume_keeps_complete_draws_and_runs_the_rest(mc):
+    rows = [{"mechanism": m, "seed": s, "method": k, "est": 1.0}
+            for m, s in (("a_composition", 0), ("b_texture", 0)) for k in mc.METHODS]
+    rows = rows[:-1]  # b_texture seed 0 lost its last method: it runs again
+    jobs = [(m, s) for s in range(2) for m in ("a_composition", "b_texture")]
+    kept, todo = mc.resume(pd.DataFrame(rows), jobs)
+    assert {(r["mechanism"], r["seed"]) for r in kept} == {("a_composition", 0)}
+    assert todo == [("b_texture", 0), ("a_composition", 1), ("b_texture", 1)]
+
+
 def test_suite_engineered_features_are_the_default_stack_candidate(mc):
     """The suite measures the package's default: its engineered matrix is the one that
     ``gc.aipw(..., images=chips)`` builds for its engineered candidate."""
