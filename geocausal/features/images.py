@@ -341,15 +341,14 @@ def _view_features(view: ChipsView, n: int, representation: str, seed: int,
         if kwargs:
             raise DataError(f"representation='summary' takes no options, got {sorted(kwargs)}")
         feats = view.summary_features()
+    elif representation == "engineered":  # distinct units, blocks sized by the view's budget
+        feats = engineered_matrix(view, None, **kwargs)
     else:
-        once, inv = view.distinct()
-        if representation == "engineered":
-            feats = engineered_matrix(_view_rows(once), None, **kwargs)
-        else:
-            from geocausal.encoders.embed import learned_features
+        from geocausal.encoders.embed import learned_features
 
-            feats = learned_features(_view_rows(once), seed=seed, block_units=bu,
-                                     memory_budget=budget, **kwargs)
+        once, inv = view.distinct()
+        feats = learned_features(_view_rows(once), seed=seed, block_units=bu,
+                                 memory_budget=budget, **kwargs)
         feats = feats if inv is None else feats[inv]
     if feats.shape[0] != n:
         raise DataError(f"images have {feats.shape[0]} rows but the data have {n}")
@@ -410,7 +409,6 @@ def learned_multiscale(chips: Any, mask: np.ndarray | None = None, seed: int = 0
     """
     from geocausal.encoders.multiscale import multiscale_features
 
-    kwargs = {k: v for k, v in kwargs.items()}
     if not isinstance(chips, ChipsView):
         return multiscale_features(chips, mask, seed, return_model=True, **kwargs)
     _own_mask(mask)
