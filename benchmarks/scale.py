@@ -217,6 +217,15 @@ def _auto_step(step: str, folder: Path, args) -> dict:
             "salience": isinstance(est.diagnostics.get("salience"), dict)}
 
 
+def _streamed_or_memory(steps: dict) -> str:
+    """How a design's recorded steps read the cache: one ``*_memory`` step, one streamed step,
+    or both."""
+    if len(steps) > 1:
+        return "in memory vs streamed from the chips cache"
+    return ("the chips cache loaded in memory" if next(iter(steps)).endswith("_memory")
+            else "streamed from the chips cache")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = add_parallel_arguments(ScriptParser(description=__doc__.splitlines()[0]),
                                 default_workers=None)
@@ -314,10 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"budget {a.memory_budget}")
             cate = {r["step"]: r for r in rows if r["step"].startswith("cate_")}
             if cate:
-                how = {"cate_image": "streamed from the chips cache",
-                       "cate_memory": "the chips cache loaded in memory"}
-                how = (how[next(iter(cate))] if len(cate) == 1
-                       else "in memory vs streamed from the chips cache")
+                how = _streamed_or_memory(cate)
                 record(f"scale: gc.cate with an ImageLearner propensity, {how}, {n:,} units x "
                        f"{size} (wall, peak RSS)", None,
                        None, result=cells([r for r in rows if r["step"] == "extract"]
@@ -328,10 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                        + " (truth 1)")
             auto = {r["step"]: r for r in rows if r["step"].startswith("aipw_auto")}
             if auto:
-                how = {"aipw_auto": "streamed from the chips cache",
-                       "aipw_auto_memory": "the chips cache loaded in memory"}
-                how = (how[next(iter(auto))] if len(auto) == 1
-                       else "in memory vs streamed from the chips cache")
+                how = _streamed_or_memory(auto)
                 first = next(iter(auto.values()))
                 record(f"scale: gc.aipw with the default image stack (representation 'auto', "
                        f"no image learner), {how}, {n:,} units x {size} (wall, peak RSS)",
