@@ -40,7 +40,8 @@ def test_default_stack_removes_image_confounding_and_records_quality():
     cands = {"tabular", "summary", "engineered"}
     # candidates, the stack, and each candidate x outcome learner of the default library
     assert set(q.candidate) == cands | {"stack"} | {f"{c}/{m}" for c in cands
-                                                    for m in ("ridge", "ridge_pooled", "post_lasso", "hgb")}
+                                                    for m in ("ridge", "ridge_pooled", "post_lasso",
+                                                              "post_lasso_pooled", "hgb")}
     assert set(q.nuisance) == {"propensity", "outcome0", "outcome1"}
     prop = q[q.nuisance == "propensity"].set_index("candidate")
     assert prop.loc["summary", "auc"] > prop.loc["tabular", "auc"] + 0.15
