@@ -330,3 +330,31 @@ def test_post_lasso_selects_the_sparse_columns_and_refits_them_like_ols():
     assert len(dense.selected_) <= 8
     with pytest.raises(DataError, match="max_share"):
         PostLassoRegressor(max_share=0).fit(x, y)
+
+
+def test_post_lasso_leaves_constant_and_repeated_columns_out_of_the_path():
+    """Constant columns (a threshold share without variation in one arm of one fold) and
+    repeats of an earlier column made scikit-learn's LARS fail inside the default stack (the
+    engineered candidate was dropped); they are left out, so the selection is that of the
+    distinct columns, mapped back to the first copy."""
+    from geocausal.nuisance.sparse import PostLassoRegressor, bic_select
+
+    rng = np.random.default_rng(5)
+    n = 200
+    x = rng.normal(size=(n, 30))
+    y = 2.0 * x[:, 4] - x[:, 17] + rng.normal(size=n)
+    # columns: x0..x29, a constant, x4 again, x17 again, zeros
+    wide = np.column_stack([x, np.full(n, 3.0), x[:, 4], x[:, 17], np.zeros(n)])
+    xs = (x - x.mean(0)) / x.std(0)
+    ws = (wide - wide.mean(0)) / np.where(wide.std(0) > 0, wide.std(0), 1.0)
+    sel = bic_select(ws, y, 20)
+    assert sel.tolist() == bic_select(xs, y, 20).tolist()  # same columns, first copies only
+    assert {4, 17} <= set(sel.tolist()) and not set(sel.tolist()) & {30, 31, 32, 33}
+    m = PostLassoRegressor().fit(wide, y)
+    np.testing.assert_allclose(m.predict(wide), PostLassoRegressor().fit(x, y).predict(x),
+                               atol=1e-8)
+    assert m.coef_[30:].tolist() == [0.0, 0.0, 0.0, 0.0]
+    # a matrix of constant columns selects nothing and predicts the mean
+    flat = PostLassoRegressor().fit(np.ones((n, 3)), y)
+    assert flat.selected_.tolist() == [] and flat.predict(np.ones((2, 3))) == pytest.approx(
+        [y.mean()] * 2)

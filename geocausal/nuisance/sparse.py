@@ -49,7 +49,11 @@ def bic_select(Xs: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
     LARS path, at most ``max_features`` of them (ordered by entry into the path).
 
     The noise variance of the criterion is estimated by a ridge regression's leave-one-out
-    error (valid when there are more columns than rows, where least squares is not).
+    error (valid when there are more columns than rows, where least squares is not). Constant
+    columns (a feature without variation among these rows, as happens to a threshold share
+    within one arm of one fold) and repeats of an earlier column are left out of the path
+    (scikit-learn's LARS solver fails on them); a repeated column can only be selected as its
+    first copy.
 
     Examples
     --------
@@ -61,8 +65,14 @@ def bic_select(Xs: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
     from sklearn.linear_model import LassoLarsIC, RidgeCV
 
     yc = y - y.mean()
-    if np.var(yc) < 1e-24:
+    live = np.flatnonzero(np.ptp(Xs, axis=0) > 0)  # constant columns (e.g. within one arm)
+    if np.var(yc) < 1e-24 or not len(live):
         return np.zeros(0, int)
+    # LARS fails on constant and on repeated columns: select among the distinct live ones
+    # (the first of each repeated column, in column order)
+    live = live[np.sort(np.unique(Xs[:, live], axis=1, return_index=True)[1])]
+    if len(live) < Xs.shape[1]:
+        return live[bic_select(Xs[:, live], y, max_features)]
     ridge = RidgeCV(alphas=np.logspace(-2, 5, 15)).fit(Xs, yc)
     sigma2 = max(float(-ridge.best_score_), 1e-12 * float(np.var(yc)))
     with warnings.catch_warnings():
