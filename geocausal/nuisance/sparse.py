@@ -68,22 +68,21 @@ def bic_select(Xs: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
     live = np.flatnonzero(np.ptp(Xs, axis=0) > 0)  # constant columns (e.g. within one arm)
     if np.var(yc) < 1e-24 or not len(live):
         return np.zeros(0, int)
-    # LARS fails on constant and on repeated columns: select among the distinct live ones
-    # (the first of each repeated column, in column order)
+    # LARS fails on constant and on repeated columns: the path runs on the distinct live ones
+    # (the first of each repeated column, in column order), and positions map back by `live`
     live = live[np.sort(np.unique(Xs[:, live], axis=1, return_index=True)[1])]
-    if len(live) < Xs.shape[1]:
-        return live[bic_select(Xs[:, live], y, max_features)]
-    ridge = RidgeCV(alphas=np.logspace(-2, 5, 15)).fit(Xs, yc)
+    Z = Xs if len(live) == Xs.shape[1] else Xs[:, live]
+    ridge = RidgeCV(alphas=np.logspace(-2, 5, 15)).fit(Z, yc)
     sigma2 = max(float(-ridge.best_score_), 1e-12 * float(np.var(yc)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lars = LassoLarsIC(criterion="bic", noise_variance=sigma2, fit_intercept=False,
-                           max_iter=max(2 * max_features, 10), precompute=True).fit(Xs, yc)
+                           max_iter=max(2 * max_features, 10), precompute=True).fit(Z, yc)
     coef = np.asarray(lars.coef_, float)
     sel = np.flatnonzero(coef != 0)
     if len(sel) > max_features:  # keep the largest standardised coefficients
         sel = np.sort(sel[np.argsort(-np.abs(coef[sel]))[:max_features]])
-    return sel
+    return live[sel]
 
 
 class PostLassoRegressor(RegressorMixin, BaseEstimator):
