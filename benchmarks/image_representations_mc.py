@@ -619,9 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     csv = a.out.with_suffix(".csv")
     if a.resume and csv.exists():
         rows, jobs = resume(pd.read_csv(csv), jobs)
-        print(f"resuming: {len({(r['mechanism'], r['seed']) for r in rows})} draws kept from "
-              f"{csv}, {len(jobs)} to run")
     a.kept = len({(r["mechanism"], r["seed"]) for r in rows})
+    if a.resume:
+        print(f"resuming: {a.kept} draws kept from {csv}, {len(jobs)} to run")
     t0 = time.perf_counter()
     done = 0
 
