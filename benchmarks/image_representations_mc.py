@@ -312,9 +312,11 @@ def features(chips: np.ndarray, mask: np.ndarray, study: str, seed: int = 0) -> 
 
 def engineered(chips: np.ndarray, mask: np.ndarray, study: str) -> dict:
     """The default stack's engineered candidate (every statistic group, thresholds on bands and
-    indices); a column without any valid pixel is dropped, an empty cell gets the column mean."""
+    indices); a column without any valid pixel is dropped, an empty cell gets the column mean,
+    and constant and repeated columns are dropped."""
     from geocausal.features.engineered import engineered_features
     from geocausal.nuisance.candidates import ENGINEERED_DEFAULTS
+    from geocausal.nuisance.sparse import distinct_columns
 
     t0 = time.perf_counter()
     kw = dict(ENGINEERED_DEFAULTS)
@@ -328,6 +330,7 @@ def engineered(chips: np.ndarray, mask: np.ndarray, study: str) -> dict:
     eng = eng[:, keep]
     bad = ~np.isfinite(eng)
     eng[bad] = np.take(col[keep], np.nonzero(bad)[1])
+    eng = eng[:, distinct_columns(eng)]  # as the default stack: constant and repeated ones out
     return {"engineered": eng, "t_engineered": time.perf_counter() - t0}
 
 

@@ -347,6 +347,21 @@ def test_engineered_thresholds_are_pooled_quantiles_and_change_is_late_minus_ear
     assert "band1_above_p50_t0" in a.columns and not any(c.endswith("_change") for c in a.columns)
     with pytest.raises(DataError, match="threshold_channels"):
         engineered_features(chips, mask, roles, stats=["thresholds"], threshold_channels="x")
+    # a finer grid on the index: its own pooled quantiles, the bands keep theirs
+    g = engineered_features(chips, mask, roles, indices=["NDVI"], stats=["mean", "thresholds"],
+                            threshold_channels="all", index_threshold_levels=[0.2, 0.4, 0.6])
+    assert [c for c in g.columns if c.startswith("NDVI_above_") and c.endswith("_t0")] == [
+        "NDVI_above_p20_t0", "NDVI_above_p40_t0", "NDVI_above_p60_t0"]
+    assert "band1_above_p50_t0" in g.columns and "band1_above_p40_t0" not in g.columns
+    assert np.allclose(g.filter(like="band1_").to_numpy(), a.filter(like="band1_").to_numpy(),
+                       equal_nan=True)
+    t40 = np.quantile(ndvi[mask], 0.4)
+    vals = ndvi[0, 0][mask[0, 0]]
+    assert g.loc[0, "NDVI_above_p40_t0"] == pytest.approx((vals > t40).mean())
+    same = engineered_features(chips, mask, roles, indices=["NDVI"],
+                               stats=["mean", "thresholds"], threshold_channels="all",
+                               index_threshold_levels=(0.1, 0.25, 0.5, 0.75, 0.9))
+    pd.testing.assert_frame_equal(same, a)  # the same levels: the same columns, same order
     with pytest.raises(DataError, match="threshold levels"):
         engineered_features(chips, mask, roles, stats=["thresholds"], threshold_levels=[1.5])
 

@@ -299,11 +299,29 @@ def test_pooled_arms_learner_is_one_fit_on_both_arms_per_fold():
 
 
 def test_default_engineered_candidate_uses_every_statistic_group():
-    from geocausal.features.engineered import ALL_STATS
+    from geocausal.features.engineered import ALL_STATS, INDEX_THRESHOLD_LEVELS
     from geocausal.nuisance.candidates import ENGINEERED_DEFAULTS
 
     assert tuple(ENGINEERED_DEFAULTS["stats"]) == ALL_STATS
     assert ENGINEERED_DEFAULTS["threshold_channels"] == "all"
+    assert ENGINEERED_DEFAULTS["index_threshold_levels"] == INDEX_THRESHOLD_LEVELS
+    assert len(INDEX_THRESHOLD_LEVELS) == 19 and INDEX_THRESHOLD_LEVELS[7] == 0.4
+
+
+def test_distinct_columns_drops_constant_and_repeated_columns_and_the_candidate_uses_it():
+    from geocausal.nuisance.candidates import _engineered
+    from geocausal.nuisance.sparse import distinct_columns
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(30, 3))
+    X = np.column_stack([a[:, 0], np.full(30, 2.0), a[:, 1], a[:, 0], a[:, 2], a[:, 1]])
+    assert distinct_columns(X).tolist() == [0, 2, 4]
+    assert distinct_columns(np.ones((4, 2))).tolist() == []
+    chips = rng.uniform(0.05, 0.5, size=(12, 8, 8, 2))
+    chips[:, :, :, 1] = 0.3  # a constant band: its statistics are constant
+    f = _engineered(chips, None, {"red": 1, "nir": 2}, {"indices": ["NDVI"]})
+    assert np.ptp(f, axis=0).min() > 0
+    assert np.unique(f, axis=1).shape[1] == f.shape[1]
 
 
 def test_post_lasso_selects_the_sparse_columns_and_refits_them_like_ols():

@@ -57,6 +57,8 @@ EXTRA_STATS: tuple[str, ...] = ("thresholds", "valid", "surround", "change")
 ALL_STATS: tuple[str, ...] = STATS + EXTRA_STATS
 #: default quantile levels of the pooled thresholds
 THRESHOLD_LEVELS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
+#: a finer grid for the spectral indices: every 5% from 0.05 to 0.95
+INDEX_THRESHOLD_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
 def _as_roles(roles: Any, bands: Sequence[str] | None, preset: str | None, n_bands: int
@@ -333,7 +335,9 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
                         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
                         rings: Sequence[float] = (0.25, 0.5),
                         threshold_levels: Sequence[float] = THRESHOLD_LEVELS,
-                        threshold_channels: str = "indices", block: int = 256) -> pd.DataFrame:
+                        threshold_channels: str = "indices",
+                        index_threshold_levels: Sequence[float] | None = None,
+                        block: int = 256) -> pd.DataFrame:
     """Engineered image features, one row per unit: statistics of bands and spectral indices.
 
     Parameters
@@ -390,6 +394,12 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
     threshold_channels
         ``"indices"`` (default: the spectral indices, or the bands when no index is computed)
         or ``"all"`` (bands and indices).
+    index_threshold_levels
+        Quantile levels for the spectral indices' thresholds when they differ from the bands'
+        (None: ``threshold_levels`` for every channel). A finer grid on the indices (e.g.
+        :data:`INDEX_THRESHOLD_LEVELS`, every 5%) lets a learner find a cover class defined
+        at any index value (vegetation at NDVI 0.4, say) without thresholding every band as
+        finely.
     block
         Units per block.
 
@@ -468,17 +478,24 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             vals.append(spectral_indices(x, r, names, m, warn=False)[0])
         return np.moveaxis(np.concatenate(vals, axis=-1), -1, 2)
 
-    thr_pos: list[int] = []
-    levels = thr = None
+    # threshold groups: (channel positions, level names, pooled thresholds (K, L))
+    groups: list[tuple[list[int], list[str], np.ndarray]] = []
     if "thresholds" in stats:
         thr_pos = ([channels.index(nm) for nm in names]
                    if threshold_channels == "indices" and names else list(range(len(channels))))
-        levels = [_level_name(float(q)) for q in threshold_levels]
+        lv_of = {k: tuple(float(q) for q in threshold_levels) for k in thr_pos}
+        if index_threshold_levels is not None:
+            fine = tuple(float(q) for q in index_threshold_levels)
+            lv_of.update({channels.index(nm): fine for nm in names if channels.index(nm)
+                          in lv_of})
         per_unit = int(np.prod(shape[1:-1]))
         step = max(1, -(-n * per_unit // 2_000_000))  # at most ~2e6 pooled values per channel
-        sample = [channel_values(s0, min(s0 + block, n))[(-s0) % step::step][:, :, thr_pos]
-                  for s0 in range(0, n, int(block))]
-        thr = pooled_thresholds(np.concatenate(sample, axis=0), threshold_levels)
+        sample = np.concatenate([channel_values(s0, min(s0 + block, n))[(-s0) % step::step]
+                                 [:, :, thr_pos] for s0 in range(0, n, int(block))], axis=0)
+        for lv in dict.fromkeys(lv_of[k] for k in thr_pos):  # in channel order, bands first
+            pos = [k for k in thr_pos if lv_of[k] == lv]
+            sub = sample[:, :, [thr_pos.index(k) for k in pos]]
+            groups.append((pos, [_level_name(q) for q in lv], pooled_thresholds(sub, lv)))
     parts: list[np.ndarray] = []
     col_names: list[tuple[str, str]] = []
     for start in range(0, n, int(block)):
@@ -490,12 +507,12 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             a = np.stack(list(st.values()), axis=-1)  # (b, T, K, S)
             feats.append(a.reshape(a.shape[:2] + (-1,)))
             col_names += [(ch, s) for ch in channels for s in st]
-        if thr is not None:
-            vt = v[:, :, thr_pos]
+        for pos, levels, thr in groups:
+            vt = v[:, :, pos]
             ts = threshold_statistics(vt, np.isfinite(vt), thr, levels)
             a = np.stack(list(ts.values()), axis=-1)  # (b, T, Kt, S)
             feats.append(a.reshape(a.shape[:2] + (-1,)))
-            col_names += [(channels[k], s) for k in thr_pos for s in ts]
+            col_names += [(channels[k], s) for k in pos for s in ts]
         if "valid" in stats:  # cloud / no-data cover of the chip, its centre and rings
             nb = len(r.bands) if include_bands else len(channels)
             ok = np.isfinite(v[:, :, :nb])

@@ -41,6 +41,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
 
 from geocausal.errors import DataError
+from geocausal.features.engineered import INDEX_THRESHOLD_LEVELS
+from geocausal.nuisance.sparse import distinct_columns
 
 __all__ = ["AUTO_OPTIONS", "CANDIDATES", "ENGINEERED_DEFAULTS", "image_candidates",
            "learned_salience", "stack_learners", "stacked_nuisances"]
@@ -128,11 +130,12 @@ def _with_tab(X_tab: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 
 #: options of the default stack's engineered candidate (every statistic group of
-#: :func:`geocausal.features.engineered.engineered_features`, thresholds on bands and indices)
+#: :func:`geocausal.features.engineered.engineered_features`, thresholds on bands at the
+#: default 5 levels and on spectral indices every 5%)
 ENGINEERED_DEFAULTS: dict[str, Any] = {
     "stats": ("mean", "sd", "quantiles", "rings", "texture", "thresholds", "valid", "surround",
               "change"),
-    "threshold_channels": "all"}
+    "threshold_channels": "all", "index_threshold_levels": INDEX_THRESHOLD_LEVELS}
 
 
 def _engineered(chips, mask, roles, options) -> np.ndarray:
@@ -143,7 +146,8 @@ def _engineered(chips, mask, roles, options) -> np.ndarray:
         kw["roles"] = roles
     elif not any(k in kw for k in ("bands", "preset", "indices")):
         kw["indices"] = ()  # no band roles: band statistics only, no index to skip
-    return eng(chips, mask, **kw)
+    f = eng(chips, mask, **kw)
+    return f[:, distinct_columns(f)]  # constant and repeated statistics carry nothing
 
 
 def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarray, *,

@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from geocausal.errors import DataError
 
-__all__ = ["PostLassoRegressor", "bic_select"]
+__all__ = ["PostLassoRegressor", "bic_select", "distinct_columns"]
 
 
 def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,6 +42,36 @@ def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sd = X.std(0)
     sd = np.where(sd > 1e-12, sd, 1.0)
     return (X - mu) / sd, mu, sd
+
+
+def distinct_columns(X: np.ndarray) -> np.ndarray:
+    """Positions of the columns of ``X`` that vary and that repeat no earlier column.
+
+    Constant columns carry nothing a learner can use and a repeated column only doubles the
+    penalty weight of its information (and breaks scikit-learn's LARS solver), so a feature
+    matrix can be cut to these columns before fitting.
+
+    Parameters
+    ----------
+    X
+        ``(n, p)`` finite matrix.
+
+    Returns
+    -------
+    numpy.ndarray
+        Increasing column positions: each varying column's first copy.
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 5.0, 1.0, 2.0], [2.0, 5.0, 2.0, 0.0], [3.0, 5.0, 3.0, 1.0]])
+    >>> distinct_columns(X).tolist()
+    [0, 3]
+    """
+    X = np.asarray(X)
+    live = np.flatnonzero(np.ptp(X, axis=0) > 0) if X.shape[0] else np.zeros(0, int)
+    if not len(live):
+        return live
+    return live[np.sort(np.unique(X[:, live], axis=1, return_index=True)[1])]
 
 
 def bic_select(Xs: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
@@ -65,12 +95,11 @@ def bic_select(Xs: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
     from sklearn.linear_model import LassoLarsIC, RidgeCV
 
     yc = y - y.mean()
-    live = np.flatnonzero(np.ptp(Xs, axis=0) > 0)  # constant columns (e.g. within one arm)
+    # LARS fails on constant columns (e.g. within one arm) and on repeated ones: the path runs
+    # on the distinct varying ones (each first copy), and positions map back by `live`
+    live = distinct_columns(Xs)
     if np.var(yc) < 1e-24 or not len(live):
         return np.zeros(0, int)
-    # LARS fails on constant and on repeated columns: the path runs on the distinct live ones
-    # (the first of each repeated column, in column order), and positions map back by `live`
-    live = live[np.sort(np.unique(Xs[:, live], axis=1, return_index=True)[1])]
     Z = Xs if len(live) == Xs.shape[1] else Xs[:, live]
     ridge = RidgeCV(alphas=np.logspace(-2, 5, 15)).fit(Z, yc)
     sigma2 = max(float(-ridge.best_score_), 1e-12 * float(np.var(yc)))
