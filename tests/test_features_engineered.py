@@ -362,8 +362,71 @@ def test_engineered_thresholds_are_pooled_quantiles_and_change_is_late_minus_ear
                                stats=["mean", "thresholds"], threshold_channels="all",
                                index_threshold_levels=(0.1, 0.25, 0.5, 0.75, 0.9))
     pd.testing.assert_frame_equal(same, a)  # the same levels: the same columns, same order
+    # fixed cut points on the index, beside the pooled levels
+    v = engineered_features(chips, mask, roles, indices=["NDVI"], stats=["mean", "thresholds"],
+                            index_threshold_values={"NDVI": [-0.1, 0.2], "NDWI": [0.0]})
+    assert [c for c in v.columns if "_v" in c and c.endswith("_t0")] == [
+        "NDVI_above_v-0.1_t0", "NDVI_edges_v-0.1_t0", "NDVI_dist_above_v-0.1_t0",
+        "NDVI_dist_below_v-0.1_t0", "NDVI_above_v0.2_t0", "NDVI_edges_v0.2_t0",
+        "NDVI_dist_above_v0.2_t0", "NDVI_dist_below_v0.2_t0"]  # NDWI is not computed here
+    assert v.loc[0, "NDVI_above_v0.2_t0"] == pytest.approx((vals > 0.2).mean())
+    pd.testing.assert_frame_equal(v.drop(columns=[c for c in v.columns if "_v" in c]),
+                                  engineered_features(chips, mask, roles, indices=["NDVI"],
+                                                      stats=["mean", "thresholds"]))
+    for bad in ({"NDVI": []}, {"NDVI": [np.nan]}, [0.4]):
+        with pytest.raises(DataError, match="index_threshold_values"):
+            engineered_features(chips, mask, roles, indices=["NDVI"], stats=["thresholds"],
+                                index_threshold_values=bad)
     with pytest.raises(DataError, match="threshold levels"):
         engineered_features(chips, mask, roles, stats=["thresholds"], threshold_levels=[1.5])
+
+
+
+def test_contrast_shares_count_adjacent_pairs_beyond_each_contrast_among_valid_pairs():
+    from geocausal.features.engineered import contrast_shares
+
+    rng = np.random.default_rng(8)
+    v = rng.uniform(-0.5, 0.8, size=(4, 2, 7, 6))
+    ok = rng.uniform(size=v.shape) > 0.2
+    ok[1, 0] = False                                   # no valid pair: NaN
+    s = contrast_shares(v, ok, [0.05, 0.2])
+    for i, p in ((0, 0), (3, 1)):                      # a plain loop over pairs
+        big = {0.05: 0, 0.2: 0}
+        pairs = 0
+        for r in range(7):
+            for c in range(6):
+                for r2, c2 in ((r, c + 1), (r + 1, c)):
+                    if r2 < 7 and c2 < 6 and ok[i, p, r, c] and ok[i, p, r2, c2]:
+                        pairs += 1
+                        for k in big:
+                            big[k] += abs(v[i, p, r, c] - v[i, p, r2, c2]) > k
+        assert s["jumps_c0.05"][i, p] == pytest.approx(big[0.05] / pairs)
+        assert s["jumps_c0.2"][i, p] == pytest.approx(big[0.2] / pairs)
+    assert np.isnan(s["jumps_c0.2"][1, 0])
+    v2 = v.copy()
+    v2[~ok] = 1e6                                      # masked values never count
+    assert np.allclose(contrast_shares(v2, ok, [0.2])["jumps_c0.2"], s["jumps_c0.2"],
+                       equal_nan=True)
+    for bad in ([], [0.0], [np.inf]):
+        with pytest.raises(DataError, match="contrasts"):
+            contrast_shares(v, ok, bad)
+    chips = rng.uniform(0.05, 0.5, size=(5, 3, 6, 6, 2))
+    roles = {"red": 1, "nir": 2}
+    f = engineered_features(chips, None, roles, indices=["NDVI"], stats=["texture", "change"],
+                            index_contrast_values={"NDVI": [0.1], "NDWI": [0.2]})
+    ndvi = (chips[..., 1] - chips[..., 0]) / (chips[..., 1] + chips[..., 0])
+    want = contrast_shares(ndvi, np.ones(ndvi.shape, bool), [0.1])["jumps_c0.1"]
+    assert np.allclose(f[[f"NDVI_jumps_c0.1_t{p}" for p in range(3)]].to_numpy(), want)
+    assert "NDVI_jumps_c0.1_change" in f.columns and not any("NDWI" in c for c in f.columns)
+    g = engineered_features(chips, None, roles, indices=["NDVI"], stats=["mean"],
+                            index_contrast_values={"NDVI": [0.1]})
+    assert not any("jumps" in c for c in g.columns)    # only with "texture"
+    with pytest.raises(DataError, match="index_contrast_values"):
+        engineered_features(chips, None, roles, indices=["NDVI"], stats=["texture"],
+                            index_contrast_values=[0.1])
+    with pytest.raises(DataError, match="contrasts"):
+        engineered_features(chips, None, roles, indices=["NDVI"], stats=["texture"],
+                            index_contrast_values={"NDVI": [-0.1]})
 
 
 def test_surround_contrasts_are_inner_minus_outer_zone_means_and_change_with_them():

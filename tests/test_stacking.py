@@ -299,13 +299,40 @@ def test_pooled_arms_learner_is_one_fit_on_both_arms_per_fold():
 
 
 def test_default_engineered_candidate_uses_every_statistic_group():
-    from geocausal.features.engineered import ALL_STATS, INDEX_THRESHOLD_LEVELS
+    from geocausal.features.engineered import (
+        ALL_STATS,
+        INDEX_CONTRAST_VALUES,
+        INDEX_THRESHOLD_VALUES,
+    )
+    from geocausal.features.indices import NORMALISED_DIFFERENCES
     from geocausal.nuisance.candidates import ENGINEERED_DEFAULTS
 
     assert tuple(ENGINEERED_DEFAULTS["stats"]) == ALL_STATS
     assert ENGINEERED_DEFAULTS["threshold_channels"] == "all"
-    assert ENGINEERED_DEFAULTS["index_threshold_levels"] == INDEX_THRESHOLD_LEVELS
-    assert len(INDEX_THRESHOLD_LEVELS) == 19 and INDEX_THRESHOLD_LEVELS[7] == 0.4
+    vals = ENGINEERED_DEFAULTS["index_threshold_values"]
+    assert set(vals) == set(NORMALISED_DIFFERENCES) and vals["NDVI"] == INDEX_THRESHOLD_VALUES
+    assert len(INDEX_THRESHOLD_VALUES) == 19 and {-0.9, 0.0, 0.4, 0.9} <= set(INDEX_THRESHOLD_VALUES)
+    assert ENGINEERED_DEFAULTS["index_contrast_values"] == {
+        k: INDEX_CONTRAST_VALUES for k in NORMALISED_DIFFERENCES}
+
+
+def test_gcv_ridge_is_ridgecv_on_tall_and_wide_matrices():
+    """Peer check: the same penalty and predictions as scikit-learn's RidgeCV (default mode),
+    whichever decomposition the shape picks."""
+    from sklearn.linear_model import RidgeCV
+
+    from geocausal.nuisance.sparse import GCVRidge, gcv_mode
+
+    rng = np.random.default_rng(11)
+    alphas = np.logspace(-2, 5, 15)
+    for n, p in ((120, 100), (80, 150), (200, 5)):
+        X = rng.normal(size=(n, p)) @ rng.normal(size=(p, p)) * 0.3
+        y = X[:, 0] - X[:, 1] + rng.normal(size=n)
+        a = GCVRidge(alphas=alphas).fit(X, y)
+        b = RidgeCV(alphas=alphas).fit(X, y)
+        assert a.alpha_ == b.alpha_ and a.best_score_ == pytest.approx(b.best_score_, rel=1e-6)
+        assert np.allclose(a.predict(X), b.predict(X), rtol=1e-6, atol=1e-8)
+        assert a.ridge_.gcv_mode == gcv_mode(X.shape) == ("svd" if n > p else "auto")
 
 
 def test_distinct_columns_drops_constant_and_repeated_columns_and_the_candidate_uses_it():

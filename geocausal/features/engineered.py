@@ -59,6 +59,11 @@ ALL_STATS: tuple[str, ...] = STATS + EXTRA_STATS
 THRESHOLD_LEVELS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 #: a finer grid for the spectral indices: every 5% from 0.05 to 0.95
 INDEX_THRESHOLD_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
+#: fixed contrasts for the edge density of normalised-difference indices
+INDEX_CONTRAST_VALUES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
+#: fixed cut points for normalised-difference indices: every 0.1 from -0.9 to 0.9 (the round
+#: values where analysts cut them: NDVI 0.4, NDWI 0, ...)
+INDEX_THRESHOLD_VALUES: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(-9, 10))
 
 
 def _as_roles(roles: Any, bands: Sequence[str] | None, preset: str | None, n_bands: int
@@ -208,6 +213,52 @@ def chip_statistics(values: np.ndarray, valid: np.ndarray, *, stats: Sequence[st
     return out
 
 
+def contrast_shares(values: np.ndarray, valid: np.ndarray, contrasts: Sequence[float],
+                    ) -> dict[str, np.ndarray]:
+    """Edge density at fixed contrasts: the share of valid horizontally and vertically
+    adjacent pixel pairs whose values differ by more than each contrast.
+
+    Parameters
+    ----------
+    values
+        ``(..., H, W)`` pixel values.
+    valid
+        Boolean, the same shape: True = the pixel counts.
+    contrasts
+        Positive differences, e.g. ``[0.05, 0.1, 0.2]`` for a normalised-difference index.
+
+    Returns
+    -------
+    dict
+        ``jumps_c<contrast>`` -> ``(...)`` array (NaN where no valid pair).
+
+    Examples
+    --------
+    >>> v = np.array([[[0.0, 0.15, 0.15], [0.0, 0.0, 0.4]]])
+    >>> s = contrast_shares(v, np.ones_like(v, bool), [0.1, 0.3])
+    >>> float(s["jumps_c0.1"][0]), float(s["jumps_c0.3"][0])    # 4 and 1 of 7 pairs
+    (0.5714285714285714, 0.14285714285714285)
+    """
+    cs = [float(c) for c in contrasts]
+    if not cs or any(not np.isfinite(c) or c <= 0 for c in cs):
+        raise DataError(f"contrasts {cs} must be positive finite differences")
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.asarray(valid, dtype=bool) & np.isfinite(v)
+    diffs = []
+    for a, b, wa, wb in ((v[..., :, 1:], v[..., :, :-1], ok[..., :, 1:], ok[..., :, :-1]),
+                         (v[..., 1:, :], v[..., :-1, :], ok[..., 1:, :], ok[..., :-1, :])):
+        both = wa & wb
+        diffs.append((np.where(both, np.abs(a - b), -np.inf), both))
+    pairs = sum(both.sum(axis=(-2, -1)) for _, both in diffs)
+    out: dict[str, np.ndarray] = {}
+    for c in cs:
+        big = sum((d > c).sum(axis=(-2, -1)) for d, _ in diffs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"jumps_c{c:g}"] = np.where(pairs > 0, big / np.where(pairs > 0, pairs, 1),
+                                            np.nan)
+    return out
+
+
 def _level_name(q: float) -> str:
     return f"p{round(q * 100):02d}" if q * 100 == round(q * 100) else f"p{q * 100:g}"
 
@@ -337,6 +388,8 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
                         threshold_levels: Sequence[float] = THRESHOLD_LEVELS,
                         threshold_channels: str = "indices",
                         index_threshold_levels: Sequence[float] | None = None,
+                        index_threshold_values: Mapping[str, Sequence[float]] | None = None,
+                        index_contrast_values: Mapping[str, Sequence[float]] | None = None,
                         block: int = 256) -> pd.DataFrame:
     """Engineered image features, one row per unit: statistics of bands and spectral indices.
 
@@ -400,6 +453,18 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         :data:`INDEX_THRESHOLD_LEVELS`, every 5%) lets a learner find a cover class defined
         at any index value (vegetation at NDVI 0.4, say) without thresholding every band as
         finely.
+    index_threshold_values
+        Fixed cut points per spectral index, ``{index: values}`` (e.g.
+        ``{"NDVI": [0.2, 0.4, 0.6], "NDWI": [0.0]}``; the default stack gives every index of
+        :data:`~geocausal.features.indices.NORMALISED_DIFFERENCES` the values
+        :data:`INDEX_THRESHOLD_VALUES`), in addition to the pooled quantile levels: the same
+        threshold statistics at these values, columns ``<index>_above_v0.4``,
+        ``<index>_edges_v0.4``, ... (``v-0.2`` for -0.2). Indices not computed are ignored.
+    index_contrast_values
+        With ``"texture"``: edge density of spectral indices at fixed contrasts,
+        ``{index: contrasts}`` (:func:`contrast_shares`; the default stack gives the
+        normalised differences :data:`INDEX_CONTRAST_VALUES`), columns
+        ``<index>_jumps_c0.1``, ... Indices not computed are ignored.
     block
         Units per block.
 
@@ -496,6 +561,32 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             pos = [k for k in thr_pos if lv_of[k] == lv]
             sub = sample[:, :, [thr_pos.index(k) for k in pos]]
             groups.append((pos, [_level_name(q) for q in lv], pooled_thresholds(sub, lv)))
+    if index_threshold_values is not None and not isinstance(index_threshold_values, Mapping):
+        raise DataError("index_threshold_values must map index names to lists of values, e.g. "
+                        "{'NDVI': [0.2, 0.4]}")
+    if index_contrast_values is not None and not isinstance(index_contrast_values, Mapping):
+        raise DataError("index_contrast_values must map index names to lists of contrasts, "
+                        "e.g. {'NDVI': [0.1, 0.2]}")
+    jumps: dict[tuple[float, ...], list[int]] = {}
+    if index_contrast_values and "texture" in stats:
+        for k, v in index_contrast_values.items():
+            cs = tuple(float(x) for x in v)
+            contrast_shares(np.zeros((1, 2, 2)), np.ones((1, 2, 2), bool), cs)  # validates
+            if k in names:
+                jumps.setdefault(cs, []).append(channels.index(k))
+    fixed = {} if index_threshold_values is None else dict(index_threshold_values)
+    if fixed and "thresholds" in stats:
+        bad = [k for k, v in fixed.items() if not isinstance(k, str) or not len(list(v))
+               or not np.isfinite(np.asarray(list(v), float)).all()]
+        if bad:
+            raise DataError(f"index_threshold_values for {bad}: give each index a non-empty "
+                            "list of finite values")
+        val_of = {channels.index(k): tuple(float(x) for x in v) for k, v in fixed.items()
+                  if k in names}
+        for vals in dict.fromkeys(val_of.values()):
+            pos = [k for k in sorted(val_of) if val_of[k] == vals]
+            groups.append((pos, [f"v{x:g}" for x in vals],
+                           np.tile(np.asarray(vals, float), (len(pos), 1))))
     parts: list[np.ndarray] = []
     col_names: list[tuple[str, str]] = []
     for start in range(0, n, int(block)):
@@ -507,6 +598,11 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             a = np.stack(list(st.values()), axis=-1)  # (b, T, K, S)
             feats.append(a.reshape(a.shape[:2] + (-1,)))
             col_names += [(ch, s) for ch in channels for s in st]
+        for cs, pos in jumps.items():
+            vj = v[:, :, pos]
+            js = contrast_shares(vj, np.isfinite(vj), cs)
+            feats.append(np.stack(list(js.values()), axis=-1).reshape(vj.shape[:2] + (-1,)))
+            col_names += [(channels[k], nm) for k in pos for nm in js]
         for pos, levels, thr in groups:
             vt = v[:, :, pos]
             ts = threshold_statistics(vt, np.isfinite(vt), thr, levels)

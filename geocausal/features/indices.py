@@ -41,6 +41,10 @@ from geocausal.features.roles import BandRoles
 #: indices computed when none are named (each only where the bands support it)
 DEFAULT_INDICES: tuple[str, ...] = ("NDVI", "NDWI", "MNDWI", "NDBI", "EVI", "SAVI", "NBR",
                                     "NDMI", "BI")
+#: the default indices that are normalised differences ``(a - b) / (a + b)``, bounded by -1
+#: and 1, whose conventional cut points are round values (NDVI 0.2 / 0.4 / 0.6 for sparse /
+#: moderate / dense vegetation, NDWI or MNDWI 0 for open water, NDBI 0 for built-up land)
+NORMALISED_DIFFERENCES: tuple[str, ...] = ("NDVI", "NDWI", "MNDWI", "NDBI", "NBR", "NDMI")
 
 
 def _catalogue() -> Any:

@@ -41,8 +41,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
 
 from geocausal.errors import DataError
-from geocausal.features.engineered import INDEX_THRESHOLD_LEVELS
-from geocausal.nuisance.sparse import distinct_columns
+from geocausal.features.engineered import INDEX_CONTRAST_VALUES, INDEX_THRESHOLD_VALUES
+from geocausal.features.indices import NORMALISED_DIFFERENCES
+from geocausal.nuisance.sparse import GCVRidge, distinct_columns
 
 __all__ = ["AUTO_OPTIONS", "CANDIDATES", "ENGINEERED_DEFAULTS", "image_candidates",
            "learned_salience", "stack_learners", "stacked_nuisances"]
@@ -103,7 +104,6 @@ def stack_learners(seed: int = 0) -> dict[str, Any]:
     (['outcome', 'propensity'], ['hgb', 'post_lasso', 'post_lasso_pooled', 'ridge', 'ridge_pooled'])
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -111,7 +111,7 @@ def stack_learners(seed: int = 0) -> dict[str, Any]:
     from geocausal.nuisance.stacking import PooledArms
 
     def ridge() -> Any:
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 5, 15)))
+        return make_pipeline(StandardScaler(), GCVRidge(alphas=np.logspace(-2, 5, 15)))
 
     return {"propensity": make_pipeline(StandardScaler(), PenalisedLogit(
                 Cs=np.logspace(-2, 0, 5), cv=3, l1_ratios=(1.0,), solver="liblinear",
@@ -130,12 +130,16 @@ def _with_tab(X_tab: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 
 #: options of the default stack's engineered candidate (every statistic group of
-#: :func:`geocausal.features.engineered.engineered_features`, thresholds on bands at the
-#: default 5 levels and on spectral indices every 5%)
+#: :func:`geocausal.features.engineered.engineered_features`; thresholds on bands and indices
+#: at the default pooled quantile levels, and on the normalised-difference indices also at
+#: every 0.1 from -0.9 to 0.9, where analysts cut them: NDVI 0.4, NDWI 0, ...; their edge
+#: density at fixed contrasts 0.05 to 0.3)
 ENGINEERED_DEFAULTS: dict[str, Any] = {
     "stats": ("mean", "sd", "quantiles", "rings", "texture", "thresholds", "valid", "surround",
               "change"),
-    "threshold_channels": "all", "index_threshold_levels": INDEX_THRESHOLD_LEVELS}
+    "threshold_channels": "all",
+    "index_threshold_values": {k: INDEX_THRESHOLD_VALUES for k in NORMALISED_DIFFERENCES},
+    "index_contrast_values": {k: INDEX_CONTRAST_VALUES for k in NORMALISED_DIFFERENCES}}
 
 
 def _engineered(chips, mask, roles, options) -> np.ndarray:
