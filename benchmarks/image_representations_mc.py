@@ -135,17 +135,26 @@ def _pairs(a: np.ndarray, valid: np.ndarray):
             ((a[:, 1:, :], a[:, :-1, :]), valid[:, 1:, :] & valid[:, :-1, :])]
 
 
-def sentinel2_confounders(chips: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """The three confounders of mechanisms (a), (b), (c) from (N, H, W, 10) reflectance."""
+#: the cut points of the Sentinel-2 confounders: vegetated NDVI, open-water NDWI and the NDVI
+#: difference of an edge between adjacent pixels (the conventional round values)
+CUT_POINTS: tuple[float, float, float] = (0.4, 0.0, 0.1)
+
+
+def sentinel2_confounders(chips: np.ndarray, mask: np.ndarray,
+                          cuts: tuple[float, float, float] = CUT_POINTS
+                          ) -> dict[str, np.ndarray]:
+    """The three confounders of mechanisms (a), (b), (c) from (N, H, W, 10) reflectance, with
+    the cut points ``cuts`` = (vegetated NDVI, water NDWI, edge NDVI difference)."""
+    cut_veg, cut_water, cut_edge = (float(c) for c in cuts)
     b = {k: chips[..., i].astype(np.float64) for i, k in enumerate(S2_BANDS)}
     valid = mask & np.all(np.isfinite(chips), axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ndvi = np.nan_to_num((b["B08"] - b["B04"]) / (b["B08"] + b["B04"]))
         ndwi = np.nan_to_num((b["B03"] - b["B08"]) / (b["B03"] + b["B08"]))
-    water = (ndwi > 0) & valid
+    water = (ndwi > cut_water) & valid
     vis = (b["B02"] + b["B03"] + b["B04"]) / 3
     thr = np.quantile(vis[valid], 0.85)
-    veg = (ndvi > 0.4) & valid
+    veg = (ndvi > cut_veg) & valid
     n, h, w = ndvi.shape
     out: dict[str, np.ndarray] = {}
     # (a) spectral composition
@@ -156,7 +165,7 @@ def sentinel2_confounders(chips: np.ndarray, mask: np.ndarray) -> dict[str, np.n
     # (b) texture / within-chip heterogeneity
     m = _masked_mean(ndvi, valid)
     sd = np.sqrt(_masked_mean((ndvi - m[:, None, None]) ** 2, valid))
-    edges = _pair_share([((np.abs(p[0] - p[1]) > 0.1) & v, v) for p, v in _pairs(ndvi, valid)])
+    edges = _pair_share([((np.abs(p[0] - p[1]) > cut_edge) & v, v) for p, v in _pairs(ndvi, valid)])
     mv = _masked_mean(vis, valid)
     vis_sd = np.sqrt(_masked_mean((vis - mv[:, None, None]) ** 2, valid))
     out["b_texture"] = np.column_stack([_fallback(sd, name="b: NDVI SD"),
@@ -345,14 +354,14 @@ def learned(chips: np.ndarray, mask: np.ndarray, seed: int = 0) -> dict:
             "ssl_stopped_early": pre.stopped_early}
 
 
-def prepare(seed: int = 0) -> dict:
+def prepare(seed: int = 0, cuts: tuple[float, float, float] = CUT_POINTS) -> dict:
     s2, s2m = sentinel2_chips()
     ls, lsm, dates = landsat_chips()
     studies = {"sentinel2": {"chips": s2, "mask": s2m, **features(s2, s2m, "sentinel2", seed)},
                "landsat": {"chips": ls, "mask": lsm, "dates": dates,
                            **features(ls, lsm, "landsat", seed)}}
     FALLBACKS.clear()
-    conf = sentinel2_confounders(s2, s2m)
+    conf = sentinel2_confounders(s2, s2m, cuts)
     conf["d_change"] = landsat_confounders(ls, lsm)
     return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS)}
 
@@ -368,7 +377,8 @@ def export(state: dict, folder: Path) -> None:
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
 
 
-def load(folder: Path, relearn: bool, seed: int = 0) -> dict:
+def load(folder: Path, relearn: bool, seed: int = 0,
+         cuts: tuple[float, float, float] = CUT_POINTS) -> dict:
     meta = json.loads((folder / "meta.json").read_text())
     studies = {}
     for name in ("sentinel2", "landsat"):
@@ -382,7 +392,8 @@ def load(folder: Path, relearn: bool, seed: int = 0) -> dict:
     # the confounders are recomputed from the exported chips and masks (a few seconds), so
     # that they follow this file's DGP rather than the one of the export
     FALLBACKS.clear()
-    conf = sentinel2_confounders(studies["sentinel2"]["chips"], studies["sentinel2"]["mask"])
+    conf = sentinel2_confounders(studies["sentinel2"]["chips"], studies["sentinel2"]["mask"],
+                                 cuts)
     conf["d_change"] = landsat_confounders(studies["landsat"]["chips"],
                                            studies["landsat"]["mask"])
     return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS)}
@@ -566,6 +577,19 @@ def resume(old: pd.DataFrame, jobs: list[tuple[str, int]]
     return rows, [jb for jb in jobs if jb not in kept]
 
 
+def cut_points(text: str) -> tuple[float, float, float]:
+    """``--cut-points VEG,WATER,EDGE``: three numbers, the edge difference positive."""
+    import argparse
+
+    try:
+        v = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        v = ()
+    if len(v) != 3 or not all(np.isfinite(v)) or v[2] <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give VEG,WATER,EDGE, e.g. 0.4,0,0.1")
+    return v  # type: ignore[return-value]
+
+
 def main(argv: list[str] | None = None) -> int:
     from geocausal.parallel import ScriptParser, worker_count
 
@@ -582,6 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip", type=float, default=None,
                     help="clip every AIPW's propensities to [clip, 1 - clip] (gc.aipw's clip=; "
                          "default: gc.aipw's default, 0.01; 0 for none)")
+    ap.add_argument("--cut-points", type=cut_points, default=CUT_POINTS,
+                    help="VEG,WATER,EDGE: the Sentinel-2 confounders' cut points (vegetated "
+                         "NDVI, water NDWI, edge NDVI difference; default 0.4,0,0.1, the "
+                         "conventional round values; others check cut points off the "
+                         "engineered candidate's grids)")
     ap.add_argument("--out", type=Path, default=HERE / "image_representations_mc.md")
     ap.add_argument("--time-budget", type=float, default=0.0,
                     help="seconds of Monte Carlo after which no new draw starts (0: none); the "
@@ -606,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"--time-budget >= 0 (got mechanisms {bad})")
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    state = load(a.chips, a.relearn) if a.chips else prepare()
+    state = load(a.chips, a.relearn, cuts=a.cut_points) if a.chips else prepare(
+        cuts=a.cut_points)
     t_prep = time.perf_counter() - t0
     if a.export_chips:
         export(state, a.export_chips)

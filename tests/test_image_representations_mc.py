@@ -52,6 +52,29 @@ def test_configuration_confounders_see_the_centre_and_the_water(mc):
     assert c2[0, 0] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_cut_points_move_the_vegetation_water_and_edge_confounders(mc):
+    import argparse
+
+    n, h = 2, 16
+    chips = np.full((n, h, h, 10), 0.1, np.float32)
+    nir, red, green = (mc.S2_BANDS.index(b) for b in ("B08", "B04", "B03"))
+    chips[:, :8, :, nir] = 0.25           # NDVI (0.25 - 0.1) / 0.35 = 0.43 in the top half
+    chips[1, 8:, :, green] = 0.12         # NDWI (0.12 - 0.1) / 0.22 = 0.09 in chip 1's bottom
+    mask = np.ones((n, h, h), bool)
+    at = mc.sentinel2_confounders(chips, mask)
+    off = mc.sentinel2_confounders(chips, mask, (0.45, 0.1, 0.5))
+    assert mc.CUT_POINTS == (0.4, 0.0, 0.1)
+    assert at["a_composition"][0, 0] == pytest.approx(0.5) and off["a_composition"][0, 0] == 0
+    assert at["a_composition"][1, 1] == pytest.approx(0.5) and off["a_composition"][1, 1] == 0
+    # 16 of 480 adjacent pairs cross the NDVI 0.43 / 0 line: an edge at 0.1, none at 0.5
+    assert at["b_texture"][0, 1] == pytest.approx(16 / 480)
+    assert off["b_texture"][0, 1] == 0
+    assert mc.cut_points("0.37,0.05,0.08") == (0.37, 0.05, 0.08)
+    for bad in ("0.4,0", "0.4,0,0", "a,b,c", "0.4,nan,0.1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            mc.cut_points(bad)
+
+
 def test_change_confounder(mc):
     n, t, h = 3, 4, 9
     chips = np.full((n, t, h, h, 3), 0.1, np.float32)
