@@ -14,6 +14,10 @@ from disk:
 - texture: ``locvar`` (mean 3 x 3 local variance), ``contrast`` (GLCM-like: mean squared
   difference of horizontally and vertically adjacent pixels) and ``edges`` (share of adjacent
   pairs that differ by more than the chip's own SD).
+- with ``stats`` beyond these (:data:`EXTRA_STATS`): threshold statistics at pooled quantile
+  levels and, for spectral indices, at fixed values (``index_threshold_values``, e.g. NDVI 0.4,
+  NDWI 0), edge density of indices at fixed contrasts (``index_contrast_values``), the valid
+  share, centre-versus-ring contrasts and change over time; see :func:`engineered_features`.
 
 Masked pixels (mask False, NaN band values, pixels where an index formula is not finite) never
 enter a statistic, as zeros or otherwise. A statistic without any valid pixel (a centre under a
