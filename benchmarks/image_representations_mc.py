@@ -320,26 +320,16 @@ def features(chips: np.ndarray, mask: np.ndarray, study: str, seed: int = 0) -> 
 
 
 def engineered(chips: np.ndarray, mask: np.ndarray, study: str) -> dict:
-    """The default stack's engineered candidate (every statistic group, thresholds on bands and
-    indices); a column without any valid pixel is dropped, an empty cell gets the column mean,
-    and constant and repeated columns are dropped."""
-    from geocausal.features.engineered import engineered_features
-    from geocausal.nuisance.candidates import ENGINEERED_DEFAULTS
-    from geocausal.nuisance.sparse import distinct_columns
+    """The default stack's engineered candidate
+    (:func:`geocausal.nuisance.candidates.engineered_candidate`) and its time."""
+    from geocausal.nuisance.candidates import engineered_candidate
 
     t0 = time.perf_counter()
-    kw = dict(ENGINEERED_DEFAULTS)
     if study == "sentinel2":
-        eng = engineered_features(chips, mask, bands=list(S2_BANDS), preset="sentinel2", **kw)
+        eng = engineered_candidate(chips, mask, options={"bands": list(S2_BANDS),
+                                                         "preset": "sentinel2"})
     else:
-        eng = engineered_features(chips, mask, roles={"red": 1, "nir": 2, "swir1": 3}, **kw)
-    eng = eng.to_numpy(dtype=float)
-    col = np.nanmean(eng, axis=0)
-    keep = np.isfinite(col)
-    eng = eng[:, keep]
-    bad = ~np.isfinite(eng)
-    eng[bad] = np.take(col[keep], np.nonzero(bad)[1])
-    eng = eng[:, distinct_columns(eng)]  # as the default stack: constant and repeated ones out
+        eng = engineered_candidate(chips, mask, {"red": 1, "nir": 2, "swir1": 3})
     return {"engineered": eng, "t_engineered": time.perf_counter() - t0}
 
 

@@ -336,7 +336,7 @@ def test_gcv_ridge_is_ridgecv_on_tall_and_wide_matrices():
 
 
 def test_distinct_columns_drops_constant_and_repeated_columns_and_the_candidate_uses_it():
-    from geocausal.nuisance.candidates import _engineered
+    from geocausal.nuisance.candidates import engineered_candidate
     from geocausal.nuisance.sparse import distinct_columns
 
     rng = np.random.default_rng(3)
@@ -346,7 +346,7 @@ def test_distinct_columns_drops_constant_and_repeated_columns_and_the_candidate_
     assert distinct_columns(np.ones((4, 2))).tolist() == []
     chips = rng.uniform(0.05, 0.5, size=(12, 8, 8, 2))
     chips[:, :, :, 1] = 0.3  # a constant band: its statistics are constant
-    f = _engineered(chips, None, {"red": 1, "nir": 2}, {"indices": ["NDVI"]})
+    f = engineered_candidate(chips, None, {"red": 1, "nir": 2}, {"indices": ["NDVI"]})
     assert np.ptp(f, axis=0).min() > 0
     assert np.unique(f, axis=1).shape[1] == f.shape[1]
 

@@ -45,7 +45,8 @@ from geocausal.features.engineered import INDEX_CONTRAST_VALUES, INDEX_THRESHOLD
 from geocausal.features.indices import NORMALISED_DIFFERENCES
 from geocausal.nuisance.sparse import GCVRidge, distinct_columns
 
-__all__ = ["AUTO_OPTIONS", "CANDIDATES", "ENGINEERED_DEFAULTS", "image_candidates",
+__all__ = ["AUTO_OPTIONS", "CANDIDATES", "ENGINEERED_DEFAULTS", "engineered_candidate",
+           "image_candidates",
            "learned_salience", "stack_learners", "stacked_nuisances"]
 
 #: the candidates of the default stack, in order
@@ -142,10 +143,37 @@ ENGINEERED_DEFAULTS: dict[str, Any] = {
     "index_contrast_values": {k: INDEX_CONTRAST_VALUES for k in NORMALISED_DIFFERENCES}}
 
 
-def _engineered(chips, mask, roles, options) -> np.ndarray:
+def engineered_candidate(chips: Any, mask: np.ndarray | None = None, roles: Any = None,
+                         options: Mapping[str, Any] | None = None) -> np.ndarray:
+    """The default stack's engineered candidate: :data:`ENGINEERED_DEFAULTS` (updated by
+    ``options``) through :func:`geocausal.features.images.engineered_matrix`, with constant and
+    repeated columns dropped (:func:`geocausal.nuisance.sparse.distinct_columns`).
+
+    Parameters
+    ----------
+    chips, mask
+        As for :func:`image_candidates`.
+    roles
+        Band roles for the spectral indices (None and no ``bands``/``preset``/``indices``
+        among ``options``: band statistics only).
+    options
+        Keywords of :func:`geocausal.features.engineered.engineered_features`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, p)`` finite features.
+
+    Examples
+    --------
+    >>> chips = np.random.default_rng(0).uniform(0.05, 0.5, size=(20, 8, 8, 2))
+    >>> f = engineered_candidate(chips, roles={"red": 1, "nir": 2})
+    >>> f.shape[0], bool(np.ptp(f, axis=0).min() > 0)
+    (20, True)
+    """
     from geocausal.features.images import engineered_matrix as eng
 
-    kw = {**ENGINEERED_DEFAULTS, **dict(options)}
+    kw = {**ENGINEERED_DEFAULTS, **dict(options or {})}
     if roles is not None:
         kw["roles"] = roles
     elif not any(k in kw for k in ("bands", "preset", "indices")):
@@ -206,7 +234,7 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
         out["summary"] = _with_tab(X_tab, summary_features(chips, mask))
     if "engineered" in candidates:
         eo = dict(engineered_options or {})
-        out["engineered"] = lambda: _with_tab(X_tab, _engineered(chips, mask, roles, eo))
+        out["engineered"] = lambda: _with_tab(X_tab, engineered_candidate(chips, mask, roles, eo))
     if "learned" in candidates:
         n_images = n * (chips.shape[1] if chips.ndim == 5 else 1)
         if n_images < int(min_learned_images):
