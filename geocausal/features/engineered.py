@@ -200,21 +200,52 @@ def chip_statistics(values: np.ndarray, valid: np.ndarray, *, stats: Sequence[st
         with np.errstate(invalid="ignore", divide="ignore"):
             lv = np.maximum(s2 / s0 - (s1 / s0) ** 2, 0.0)
             out["locvar"] = np.where(use, lv, 0.0).sum(axis=(-2, -1)) / use.sum(axis=(-2, -1))
-        sq = np.zeros(v.shape[:-2])
-        big = np.zeros(v.shape[:-2])
-        pairs = np.zeros(v.shape[:-2])
         thr = np.nan_to_num(sd)[..., None, None]
-        for a, b, wa, wb in ((x0[..., :, 1:], x0[..., :, :-1], ok[..., :, 1:], ok[..., :, :-1]),
-                             (x0[..., 1:, :], x0[..., :-1, :], ok[..., 1:, :], ok[..., :-1, :])):
-            both = wa & wb
-            diff = np.where(both, a - b, 0.0)
-            sq += (diff ** 2).sum(axis=(-2, -1))
-            big += (both & (np.abs(diff) > thr)).sum(axis=(-2, -1))
-            pairs += both.sum(axis=(-2, -1))
+        nb = _neighbour_pairs(x0, ok)
+        sq = sum((d ** 2).sum(axis=(-2, -1)) for d, _ in nb)
+        big = sum((both & (np.abs(d) > thr)).sum(axis=(-2, -1)) for d, both in nb)
+        pairs = sum(both.sum(axis=(-2, -1)) for _, both in nb)
         with np.errstate(invalid="ignore", divide="ignore"):
             out["contrast"] = sq / pairs
             out["edges"] = big / pairs
     return out
+
+
+def _neighbour_pairs(v: np.ndarray, ok: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Differences of horizontally and vertically adjacent pixels, 0 unless both are valid."""
+    out = []
+    for a, b, wa, wb in ((v[..., :, 1:], v[..., :, :-1], ok[..., :, 1:], ok[..., :, :-1]),
+                         (v[..., 1:, :], v[..., :-1, :], ok[..., 1:, :], ok[..., :-1, :])):
+        both = wa & wb
+        with np.errstate(invalid="ignore"):
+            out.append((np.where(both, a - b, 0.0), both))
+    return out
+
+
+def _contrasts(contrasts: Sequence[float]) -> tuple[float, ...]:
+    cs = tuple(float(c) for c in contrasts)
+    if not cs or any(not np.isfinite(c) or c <= 0 for c in cs):
+        raise DataError(f"contrasts {list(cs)} must be positive finite differences")
+    return cs
+
+
+def _cut_values(values: Sequence[float]) -> tuple[float, ...]:
+    v = tuple(float(x) for x in values)
+    if not v or not np.isfinite(v).all():
+        raise DataError(f"index_threshold_values: {list(v)} must be a non-empty list of finite "
+                        "values")
+    return v
+
+
+def _per_index(option: Mapping[str, Sequence[float]] | None, name: str,
+               check: Any) -> dict[str, tuple[float, ...]]:
+    """``{index: checked numbers}`` of a per-index option (None: none)."""
+    if option is None:
+        return {}
+    if not isinstance(option, Mapping):
+        raise DataError(f"{name} must map index names to lists of numbers, e.g. "
+                        "{'NDVI': [0.1, 0.4]}")
+    return {k: check(v) for k, v in option.items()}
 
 
 def contrast_shares(values: np.ndarray, valid: np.ndarray, contrasts: Sequence[float],
@@ -243,20 +274,13 @@ def contrast_shares(values: np.ndarray, valid: np.ndarray, contrasts: Sequence[f
     >>> float(s["jumps_c0.1"][0]), float(s["jumps_c0.3"][0])    # 4 and 1 of 7 pairs
     (0.5714285714285714, 0.14285714285714285)
     """
-    cs = [float(c) for c in contrasts]
-    if not cs or any(not np.isfinite(c) or c <= 0 for c in cs):
-        raise DataError(f"contrasts {cs} must be positive finite differences")
+    cs = _contrasts(contrasts)
     v = np.asarray(values, dtype=np.float64)
-    ok = np.asarray(valid, dtype=bool) & np.isfinite(v)
-    diffs = []
-    for a, b, wa, wb in ((v[..., :, 1:], v[..., :, :-1], ok[..., :, 1:], ok[..., :, :-1]),
-                         (v[..., 1:, :], v[..., :-1, :], ok[..., 1:, :], ok[..., :-1, :])):
-        both = wa & wb
-        diffs.append((np.where(both, np.abs(a - b), -np.inf), both))
-    pairs = sum(both.sum(axis=(-2, -1)) for _, both in diffs)
+    nb = _neighbour_pairs(v, np.asarray(valid, dtype=bool) & np.isfinite(v))
+    pairs = sum(both.sum(axis=(-2, -1)) for _, both in nb)
     out: dict[str, np.ndarray] = {}
     for c in cs:
-        big = sum((d > c).sum(axis=(-2, -1)) for d, _ in diffs)
+        big = sum((both & (np.abs(d) > c)).sum(axis=(-2, -1)) for d, both in nb)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[f"jumps_c{c:g}"] = np.where(pairs > 0, big / np.where(pairs > 0, pairs, 1),
                                             np.nan)
@@ -510,6 +534,8 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         raise DataError(f"stats {bad} are not among {list(ALL_STATS)}")
     if threshold_channels not in ("indices", "all"):
         raise DataError(f"threshold_channels={threshold_channels!r} must be 'indices' or 'all'")
+    cut_values = _per_index(index_threshold_values, "index_threshold_values", _cut_values)
+    contrasts = _per_index(index_contrast_values, "index_contrast_values", _contrasts)
     pix_stats = [s for s in stats if s in STATS]
     if "surround" in stats and "rings" not in stats:
         raise DataError("stats 'surround' contrasts the zones of 'rings': add 'rings' to stats")
@@ -552,11 +578,10 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
     if "thresholds" in stats:
         thr_pos = ([channels.index(nm) for nm in names]
                    if threshold_channels == "indices" and names else list(range(len(channels))))
-        lv_of = {k: tuple(float(q) for q in threshold_levels) for k in thr_pos}
-        if index_threshold_levels is not None:
-            fine = tuple(float(q) for q in index_threshold_levels)
-            lv_of.update({channels.index(nm): fine for nm in names if channels.index(nm)
-                          in lv_of})
+        coarse = tuple(float(q) for q in threshold_levels)
+        fine = coarse if index_threshold_levels is None else tuple(
+            float(q) for q in index_threshold_levels)
+        lv_of = {k: fine if channels[k] in names else coarse for k in thr_pos}
         per_unit = int(np.prod(shape[1:-1]))
         step = max(1, -(-n * per_unit // 2_000_000))  # at most ~2e6 pooled values per channel
         sample = np.concatenate([channel_values(s0, min(s0 + block, n))[(-s0) % step::step]
@@ -565,32 +590,16 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             pos = [k for k in thr_pos if lv_of[k] == lv]
             sub = sample[:, :, [thr_pos.index(k) for k in pos]]
             groups.append((pos, [_level_name(q) for q in lv], pooled_thresholds(sub, lv)))
-    if index_threshold_values is not None and not isinstance(index_threshold_values, Mapping):
-        raise DataError("index_threshold_values must map index names to lists of values, e.g. "
-                        "{'NDVI': [0.2, 0.4]}")
-    if index_contrast_values is not None and not isinstance(index_contrast_values, Mapping):
-        raise DataError("index_contrast_values must map index names to lists of contrasts, "
-                        "e.g. {'NDVI': [0.1, 0.2]}")
-    jumps: dict[tuple[float, ...], list[int]] = {}
-    if index_contrast_values and "texture" in stats:
-        for k, v in index_contrast_values.items():
-            cs = tuple(float(x) for x in v)
-            contrast_shares(np.zeros((1, 2, 2)), np.ones((1, 2, 2), bool), cs)  # validates
-            if k in names:
-                jumps.setdefault(cs, []).append(channels.index(k))
-    fixed = {} if index_threshold_values is None else dict(index_threshold_values)
-    if fixed and "thresholds" in stats:
-        bad = [k for k, v in fixed.items() if not isinstance(k, str) or not len(list(v))
-               or not np.isfinite(np.asarray(list(v), float)).all()]
-        if bad:
-            raise DataError(f"index_threshold_values for {bad}: give each index a non-empty "
-                            "list of finite values")
-        val_of = {channels.index(k): tuple(float(x) for x in v) for k, v in fixed.items()
-                  if k in names}
-        for vals in dict.fromkeys(val_of.values()):
+        val_of = {channels.index(k): v for k, v in cut_values.items() if k in names}
+        for vals in dict.fromkeys(val_of.values()):  # fixed cut points, e.g. NDVI 0.4
             pos = [k for k in sorted(val_of) if val_of[k] == vals]
             groups.append((pos, [f"v{x:g}" for x in vals],
                            np.tile(np.asarray(vals, float), (len(pos), 1))))
+    jumps: dict[tuple[float, ...], list[int]] = {}  # contrasts -> channel positions
+    if "texture" in stats:
+        for k, cs in contrasts.items():
+            if k in names:
+                jumps.setdefault(cs, []).append(channels.index(k))
     parts: list[np.ndarray] = []
     col_names: list[tuple[str, str]] = []
     for start in range(0, n, int(block)):

@@ -151,7 +151,7 @@ def bic_select(Xs: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
     >>> bic_select(X, y, 5).tolist()
     [2]
     """
-    from sklearn.linear_model import LassoLarsIC, RidgeCV
+    from sklearn.linear_model import LassoLarsIC
 
     yc = y - y.mean()
     # LARS fails on constant columns (e.g. within one arm) and on repeated ones: the path runs
@@ -160,7 +160,7 @@ def bic_select(Xs: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
     if np.var(yc) < 1e-24 or not len(live):
         return np.zeros(0, int)
     Z = Xs if len(live) == Xs.shape[1] else Xs[:, live]
-    ridge = RidgeCV(alphas=np.logspace(-2, 5, 15), gcv_mode=gcv_mode(Z.shape)).fit(Z, yc)
+    ridge = GCVRidge(alphas=np.logspace(-2, 5, 15)).fit(Z, yc)
     sigma2 = max(float(-ridge.best_score_), 1e-12 * float(np.var(yc)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
