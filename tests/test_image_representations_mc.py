@@ -86,6 +86,23 @@ def test_change_confounder(mc):
     assert z[0, 2] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_d_centre_regions_and_the_disk_confounder(mc):
+    blk, disk = mc.centre_region(9, 9, "block3"), mc.centre_region(9, 9, "disk2")
+    assert blk.sum() == 9 and blk[3:6, 3:6].all()
+    assert disk.sum() == 13 and disk[4, 2] and disk[2, 4]
+    assert not disk[2, 3] and disk[3, 3]            # (2, 1) px away: sqrt(5) > 2
+    with pytest.raises(ValueError, match="centre"):
+        mc.centre_region(9, 9, "ring")
+    n, t, h = 2, 4, 9
+    chips = np.full((n, t, h, h, 3), 0.1, np.float32)
+    chips[:, 2:, 4, 2, 1] = 0.3       # one disk pixel outside the 3 x 3 block greens up
+    mask = np.ones((n, t, h, h), bool)
+    zb = mc.landsat_confounders(chips, mask)
+    zd = mc.landsat_confounders(chips, mask, "disk2")
+    assert zb[0, 0] == pytest.approx(0.0, abs=1e-6)
+    assert zd[0, 0] == pytest.approx(0.5 / 13, abs=1e-6)
+
+
 def test_masked_centre_is_missing_not_ndvi_zero(mc):
     """A centre fully masked (cloud) on a date is missing on that date: the late mean is the
     clear date's NDVI, never an average with 0; a whole period masked falls back to the ring."""

@@ -17,7 +17,9 @@ from disk:
 - with ``stats`` beyond these (:data:`EXTRA_STATS`): threshold statistics at pooled quantile
   levels and, for spectral indices, at fixed values (``index_threshold_values``, e.g. NDVI 0.4,
   NDWI 0), edge density of indices at fixed contrasts (``index_contrast_values``), the valid
-  share, centre-versus-ring contrasts and change over time; see :func:`engineered_features`.
+  share, centre-versus-ring contrasts, means over central square pixel windows (``win1``,
+  ``win3``, ...: the values "at the unit" as survey-linked studies extract them) and change over
+  time; see :func:`engineered_features`.
 
 Masked pixels (mask False, NaN band values, pixels where an index formula is not finite) never
 enter a statistic, as zeros or otherwise. A statistic without any valid pixel (a centre under a
@@ -54,15 +56,18 @@ from geocausal.features.roles import BandRoles, resolve_band_roles
 STATS: tuple[str, ...] = ("mean", "sd", "quantiles", "rings", "texture")
 #: groups that need more than one chip (``thresholds``: levels pooled over all chips) or more
 #: than one period (``change``), the valid share of the chip and its zones (``valid``), and
-#: the contrasts of the zones' means (``surround``: centre versus rings);
+#: the contrasts of the zones' means (``surround``: centre versus rings), and means over central
+#: square pixel windows (``windows``: the pixel of the unit, its 3 x 3 block, ...);
 #: :func:`engineered_features` computes them when asked
-EXTRA_STATS: tuple[str, ...] = ("thresholds", "valid", "surround", "change")
+EXTRA_STATS: tuple[str, ...] = ("thresholds", "valid", "surround", "change", "windows")
 #: every group: the strong representation of the default image stack
 ALL_STATS: tuple[str, ...] = STATS + EXTRA_STATS
 #: default quantile levels of the pooled thresholds
 THRESHOLD_LEVELS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 #: a finer grid for the spectral indices: every 5% from 0.05 to 0.95
 INDEX_THRESHOLD_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
+#: default sides (pixels) of the central square windows of the ``windows`` group
+WINDOWS: tuple[int, ...] = (1, 3, 5)
 #: fixed contrasts for the edge density of normalised-difference indices
 INDEX_CONTRAST_VALUES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
 #: fixed cut points for normalised-difference indices: every 0.1 from -0.9 to 0.9 (the round
@@ -129,6 +134,64 @@ def _box3(a: np.ndarray) -> np.ndarray:
     p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
     h, w = a.shape[-2:]
     return sum(p[..., i:i + h, j:j + w] for i in range(3) for j in range(3))
+
+
+def window_means(values: np.ndarray, valid: np.ndarray,
+                 windows: Sequence[int] = WINDOWS) -> dict[str, np.ndarray]:
+    """Means of ``values`` ``(..., H, W)`` over the valid pixels of central square windows.
+
+    A window of side ``k`` covers rows and columns ``(H - k) // 2`` to ``(H - k) // 2 + k``
+    (on an even chip an odd window sits half a pixel off the exact centre). Windows wider than
+    the chip are left out: they would repeat the chip mean.
+
+    Parameters
+    ----------
+    values
+        Pixel values, any leading axes.
+    valid
+        Boolean of the same shape; False pixels enter no mean.
+    windows
+        Positive window sides in pixels.
+
+    Returns
+    -------
+    dict
+        ``win<k>`` -> array of the leading shape; NaN where the window has no valid pixel.
+
+    Examples
+    --------
+    >>> v = np.arange(25.0).reshape(1, 5, 5)
+    >>> s = window_means(v, np.ones_like(v, bool), windows=[1, 3, 7])
+    >>> sorted(s), float(s["win1"][0]), float(s["win3"][0])
+    (['win1', 'win3'], 12.0, 12.0)
+    """
+    ks = _windows(windows)
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.asarray(valid, dtype=bool) & np.isfinite(v)
+    h, w = v.shape[-2:]
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        if k > min(h, w):
+            continue
+        r0, c0 = (h - k) // 2, (w - k) // 2
+        sv = v[..., r0:r0 + k, c0:c0 + k]
+        so = ok[..., r0:r0 + k, c0:c0 + k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"win{k}"] = (np.where(so, sv, 0.0).sum(axis=(-2, -1))
+                              / so.sum(axis=(-2, -1)))
+    return out
+
+
+def _windows(windows: Sequence[int]) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in windows)
+        ok = all(float(k) == float(j) for k, j in zip(ks, windows, strict=True))
+    except (TypeError, ValueError):
+        ks, ok = (), False
+    if not ks or not ok or any(k < 1 for k in ks) or len(set(ks)) < len(ks):
+        raise DataError(f"windows {list(windows) if hasattr(windows, '__iter__') else windows}"
+                        " must be distinct positive whole numbers of pixels")
+    return ks
 
 
 def chip_statistics(values: np.ndarray, valid: np.ndarray, *, stats: Sequence[str] = STATS,
@@ -418,6 +481,7 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
                         index_threshold_levels: Sequence[float] | None = None,
                         index_threshold_values: Mapping[str, Sequence[float]] | None = None,
                         index_contrast_values: Mapping[str, Sequence[float]] | None = None,
+                        windows: Sequence[int] = WINDOWS,
                         block: int = 256) -> pd.DataFrame:
     """Engineered image features, one row per unit: statistics of bands and spectral indices.
 
@@ -465,6 +529,11 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
           ``<channel>_ring1_vs_ring2``, ...): the unit against its surroundings at every scale,
           as columns of their own, so that a penalised learner does not have to find the
           difference of two nearly collinear zone means (the direction ridge shrinks most);
+        - ``"windows"``: for every channel, the mean over the central square windows of
+          ``windows`` pixels (:func:`window_means`; columns ``<channel>_win1``,
+          ``<channel>_win3``, ...): the value at the unit's pixel and its 3 x 3 or 5 x 5
+          block, the windows survey-linked studies extract, which the round centre disk of
+          ``rings`` does not reproduce;
         - ``"change"`` (chips with several periods): every other column's mean over the later
           half of the periods minus its mean over the earlier half (periods where it has no
           valid pixel are left out of those means), named ``<column>_change``.
@@ -493,6 +562,9 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         ``{index: contrasts}`` (:func:`contrast_shares`; the default stack gives the
         normalised differences :data:`INDEX_CONTRAST_VALUES`), columns
         ``<index>_jumps_c0.1``, ... Indices not computed are ignored.
+    windows
+        Sides in pixels of the ``"windows"`` group's central windows (default
+        :data:`WINDOWS`); windows wider than the chip are left out.
     block
         Units per block.
 
@@ -536,6 +608,7 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         raise DataError(f"threshold_channels={threshold_channels!r} must be 'indices' or 'all'")
     cut_values = _per_index(index_threshold_values, "index_threshold_values", _cut_values)
     contrasts = _per_index(index_contrast_values, "index_contrast_values", _contrasts)
+    wins = _windows(windows) if "windows" in stats else ()
     pix_stats = [s for s in stats if s in STATS]
     if "surround" in stats and "rings" not in stats:
         raise DataError("stats 'surround' contrasts the zones of 'rings': add 'rings' to stats")
@@ -548,9 +621,9 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
     if not channels:
         raise DataError("no feature channel: include_bands=False and no spectral index the "
                         "band roles support")
-    if not pix_stats and "thresholds" not in stats:
+    if not pix_stats and "thresholds" not in stats and "windows" not in stats:
         raise DataError(f"stats {stats} compute no per-period statistic; add one of "
-                        f"{list(STATS)} or 'thresholds'")
+                        f"{list(STATS)}, 'thresholds' or 'windows'")
     idx = pd.Index(np.arange(n) if ids is None else np.asarray(ids), name="unit_id")
     if len(idx) != n:
         raise DataError(f"ids has {len(idx)} entries for {n} chips")
@@ -611,6 +684,12 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             a = np.stack(list(st.values()), axis=-1)  # (b, T, K, S)
             feats.append(a.reshape(a.shape[:2] + (-1,)))
             col_names += [(ch, s) for ch in channels for s in st]
+        if wins:
+            ws = window_means(v, np.isfinite(v), wins)
+            if ws:
+                a = np.stack(list(ws.values()), axis=-1)  # (b, T, K, S)
+                feats.append(a.reshape(a.shape[:2] + (-1,)))
+                col_names += [(ch, s) for ch in channels for s in ws]
         for cs, pos in jumps.items():
             vj = v[:, :, pos]
             js = contrast_shares(vj, np.isfinite(vj), cs)

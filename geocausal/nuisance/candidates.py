@@ -7,8 +7,9 @@ chips with ``representation="auto"`` (the default):
 - ``tabular``: the formula's controls alone (an intercept when there are none);
 - ``summary``: plus per-band mean and SD per date (masked pixels excluded);
 - ``engineered``: plus statistics of bands and spectral indices (quantiles, centre versus
-  rings and their contrasts, texture, shares / fragmentation / distances of pixels above
-  thresholds pooled over the chips, change between early and late periods: every group of
+  rings and their contrasts, means over the central 1, 3 and 5 px windows, texture, shares /
+  fragmentation / distances of pixels above thresholds pooled over the chips and at fixed
+  index values, change between early and late periods: every group of
   :func:`geocausal.features.engineered.engineered_features`, with the band ``roles`` when
   given);
 - ``learned``: plus position-aware self-supervised embeddings
@@ -134,10 +135,11 @@ def _with_tab(X_tab: np.ndarray, f: np.ndarray) -> np.ndarray:
 #: :func:`geocausal.features.engineered.engineered_features`; thresholds on bands and indices
 #: at the default pooled quantile levels, and on the normalised-difference indices also at
 #: every 0.1 from -0.9 to 0.9, where analysts cut them: NDVI 0.4, NDWI 0, ...; their edge
-#: density at fixed contrasts 0.05 to 0.3)
+#: density at fixed contrasts 0.05 to 0.3; means over the central 1, 3 and 5 px square windows,
+#: the unit's pixel and blocks that survey-linked studies extract)
 ENGINEERED_DEFAULTS: dict[str, Any] = {
     "stats": ("mean", "sd", "quantiles", "rings", "texture", "thresholds", "valid", "surround",
-              "change"),
+              "change", "windows"),
     "threshold_channels": "all",
     "index_threshold_values": {k: INDEX_THRESHOLD_VALUES for k in NORMALISED_DIFFERENCES},
     "index_contrast_values": {k: INDEX_CONTRAST_VALUES for k in NORMALISED_DIFFERENCES}}
