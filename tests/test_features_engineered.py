@@ -466,7 +466,7 @@ def test_window_means_are_plain_loops_over_the_central_block_without_masked_pixe
             want = np.mean(vals) if vals else np.nan
             np.testing.assert_allclose(s[f"win{k}"][idx], want, rtol=1e-12)
     assert np.isnan(s["win3"][0, 0]) and np.isnan(s["win1"][0, 0])
-    for bad in ((0, 3), (1.5,), (3, 3), ()):
+    for bad in ((0, 3), (1.5,), (3, 3), (), "135", 3):
         with pytest.raises(DataError, match="windows"):
             window_means(v, ok, windows=bad)
 

@@ -183,6 +183,8 @@ def window_means(values: np.ndarray, valid: np.ndarray,
 
 
 def _windows(windows: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(windows, str | bytes):
+        raise DataError(f"windows={windows!r} must be a list of pixel sides, e.g. (1, 3, 5)")
     try:
         ks = tuple(int(k) for k in windows)
         ok = all(float(k) == float(j) for k, j in zip(ks, windows, strict=True))
