@@ -492,3 +492,10 @@ def test_engineered_windows_group_names_columns_and_changes():
     with pytest.raises(DataError, match="windows"):
         engineered_features(chips, mask, roles={"red": 1, "nir": 2}, stats=["windows"],
                             windows=(0,))
+    small = engineered_features(chips, mask, roles={"red": 1, "nir": 2}, indices=["NDVI"],
+                                stats=["mean", "windows"], windows=(3, 11))
+    assert [c for c in small.columns if "_win" in c and c.endswith("_t0")] == [
+        "band1_win3_t0", "band2_win3_t0", "NDVI_win3_t0"]  # 11 px > 9 px: left out
+    with pytest.raises(DataError, match="9 x 9 px"):  # no window fits and nothing else
+        engineered_features(chips, mask, roles={"red": 1, "nir": 2}, stats=["windows"],
+                            windows=(11,))

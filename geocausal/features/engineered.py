@@ -623,9 +623,11 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
     if not channels:
         raise DataError("no feature channel: include_bands=False and no spectral index the "
                         "band roles support")
-    if not pix_stats and "thresholds" not in stats and "windows" not in stats:
-        raise DataError(f"stats {stats} compute no per-period statistic; add one of "
-                        f"{list(STATS)}, 'thresholds' or 'windows'")
+    wins = tuple(k for k in wins if k <= min(shape[-3], shape[-2]))  # wider: left out
+    if not pix_stats and "thresholds" not in stats and not wins:
+        raise DataError(f"stats {stats} compute no per-period statistic on {shape[-3]} x "
+                        f"{shape[-2]} px chips; add one of {list(STATS)}, 'thresholds' or "
+                        "'windows' that fit the chips")
     idx = pd.Index(np.arange(n) if ids is None else np.asarray(ids), name="unit_id")
     if len(idx) != n:
         raise DataError(f"ids has {len(idx)} entries for {n} chips")
@@ -688,10 +690,9 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
             col_names += [(ch, s) for ch in channels for s in st]
         if wins:
             ws = window_means(v, np.isfinite(v), wins)
-            if ws:
-                a = np.stack(list(ws.values()), axis=-1)  # (b, T, K, S)
-                feats.append(a.reshape(a.shape[:2] + (-1,)))
-                col_names += [(ch, s) for ch in channels for s in ws]
+            a = np.stack(list(ws.values()), axis=-1)  # (b, T, K, S)
+            feats.append(a.reshape(a.shape[:2] + (-1,)))
+            col_names += [(ch, s) for ch in channels for s in ws]
         for cs, pos in jumps.items():
             vj = v[:, :, pos]
             js = contrast_shares(vj, np.isfinite(vj), cs)
