@@ -499,3 +499,23 @@ def test_engineered_windows_group_names_columns_and_changes():
     with pytest.raises(DataError, match="9 x 9 px"):  # no window fits and nothing else
         engineered_features(chips, mask, roles={"red": 1, "nir": 2}, stats=["windows"],
                             windows=(11,))
+
+
+def test_zones_without_pixels_on_small_chips_are_left_out_not_missing_everywhere():
+    """On 6 x 6 px chips the default ring1 (0.75 to 1.5 px from the centre) holds no pixel;
+    it used to give columns missing on every chip, and the default stack then dropped the whole
+    engineered candidate."""
+    from geocausal.nuisance.candidates import ENGINEERED_DEFAULTS, engineered_candidate
+
+    rng = np.random.default_rng(13)
+    chips = rng.normal(size=(40, 6, 6, 2))
+    f = engineered_features(chips, None, **ENGINEERED_DEFAULTS)
+    assert not [c for c in f.columns if f[c].isna().all()]
+    assert "band1_centre" in f and "band1_ring2" in f and "band1_centre_vs_ring2" in f
+    assert not [c for c in f.columns if "ring1" in c]
+    yy, xx = np.mgrid[0:6, 0:6]
+    outer = np.hypot(yy - 2.5, xx - 2.5) > 1.5
+    np.testing.assert_allclose(f["band1_ring2"], chips[:, outer, 0].mean(1), rtol=1e-12)
+    s = chip_statistics(chips[..., 0], np.ones(chips.shape[:-1], bool), stats=["rings"])
+    assert sorted(s) == ["centre", "ring2"]
+    assert np.isfinite(engineered_candidate(chips)).all()

@@ -213,7 +213,9 @@ def chip_statistics(values: np.ndarray, valid: np.ndarray, *, stats: Sequence[st
         Levels in (0, 1) for the ``quantiles`` group (named ``q10`` for 0.1).
     rings
         Increasing radii in (0, 1] (fractions of the chip's half side) separating the centre
-        disk and the rings; the last ring runs out to the corners.
+        disk and the rings; the last ring runs out to the corners. A zone that holds no pixel
+        of the chip (a ring thinner than the pixel spacing of a small chip) is left out, so
+        that no statistic is missing on every chip.
 
     Returns
     -------
@@ -256,6 +258,8 @@ def chip_statistics(values: np.ndarray, valid: np.ndarray, *, stats: Sequence[st
             out[f"q{round(q * 100):02d}" if q * 100 == round(q * 100) else f"q{q:g}"] = val
     if "rings" in stats:
         for name, z in _zones(v.shape[-2], v.shape[-1], rs):
+            if not z.any():  # a ring thinner than the pixel spacing of a small chip
+                continue
             wz = w * z
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[name] = (x0 * wz).sum(axis=(-2, -1)) / wz.sum(axis=(-2, -1))
@@ -715,7 +719,7 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         parts.append(np.concatenate(feats, axis=-1))  # (b, T, F)
     arr = np.concatenate(parts, axis=0)
     if "surround" in stats:  # inner zone minus outer zone, every pair, every channel
-        zones = [nm for nm, _ in _zones(3, 3, rings)]
+        zones = [nm for nm, z in _zones(shape[-3], shape[-2], rings) if z.any()]
         pos = {cs: k for k, cs in enumerate(col_names)}
         extra, extra_names = [], []
         for ch in channels:
