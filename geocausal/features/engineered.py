@@ -100,7 +100,10 @@ def _as_roles(roles: Any, bands: Sequence[str] | None, preset: str | None, n_ban
 
 
 def _zones(h: int, w: int, rings: Sequence[float]) -> list[tuple[str, np.ndarray]]:
-    """Centre disk and rings (radii as fractions of the half side), out to the corners."""
+    """Centre disk and rings (radii as fractions of the half side), out to the corners; a zone
+    that holds no pixel of an ``h x w`` chip (a ring thinner than the pixel spacing of a small
+    chip) is left out, keeping the others' names.
+    """
     yy, xx = np.mgrid[0:h, 0:w]
     d = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
     half = min(h, w) / 2
@@ -108,7 +111,8 @@ def _zones(h: int, w: int, rings: Sequence[float]) -> list[tuple[str, np.ndarray
     out = []
     for k in range(len(edges) - 1):
         z = (d <= edges[1]) if k == 0 else (d > edges[k]) & (d <= edges[k + 1])
-        out.append(("centre" if k == 0 else f"ring{k}", z))
+        if z.any():
+            out.append(("centre" if k == 0 else f"ring{k}", z))
     return out
 
 
@@ -165,14 +169,11 @@ def window_means(values: np.ndarray, valid: np.ndarray,
     >>> sorted(s), float(s["win1"][0]), float(s["win3"][0])
     (['win1', 'win3'], 12.0, 12.0)
     """
-    ks = _windows(windows)
     v = np.asarray(values, dtype=np.float64)
     ok = np.asarray(valid, dtype=bool) & np.isfinite(v)
     h, w = v.shape[-2:]
     out: dict[str, np.ndarray] = {}
-    for k in ks:
-        if k > min(h, w):
-            continue
+    for k in _windows(windows, h, w):
         r0, c0 = (h - k) // 2, (w - k) // 2
         sv = v[..., r0:r0 + k, c0:c0 + k]
         so = ok[..., r0:r0 + k, c0:c0 + k]
@@ -182,7 +183,10 @@ def window_means(values: np.ndarray, valid: np.ndarray,
     return out
 
 
-def _windows(windows: Sequence[int]) -> tuple[int, ...]:
+def _windows(windows: Sequence[int], h: int, w: int) -> tuple[int, ...]:
+    """The checked window sides that fit an ``h x w`` chip (wider ones would repeat the chip
+    mean).
+    """
     if isinstance(windows, str | bytes):
         raise DataError(f"windows={windows!r} must be a list of pixel sides, e.g. (1, 3, 5)")
     try:
@@ -193,7 +197,7 @@ def _windows(windows: Sequence[int]) -> tuple[int, ...]:
     if not ks or not ok or any(k < 1 for k in ks) or len(set(ks)) < len(ks):
         raise DataError(f"windows {list(windows) if hasattr(windows, '__iter__') else windows}"
                         " must be distinct positive whole numbers of pixels")
-    return ks
+    return tuple(k for k in ks if k <= min(h, w))
 
 
 def chip_statistics(values: np.ndarray, valid: np.ndarray, *, stats: Sequence[str] = STATS,
@@ -258,8 +262,6 @@ def chip_statistics(values: np.ndarray, valid: np.ndarray, *, stats: Sequence[st
             out[f"q{round(q * 100):02d}" if q * 100 == round(q * 100) else f"q{q:g}"] = val
     if "rings" in stats:
         for name, z in _zones(v.shape[-2], v.shape[-1], rs):
-            if not z.any():  # a ring thinner than the pixel spacing of a small chip
-                continue
             wz = w * z
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[name] = (x0 * wz).sum(axis=(-2, -1)) / wz.sum(axis=(-2, -1))
@@ -614,7 +616,7 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         raise DataError(f"threshold_channels={threshold_channels!r} must be 'indices' or 'all'")
     cut_values = _per_index(index_threshold_values, "index_threshold_values", _cut_values)
     contrasts = _per_index(index_contrast_values, "index_contrast_values", _contrasts)
-    wins = _windows(windows) if "windows" in stats else ()
+    wins = _windows(windows, shape[-3], shape[-2]) if "windows" in stats else ()
     pix_stats = [s for s in stats if s in STATS]
     if "surround" in stats and "rings" not in stats:
         raise DataError("stats 'surround' contrasts the zones of 'rings': add 'rings' to stats")
@@ -627,7 +629,6 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
     if not channels:
         raise DataError("no feature channel: include_bands=False and no spectral index the "
                         "band roles support")
-    wins = tuple(k for k in wins if k <= min(shape[-3], shape[-2]))  # wider: left out
     if not pix_stats and "thresholds" not in stats and not wins:
         raise DataError(f"stats {stats} compute no per-period statistic on {shape[-3]} x "
                         f"{shape[-2]} px chips; add one of {list(STATS)}, 'thresholds' or "
@@ -719,7 +720,7 @@ def engineered_features(chips: Any, masks: Any = None, roles: Any = None, *,
         parts.append(np.concatenate(feats, axis=-1))  # (b, T, F)
     arr = np.concatenate(parts, axis=0)
     if "surround" in stats:  # inner zone minus outer zone, every pair, every channel
-        zones = [nm for nm, z in _zones(shape[-3], shape[-2], rings) if z.any()]
+        zones = [nm for nm, _ in _zones(shape[-3], shape[-2], rings)]
         pos = {cs: k for k, cs in enumerate(col_names)}
         extra, extra_names = [], []
         for ch in channels:
