@@ -214,8 +214,8 @@ def engineered_matrix(chips: Any, mask: np.ndarray | None = None, **kwargs: Any)
         col = np.nanmean(np.where(bad, np.nan, feats), axis=0)
         if not np.isfinite(col).all():
             raise DataError(f"{int((~np.isfinite(col)).sum())} engineered features have no "
-                            "valid pixel in any chip (e.g. chips too small for the centre "
-                            "disk); pass fewer rings or stats")
+                            "valid pixel in any chip (e.g. a centre, ring or window masked "
+                            "on every chip); pass fewer rings, windows or stats")
         feats[bad] = np.take(col, np.nonzero(bad)[1])
         warnings.warn(f"engineered features: {int(rows.sum())} units have statistics without "
                       f"any valid pixel ({int(bad.sum())} values, e.g. a chip centre under "
