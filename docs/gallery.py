@@ -74,8 +74,9 @@ def _dml():
     df = df[df.nr.isin(np.unique(df.nr)[:150])].reset_index(drop=True)
     lr = LinearRegression()
     return gc.dml_panel("lwage ~ union + exper + expersq + married + hours", df, unit="nr",
-                        time="year", learners={"ml_l": lr, "ml_m": lr, "ml_g": lr}, options={"n_rep": 6},
-                        seed=0, n_boot=0, progress=False)
+                        time="year", learners={"ml_l": lr, "ml_m": lr, "ml_g": lr},
+                        options={"n_rep": 6, "n_boot": 0},
+                        seed=0, progress=False)
 
 
 def figures() -> list[tuple[str, str, Callable[[], object]]]:

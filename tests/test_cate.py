@@ -73,8 +73,8 @@ def test_learners_recover_cate(learner, min_cor):
     tau = 1 + X[:, 0]
     y = X[:, 1] + d * tau + np.random.default_rng(7).normal(size=1500)
     df = frame(X, d, y, tau)
-    est = gc.cate("y ~ d + x0 + x1 + x2", df, learner=learner, propensity=.5, evaluate=False,
-                  truth="tau")
+    est = gc.cate("y ~ d + x0 + x1 + x2", df, learner=learner, propensity=.5,
+                  options=gc.CateOptions(evaluate=False), truth="tau")
     assert abs(est.params["d"] - 1) < 4 * est.std_errors["d"]
     # the S-learner with a linear outcome model has no interaction, hence no heterogeneity
     if learner == "s":
@@ -203,7 +203,7 @@ def test_learner_slots_aliases_and_unknown_slot():
     """econml's names are aliases of the canonical slots (same numbers); a typo is an error."""
     X, d, y, tau = dgp(400, 21)
     df = frame(X, d, y, tau)
-    kw = {"propensity": None, "evaluate": False, "folds": 4}
+    kw = {"propensity": None, "options": gc.CateOptions(evaluate=False), "folds": 4}
     canon = gc.cate("y ~ d + x0 + x1", df, learners={"outcome": OLS(), "final": OLS(),
                                                      "propensity": LogisticRegression()}, **kw)
     alias = gc.cate("y ~ d + x0 + x1", df, learners={

@@ -51,10 +51,10 @@ def test_multiscale_images_concatenate_features():
     df = pd.DataFrame({"d": rng.integers(0, 2, n)})
     df["y"] = df.d * (1 + wide[:, -1, ..., 0].mean(axis=(1, 2)) * 10) + rng.normal(size=n)
     est = gc.cate("y ~ d", df, images={"fine": fine, "wide": wide}, propensity=.5,
-                  evaluate=False)
+                  options={"evaluate": False})
     assert len(est.diagnostics["features"]["names"]) == 2 * chip_features(fine).shape[1]
     with pytest.raises(DataError, match="empty"):
-        gc.cate("y ~ d", df, images={}, propensity=.5, evaluate=False)
+        gc.cate("y ~ d", df, images={}, propensity=.5, options={"evaluate": False})
 
 
 def test_sequence_beats_single_date_on_change_driven_effects():
@@ -65,8 +65,8 @@ def test_sequence_beats_single_date_on_change_driven_effects():
         sim = sim_mod.simulate_trial(700, grid=36, seed=seed)
         row = {}
         for rep in ("single", "sequence"):
-            est = gc.cate("y ~ d", sim.data, images=sim.chips, representation=rep,
-                          propensity=.5, options={"n_splits": 0, "n_boot": 50},
+            est = gc.cate("y ~ d", sim.data, images=sim.chips, propensity=.5,
+                          options={"n_splits": 0, "n_boot": 50, "representation": rep},
                           truth="tau_image", seed=seed)
             row[rep] = (est.diagnostics["cor_truth"], est.diagnostics["autoc"])
         res.append(row)
@@ -81,7 +81,8 @@ def test_sequence_beats_single_date_on_change_driven_effects():
 
 def test_transport_writes_geotiff(tmp_path):
     sim = _pipeline().simulate_trial(600, grid=30, seed=4)
-    est = gc.cate("y ~ d", sim.data, images=sim.chips, propensity=.5, evaluate=False)
+    est = gc.cate("y ~ d", sim.data, images=sim.chips, propensity=.5,
+                  options={"evaluate": False})
     paths = [write_geotiff(tmp_path / f"t{t}.tif", sim.mosaic[t], sim.crs, sim.transform)
              for t in range(sim.mosaic.shape[0])]
     res = transport_cate(est, paths, tmp_path / "cate.tif", chip_size=sim.chip)
@@ -100,7 +101,8 @@ def test_transport_writes_geotiff(tmp_path):
     assert cor > 0.6
     fig = res.plot(sites=d[["cx", "cy"]].to_numpy())
     assert fig.axes[0].get_title()
-    tab = gc.cate("y ~ d + x1", sim.data, images=sim.chips, propensity=.5, evaluate=False)
+    tab = gc.cate("y ~ d + x1", sim.data, images=sim.chips, propensity=.5,
+                  options={"evaluate": False})
     with pytest.raises(DataError, match="tabular"):
         transport_cate(tab, paths, tmp_path / "x.tif", chip_size=sim.chip)
     write_geotiff(tmp_path / "small.tif", sim.mosaic[0][:, :64, :64], sim.crs, sim.transform)
@@ -195,8 +197,8 @@ def test_image_learner_slot_gets_raw_chips():
     m = chips[..., 0].mean(axis=(1, 2))
     df["tau"] = 1 + 3 * m
     df["y"] = 4 * m + df.d * df.tau + 0.1 * rng.normal(size=n)
-    est = gc.cate("y ~ d + x", df, images=chips, learner="t", propensity=.5, evaluate=False,
-                  learners={"outcome": ChipMeanLearner()}, truth="tau")
+    est = gc.cate("y ~ d + x", df, images=chips, learner="t", propensity=.5,
+                  options={"evaluate": False}, learners={"outcome": ChipMeanLearner()}, truth="tau")
     model = est.fitted.models["outcome"].models[0]
     inner = model.estimator_
     assert inner.image_shape == (6, 6, 2)

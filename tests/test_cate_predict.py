@@ -52,7 +52,7 @@ def _trial(n=400, seed=0):
 def tab():
     df = _trial()
     est = gc.cate("y ~ d + x + np.log(z) + C(region)", df, propensity=0.5, learners=LIN,
-                  folds=4, evaluate=False, seed=1)
+                  folds=4, options={"evaluate": False}, seed=1)
     return df, est
 
 
@@ -135,7 +135,7 @@ def test_model_save_load_and_loaded_estimates(tab, tmp_path):
 def world():
     sim = _sim()(300, grid=20, seed=2)
     est = gc.cate("y ~ d", sim.data, images=sim.chips, propensity=0.5, learners=LIN,
-                  evaluate=False, seed=0)
+                  options={"evaluate": False}, seed=0)
     return sim, est
 
 
@@ -179,7 +179,7 @@ def test_embeddings_frames_align_by_unit_id():
     df = pd.DataFrame({"d": rng.integers(0, 2, n)}, index=ids)
     df["y"] = df.d * (1 + emb.e0) + rng.normal(size=n)
     est = gc.cate("y ~ d", df, images=emb.sample(frac=1, random_state=0), propensity=0.5,
-                  learners=LIN, evaluate=False)
+                  learners=LIN, options={"evaluate": False})
     model = est.fitted
     new = pd.DataFrame(rng.normal(size=(4, 3)), index=["a", "b", "c", "e"],
                        columns=["e0", "e1", "e2"])

@@ -97,7 +97,8 @@ def test_reproduces_doubleml_plpr(wage, unit_folds, ours, theirs, score, learner
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = dml_panel(FORMULA, wage, unit="nr", time="year", approach=ours, score=score,
-                        learners=_lin(learner), folds=fid, bias_check=False, n_boot=0)
+                        learners=_lin(learner), folds=fid,
+                        options=PanelOptions(bias_check=False, n_boot=0))
         pdata = dml.DoubleMLPanelData(wage, "lwage", "union", "year", "nr", x_cols=X,
                                       static_panel=True)
         obj = dml.DoubleMLPLPR(pdata, learner, learner, learner if score == "IV-type" else None,
@@ -135,7 +136,7 @@ def test_repetitions_use_median_aggregation(wage):
 
 def test_two_way_cluster_and_with_vcov(wage):
     est = dml_panel(FORMULA, wage, unit="nr", time="year", approach="fd", learners=_lin(),
-                    vcov="twoway", n_boot=0)
+                    vcov="twoway", options=PanelOptions(n_boot=0))
     assert est.vcov_type == "cluster(nr x year)"
     assert est.with_vcov("hetero").std_errors["union"] > 0
 
@@ -156,7 +157,7 @@ def two_treatments():
 
 def test_several_treatments_joint_intervals(two_treatments):
     est = dml_panel("y ~ d1 + d2 + x", two_treatments, unit="unit", time="time",
-                    approach="cre", learners=_lin(), options={"treatments": 2}, n_boot=2000,
+                    approach="cre", learners=_lin(), options={"treatments": 2, "n_boot": 2000},
                     seed=1)
     assert list(est.params.index) == ["d1", "d2"]
     # truth (1, -0.5); SEs are ~0.02, so 5 SEs
@@ -170,7 +171,7 @@ def test_several_treatments_joint_intervals(two_treatments):
     assert np.all(joint.ucb_high - joint.ucb_low > joint.ci_high - joint.ci_low)
     assert np.allclose(joint.std_error, est.std_errors)
     named = dml_panel("y ~ d1 + d2 + x", two_treatments, unit="unit", time="time",
-                      approach="cre", learners=_lin(), options={"treatments": ["d1", "d2"]}, n_boot=0,
+                      approach="cre", learners=_lin(), options={"treatments": ["d1", "d2"], "n_boot": 0},
                       seed=1)
     assert np.allclose(named.params, est.params)
 
@@ -181,12 +182,12 @@ def test_fold_types_and_images(two_treatments):
              "neighbours": Folds.time("time", k=3, gap=1)}
     for ft, spec in specs.items():
         est = dml_panel("y ~ d1 + x", df, unit="unit", time="time", approach="cre",
-                        learners=_lin(), folds=spec, n_boot=0)
+                        learners=_lin(), folds=spec, options=PanelOptions(n_boot=0))
         assert est.diagnostics["fold_type"] == ft
         assert est.params["d1"] == pytest.approx(1.0, abs=0.15)
     feats = np.random.default_rng(0).normal(size=(len(df), 2))
     est = dml_panel("y ~ d1 + x", df, unit="unit", time="time", approach="pooled",
-                    learners=_lin(), images=feats, n_boot=0)
+                    learners=_lin(), images=feats, options=PanelOptions(n_boot=0))
     assert "image_1" in est.diagnostics["features"]
 
 
@@ -196,9 +197,9 @@ def test_outcome_correction_is_applied(two_treatments):
             return 2 * y
 
     base = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", learners=_lin(),
-                     n_boot=0)
+                     options=PanelOptions(n_boot=0))
     corr = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", learners=_lin(),
-                     n_boot=0, outcome_correction=Double())
+                     options=PanelOptions(n_boot=0), outcome_correction=Double())
     assert corr.params["d1"] == pytest.approx(2 * base.params["d1"], rel=1e-10)
 
 
@@ -228,7 +229,7 @@ def test_shallow_trees_bias_is_flagged():
     shallow = DecisionTreeRegressor(max_depth=3, random_state=0)
     with pytest.warns(DiagnosticWarning, match="standard errors"):
         est = dml_panel("y ~ d + x1", df, unit="unit", time="time", approach="cre",
-                        learners=_lin(shallow), n_boot=0)
+                        learners=_lin(shallow), options=PanelOptions(n_boot=0))
     assert abs(est.params["d"] - 1) > 3 * est.std_errors["d"]
     assert est.diagnostics["coverage_flag"]
     assert est.diagnostics["bias_over_se"]["d"] > 0.5
@@ -249,7 +250,7 @@ def gappy():
 def test_first_differences_report_dropped_rows(gappy):
     with pytest.warns(GeocausalWarning, match="3 rows whose previous period is missing"):
         est = dml_panel("y ~ d + x1", gappy, unit="unit", time="time", approach="fd",
-                        learners=_lin(), n_boot=0)
+                        learners=_lin(), options=PanelOptions(n_boot=0))
     dropped = est.diagnostics["dropped"]
     assert (dropped.reason == "previous period missing").sum() == 3
     assert (dropped.reason == "first period of the unit").sum() == 30
@@ -262,10 +263,10 @@ def test_first_differences_report_dropped_rows(gappy):
 def test_singletons_dropped_with_count(gappy):
     with pytest.warns(GeocausalWarning, match="dropped 1 rows of units observed once"):
         est = dml_panel("y ~ d + x1", gappy, unit="unit", time="time", approach="cre",
-                        learners=_lin(), n_boot=0)
+                        learners=_lin(), options=PanelOptions(n_boot=0))
     assert est.diagnostics["notes"]["singletons_dropped"] == 1
     pooled = dml_panel("y ~ d + x1", gappy, unit="unit", time="time", approach="pooled",
-                       learners=_lin(), n_boot=0)
+                       learners=_lin(), options=PanelOptions(n_boot=0))
     assert pooled.nobs == len(gappy)
 
 
@@ -278,29 +279,29 @@ def test_time_invariant_treatment_and_controls(two_treatments):
             dml_panel("y ~ dfix + x", df, unit="unit", time="time", approach=approach,
                       learners=_lin())
     dml_panel("y ~ dfix + x", df, unit="unit", time="time", approach="pooled", learners=_lin(),
-              n_boot=0)
+              options=PanelOptions(n_boot=0))
     with pytest.warns(GeocausalWarning, match="xfix"):
         dml_panel("y ~ d1 + x + xfix", df, unit="unit", time="time", approach="within",
-                  learners=_lin(), n_boot=0)
+                  learners=_lin(), options=PanelOptions(n_boot=0))
 
 
 def test_unit_dummies_with_unit_folds_warn(two_treatments):
     two_treatments = two_treatments[two_treatments.unit < 40]
     with pytest.warns(DiagnosticWarning, match="unit dummies with unit folds"):
         dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", approach="dummies",
-                  folds=Folds.group("unit"), learners=_lin(Ridge(1.0)), n_boot=0,
-                  options={"bias_check": False})
+                  folds=Folds.group("unit"), learners=_lin(Ridge(1.0)),
+                  options={"bias_check": False, "n_boot": 0})
     # explicit fold ids that keep units together are caught too
     by_unit = two_treatments.unit.to_numpy() % 3
     with pytest.warns(DiagnosticWarning, match="unit dummies with unit folds"):
         dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", approach="dummies",
-                  folds=by_unit, learners=_lin(Ridge(1.0)), n_boot=0,
-                  options={"bias_check": False})
+                  folds=by_unit, learners=_lin(Ridge(1.0)),
+                  options={"bias_check": False, "n_boot": 0})
     with warnings.catch_warnings():
         warnings.simplefilter("error", DiagnosticWarning)
         est = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time",
-                        approach="dummies", learners=_lin(Ridge(1.0)), n_boot=0,
-                        options={"bias_check": False})
+                        approach="dummies", learners=_lin(Ridge(1.0)),
+                        options={"bias_check": False, "n_boot": 0})
     assert est.diagnostics["fold_type"] == "random"
 
 
@@ -341,10 +342,11 @@ def test_bad_data(two_treatments):
 # ------------------------------------------------------------------ one vocabulary
 def test_canonical_slots_equal_doubleml_aliases(two_treatments):
     lin = LinearRegression()
-    canon = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", n_boot=0,
+    canon = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time",
+                      options=PanelOptions(n_boot=0),
                       learners={"marginal": lin, "propensity": lin, "structural": lin})
-    alias = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time", n_boot=0,
-                      learners=_lin())
+    alias = dml_panel("y ~ d1 + x", two_treatments, unit="unit", time="time",
+                      options=PanelOptions(n_boot=0), learners=_lin())
     assert canon.params["d1"] == alias.params["d1"]
     assert set(canon.diagnostics["nuisance_r2"]) == {"marginal", "propensity[0]", "structural"}
 
@@ -371,14 +373,14 @@ def test_deprecated_keywords_warn_and_equal_the_new_spelling(two_treatments):
 
 def test_case_insensitive_options_and_fold_ids_by_row(two_treatments):
     df = two_treatments
-    a = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
-                  approach="CRE", score="iv-type")
+    a = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(),
+                  options=PanelOptions(n_boot=0), approach="CRE", score="iv-type")
     assert a.diagnostics["approach"] == "cre" and a.diagnostics["score"] == "IV-type"
     # fold ids given per data row follow their rows even when the rows come shuffled
     fid = df.unit.to_numpy() % 3
     shuffled = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
-    b = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
-                  folds=fid)
-    c = dml_panel("y ~ d1 + x", shuffled, unit="unit", time="time", learners=_lin(), n_boot=0,
-                  folds=shuffled.unit.to_numpy() % 3)
+    b = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(),
+                  options=PanelOptions(n_boot=0), folds=fid)
+    c = dml_panel("y ~ d1 + x", shuffled, unit="unit", time="time", learners=_lin(),
+                  options=PanelOptions(n_boot=0), folds=shuffled.unit.to_numpy() % 3)
     assert b.params["d1"] == pytest.approx(c.params["d1"], abs=1e-10)

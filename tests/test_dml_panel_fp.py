@@ -33,8 +33,8 @@ def estimates():
         df = make_fuhr_papies(500, 10, structure="C", shape="u", seed=s)
         for a in out:
             est = dml_panel("y ~ d + x1", df, unit="unit", time="time", approach=a,
-                            learners=learners, folds=5, seed=s, n_boot=0,
-                            options={"bias_check": False})
+                            learners=learners, folds=5, seed=s,
+                            options={"bias_check": False, "n_boot": 0})
             out[a].append(est.params["d"])
     return {a: np.asarray(v) for a, v in out.items()}
 

@@ -129,7 +129,7 @@ def test_correctly_specified_linear_coverage_is_nominal():
             warnings.simplefilter("ignore", DiagnosticWarning)
             est = dml_panel("y ~ d + x1", df, unit="unit", time="time", approach="cre",
                             learners={"ml_l": lin, "ml_m": lin}, folds=folds, seed=s,
-                            n_boot=0, options={"bias_check": False})
+                            options={"bias_check": False, "n_boot": 0})
         assert abs(est.params["d"] - theta[s]) < 1e-8, (s, est.params["d"], theta[s])
         assert abs(est.std_errors["d"] - se[s]) < 1e-8, (s, est.std_errors["d"], se[s])
     t = (theta - 1.0) / se
@@ -166,7 +166,7 @@ def test_small_residual_is_flagged_even_when_the_bias_check_is_blind():
     lrn = make_learner("spline", 3)
     with pytest.warns(DiagnosticWarning, match="variance of treatment 'd'"):
         est = dml_panel("y ~ d + x1", df, unit="unit", time="time", approach="cre",
-                        learners={"ml_l": lrn, "ml_m": lrn}, n_boot=0)
+                        learners={"ml_l": lrn, "ml_m": lrn}, options={"n_boot": 0})
     dg = est.diagnostics
     assert abs(est.params["d"] - 1) > 5 * est.std_errors["d"]
     assert dg["coverage_flag"] and dg["coverage_checked"]
@@ -175,12 +175,12 @@ def test_small_residual_is_flagged_even_when_the_bias_check_is_blind():
     assert "cannot be trusted" in dg["coverage_note"]
 
 
-def _quiet_fit(df, **kw):
+def _quiet_fit(df, *, options):
     lin = {"ml_l": LinearRegression(), "ml_m": LinearRegression()}
     with warnings.catch_warnings():
         warnings.simplefilter("error", DiagnosticWarning)
         return dml_panel("y ~ d + x1", df, unit="unit", time="time", approach="fd",
-                         learners=lin, n_boot=0, **kw)
+                         learners=lin, options={**options, "n_boot": 0})
 
 
 def test_note_says_unverified_when_nothing_was_checked():

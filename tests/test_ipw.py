@@ -89,7 +89,7 @@ def test_nhefs_stabilized_ipw_matches_hernan_robins():
     assert len(df) == 1566
     ps_formula = NHEFS_FORMULA.replace("wt82_71 ~ qsmk +", "qsmk ~")
     ps = smf.logit(ps_formula, df).fit(disp=0).predict(df).to_numpy()
-    est = gc.ipw(NHEFS_FORMULA, df, propensity=ps, stabilized=True)
+    est = gc.ipw(NHEFS_FORMULA, df, propensity=ps, options=gc.IPWOptions(stabilized=True))
     ci = est.conf_int().loc["qsmk"]
     assert round(est.params["qsmk"], 2) == 3.44
     assert round(ci.conf_low, 2) == 2.41 and round(ci.conf_high, 2) == 4.47

@@ -131,8 +131,11 @@ def test_fuzzy_delta_method_matches_rdrobust():
     y = 5 + x + 2 * t + rng.normal(size=x.size)
     df = pd.DataFrame({"x": x, "y": y, "d": t})
     for vce in ("hc0", "hc2", "hc3"):
-        est = gc.rdd("y ~ d", df, running="x", p=1, kernel="triangular", h=0.5, h_den=0.5,
-                     vce=vce, n_boot=50, density_test=False, bias_correction="implicit")
+        est = gc.rdd("y ~ d", df, running="x",
+                     bandwidth=gc.Bandwidth(p=1, kernel="triangular", h=0.5, h_den=0.5,
+                                            bias_correction="implicit"),
+                     inference=gc.Inference(n_boot=50, residuals=vce),
+                     checks=gc.Checks(density_test=False))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ref = rdr(y, x, fuzzy=t, h=0.5, p=1, kernel="tri", vce=vce)
@@ -141,8 +144,11 @@ def test_fuzzy_delta_method_matches_rdrobust():
         assert est.std_errors["mean"] == pytest.approx(float(ref.se.iloc[0, 0]), rel=1e-8)
         assert est.curve.std_error[0] == pytest.approx(float(ref.se.iloc[0, 0]), rel=1e-8)
     # the delta-method SE is not the SE of the reduced form divided by the jump
-    sharp = gc.rdd("y ~ 1", df, running="x", p=1, kernel="triangular", h=0.5, vce="hc0",
-                   n_boot=50, density_test=False, bias_correction="implicit")
+    sharp = gc.rdd("y ~ 1", df, running="x",
+                   bandwidth=gc.Bandwidth(p=1, kernel="triangular", h=0.5,
+                                          bias_correction="implicit"),
+                   inference=gc.Inference(n_boot=50, residuals="hc0"),
+                   checks=gc.Checks(density_test=False))
     jump = est.diagnostics["first_stage_jump"]
     assert abs(est.std_errors["mean"] - sharp.std_errors["mean"] / jump) > 0.01
 

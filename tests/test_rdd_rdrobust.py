@@ -21,11 +21,14 @@ def senate() -> pd.DataFrame:
 
 def test_conventional_estimate_matches(senate):
     # bias_correction="implicit": no correction at p=1, the conventional fit alone
-    est = gc.rdd("vote ~ 1", senate, running="margin", cutoff=0, p=1, kernel="triangular",
-                 h=17.754, vce="hc0", n_boot=200, bias_correction="implicit")
+    est = gc.rdd("vote ~ 1", senate, running="margin", cutoff=0,
+                 bandwidth=gc.Bandwidth(p=1, kernel="triangular", h=17.754,
+                                        bias_correction="implicit"),
+                 inference=gc.Inference(n_boot=200, residuals="hc0"))
     assert est.params["mean"] == pytest.approx(7.41415, abs=5e-6)
     # the default (explicit) fit reports the same number as its conventional row
-    both = gc.rdd("vote ~ 1", senate, running="margin", h=17.754, vce="hc0", n_boot=200)
+    both = gc.rdd("vote ~ 1", senate, running="margin", bandwidth=gc.Bandwidth(h=17.754),
+                  inference=gc.Inference(n_boot=200, residuals="hc0"))
     assert both.params["mean (conventional)"] == pytest.approx(est.params["mean"], abs=1e-10)
     assert both.std_errors["mean (conventional)"] == pytest.approx(est.std_errors["mean"],
                                                                    abs=1e-10)
@@ -35,8 +38,10 @@ def test_conventional_estimate_matches(senate):
     assert est.params["mean"] == pytest.approx(float(ref.coef.iloc[0, 0]), abs=1e-6)
     assert est.std_errors["mean"] == pytest.approx(float(ref.se.iloc[0, 0]), abs=1e-6)
     # every quantile of a point-mass outcome gives the same scalar RD
-    many = gc.rdd("vote ~ 1", senate, running="margin", p=1, kernel="triangular", h=17.754,
-                  q_grid=[0.1, 0.5, 0.9], n_boot=200, vce="hc0", bias_correction="implicit")
+    many = gc.rdd("vote ~ 1", senate, running="margin", q_grid=[0.1, 0.5, 0.9],
+                  bandwidth=gc.Bandwidth(p=1, kernel="triangular", h=17.754,
+                                         bias_correction="implicit"),
+                  inference=gc.Inference(n_boot=200, residuals="hc0"))
     np.testing.assert_allclose(many.curve.estimate, ref.coef.iloc[0, 0], atol=1e-6)
 
 
@@ -45,8 +50,10 @@ def _robust_pair(senate, h, b):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = rdr(senate.vote, senate.margin, h=h, b=b, p=1, kernel="tri", vce="hc0")
-    est = gc.rdd("vote ~ 1", senate, running="margin", p=1, kernel="triangular", h=h, b=b,
-                 bias_correction="explicit", vce="hc0", n_boot=200)
+    est = gc.rdd("vote ~ 1", senate, running="margin",
+                 bandwidth=gc.Bandwidth(p=1, kernel="triangular", h=h, b=b,
+                                        bias_correction="explicit"),
+                 inference=gc.Inference(n_boot=200, residuals="hc0"))
     assert est.params["mean"] == pytest.approx(float(ref.coef.iloc[1, 0]), abs=1e-6)
     assert est.std_errors["mean"] == pytest.approx(float(ref.se.iloc[2, 0]), abs=1e-6)
     return est, ref
@@ -89,7 +96,7 @@ def test_default_options_give_rdrobust_default(senate):
 
     Before: the default bandwidth was 22.97 (the R3D rule) with p=2 and one row only.
     """
-    est = gc.rdd("vote ~ 1", senate, running="margin", n_boot=200)
+    est = gc.rdd("vote ~ 1", senate, running="margin", inference=gc.Inference(n_boot=200))
     ref = _rdrobust(senate)
     _assert_rows(est, ref)
     d = est.diagnostics
@@ -101,13 +108,17 @@ def test_default_options_give_rdrobust_default(senate):
     assert "mean (conventional)" in text and "bwselect: mserd" in text and "n_h_left: 360" in text
 
 
-@pytest.mark.parametrize("bwselect, kw", [("msetwo", {}), ("cerrd", {}),
-                                          ("mserd", {"kernel": "epanechnikov", "vce": "hc2"}),
-                                          ("msesum", {"p": 2})])
-def test_selectors_through_rdd_match_rdrobust(senate, bwselect, kw):
-    est = gc.rdd("vote ~ 1", senate, running="margin", bandwidth=bwselect, n_boot=200, **kw)
-    ref = _rdrobust(senate, bwselect=bwselect, **{"kernel": kw.get("kernel", "tri"),
-                                                  "vce": kw.get("vce", "nn"), "p": kw.get("p", 1)})
+@pytest.mark.parametrize("bwselect, bw, inf", [
+    ("msetwo", {}, {}), ("cerrd", {}, {}),
+    ("mserd", {"kernel": "epanechnikov"}, {"residuals": "hc2"}),
+    ("msesum", {"p": 2}, {})])
+def test_selectors_through_rdd_match_rdrobust(senate, bwselect, bw, inf):
+    est = gc.rdd("vote ~ 1", senate, running="margin",
+                 bandwidth=gc.Bandwidth(selector=bwselect, **bw),
+                 inference=gc.Inference(n_boot=200, **inf))
+    ref = _rdrobust(senate, bwselect=bwselect, **{"kernel": bw.get("kernel", "tri"),
+                                                  "vce": inf.get("residuals", "nn"),
+                                                  "p": bw.get("p", 1)})
     _assert_rows(est, ref)
     assert est.diagnostics["h_left"] == pytest.approx(float(ref.bws.iloc[0, 0]), rel=1e-6)
     assert est.diagnostics["h_right"] == pytest.approx(float(ref.bws.iloc[0, 1]), rel=1e-6)
@@ -124,7 +135,8 @@ def test_fuzzy_default_conventional_row_matches_rdrobust():
     df = pd.DataFrame({"x": x, "y": y, "d": t})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = gc.rdd("y ~ d", df, running="x", n_boot=200, density_test=False)
+        est = gc.rdd("y ~ d", df, running="x", inference=gc.Inference(n_boot=200),
+                     checks=gc.Checks(density_test=False))
         ref = rdr(y, x, fuzzy=t)
     assert est.diagnostics["h_left"] == pytest.approx(float(ref.bws.iloc[0, 0]), rel=1e-6)
     conv = est.tidy().set_index("term").loc["mean (conventional)"]
@@ -139,13 +151,16 @@ def test_selector_misuse_is_named(senate):
     from geocausal.errors import DataError
 
     with pytest.raises(DataError, match="per_side=True"):
-        gc.rdd("vote ~ 1", senate, running="margin", bandwidth="mserd", per_side=True)
+        gc.rdd("vote ~ 1", senate, running="margin",
+               bandwidth=gc.Bandwidth(selector="mserd", per_side=True))
     with pytest.raises(DataError, match="point-mass"):
         rng = np.random.default_rng(0)
         gc.rdd(outcome=[rng.normal(size=20) for _ in range(200)], running=rng.uniform(-1, 1, 200),
-               bandwidth="mserd", n_boot=50, density_test=False)
+               bandwidth="mserd", inference=gc.Inference(n_boot=50),
+               checks=gc.Checks(density_test=False))
     with pytest.raises(DataError, match="bandwidth rule"):
         gc.rdd("vote ~ 1", senate, running="margin", bandwidth="cct")
     # per_side=True alone picks rdrobust's two-sided selector
-    two = gc.rdd("vote ~ 1", senate, running="margin", per_side=True, n_boot=200)
+    two = gc.rdd("vote ~ 1", senate, running="margin", bandwidth=gc.Bandwidth(per_side=True),
+                 inference=gc.Inference(n_boot=200))
     assert two.diagnostics["bwselect"] == "msetwo"

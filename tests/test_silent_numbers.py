@@ -95,7 +95,7 @@ def _study(n=300, seed=0):
 FACES = {
     "aipw": lambda df: gc.aipw("y ~ d + x", df, learners=LIN),
     "ipw": lambda df: gc.ipw("y ~ d + x", df),
-    "cate": lambda df: gc.cate("y ~ d + x", df, evaluate=False,
+    "cate": lambda df: gc.cate("y ~ d + x", df, options={"evaluate": False},
                                learners={"outcome": LinearRegression(),
                                          "final": LinearRegression()}),
     "fe": lambda df: gc.fe("y ~ d + x | g", df),
@@ -232,7 +232,7 @@ def test_cate_and_given_predictions_refuse_bad_inputs():
     df = pd.DataFrame({"x": rng.normal(size=12), "d": [1, 1] + [0] * 10,
                        "y": rng.normal(size=12)})
     with pytest.raises(DesignError, match="2 treated units"):
-        gc.cate("y ~ d + x", df, evaluate=False)
+        gc.cate("y ~ d + x", df, options={"evaluate": False})
     df = _study(200)
     mu = np.zeros(200)
     mu[5] = np.inf

@@ -140,7 +140,7 @@ def test_placement_with_vcov_equals_refit(cross_section):
 
 
 def test_cate_with_vcov_equals_refit(cross_section):
-    kw = {"learner": "t", "propensity": 0.5, "evaluate": False, "seed": 1}
+    kw = {"learner": "t", "propensity": 0.5, "options": {"evaluate": False}, "seed": 1}
     base = gc.cate("y ~ d + x + x2", cross_section, **kw)
     clus = quiet(gc.cate, "y ~ d + x + x2", cross_section, vcov={"cluster": "country"}, **kw)
     assert_same(quiet(base.with_vcov, {"cluster": "country"}), clus)
@@ -150,7 +150,7 @@ def test_cate_with_vcov_equals_refit(cross_section):
 @pytest.mark.parametrize("n_rep", [1, 3])
 def test_dml_panel_with_vcov_equals_refit(panel, n_rep):
     kw = {"unit": "unit", "time": "time", "approach": "cre", "learners": PANEL_LIN,
-          "folds": 3, "options": {"n_rep": n_rep, "bias_check": False}, "seed": 2, "n_boot": 0}
+          "folds": 3, "options": {"n_rep": n_rep, "bias_check": False, "n_boot": 0}, "seed": 2}
     by_unit = quiet(gc.dml_panel, "y ~ d + x", panel, **kw)
     hetero = quiet(gc.dml_panel, "y ~ d + x", panel, vcov="hetero", **kw)
     by_state = quiet(gc.dml_panel, "y ~ d + x", panel, vcov={"cluster": "state"}, **kw)
@@ -303,7 +303,7 @@ def test_periods_sort_naturally_not_as_text(panel):
     sub = panel[panel.time < 3].copy()          # periods 0, 1, 2 -> "t8", "t9", "t10"
     text = sub.assign(time="t" + (sub.time + 8).astype(str))
     kw = {"unit": "unit", "time": "time", "approach": "fd", "learners": PANEL_LIN,
-          "folds": Folds(3), "n_boot": 0, "options": {"bias_check": False}}
+          "folds": Folds(3), "options": {"bias_check": False, "n_boot": 0}}
     a = quiet(gc.dml_panel, "y ~ d + x", sub, **kw)
     b = quiet(gc.dml_panel, "y ~ d + x", text, **kw)
     assert a.params["d"] == pytest.approx(b.params["d"], rel=1e-12)
