@@ -245,13 +245,13 @@ def test_options_object_dict_and_deprecated_keywords():
     with pytest.raises(OptionError, match="alpha"):
         gc.CateOptions(alpha=1.5)
     with pytest.raises(OptionError, match="clip"):
-        gc.cate("y ~ d + x0", df, clip=0.7, evaluate=False)
+        gc.cate("y ~ d + x0", df, clip=0.7, options={"evaluate": False})
     with pytest.raises(OptionError, match="Folds.spatial"):
-        gc.cate("y ~ d + x0", df, block_size=2.0, evaluate=False)
+        gc.cate("y ~ d + x0", df, block_size=2.0, options={"evaluate": False})
     with pytest.raises(OptionError, match="fold_groups"):
         gc.cate("y ~ d + x0", df, fold_groups="village")
     # case-insensitive learner names, the shared default n_boot
-    up = gc.cate("y ~ d + x0", df, learner="DR", propensity=.5, evaluate=False)
+    up = gc.cate("y ~ d + x0", df, learner="DR", propensity=.5, options={"evaluate": False})
     assert up.design == "cate-dr" and gc.CateOptions().n_boot == 999
 
 

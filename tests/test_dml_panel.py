@@ -353,8 +353,8 @@ def test_canonical_slots_equal_doubleml_aliases(two_treatments):
 
 def test_deprecated_keywords_warn_and_equal_the_new_spelling(two_treatments):
     df = two_treatments
-    new = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
-                    folds=Folds.time("time", k=3, gap=1), options={"n_rep": 2})
+    new = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(),
+                    folds=Folds.time("time", k=3, gap=1), options={"n_rep": 2, "n_boot": 0})
     with pytest.warns(FutureWarning, match="deprecated") as rec:
         old = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
                         folds=3, fold_type="neighbours", n_rep=2)
@@ -363,9 +363,10 @@ def test_deprecated_keywords_warn_and_equal_the_new_spelling(two_treatments):
     assert old.params["d1"] == new.params["d1"]
     assert old.diagnostics["fold_type"] == "neighbours"
     # unit folds are the default, the same as Folds.group(unit) and the old fold_type='unit'
-    default = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0)
-    spec = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), n_boot=0,
-                     folds=Folds.group("unit"))
+    default = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(),
+                        options=PanelOptions(n_boot=0))
+    spec = dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(),
+                     options=PanelOptions(n_boot=0), folds=Folds.group("unit"))
     assert default.params["d1"] == spec.params["d1"] and default.diagnostics["fold_type"] == "unit"
     with pytest.raises(OptionError, match="gap"):
         dml_panel("y ~ d1 + x", df, unit="unit", time="time", learners=_lin(), gap=2)
