@@ -29,6 +29,8 @@ and it measures what a standard error would have to see, with the alternatives t
 
     .venv/bin/python benchmarks/image_representations_se.py --chips /tmp/irmc --reps 25 \
         --workers 2                                   # decomposition and the alternatives
+    .venv/bin/python benchmarks/image_representations_se.py --chips /tmp/irmc --reps 25 \
+        --folds 10 --mechanisms a_composition --workers 2 --out /tmp/se_k10.csv
     .venv/bin/python benchmarks/image_representations_se.py --chips /tmp/irmc --bootstrap 20 \
         --reps 4 --mechanisms a_composition --workers 2
 
@@ -268,7 +270,7 @@ def decompose_job(job: tuple[str, int]) -> list[dict]:
     df, cands = _draw(mech, seed)
     y, d = df["y"].to_numpy(), df["d"].to_numpy()
     clip = mc._STATE.get("clip", 0.01)
-    folds = np.asarray(make_folds(len(d), 5, seed, stratify=d))
+    folds = np.asarray(make_folds(len(d), mc._STATE.get("folds", 5), seed, stratify=d))
     lrn = stack_learners(seed)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -280,7 +282,8 @@ def decompose_job(job: tuple[str, int]) -> list[dict]:
     true = {"e": df["e_true"].to_numpy(), "mu0": df["mu0_true"].to_numpy(),
             "mu1": df["mu1_true"].to_numpy()}
     truth = float(df["cate"].mean())
-    base = dict(mechanism=mech, seed=seed, truth=truth, wall=wall)
+    base = dict(mechanism=mech, seed=seed, truth=truth, wall=wall,
+                folds=int(len(np.unique(folds))))
     dec = decompose(y, d, est, true, clip)
     rows = [{**base, "variant": "default", "est": dec["theta"], "se": dec["se"], **dec}]
     V = {k: fold_fit_variance(S[k][1], folds) for k in ("e", "mu0", "mu1")}
@@ -384,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mechanisms", default=",".join(mc.MECHANISMS))
     ap.add_argument("--bootstrap", type=int, default=0,
                     help="refit bootstrap with this many resamples per draw (0: decompose)")
+    ap.add_argument("--folds", type=int, default=5,
+                    help="cross-fitting folds of the decomposition (the suite's: 5)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.summarise:
@@ -394,14 +399,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--chips is required (a folder written by image_representations_mc.py "
                  "--export-chips)")
     mechs = [m.strip() for m in a.mechanisms.split(",") if m.strip()]
-    if any(m not in mc.MECHANISMS for m in mechs) or a.reps < 1 or a.bootstrap < 0:
-        ap.error(f"--mechanisms from {mc.MECHANISMS}; --reps >= 1; --bootstrap >= 0")
+    if (any(m not in mc.MECHANISMS for m in mechs) or a.reps < 1 or a.bootstrap < 0
+            or a.folds < 2):
+        ap.error(f"--mechanisms from {mc.MECHANISMS}; --reps >= 1; --bootstrap >= 0; "
+                 "--folds >= 2")
     out = a.out or HERE / ("image_representations_se_bootstrap.csv" if a.bootstrap
                            else "image_representations_se.csv")
     state = mc.load(a.chips, False)
     from geocausal.vocabulary import DEFAULTS
 
     state["clip"] = DEFAULTS.clip
+    state["folds"] = a.folds
     if a.bootstrap:
         jobs = [(m, s, b) for m in mechs for s in range(a.reps) for b in range(-1, a.bootstrap)]
         fn = bootstrap_job
