@@ -25,7 +25,8 @@ and it measures what a standard error would have to see, with the alternatives t
   regression and gradient-boosted trees to the default's lasso logistic regression, per
   candidate;
 - ``--bootstrap B``: a bootstrap that refits the whole default stack on ``B`` resamples of the
-  units (drawn within each arm; a unit drawn twice stays in one fold).
+  units (drawn within each arm; a unit drawn twice stays in one fold); with ``--resample
+  half``, on ``B`` half-samples (half of each arm, without replacement) instead.
 
     .venv/bin/python benchmarks/image_representations_se.py --chips /tmp/irmc --reps 25 \
         --workers 2                                   # decomposition and the alternatives
@@ -36,7 +37,7 @@ and it measures what a standard error would have to see, with the alternatives t
 
 ``--chips`` is a folder written by ``image_representations_mc.py --export-chips``. Writes
 ``--out`` (``.csv`` of the draws; default ``benchmarks/image_representations_se.csv``, or
-``..._bootstrap.csv``) and prints the summary tables; ``--summarise CSV`` prints them again
+``..._bootstrap.csv`` / ``..._half.csv``) and prints the summary tables; ``--summarise CSV`` prints them again
 from a written ``.csv``.
 """
 
@@ -116,9 +117,9 @@ def fold_fit_variance(A: np.ndarray, fold_ids: np.ndarray) -> np.ndarray:
 
     Examples
     --------
-    >>> A = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 7.0]]); f = np.array([0, 2])
-    >>> fold_fit_variance(A, f).tolist()   # unit 0: fits 1, 2 -> var 0.5; unit 1: fits 0, 1
-    [1.0, 0.0]
+    >>> A = np.array([[1.0, 5.0, 4.0], [2.0, 5.0, 4.0], [3.0, 7.0, 4.0]])
+    >>> fold_fit_variance(A, np.array([0, 2, 1])).tolist()  # unit 0: fits 1, 2: var 0.5 x 2
+    [1.0, 0.0, 0.0]
     """
     ks = np.unique(fold_ids)
     own = fold_ids[None, :] == ks[:, None]
@@ -152,6 +153,23 @@ def bootstrap_rows(d: np.ndarray, seed: int, b: int) -> np.ndarray:
     rng = np.random.default_rng([seed, b, 77])
     return np.concatenate([rng.choice(np.flatnonzero(d == a), int((d == a).sum()))
                            for a in (0, 1)])
+
+
+def half_rows(d: np.ndarray, seed: int, b: int) -> np.ndarray:
+    """Rows of half-sample ``b``: half of each arm's units (rounded down), drawn without
+    replacement. For a mean, the variance of a half-sample's estimate around the whole
+    sample's is the whole sample's variance (the finite-population factor 1 - m/n is 1/2),
+    so the spread of half-sample refits needs no rescaling.
+
+    Examples
+    --------
+    >>> d = np.array([0, 0, 0, 0, 1, 1, 1]); r = half_rows(d, 0, 1)
+    >>> len(r), int(d[r].sum()), len(np.unique(r))
+    (3, 1, 3)
+    """
+    rng = np.random.default_rng([seed, b, 78])
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(d == a), int((d == a).sum()) // 2,
+                                              replace=False) for a in (0, 1)]))
 
 
 def grouped_folds(rows: np.ndarray, d: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -308,14 +326,16 @@ def decompose_job(job: tuple[str, int]) -> list[dict]:
 
 
 def bootstrap_job(job: tuple[str, int, int]) -> dict:
-    """The default stack refitted on bootstrap resample ``b`` (``b = -1``: the draw itself)."""
+    """The default stack refitted on resample ``b`` (``b = -1``: the draw itself): a bootstrap
+    resample or, with ``--resample half``, a half-sample."""
     from geocausal.nuisance.candidates import stack_learners
     from geocausal.nuisance.stacking import stack_nuisances
 
     mech, seed, b = job
     df, cands = _draw(mech, seed)
     y, d = df["y"].to_numpy(), df["d"].to_numpy()
-    rows = np.arange(len(y)) if b < 0 else bootstrap_rows(d, seed, b)
+    draw_rows = half_rows if mc._STATE.get("resample") == "half" else bootstrap_rows
+    rows = np.arange(len(y)) if b < 0 else draw_rows(d, seed, b)
     folds = grouped_folds(rows, d, 5, seed + 10 * (b + 1))
     lrn = stack_learners(seed)
     with warnings.catch_warnings():
@@ -387,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mechanisms", default=",".join(mc.MECHANISMS))
     ap.add_argument("--bootstrap", type=int, default=0,
                     help="refit bootstrap with this many resamples per draw (0: decompose)")
+    ap.add_argument("--resample", choices=("bootstrap", "half"), default="bootstrap",
+                    help="with --bootstrap B: B bootstrap resamples, or B half-samples (half of "
+                         "each arm without replacement)")
     ap.add_argument("--folds", type=int, default=5,
                     help="cross-fitting folds of the decomposition (the suite's: 5)")
     ap.add_argument("--out", type=Path, default=None)
@@ -403,13 +426,14 @@ def main(argv: list[str] | None = None) -> int:
             or a.folds < 2):
         ap.error(f"--mechanisms from {mc.MECHANISMS}; --reps >= 1; --bootstrap >= 0; "
                  "--folds >= 2")
-    out = a.out or HERE / ("image_representations_se_bootstrap.csv" if a.bootstrap
+    out = a.out or HERE / (f"image_representations_se_{a.resample}.csv" if a.bootstrap
                            else "image_representations_se.csv")
     state = mc.load(a.chips, False)
     from geocausal.vocabulary import DEFAULTS
 
     state["clip"] = DEFAULTS.clip
     state["folds"] = a.folds
+    state["resample"] = a.resample
     if a.bootstrap:
         jobs = [(m, s, b) for m in mechs for s in range(a.reps) for b in range(-1, a.bootstrap)]
         fn = bootstrap_job

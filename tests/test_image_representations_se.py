@@ -118,3 +118,22 @@ def test_bootstrap_resamples_keep_the_arms_and_copies_share_a_fold(se):
     f = se.grouped_folds(rows, d, 5, 0)
     for u in np.unique(rows):
         assert len(np.unique(f[rows == u])) == 1
+
+
+def test_half_samples_keep_half_of_each_arm_and_give_the_whole_sample_variance(se):
+    d = np.array([0] * 40 + [1] * 21)
+    rows = se.half_rows(d, 1, 0)
+    assert len(np.unique(rows)) == len(rows) == 30 and d[rows].sum() == 10
+    # for a mean, the spread of half-sample means is the whole sample mean's SE
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=1000)
+    dd = np.repeat([0, 1], 500)
+    sd = np.std([x[se.half_rows(dd, 0, b)].mean() for b in range(2000)])
+    assert 0.9 < sd / (x.std() / np.sqrt(1000)) < 1.1
+
+
+def test_docstring_examples_run(se):
+    import doctest
+
+    res = doctest.testmod(se, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted >= 10 and res.failed == 0
