@@ -13,6 +13,25 @@ matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_script(relpath: str, name: str, *, cache: bool = False):
+    """Import a script of the repository that is not part of the package (``benchmarks/``,
+    ``paper/``, ``docs/``) from its path relative to the root. ``cache=True`` registers it in
+    ``sys.modules`` under ``name`` and returns the registered module on later calls (tests
+    that share one module); otherwise every call executes it afresh.
+    """
+    import importlib.util
+    import sys
+
+    if cache and name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
+    mod = importlib.util.module_from_spec(spec)
+    if cache:
+        sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def execute_notebook(name: str, timeout: int = 600):
     """Execute ``notebooks/<name>`` at small size (GEOCAUSAL_SMALL=1) in a real kernel with
     its default (inline) matplotlib backend, fail on any error, and return the executed

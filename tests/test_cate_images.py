@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from conftest import load_script
 
 import geocausal as gc
 from geocausal.api.landcover import cate_landcover, landcover_fractions
@@ -22,14 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pipeline():
-    name = "paper_eo_heterogeneity_pipeline"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "paper" / "eo_heterogeneity" / "pipeline.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+    return load_script("paper/eo_heterogeneity/pipeline.py", "paper_eo_heterogeneity_pipeline",
+                       cache=True)
 
 
 def test_chip_features_change():

@@ -3,14 +3,13 @@ fit time, a hand refit, save/load of the model, and the transport map from new r
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_script
 from sklearn.linear_model import LinearRegression
 
 import geocausal as gc
@@ -27,14 +26,8 @@ LIN = {"outcome": LinearRegression(), "final": LinearRegression()}
 
 
 def _sim():
-    name = "paper_eo_heterogeneity_pipeline"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "paper" / "eo_heterogeneity" / "pipeline.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name].simulate_trial
+    return load_script("paper/eo_heterogeneity/pipeline.py", "paper_eo_heterogeneity_pipeline",
+                       cache=True).simulate_trial
 
 
 def _trial(n=400, seed=0):

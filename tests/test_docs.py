@@ -66,13 +66,10 @@ def test_mkdocs_build_strict(tmp_path):
 
 
 def test_docs_hook_reads_its_switch(monkeypatch):
-    import importlib.util
-
     import pytest
+    from conftest import load_script
 
-    spec = importlib.util.spec_from_file_location("geocausal_docs_hooks", ROOT / "docs" / "hooks.py")
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
+    hooks = load_script("docs/hooks.py", "geocausal_docs_hooks")
     monkeypatch.setenv("GEOCAUSAL_DOCS_EXECUTE", "maybe")
     with pytest.raises(ValueError, match="GEOCAUSAL_DOCS_EXECUTE"):
         hooks._wanted()

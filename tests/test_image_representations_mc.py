@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "image_representations_mc.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def mc():
-    spec = importlib.util.spec_from_file_location("image_representations_mc", PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/image_representations_mc.py", "image_representations_mc")
 
 
 def test_draw_is_the_package_semisynthetic_form(mc):

@@ -3,21 +3,14 @@ its pieces against the package's stack, hand computations and a known variance."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "image_representations_se.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def se():
-    spec = importlib.util.spec_from_file_location("image_representations_se", PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/image_representations_se.py", "image_representations_se")
 
 
 def _data(n=240, seed=0):

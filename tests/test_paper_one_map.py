@@ -56,14 +56,9 @@ def test_one_map_pipeline_ci(tmp_path):
 
 
 def _pipeline():
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_script
 
-    path = Path(__file__).resolve().parents[1] / "paper" / "one_map_many_trials" / "pipeline.py"
-    spec = importlib.util.spec_from_file_location("paper_one_map_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("paper/one_map_many_trials/pipeline.py", "paper_one_map_test")
 
 
 def test_pooled_slope_table_matches_least_squares_with_seed_intercepts():

@@ -134,13 +134,9 @@ def test_china_worldbank_real_data_refusals(tmp_path):
     from geocausal.errors import DataError
 
     rd = pytest.importorskip("geocausal")  # noqa: F841
-    import importlib.util
+    from conftest import load_script
 
-    spec = importlib.util.spec_from_file_location(
-        "cw_data_paths", Path(__file__).resolve().parents[1] / "paper" / "china_worldbank"
-        / "data_paths.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("paper/china_worldbank/data_paths.py", "cw_data_paths")
     cfg = {"precision_max": 2, "years": [2002, 2013], "radius_m": 3350, "chip_m": 6700}
     bad = tmp_path / "p.csv"
     pd.DataFrame({"project_id": [1], "latitude": [0.1], "longitude": [1.0]}).to_csv(bad)

@@ -304,13 +304,9 @@ def test_manifest_zonal_bad_input(tmp_path):
 
 
 def test_benchmark_script_runs_small(capsys):
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_script
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "zonal.py"
-    spec = importlib.util.spec_from_file_location("bench_zonal", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/zonal.py", "bench_zonal")
     out = mod.main(["--size", "256", "--bands", "2", "--n", "40", "--radius", "60",
                     "--no-record"])
     assert out["max_mean_diff"] < 1e-9 and np.isfinite(out["ratio"]) and out["ratio"] > 0
