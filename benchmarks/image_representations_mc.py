@@ -418,6 +418,15 @@ def _init(state: dict) -> None:
     _STATE.update(state)
 
 
+def draw_candidates(mech: str, seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The draw ``seed`` of ``mechanism`` and the stack's candidate matrices on it: the
+    tabular controls x1..x4, alone and beside each image representation of the study."""
+    st = _STATE["studies"][STUDY_OF[mech]]
+    df = draw(_STATE["confounders"][mech], seed)
+    X = df[["x1", "x2", "x3", "x4"]].to_numpy()
+    return df, {"tabular": X, **{c: np.column_stack([X, st[c]]) for c in CANDS[1:]}}
+
+
 def one(job: tuple[str, int]) -> list[dict]:
     """Every method on the draw ``seed`` of ``mechanism``."""
     from geocausal.designs.ipw import Nuisances, estimate
@@ -427,13 +436,11 @@ def one(job: tuple[str, int]) -> list[dict]:
     from geocausal.nuisance.stacking import stack_nuisances
 
     mech, seed = job
-    st = _STATE["studies"][STUDY_OF[mech]]
-    df = draw(_STATE["confounders"][mech], seed)
+    df, cands = draw_candidates(mech, seed)
     y, d = df["y"].to_numpy(), df["d"].to_numpy()
     truth = float(df["cate"].mean())
     n = len(d)
-    X = df[["x1", "x2", "x3", "x4"]].to_numpy()
-    cands = {"tabular": X, **{c: np.column_stack([X, st[c]]) for c in CANDS[1:]}}
+    X = cands["tabular"]
     folds = make_folds(n, 5, seed, stratify=d)
     lrn = stack_learners(seed)
     t0 = time.perf_counter()

@@ -63,9 +63,12 @@ Z = 1.959963984540054
 
 # ----------------------------------------------------------------------------- pure parts
 def aipw_scores(y, d, e, mu0, mu1, clip: float = 0.01) -> np.ndarray:
-    """The AIPW (ATE) score of every unit, propensities clipped to ``[clip, 1 - clip]``."""
-    e = np.clip(e, clip, 1 - clip) if clip else e
-    return mu1 - mu0 + d * (y - mu1) / e - (1 - d) * (y - mu0) / (1 - e)
+    """The AIPW (ATE) score of every unit (:func:`geocausal.designs.ipw.aipw_ate`'s estimate
+    plus its influence function), propensities clipped to ``[clip, 1 - clip]``."""
+    from geocausal.designs.ipw import aipw_ate
+
+    theta, psi = aipw_ate(y, d, np.clip(e, clip, 1 - clip) if clip else e, mu0, mu1)
+    return theta + psi
 
 
 def hajek_aipw(y, d, e, mu0, mu1, clip: float = 0.01) -> tuple[float, float]:
@@ -127,49 +130,41 @@ def fold_fit_variance(A: np.ndarray, fold_ids: np.ndarray) -> np.ndarray:
     return (len(ks) - 1) * other.var(0, ddof=1).filled(np.nan)
 
 
-def fold_corrected_se(y, d, e, mu0, mu1, var_e, var_mu0, var_mu1, clip: float = 0.01
+def fold_corrected_se(se, y, d, e, mu0, mu1, var_e, var_mu0, var_mu1, clip: float = 0.01
                       ) -> tuple[float, float, float]:
-    """The influence-function SE plus the fit variances carried by the score's first-order
-    terms: ``(se, outcome part, propensity part)`` (the parts are variances over ``n``)."""
+    """The influence-function SE ``se`` plus the fit variances carried by the score's
+    first-order terms: ``(se, outcome part, propensity part)`` (the parts are variances over
+    ``n``)."""
     n = len(y)
     e = np.clip(e, clip, 1 - clip) if clip else e
-    se = aipw_scores(y, d, e, mu0, mu1, clip).std() / np.sqrt(n)
     out = (var_mu1 * (1 - d / e) ** 2 + var_mu0 * (1 - (1 - d) / (1 - e)) ** 2).mean() / n
     prop = (var_e * (d * (y - mu1) ** 2 / e ** 4
                      + (1 - d) * (y - mu0) ** 2 / (1 - e) ** 4)).mean() / n
     return float(np.sqrt(se ** 2 + out + prop)), float(out), float(prop)
 
 
-def bootstrap_rows(d: np.ndarray, seed: int, b: int) -> np.ndarray:
-    """Rows of bootstrap resample ``b``: as many units drawn with replacement within each arm
-    as the arm has (no resample loses an arm).
+def resample_rows(d: np.ndarray, seed: int, b: int, half: bool = False) -> np.ndarray:
+    """Rows of resample ``b``, drawn within each arm: as many units as the arm has, with
+    replacement (a bootstrap resample; no resample loses an arm), or with ``half`` half of
+    them (rounded down) without replacement. For a mean, the variance of a half-sample's
+    estimate around the whole sample's is the whole sample's variance (the finite-population
+    factor 1 - m/n is 1/2), so the spread of half-sample refits needs no rescaling.
 
     Examples
     --------
-    >>> d = np.array([0, 0, 0, 1, 1]); r = bootstrap_rows(d, 0, 1)
+    >>> d = np.array([0, 0, 0, 1, 1]); r = resample_rows(d, 0, 1)
     >>> len(r), int(d[r].sum())
     (5, 2)
-    """
-    rng = np.random.default_rng([seed, b, 77])
-    return np.concatenate([rng.choice(np.flatnonzero(d == a), int((d == a).sum()))
-                           for a in (0, 1)])
-
-
-def half_rows(d: np.ndarray, seed: int, b: int) -> np.ndarray:
-    """Rows of half-sample ``b``: half of each arm's units (rounded down), drawn without
-    replacement. For a mean, the variance of a half-sample's estimate around the whole
-    sample's is the whole sample's variance (the finite-population factor 1 - m/n is 1/2),
-    so the spread of half-sample refits needs no rescaling.
-
-    Examples
-    --------
-    >>> d = np.array([0, 0, 0, 0, 1, 1, 1]); r = half_rows(d, 0, 1)
+    >>> d = np.array([0, 0, 0, 0, 1, 1, 1]); r = resample_rows(d, 0, 1, half=True)
     >>> len(r), int(d[r].sum()), len(np.unique(r))
     (3, 1, 3)
     """
-    rng = np.random.default_rng([seed, b, 78])
-    return np.sort(np.concatenate([rng.choice(np.flatnonzero(d == a), int((d == a).sum()) // 2,
-                                              replace=False) for a in (0, 1)]))
+    rng = np.random.default_rng([seed, b, 78 if half else 77])
+    arms = [np.flatnonzero(d == a) for a in (0, 1)]
+    if half:
+        return np.sort(np.concatenate([rng.choice(u, len(u) // 2, replace=False)
+                                       for u in arms]))
+    return np.concatenate([rng.choice(u, len(u)) for u in arms])
 
 
 def grouped_folds(rows: np.ndarray, d: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -218,7 +213,7 @@ def stack_fold_fits(cands: dict, y, d, fold_ids, propensity, outcome: dict,
     fit: per nuisance, the stacked out-of-fold prediction and the ``(K, n)`` stacked
     predictions of every fold's fit (the fold-wise weights applied to each fold's fits);
     ``extra_propensity`` adds propensity learners to the library (key ``e_extra``)."""
-    from geocausal.nuisance.stacking import PooledArms, convex_weights
+    from geocausal.nuisance.stacking import PooledArms, _targets, convex_weights
 
     ks = np.unique(fold_ids)
     own = fold_ids[None, :] == ks[:, None]
@@ -236,8 +231,7 @@ def stack_fold_fits(cands: dict, y, d, fold_ids, propensity, outcome: dict,
             else:
                 for k, a in (("mu0", d == 0), ("mu1", d == 1)):
                     lib[k][f"{c}/{name}"] = _fold_fits(lrn, X, y, fold_ids, arm=a)
-    targets = {"e": (np.ones(len(d), bool), dd, "logloss"), "mu0": (d == 0, y, "mse"),
-               "mu1": (d == 1, y, "mse")}
+    targets = _targets(y, d)
     out = {}
     for k, src in (("e", "e"), ("mu0", "mu0"), ("mu1", "mu1"), ("e_extra", "e")):
         if not lib[k]:
@@ -271,21 +265,13 @@ def _extra_propensity(seed: int) -> dict:
                 n_iter_no_change=10, random_state=seed)}
 
 
-def _draw(mech: str, seed: int):
-    st = mc._STATE["studies"][mc.STUDY_OF[mech]]
-    df = mc.draw(mc._STATE["confounders"][mech], seed)
-    X = df[["x1", "x2", "x3", "x4"]].to_numpy()
-    cands = {"tabular": X, **{c: np.column_stack([X, st[c]]) for c in mc.CANDS[1:]}}
-    return df, cands
-
-
 def decompose_job(job: tuple[str, int]) -> list[dict]:
     """Every variant of one draw (the default's own fits, refitted fit by fit)."""
     from geocausal.nuisance.candidates import stack_learners
     from geocausal.nuisance.crossfit import make_folds
 
     mech, seed = job
-    df, cands = _draw(mech, seed)
+    df, cands = mc.draw_candidates(mech, seed)
     y, d = df["y"].to_numpy(), df["d"].to_numpy()
     clip = mc._STATE.get("clip", 0.01)
     folds = np.asarray(make_folds(len(d), mc._STATE.get("folds", 5), seed, stratify=d))
@@ -305,7 +291,8 @@ def decompose_job(job: tuple[str, int]) -> list[dict]:
     dec = decompose(y, d, est, true, clip)
     rows = [{**base, "variant": "default", "est": dec["theta"], "se": dec["se"], **dec}]
     V = {k: fold_fit_variance(S[k][1], folds) for k in ("e", "mu0", "mu1")}
-    se_f, part_out, part_prop = fold_corrected_se(y, d, est["e"], est["mu0"], est["mu1"],
+    se_f, part_out, part_prop = fold_corrected_se(dec["se"], y, d, est["e"], est["mu0"],
+                                                  est["mu1"],
                                                   V["e"], V["mu0"], V["mu1"], clip)
     e_c = np.clip(est["e"], clip, 1 - clip)
     rows.append({**base, "variant": "fold", "est": dec["theta"], "se": se_f,
@@ -332,10 +319,10 @@ def bootstrap_job(job: tuple[str, int, int]) -> dict:
     from geocausal.nuisance.stacking import stack_nuisances
 
     mech, seed, b = job
-    df, cands = _draw(mech, seed)
+    df, cands = mc.draw_candidates(mech, seed)
     y, d = df["y"].to_numpy(), df["d"].to_numpy()
-    draw_rows = half_rows if mc._STATE.get("resample") == "half" else bootstrap_rows
-    rows = np.arange(len(y)) if b < 0 else draw_rows(d, seed, b)
+    rows = (np.arange(len(y)) if b < 0
+            else resample_rows(d, seed, b, half=mc._STATE.get("resample") == "half"))
     folds = grouped_folds(rows, d, 5, seed + 10 * (b + 1))
     lrn = stack_learners(seed)
     with warnings.catch_warnings():

@@ -105,9 +105,9 @@ def test_fold_fit_variance_recovers_the_variance_of_a_least_squares_fit(se):
 
 def test_bootstrap_resamples_keep_the_arms_and_copies_share_a_fold(se):
     d = np.array([0] * 30 + [1] * 20)
-    rows = se.bootstrap_rows(d, 4, 2)
+    rows = se.resample_rows(d, 4, 2)
     assert len(rows) == 50 and d[rows].sum() == 20
-    assert not np.array_equal(rows, se.bootstrap_rows(d, 4, 3))
+    assert not np.array_equal(rows, se.resample_rows(d, 4, 3))
     f = se.grouped_folds(rows, d, 5, 0)
     for u in np.unique(rows):
         assert len(np.unique(f[rows == u])) == 1
@@ -115,13 +115,13 @@ def test_bootstrap_resamples_keep_the_arms_and_copies_share_a_fold(se):
 
 def test_half_samples_keep_half_of_each_arm_and_give_the_whole_sample_variance(se):
     d = np.array([0] * 40 + [1] * 21)
-    rows = se.half_rows(d, 1, 0)
+    rows = se.resample_rows(d, 1, 0, half=True)
     assert len(np.unique(rows)) == len(rows) == 30 and d[rows].sum() == 10
     # for a mean, the spread of half-sample means is the whole sample mean's SE
     rng = np.random.default_rng(5)
     x = rng.normal(size=1000)
     dd = np.repeat([0, 1], 500)
-    sd = np.std([x[se.half_rows(dd, 0, b)].mean() for b in range(2000)])
+    sd = np.std([x[se.resample_rows(dd, 0, b, half=True)].mean() for b in range(2000)])
     assert 0.9 < sd / (x.std() / np.sqrt(1000)) < 1.1
 
 
