@@ -431,7 +431,7 @@ def one(job: tuple[str, int]) -> list[dict]:
     """Every method on the draw ``seed`` of ``mechanism``."""
     from geocausal.designs.ipw import Nuisances, estimate
     from geocausal.errors import DesignError
-    from geocausal.nuisance.candidates import stack_learners
+    from geocausal.nuisance.candidates import propensity_library, stack_learners
     from geocausal.nuisance.crossfit import make_folds
     from geocausal.nuisance.stacking import stack_nuisances
 
@@ -443,10 +443,11 @@ def one(job: tuple[str, int]) -> list[dict]:
     X = cands["tabular"]
     folds = make_folds(n, 5, seed, stratify=d)
     lrn = stack_learners(seed)
+    prop = propensity_library(lrn["propensity"])  # the default stack's propensity library
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = stack_nuisances(cands, y, d, folds, lrn["propensity"], lrn["outcome"])
+        res = stack_nuisances(cands, y, d, folds, prop, lrn["outcome"])
     wall = time.perf_counter() - t0
     rows = []
     y1, y0 = y[d == 1], y[d == 0]
@@ -459,7 +460,7 @@ def one(job: tuple[str, int]) -> list[dict]:
     Xo = np.column_stack([X, _STATE["confounders"][mech]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        preds["oracle"] = stack_nuisances({"oracle": Xo}, y, d, folds, lrn["propensity"],
+        preds["oracle"] = stack_nuisances({"oracle": Xo}, y, d, folds, prop,
                                           lrn["outcome"]).candidates["oracle"]
     clip = _STATE.get("clip")
     for m, p in preds.items():
@@ -476,7 +477,10 @@ def one(job: tuple[str, int]) -> list[dict]:
     for r in rows:
         r.update(mechanism=mech, seed=seed, truth=truth, wall=wall,
                  winner_e=res.winner["e"], winner_mu0=res.winner["mu0"],
-                 w_learned=res.weights["e"].get("learned", 0.0))
+                 w_learned=sum(w for lab, w in res.weights["e"].items()
+                               if lab.split("/")[0] == "learned"),
+                 w_adaptive=sum(w for lab, w in res.weights["e"].items()
+                                if lab.endswith("/outcome_adaptive")))
     return rows
 
 
@@ -543,7 +547,9 @@ def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, 
     win = raw[raw.method == "default"].groupby("mechanism").agg(
         propensity_winner=("winner_e", lambda s: s.value_counts().idxmax()),
         outcome_winner=("winner_mu0", lambda s: s.value_counts().idxmax()),
-        mean_learned_weight_e=("w_learned", "mean"))
+        mean_learned_weight_e=("w_learned", "mean"),
+        **({"mean_outcome_adaptive_weight_e": ("w_adaptive", "mean")}
+           if "w_adaptive" in raw else {}))
     info = {k: {kk: (round(vv, 1) if isinstance(vv, float) else vv) for kk, vv in st.items()
                 if not isinstance(vv, np.ndarray)} for k, st in state["studies"].items()}
     shapes = {k: (tuple(st["chips"].shape), {f: st[f].shape[1] for f in CANDS[1:]})

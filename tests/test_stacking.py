@@ -38,16 +38,17 @@ def test_default_stack_removes_image_confounding_and_records_quality():
     assert abs(est.params["d"] - 1.0) < 3.5 * est.std_errors["d"]
     q = est.diagnostics["nuisance_quality"]
     cands = {"tabular", "summary", "engineered"}
-    # candidates, the stack, and each candidate x outcome learner of the default library
+    # candidates, the stack, and each candidate x learner of the default libraries
     assert set(q.candidate) == cands | {"stack"} | {f"{c}/{m}" for c in cands
                                                     for m in ("ridge", "ridge_pooled", "post_lasso",
-                                                              "post_lasso_pooled", "hgb")}
+                                                              "post_lasso_pooled", "hgb",
+                                                              "all_columns", "outcome_adaptive")}
     assert set(q.nuisance) == {"propensity", "outcome0", "outcome1"}
     prop = q[q.nuisance == "propensity"].set_index("candidate")
     assert prop.loc["summary", "auc"] > prop.loc["tabular", "auc"] + 0.15
     assert 0.7 < prop.loc["stack", "calibration_slope"] < 1.3
     sel = est.diagnostics["nuisance_selection"]
-    assert sel["winner"]["e"] in ("summary", "engineered")
+    assert sel["winner"]["e"].split("/")[0] in ("summary", "engineered")
     assert sel["skipped"]["learned"].startswith("800 images")
     for k in ("e", "mu0", "mu1"):
         assert abs(sum(sel["weights"][k].values()) - 1.0) < 1e-9
@@ -296,6 +297,43 @@ def test_pooled_arms_learner_is_one_fit_on_both_arms_per_fold():
     assert np.allclose(res.mu1 - res.mu0, res.mu1[0] - res.mu0[0], atol=0.3)  # ~2: one slope
     with pytest.raises(DataError, match="PooledArms needs a regressor"):
         PooledArms(object())
+
+
+def test_outcome_adaptive_propensity_fits_the_outcome_selected_columns_per_fold():
+    from geocausal.nuisance.sparse import PostLassoRegressor
+    from geocausal.nuisance.stacking import OutcomeAdaptive
+
+    rng = np.random.default_rng(21)
+    n = 600
+    x = rng.normal(size=(n, 6))  # 0: confounder, 1: instrument (treatment only), 2: outcome only
+    d = rng.binomial(1, 1 / (1 + np.exp(-(0.8 * x[:, 0] + 1.2 * x[:, 1]))))
+    y = d + 2 * x[:, 0] + 1.5 * x[:, 2] + rng.normal(size=n)
+    folds = np.arange(n) % 4
+    lib = {"plain": LogisticRegression(), "adaptive": OutcomeAdaptive(LogisticRegression())}
+    res = stack_nuisances({"tabular": x}, y, d, folds, lib, LinearRegression())
+    got = res.library["e"]["tabular/adaptive"]
+    for f in range(4):
+        tr, te = folds != f, folds == f
+        sel = PostLassoRegressor().fit(np.column_stack([d[tr], x[tr]]), y[tr]).selected_
+        cols = np.sort(np.asarray(sel)[np.asarray(sel) > 0] - 1)
+        assert 0 in cols and 1 not in cols  # the instrument moves only the treatment
+        want = LogisticRegression().fit(x[tr][:, cols], d[tr]).predict_proba(x[te][:, cols])[:, 1]
+        assert np.allclose(got[te], want)
+    # dropping the instrument makes the propensity less extreme than the plain one's
+    assert np.var(got) < np.var(res.library["e"]["tabular/plain"])
+    # no column predicts a pure-noise outcome: the propensity is each fold's treated share
+    noise = rng.normal(size=n)
+    res0 = stack_nuisances({"tabular": x}, noise, d, folds,
+                           {"adaptive": OutcomeAdaptive(LogisticRegression())}, LinearRegression())
+    for f in range(4):
+        assert np.allclose(res0.e[folds == f], d[folds != f].mean())
+    with pytest.raises(DataError, match="OutcomeAdaptive needs a classifier"):
+        OutcomeAdaptive(LinearRegression())
+    with pytest.raises(DataError, match="selector needs fit"):
+        OutcomeAdaptive(LogisticRegression(), selector=object())
+    with pytest.raises(DataError, match="sets no selected_"):
+        stack_nuisances({"tabular": x}, y, d, folds,
+                        OutcomeAdaptive(LogisticRegression(), selector=LinearRegression()))
 
 
 def test_default_engineered_candidate_uses_every_statistic_group():

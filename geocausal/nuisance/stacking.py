@@ -51,7 +51,7 @@ from geocausal.errors import (
 )
 from geocausal.nuisance.crossfit import crossfit_predict
 
-__all__ = ["COMBINE", "PooledArms", "StackResult", "convex_weights", "nuisance_quality",
+__all__ = ["COMBINE", "OutcomeAdaptive", "PooledArms", "StackResult", "convex_weights", "nuisance_quality",
            "quality_lines", "stack_nuisances"]
 
 #: how :func:`stack_nuisances` combines the candidates
@@ -182,7 +182,10 @@ class PooledArms:
 
 
 def _crossfit_pooled(est: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray,
-                     fold_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     fold_ids: np.ndarray, selections: dict | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold ``(mu0, mu1)`` of one fit on both arms per fold; a fit that sets
+    ``selected_`` leaves it in ``selections[(fold, repr(est))]``."""
     from sklearn.base import clone
 
     n = len(y)
@@ -194,9 +197,99 @@ def _crossfit_pooled(est: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray,
         if len(np.unique(d[train])) < 2:
             raise DataError(f"cross-fitting fold {f!r}: the other folds hold one arm only")
         fit = clone(est).fit(np.column_stack([dd[train], X[train]]), y[train])
+        if selections is not None and hasattr(fit, "selected_"):
+            selections[(f, repr(est))] = fit.selected_
         m0[test] = fit.predict(np.column_stack([np.zeros(test.sum()), X[test]]))
         m1[test] = fit.predict(np.column_stack([np.ones(test.sum()), X[test]]))
     return m0, m1
+
+
+class OutcomeAdaptive:
+    """A propensity learner fitted only on the columns that predict the outcome.
+
+    In each fold a selector (by default :class:`~geocausal.nuisance.sparse.PostLassoRegressor`,
+    the lasso at its BIC point) is fitted to the outcome on the treatment and the features of
+    both arms; the propensity learner is then fitted on the features it keeps (the
+    outcome-adaptive selection of Shortreed and Ertefaie 2017). A column that moves the
+    treatment but not the outcome adds variance to a weighting estimator and no bias
+    reduction, and a column that moves the outcome is a confounder only if it moves the
+    treatment too, which the propensity learner then finds among far fewer columns (so its
+    penalty shrinks the confounders less). When the selector keeps no feature, the propensity
+    is the treated share of the training fold. Use it as an entry of a propensity library of
+    :func:`stack_nuisances`.
+
+    Parameters
+    ----------
+    estimator
+        A scikit-learn compatible classifier with ``predict_proba`` (cloned per fold).
+    selector
+        A regressor that sets ``selected_`` (column indices) when fitted; ``None``:
+        ``PostLassoRegressor()``.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> OutcomeAdaptive(LogisticRegression())
+    OutcomeAdaptive(LogisticRegression())
+    """
+
+    def __init__(self, estimator: Any, selector: Any = None) -> None:
+        if not hasattr(estimator, "fit") or not hasattr(estimator, "predict_proba"):
+            raise DataError(f"OutcomeAdaptive needs a classifier with fit/predict_proba, got "
+                            f"{type(estimator).__name__}")
+        if selector is not None and not hasattr(selector, "fit"):
+            raise DataError(f"OutcomeAdaptive's selector needs fit, got "
+                            f"{type(selector).__name__}")
+        self.estimator = estimator
+        self.selector = selector
+
+    def __repr__(self) -> str:
+        return f"OutcomeAdaptive({self.estimator!r})"
+
+    def selector_(self) -> Any:
+        """A fresh copy of the selector (``PostLassoRegressor()`` when none was given)."""
+        from sklearn.base import clone
+
+        from geocausal.nuisance.sparse import PostLassoRegressor
+
+        return PostLassoRegressor() if self.selector is None else clone(self.selector)
+
+    def selected(self, X: np.ndarray, y: np.ndarray, d: np.ndarray,
+                 fitted: np.ndarray | None = None) -> np.ndarray:
+        """Feature columns (of ``X``) that the selector keeps for ``y`` on ``[d, X]``
+        (``fitted``: the ``selected_`` of that very fit, when it was made already)."""
+        if fitted is None:
+            fit = self.selector_().fit(np.column_stack([np.asarray(d, float), X]), y)
+            if not hasattr(fit, "selected_"):
+                raise DataError(f"OutcomeAdaptive's selector {type(fit).__name__} sets no "
+                                "selected_ when fitted")
+            fitted = fit.selected_
+        keep = np.asarray(fitted, int)
+        return np.sort(keep[keep > 0] - 1)
+
+
+def _crossfit_adaptive(lrn: OutcomeAdaptive, X: np.ndarray, y: np.ndarray, d: np.ndarray,
+                       fold_ids: np.ndarray, pooled: Mapping[tuple, np.ndarray] | None = None
+                       ) -> np.ndarray:
+    """Out-of-fold propensities of ``lrn``; ``pooled``: ``selected_`` of the pooled outcome
+    fits of this candidate by (fold, repr of the estimator), reused when the selector is
+    one of them (the same fit on the same rows)."""
+    from sklearn.base import clone
+
+    out = np.empty(len(d))
+    key = repr(lrn.selector_())
+    for f in np.unique(fold_ids):
+        test = fold_ids == f
+        train = ~test
+        if len(np.unique(d[train])) < 2:
+            raise DataError(f"cross-fitting fold {f!r}: the other folds hold one arm only")
+        cols = lrn.selected(X[train], y[train], d[train], (pooled or {}).get((f, key)))
+        if cols.size == 0:
+            out[test] = d[train].mean()
+            continue
+        fit = clone(lrn.estimator).fit(X[train][:, cols], d[train].astype(int))
+        out[test] = fit.predict_proba(X[test][:, cols])[:, 1]
+    return out
 
 
 def _label(candidate: str, learner: str | None) -> str:
@@ -207,22 +300,25 @@ def _crossfit_candidate(name, X, y, d, fold_ids, propensity_lib, outcome_lib, ne
                         ) -> dict[str, dict[str, np.ndarray]]:
     """Nuisance -> column label (candidate or candidate/learner) -> out-of-fold prediction."""
     out: dict[str, dict[str, np.ndarray]] = {"e": {}}
-    for lname, lrn in propensity_lib:
-        out["e"][_label(name, lname)] = crossfit_predict(lrn, X, d.astype(int), fold_ids,
-                                                         method="predict_proba")
+    selections: dict[tuple, np.ndarray] = {}  # pooled outcome selections, for OutcomeAdaptive
     if outcome_lib is not None:
         arms = [("mu0", d == 0)] + ([("mu1", d == 1)] if need_mu1 else [])
         for k, _ in arms:
             out[k] = {}
         for lname, lrn in outcome_lib:
             if isinstance(lrn, PooledArms):
-                both = _crossfit_pooled(lrn.estimator, X, y, d, fold_ids)
+                both = _crossfit_pooled(lrn.estimator, X, y, d, fold_ids, selections)
                 for k, _ in arms:
                     out[k][_label(name, lname)] = both[k == "mu1"]
             else:
                 for k, arm in arms:
                     out[k][_label(name, lname)] = crossfit_predict(lrn, X, y, fold_ids,
                                                                    train_mask=arm)
+    for lname, lrn in propensity_lib:
+        out["e"][_label(name, lname)] = (
+            _crossfit_adaptive(lrn, X, y, d, fold_ids, selections)
+            if isinstance(lrn, OutcomeAdaptive)
+            else crossfit_predict(lrn, X, d.astype(int), fold_ids, method="predict_proba"))
     bad = [lab for v in out.values() for lab, p in v.items() if not np.all(np.isfinite(p))]
     if bad:
         raise DataError(f"non-finite out-of-fold predictions of {bad}")
