@@ -443,7 +443,8 @@ def one(job: tuple[str, int]) -> list[dict]:
     X = cands["tabular"]
     folds = make_folds(n, 5, seed, stratify=d)
     lrn = stack_learners(seed)
-    prop = propensity_library(lrn["propensity"])  # the default stack's propensity library
+    # the default stack's propensity (--outcome-adaptive: the opt-in library of round f)
+    prop = propensity_library(lrn["propensity"], bool(_STATE.get("outcome_adaptive", False)))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -549,7 +550,8 @@ def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, 
         outcome_winner=("winner_mu0", lambda s: s.value_counts().idxmax()),
         mean_learned_weight_e=("w_learned", "mean"),
         **({"mean_outcome_adaptive_weight_e": ("w_adaptive", "mean")}
-           if "w_adaptive" in raw else {}))
+           if "w_adaptive" in raw and raw.winner_e.astype(str).str.contains("/").any()
+           else {}))  # a propensity library (--outcome-adaptive): labels candidate/learner
     info = {k: {kk: (round(vv, 1) if isinstance(vv, float) else vv) for kk, vv in st.items()
                 if not isinstance(vv, np.ndarray)} for k, st in state["studies"].items()}
     shapes = {k: (tuple(st["chips"].shape), {f: st[f].shape[1] for f in CANDS[1:]})
@@ -649,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the raw draws already in --out's .csv and run only the missing "
                          "(mechanism, seed) draws (a run stopped by --time-budget or a crash "
                          "goes on where it stopped)")
+    ap.add_argument("--outcome-adaptive", action="store_true",
+                    help="stack the propensity with its outcome-adaptive fit "
+                         "(image_options={'outcome_adaptive': True}; off in the default)")
     ap.add_argument("--write-every", type=int, default=8,
                     help="rewrite the report every this many draws (partial results)")
     a = ap.parse_args(argv)
@@ -673,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exported to {a.export_chips} in {t_prep:.0f} s")
         return 0
     state["clip"] = a.clip
+    state["outcome_adaptive"] = a.outcome_adaptive
     used = {k: v for k, v in state.get("fallbacks", {}).items() if v}
     print(f"confounder fallbacks (units): {used or 'none'}")
     # seed-major order: a run stopped early (--time-budget) has every mechanism at about the

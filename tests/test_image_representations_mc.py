@@ -152,6 +152,15 @@ def test_one_draw_and_the_report(mc, tmp_path):
     assert text.startswith("# head\n\nstatus by hand\n" + mc.MARKER)
     assert "old run" not in text and "PARTIAL (running): 2 of 4 draws" in text
     assert len(pd.read_csv(out.with_suffix(".csv"))) == len(raw)
+    assert "mean_outcome_adaptive_weight_e" not in text and (raw.w_adaptive == 0).all()
+    # --outcome-adaptive: the propensity of every candidate stacks its outcome-adaptive fit
+    mc._init({"studies": {"sentinel2": feats}, "confounders": {"a_composition": z},
+              "outcome_adaptive": True})
+    raw2 = pd.DataFrame(mc.one(("a_composition", 0)))
+    assert raw2.winner_e.iloc[0].split("/")[1] in ("all_columns", "outcome_adaptive")
+    assert raw2.w_adaptive.between(0, 1).all()
+    mc.report(raw2, state, args, ["--reps", "1"], 1.0, 2.0, 3.0, {}, 1, 4, False)
+    assert "mean_outcome_adaptive_weight_e" in out.read_text()
 
 
 def test_resume_keeps_complete_draws_and_runs_the_rest(mc):

@@ -41,14 +41,13 @@ def test_default_stack_removes_image_confounding_and_records_quality():
     # candidates, the stack, and each candidate x learner of the default libraries
     assert set(q.candidate) == cands | {"stack"} | {f"{c}/{m}" for c in cands
                                                     for m in ("ridge", "ridge_pooled", "post_lasso",
-                                                              "post_lasso_pooled", "hgb",
-                                                              "all_columns", "outcome_adaptive")}
+                                                              "post_lasso_pooled", "hgb")}
     assert set(q.nuisance) == {"propensity", "outcome0", "outcome1"}
     prop = q[q.nuisance == "propensity"].set_index("candidate")
     assert prop.loc["summary", "auc"] > prop.loc["tabular", "auc"] + 0.15
     assert 0.7 < prop.loc["stack", "calibration_slope"] < 1.3
     sel = est.diagnostics["nuisance_selection"]
-    assert sel["winner"]["e"].split("/")[0] in ("summary", "engineered")
+    assert sel["winner"]["e"] in ("summary", "engineered")
     assert sel["skipped"]["learned"].startswith("800 images")
     for k in ("e", "mu0", "mu1"):
         assert abs(sum(sel["weights"][k].values()) - 1.0) < 1e-9
@@ -151,6 +150,53 @@ def test_bad_representation_options_are_named_errors():
     with pytest.raises(DataError, match="unknown nuisance candidates"):
         gc.aipw("y ~ d + x", df, images=chips,
                 options={"image_options": {"candidates": ("cnn",)}})
+    with pytest.raises(DataError, match="outcome_adaptive='yes' must be True or False"):
+        gc.aipw("y ~ d + x", df, images=chips,
+                options={"image_options": {"outcome_adaptive": "yes"}})
+
+
+def test_outcome_adaptive_reuses_the_pooled_post_lasso_selection(monkeypatch):
+    from geocausal.nuisance import sparse
+    from geocausal.nuisance.candidates import propensity_library, stack_learners
+
+    rng = np.random.default_rng(4)
+    n = 300
+    x = rng.normal(size=(n, 10))
+    d = rng.binomial(1, 0.5, n)
+    y = x[:, 0] + d + rng.normal(size=n)
+    folds = np.arange(n) % 5
+    lrn = stack_learners(0)
+    prop = propensity_library(lrn["propensity"], outcome_adaptive=True)
+    alone = stack_nuisances({"a": x}, y, d, folds, prop, None).library["e"]["a/outcome_adaptive"]  # selector fitted itself
+    shapes = []
+    fit = sparse.PostLassoRegressor.fit
+    monkeypatch.setattr(sparse.PostLassoRegressor, "fit",
+                        lambda self, X, t: (shapes.append(X.shape), fit(self, X, t))[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stack_nuisances({"a": x}, y, d, folds, prop, lrn["outcome"])
+    # per fold: post_lasso on each arm and one pooled fit (on [d, x]); no fit of its own
+    assert len(shapes) == 15 and sum(s == (240, 11) for s in shapes) == 5
+    assert np.allclose(res.library["e"]["a/outcome_adaptive"], alone)
+
+
+def test_outcome_adaptive_entry_is_opt_in():
+    df, chips = _centre_study(300, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on = gc.aipw("y ~ d + x", df, images=chips, clip=0.01,
+                     options={"image_options": {"candidates": ("tabular", "summary"),
+                                                "outcome_adaptive": True}})
+        off = gc.aipw("y ~ d + x", df, images=chips, clip=0.01,
+                      options={"image_options": {"candidates": ("tabular", "summary")}})
+    w_on = on.diagnostics["nuisance_selection"]["weights"]["e"]
+    w_off = off.diagnostics["nuisance_selection"]["weights"]["e"]
+    assert set(w_on) == {f"{c}/{m}" for c in ("tabular", "summary")
+                         for m in ("all_columns", "outcome_adaptive")}
+    assert set(w_off) == {"tabular", "summary"}
+    # the outcome regressions do not depend on the propensity library
+    assert on.diagnostics["nuisance_selection"]["weights"]["mu0"] == \
+        off.diagnostics["nuisance_selection"]["weights"]["mu0"]
 
 
 def test_nuisance_quality_matches_sklearn_metrics():

@@ -284,8 +284,10 @@ class IPWOptions:
         Keywords of the representation: with ``"auto"`` the keys ``roles`` (band roles: a
         manifest, a preset name or a mapping), ``candidates``, ``combine`` (``"stack"`` or
         ``"select"``), ``min_learned_images`` (default 1000; fewer images skip the learned
-        candidate), ``engineered`` and ``learned`` (keyword dicts); otherwise the keywords of
-        the representation's function.
+        candidate), ``engineered`` and ``learned`` (keyword dicts) and ``outcome_adaptive``
+        (default False; True stacks the propensity learner with a second fit on the columns
+        that predict the outcome: :func:`geocausal.nuisance.candidates.propensity_library`);
+        otherwise the keywords of the representation's function.
     missing_images : {"drop", "impute", "error"}
         Units whose image is unusable (no valid pixel in some period, NaN features): dropped
         with a counted ``MissingImagesWarning`` (default), given the other units' mean

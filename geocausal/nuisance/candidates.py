@@ -79,7 +79,9 @@ def stack_learners(seed: int = 0) -> dict[str, Any]:
     column to keep the noise of hundreds of them out, and with them the few that carry the
     confounding (half of a confounder's logit coefficient on the suite); the lasso keeps a few
     dozen columns and reaches a lower out-of-fold log-loss there (0.585 against 0.609 on
-    composition, 0.535 against 0.614 on change over time). The outcome is a *library* stacked with the candidates (every
+    composition, 0.535 against 0.614 on change over time); ``image_options={"outcome_adaptive":
+    True}`` stacks it with a second fit on the columns that predict the outcome
+    (:func:`propensity_library`). The outcome is a *library* stacked with the candidates (every
     candidate x learner pair is cross-fitted and weighted by out-of-fold loss,
     :func:`geocausal.nuisance.stacking.stack_nuisances`): ``ridge``, a ridge regression on
     standardised features with its penalty chosen by efficient leave-one-out error, fitted per
@@ -311,27 +313,29 @@ def learned_salience(learned: Any, propensity_learner: Any, d: np.ndarray, e: np
         return f"unavailable: {type(exc).__name__}: {exc}"
 
 
-def propensity_library(propensity: Any, outcome_adaptive: bool = True) -> Any:
-    """The propensity learners of the default stack: ``propensity`` on every column of a
-    candidate (``all_columns``) and, with ``outcome_adaptive``, the same learner on the columns
-    that a post-lasso of the outcome keeps (``outcome_adaptive``,
-    :class:`~geocausal.nuisance.stacking.OutcomeAdaptive`). A library (a mapping) is returned
-    as it is.
+def propensity_library(propensity: Any, outcome_adaptive: bool = False) -> Any:
+    """The propensity learners of the image stack: ``propensity`` itself, or with
+    ``outcome_adaptive`` a library of it on every column of a candidate (``all_columns``) and
+    the same learner on the columns that a post-lasso of the outcome keeps
+    (``outcome_adaptive``, :class:`~geocausal.nuisance.stacking.OutcomeAdaptive`), stacked
+    like every other pair. A library (a mapping) is returned as it is.
 
-    On hundreds of image columns the lasso logit on every column shrinks the confounders'
-    coefficients (on the semi-synthetic suite its logit recovers 0.76-0.82 of the true
-    logit's slope), so the weights are less extreme than the true ones and the
-    influence-function standard error misses part of the spread. On the columns that predict
-    the outcome the same learner recovers 0.88-0.95 of it, with a lower out-of-fold log-loss
-    (0.570 -> 0.558 on composition), and the stack gives it most of the weight
-    (``benchmarks/image_representations_mc.md``, round f).
+    ``image_options={"outcome_adaptive": True}`` turns it on in ``gc.aipw`` / ``gc.ipw``. It is
+    off by default because it was measured not to pay on the semi-synthetic suite
+    (``benchmarks/image_representations_mc_outcome_adaptive.md``, 100 draws per mechanism):
+    its propensity is closer to the truth (logit slope on the true logit 0.88-0.95 against
+    0.76-0.82, out-of-fold log-loss 0.570 -> 0.558) and takes 86-92% of the stack's weight,
+    so the weights are more extreme; the bias falls (+0.026 / +0.033 / +0.034 / +0.027 ->
+    +0.018 / +0.016 / +0.004 / +0.022) but the RMSE rises by 9-22% and the coverage moves
+    by at most one Monte Carlo SE (0.90 / 0.89 / 0.90 / 0.93 -> 0.90 / 0.92 / 0.92 / 0.93).
+    Use it where many image columns move the treatment but not the outcome.
 
     Examples
     --------
     >>> from sklearn.linear_model import LogisticRegression
-    >>> sorted(propensity_library(LogisticRegression()))
+    >>> sorted(propensity_library(LogisticRegression(), outcome_adaptive=True))
     ['all_columns', 'outcome_adaptive']
-    >>> propensity_library(LogisticRegression(), outcome_adaptive=False)
+    >>> propensity_library(LogisticRegression())
     LogisticRegression()
     """
     from geocausal.errors import OptionError
@@ -399,7 +403,7 @@ def stacked_nuisances(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndar
         engineered_options=opts.get("engineered"), learned_options=opts.get("learned"))
     res = stack_nuisances(cands, y, d, fold_ids,
                           propensity_library(learners["propensity"],
-                                             opts.get("outcome_adaptive", True)),
+                                             opts.get("outcome_adaptive", False)),
                           learners["outcome"] if need_outcome else None, need_mu1=need_mu1,
                           combine=opts.get("combine", "stack"), stacklevel=stacklevel)
     if "learned" in res.candidates:

@@ -185,7 +185,8 @@ def _crossfit_pooled(est: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray,
                      fold_ids: np.ndarray, selections: dict | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold ``(mu0, mu1)`` of one fit on both arms per fold; a fit that sets
-    ``selected_`` leaves it in ``selections[(fold, repr(est))]``."""
+    ``selected_`` leaves it in ``selections[(fold, repr(est))]``.
+    """
     from sklearn.base import clone
 
     n = len(y)
@@ -257,7 +258,8 @@ class OutcomeAdaptive:
     def selected(self, X: np.ndarray, y: np.ndarray, d: np.ndarray,
                  fitted: np.ndarray | None = None) -> np.ndarray:
         """Feature columns (of ``X``) that the selector keeps for ``y`` on ``[d, X]``
-        (``fitted``: the ``selected_`` of that very fit, when it was made already)."""
+        (``fitted``: the ``selected_`` of that very fit, when it was made already).
+        """
         if fitted is None:
             fit = self.selector_().fit(np.column_stack([np.asarray(d, float), X]), y)
             if not hasattr(fit, "selected_"):
@@ -273,7 +275,8 @@ def _crossfit_adaptive(lrn: OutcomeAdaptive, X: np.ndarray, y: np.ndarray, d: np
                        ) -> np.ndarray:
     """Out-of-fold propensities of ``lrn``; ``pooled``: ``selected_`` of the pooled outcome
     fits of this candidate by (fold, repr of the estimator), reused when the selector is
-    one of them (the same fit on the same rows)."""
+    one of them (the same fit on the same rows).
+    """
     from sklearn.base import clone
 
     out = np.empty(len(d))
