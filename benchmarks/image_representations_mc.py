@@ -550,8 +550,7 @@ def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, 
         outcome_winner=("winner_mu0", lambda s: s.value_counts().idxmax()),
         mean_learned_weight_e=("w_learned", "mean"),
         **({"mean_outcome_adaptive_weight_e": ("w_adaptive", "mean")}
-           if "w_adaptive" in raw and raw.winner_e.astype(str).str.contains("/").any()
-           else {}))  # a propensity library (--outcome-adaptive): labels candidate/learner
+           if state.get("outcome_adaptive") else {}))
     info = {k: {kk: (round(vv, 1) if isinstance(vv, float) else vv) for kk, vv in st.items()
                 if not isinstance(vv, np.ndarray)} for k, st in state["studies"].items()}
     shapes = {k: (tuple(st["chips"].shape), {f: st[f].shape[1] for f in CANDS[1:]})

@@ -159,7 +159,8 @@ def test_one_draw_and_the_report(mc, tmp_path):
     raw2 = pd.DataFrame(mc.one(("a_composition", 0)))
     assert raw2.winner_e.iloc[0].split("/")[1] in ("all_columns", "outcome_adaptive")
     assert raw2.w_adaptive.between(0, 1).all()
-    mc.report(raw2, state, args, ["--reps", "1"], 1.0, 2.0, 3.0, {}, 1, 4, False)
+    mc.report(raw2, {**state, "outcome_adaptive": True}, args, ["--reps", "1"], 1.0, 2.0, 3.0,
+              {}, 1, 4, False)
     assert "mean_outcome_adaptive_weight_e" in out.read_text()
 
 

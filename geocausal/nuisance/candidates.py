@@ -338,15 +338,14 @@ def propensity_library(propensity: Any, outcome_adaptive: bool = False) -> Any:
     >>> propensity_library(LogisticRegression())
     LogisticRegression()
     """
-    from geocausal.errors import OptionError
+    from sklearn.base import clone
+
+    from geocausal.designs.rdd.options import check_bool
     from geocausal.nuisance.stacking import OutcomeAdaptive
 
-    if not isinstance(outcome_adaptive, (bool, np.bool_)):
-        raise OptionError(f"image_options outcome_adaptive={outcome_adaptive!r} must be True "
-                          "or False")
-    if isinstance(propensity, Mapping) or not outcome_adaptive:
+    if isinstance(propensity, Mapping) or not check_bool(outcome_adaptive,
+                                                         "image_options outcome_adaptive"):
         return propensity
-    from sklearn.base import clone
 
     return {"all_columns": propensity, "outcome_adaptive": OutcomeAdaptive(clone(propensity))}
 

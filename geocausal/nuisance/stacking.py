@@ -51,8 +51,8 @@ from geocausal.errors import (
 )
 from geocausal.nuisance.crossfit import crossfit_predict
 
-__all__ = ["COMBINE", "OutcomeAdaptive", "PooledArms", "StackResult", "convex_weights", "nuisance_quality",
-           "quality_lines", "stack_nuisances"]
+__all__ = ["COMBINE", "OutcomeAdaptive", "PooledArms", "StackResult", "convex_weights",
+           "nuisance_quality", "quality_lines", "stack_nuisances"]
 
 #: how :func:`stack_nuisances` combines the candidates
 COMBINE = ("stack", "select")
@@ -181,6 +181,15 @@ class PooledArms:
         return f"PooledArms({self.estimator!r})"
 
 
+def _training_folds(fold_ids: np.ndarray, d: np.ndarray):
+    """``(fold, test mask, train mask)`` per fold; a training part with one arm is an error."""
+    for f in np.unique(fold_ids):
+        test = fold_ids == f
+        if len(np.unique(d[~test])) < 2:
+            raise DataError(f"cross-fitting fold {f!r}: the other folds hold one arm only")
+        yield f, test, ~test
+
+
 def _crossfit_pooled(est: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray,
                      fold_ids: np.ndarray, selections: dict | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -192,11 +201,7 @@ def _crossfit_pooled(est: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray,
     n = len(y)
     m0, m1 = np.empty(n), np.empty(n)
     dd = d.astype(float)
-    for f in np.unique(fold_ids):
-        test = fold_ids == f
-        train = ~test
-        if len(np.unique(d[train])) < 2:
-            raise DataError(f"cross-fitting fold {f!r}: the other folds hold one arm only")
+    for f, test, train in _training_folds(fold_ids, d):
         fit = clone(est).fit(np.column_stack([dd[train], X[train]]), y[train])
         if selections is not None and hasattr(fit, "selected_"):
             selections[(f, repr(est))] = fit.selected_
@@ -281,11 +286,7 @@ def _crossfit_adaptive(lrn: OutcomeAdaptive, X: np.ndarray, y: np.ndarray, d: np
 
     out = np.empty(len(d))
     key = repr(lrn.selector_())
-    for f in np.unique(fold_ids):
-        test = fold_ids == f
-        train = ~test
-        if len(np.unique(d[train])) < 2:
-            raise DataError(f"cross-fitting fold {f!r}: the other folds hold one arm only")
+    for f, test, train in _training_folds(fold_ids, d):
         cols = lrn.selected(X[train], y[train], d[train], (pooled or {}).get((f, key)))
         if cols.size == 0:
             out[test] = d[train].mean()
