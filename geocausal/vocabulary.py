@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+import numpy as np
+
 from geocausal.errors import OptionError
 
 T = TypeVar("T")
@@ -339,6 +341,23 @@ def check_probability(name: str, value: Any, *, low: float = 0.0, high: float = 
     return float(value)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """A boolean option (numpy booleans allowed), else OptionError.
+
+    Examples
+    --------
+    >>> check_bool("studentize", True)
+    True
+    >>> check_bool("outcome_adaptive", "yes")
+    Traceback (most recent call last):
+    ...
+    geocausal.errors.OptionError: outcome_adaptive='yes' must be True or False
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise OptionError(f"{name}={value!r} must be True or False")
+    return bool(value)
+
+
 def check_count(name: str, value: Any, *, minimum: int = 0) -> int:
     """An integer at least ``minimum`` (``n_boot``, ``seed``, ``folds``), else OptionError.
 
@@ -351,8 +370,6 @@ def check_count(name: str, value: Any, *, minimum: int = 0) -> int:
     ...
     geocausal.errors.OptionError: seed must be an integer >= 0, got -1
     """
-    import numpy as np
-
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)

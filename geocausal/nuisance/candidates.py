@@ -340,11 +340,11 @@ def propensity_library(propensity: Any, outcome_adaptive: bool = False) -> Any:
     """
     from sklearn.base import clone
 
-    from geocausal.designs.rdd.options import check_bool
     from geocausal.nuisance.stacking import OutcomeAdaptive
+    from geocausal.vocabulary import check_bool
 
-    if isinstance(propensity, Mapping) or not check_bool(outcome_adaptive,
-                                                         "image_options outcome_adaptive"):
+    if isinstance(propensity, Mapping) or not check_bool("image_options outcome_adaptive",
+                                                         outcome_adaptive):
         return propensity
 
     return {"all_columns": propensity, "outcome_adaptive": OutcomeAdaptive(clone(propensity))}

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from geocausal.errors import OptionError
-from geocausal.vocabulary import DEFAULTS
+from geocausal.vocabulary import DEFAULTS, check_bool
 
 MULTIPLIERS = ("normal", "rademacher", "mammen")
 TESTS = ("nullity", "homogeneity", "dominance")
@@ -106,19 +106,6 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value.lower() not in choices:
         raise OptionError(f"{name}={value!r} is not one of {tuple(choices)}")
     return value.lower()
-
-
-def check_bool(value: Any, name: str) -> bool:
-    """A boolean option (numpy booleans allowed).
-
-    Examples
-    --------
-    >>> check_bool(True, "studentize")
-    True
-    """
-    if not isinstance(value, bool | np.bool_):
-        raise OptionError(f"{name}={value!r} must be True or False")
-    return bool(value)
 
 
 def check_positive(value: Any, name: str, allow_zero: bool = False) -> np.ndarray:
@@ -295,7 +282,7 @@ class Bandwidth:
                 raise OptionError(f"h_den has {hd.size} values; the first stage takes one "
                                   "bandwidth")
             object.__setattr__(self, "h_den", float(hd[0]))
-        check_bool(self.per_side, "per_side")
+        check_bool("per_side", self.per_side)
         if self.bias_correction is not None:
             object.__setattr__(self, "bias_correction", check_choice(
                 self.bias_correction, "bias_correction", BIAS_CORRECTIONS))
@@ -376,7 +363,7 @@ class Inference:
         if self.small_sample is not None:
             object.__setattr__(self, "small_sample", check_choice(
                 self.small_sample, "small_sample", SMALL_SAMPLE))
-        check_bool(self.studentize, "studentize")
+        check_bool("studentize", self.studentize)
         object.__setattr__(self, "multiplier", check_choice(self.multiplier, "multiplier",
                                                             MULTIPLIERS))
         if self.xi is not None:
@@ -388,7 +375,7 @@ class Inference:
         object.__setattr__(self, "test_range", check_test_range(self.test_range))
         object.__setattr__(self, "functionals", check_names(self.functionals, "functionals",
                                                             FUNCTIONAL_NAMES))
-        check_bool(self.reference_quirks, "reference_quirks")
+        check_bool("reference_quirks", self.reference_quirks)
 
 
 @dataclass(frozen=True)
@@ -418,7 +405,7 @@ class Checks:
     donuts: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        check_bool(self.density_test, "density_test")
+        check_bool("density_test", self.density_test)
         if self.placebo is not None:
             try:
                 vals = np.asarray(self.placebo, dtype=float).ravel()
