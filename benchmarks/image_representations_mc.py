@@ -448,7 +448,8 @@ def one(job: tuple[str, int]) -> list[dict]:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = stack_nuisances(cands, y, d, folds, prop, lrn["outcome"])
+        res = stack_nuisances(cands, y, d, folds, prop, lrn["outcome"],
+                              combine=_STATE.get("combine", "stack"))
     wall = time.perf_counter() - t0
     rows = []
     y1, y0 = y[d == 1], y[d == 0]
@@ -618,6 +619,7 @@ def cut_points(text: str) -> tuple[float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from geocausal.nuisance.stacking import COMBINE
     from geocausal.parallel import ScriptParser, worker_count
 
     ap = ScriptParser(description=__doc__.splitlines()[0])
@@ -653,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outcome-adaptive", action="store_true",
                     help="stack the propensity with its outcome-adaptive fit "
                          "(image_options={'outcome_adaptive': True}; off in the default)")
+    ap.add_argument("--combine", choices=COMBINE, default="stack",
+                    help="how the default stack combines its candidates "
+                         "(image_options={'combine': ...}; default: the package's, 'stack')")
     ap.add_argument("--write-every", type=int, default=8,
                     help="rewrite the report every this many draws (partial results)")
     a = ap.parse_args(argv)
@@ -678,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     state["clip"] = a.clip
     state["outcome_adaptive"] = a.outcome_adaptive
+    state["combine"] = a.combine
     used = {k: v for k, v in state.get("fallbacks", {}).items() if v}
     print(f"confounder fallbacks (units): {used or 'none'}")
     # seed-major order: a run stopped early (--time-budget) has every mechanism at about the

@@ -162,6 +162,17 @@ def test_one_draw_and_the_report(mc, tmp_path):
     mc.report(raw2, {**state, "outcome_adaptive": True}, args, ["--reps", "1"], 1.0, 2.0, 3.0,
               {}, 1, 4, False)
     assert "mean_outcome_adaptive_weight_e" in out.read_text()
+    # --combine select_propensity: the default's propensity is one candidate's, not a mix
+    mc._init({"studies": {"sentinel2": feats}, "confounders": {"a_composition": z},
+              "outcome_adaptive": False, "combine": "select_propensity"})
+    raw3 = pd.DataFrame(mc.one(("a_composition", 0)))
+    mc._init({"combine": "stack"})
+    raw1 = pd.DataFrame(mc.one(("a_composition", 0)))
+    same = raw3.method != "default"
+    assert np.allclose(raw3.est[same], raw1.est[same])
+    assert not np.isclose(raw3.est[~same].iloc[0], raw1.est[~same].iloc[0])
+    with pytest.raises(SystemExit):
+        mc.main(["--combine", "mix"])
 
 
 def test_resume_keeps_complete_draws_and_runs_the_rest(mc):

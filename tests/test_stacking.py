@@ -88,6 +88,21 @@ def test_stack_weights_are_crossfitted_and_noise_gets_little_weight():
     sel = stack_nuisances({"tabular": x[:, 1:], "good": x}, y, d, folds, LogisticRegression(),
                           LinearRegression(), combine="select")
     assert np.allclose(sel.e, sel.candidates["good"]["e"])
+    # select_propensity: the propensity as "select" picks it, the outcomes as "stack" mixes them
+    cands = {"tabular": x[:, 1:], "good": x, "noise": noise}
+    mix = stack_nuisances(cands, y, d, folds, LogisticRegression(), LinearRegression(),
+                          combine="select_propensity")
+    every = stack_nuisances(cands, y, d, folds, LogisticRegression(), LinearRegression(),
+                            combine="select")
+    assert np.array_equal(mix.e, every.e) and np.allclose(mix.e, mix.candidates["good"]["e"])
+    assert np.array_equal(mix.mu0, res.mu0) and np.array_equal(mix.mu1, res.mu1)
+    assert not np.allclose(mix.e, res.e)
+    assert sorted(mix.weights["e"].values()) == [0.0, 0.0, 1.0]
+    assert mix.combine == "select_propensity"
+    assert "select_propensity" in set(mix.quality.candidate)
+    with pytest.raises(DataError, match="combine='mix' is not one of"):
+        stack_nuisances(cands, y, d, folds, LogisticRegression(), LinearRegression(),
+                        combine="mix")
 
 
 def test_failed_candidate_is_dropped_with_a_named_warning():

@@ -282,8 +282,9 @@ class IPWOptions:
         and ``gc.placement`` use the summary features for ``"auto"``.
     image_options : dict, optional
         Keywords of the representation: with ``"auto"`` the keys ``roles`` (band roles: a
-        manifest, a preset name or a mapping), ``candidates``, ``combine`` (``"stack"`` or
-        ``"select"``), ``min_learned_images`` (default 1000; fewer images skip the learned
+        manifest, a preset name or a mapping), ``candidates``, ``combine`` (``"stack"``,
+        ``"select"`` or ``"select_propensity"``: :mod:`geocausal.nuisance.stacking`),
+        ``min_learned_images`` (default 1000; fewer images skip the learned
         candidate), ``engineered`` and ``learned`` (keyword dicts) and ``outcome_adaptive``
         (default False; True stacks the propensity learner with a second fit on the columns
         that predict the outcome: :func:`geocausal.nuisance.candidates.propensity_library`);

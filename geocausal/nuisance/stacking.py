@@ -13,6 +13,10 @@ error on the observed arm for the outcomes) and combined:
   only, so no unit's final nuisance depends on its own outcome or treatment.
 - ``combine="select"``: the candidate with the lowest out-of-fold loss (per nuisance, a discrete
   super learner).
+- ``combine="select_propensity"``: the propensity selected as by ``"select"``, the outcomes
+  stacked as by ``"stack"``. A convex mix of candidate propensities is less extreme than the
+  best one alone (averaging probabilities shrinks them towards the middle), and the influence
+  function of AIPW sees the milder weights but not the variance they hide.
 
 A candidate other than the baseline that raises or predicts non-finite numbers in any fold is
 dropped with a :class:`~geocausal.errors.CandidateFailedWarning`; when every image candidate
@@ -55,7 +59,7 @@ __all__ = ["COMBINE", "OutcomeAdaptive", "PooledArms", "StackResult", "convex_we
            "nuisance_quality", "quality_lines", "stack_nuisances"]
 
 #: how :func:`stack_nuisances` combines the candidates
-COMBINE = ("stack", "select")
+COMBINE = ("stack", "select", "select_propensity")
 _EPS = 1e-6
 
 
@@ -351,6 +355,19 @@ def _combine(P: np.ndarray, rows: np.ndarray, target: np.ndarray, kind: str,
     return out, w_all
 
 
+def _rule(combine: str, nuisance: str) -> str:
+    """The rule (``"stack"`` or ``"select"``) that ``combine`` applies to ``nuisance``.
+
+    Examples
+    --------
+    >>> [_rule("select_propensity", k) for k in ("e", "mu0", "mu1")]
+    ['select', 'stack', 'stack']
+    """
+    if combine == "select_propensity":
+        return "select" if nuisance == "e" else "stack"
+    return combine
+
+
 def _targets(y, d) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
     """Nuisance -> (rows where it is scored, target, loss kind)."""
     n = len(d)
@@ -386,7 +403,8 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     need_mu1
         Fit the treated-arm outcome regression.
     combine
-        ``"stack"`` (convex super learner, weights fitted fold-wise) or ``"select"``.
+        ``"stack"`` (convex super learner, weights fitted fold-wise), ``"select"`` or
+        ``"select_propensity"`` (the propensity selected, the outcomes stacked).
     baseline
         The candidate whose failure is an error (default: the first); the others are dropped
         with a :class:`~geocausal.errors.CandidateFailedWarning` when they fail.
@@ -452,19 +470,20 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     cand_weights: dict[str, dict[str, float]] = {}
     for k in nuis:
         rows, target, kind = targets[k]
+        rule = _rule(combine, k)
         library[k] = {lab: p for c in kept for lab, p in fits[c][k].items()}
         labels = list(library[k])
         P = np.column_stack([library[k][lab] for lab in labels])
         losses = {lab: _loss(kind, target[rows], library[k][lab][rows]) for lab in labels}
         winner[k] = min(labels, key=lambda lab: losses[lab])
-        out, w_all = _combine(P, rows, target, kind, fold_ids, combine)
+        out, w_all = _combine(P, rows, target, kind, fold_ids, rule)
         combined[k] = out
         weights[k] = {lab: float(w) for lab, w in zip(labels, w_all, strict=True)}
         for c in kept:  # each candidate on its own: the combination of its learners
             own = list(fits[c][k])
             per_cand[c][k] = (fits[c][k][own[0]] if len(own) == 1 else _combine(
                 np.column_stack([fits[c][k][lab] for lab in own]), rows, target, kind,
-                fold_ids, combine)[0])
+                fold_ids, rule)[0])
         cand_weights[k] = {c: float(sum(weights[k][lab] for lab in fits[c][k])) for c in kept}
         c_loss = {c: _loss(kind, target[rows], per_cand[c][k][rows]) for c in kept}
         img = [c for c in image_candidates if c in kept]
