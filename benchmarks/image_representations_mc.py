@@ -433,7 +433,7 @@ def one(job: tuple[str, int]) -> list[dict]:
     from geocausal.errors import DesignError
     from geocausal.nuisance.candidates import propensity_library, stack_learners
     from geocausal.nuisance.crossfit import make_folds
-    from geocausal.nuisance.stacking import stack_nuisances
+    from geocausal.nuisance.stacking import DEFAULT_COMBINE, stack_nuisances
 
     mech, seed = job
     df, cands = draw_candidates(mech, seed)
@@ -449,7 +449,7 @@ def one(job: tuple[str, int]) -> list[dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stack_nuisances(cands, y, d, folds, prop, lrn["outcome"],
-                              combine=_STATE.get("combine", "stack"))
+                              combine=_STATE.get("combine", DEFAULT_COMBINE))
     wall = time.perf_counter() - t0
     rows = []
     y1, y0 = y[d == 1], y[d == 0]
@@ -619,7 +619,7 @@ def cut_points(text: str) -> tuple[float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from geocausal.nuisance.stacking import COMBINE
+    from geocausal.nuisance.stacking import COMBINE, DEFAULT_COMBINE
     from geocausal.parallel import ScriptParser, worker_count
 
     ap = ScriptParser(description=__doc__.splitlines()[0])
@@ -655,9 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outcome-adaptive", action="store_true",
                     help="stack the propensity with its outcome-adaptive fit "
                          "(image_options={'outcome_adaptive': True}; off in the default)")
-    ap.add_argument("--combine", choices=COMBINE, default="stack",
+    ap.add_argument("--combine", choices=COMBINE, default=DEFAULT_COMBINE,
                     help="how the default stack combines its candidates "
-                         "(image_options={'combine': ...}; default: the package's, 'stack')")
+                         "(image_options={'combine': ...}; default: the package's)")
     ap.add_argument("--write-every", type=int, default=8,
                     help="rewrite the report every this many draws (partial results)")
     a = ap.parse_args(argv)

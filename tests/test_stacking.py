@@ -170,6 +170,21 @@ def test_bad_representation_options_are_named_errors():
                 options={"image_options": {"outcome_adaptive": "yes"}})
 
 
+
+def test_bad_combine_is_refused_before_the_candidates_are_computed(monkeypatch):
+    from geocausal.errors import OptionError
+    from geocausal.nuisance import candidates
+
+    def never(*a, **k):
+        raise AssertionError("candidates computed before the options were checked")
+
+    monkeypatch.setattr(candidates, "image_candidates", never)
+    df, chips = _centre_study(100, 6)
+    with pytest.raises(OptionError, match="image_options combine='mix' is not one of 'stack', "
+                                          "'select', 'select_propensity'"):
+        gc.aipw("y ~ d + x", df, images=chips, options={"image_options": {"combine": "mix"}})
+
+
 def test_outcome_adaptive_reuses_the_pooled_post_lasso_selection(monkeypatch):
     from geocausal.nuisance import sparse
     from geocausal.nuisance.candidates import propensity_library, stack_learners

@@ -388,13 +388,16 @@ def stacked_nuisances(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndar
         An option that is not one of :data:`AUTO_OPTIONS`.
     """
     from geocausal.errors import OptionError
-    from geocausal.nuisance.stacking import stack_nuisances
+    from geocausal.nuisance.stacking import COMBINE, DEFAULT_COMBINE, stack_nuisances
+    from geocausal.vocabulary import choice
 
     opts = dict(options or {})
     bad = sorted(set(opts) - set(AUTO_OPTIONS))
     if bad:
         raise OptionError(f"image_options {bad} are not options of representation='auto' "
                           f"({list(AUTO_OPTIONS)})")
+    # checked before the candidates' features are computed (the learned one trains an encoder)
+    combine = choice("image_options combine", opts.get("combine", DEFAULT_COMBINE), COMBINE)
     cands, skipped = image_candidates(
         chips, mask, X_tab, seed=seed, roles=opts.get("roles"),
         candidates=tuple(opts.get("candidates", CANDIDATES)),
@@ -404,7 +407,7 @@ def stacked_nuisances(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndar
                           propensity_library(learners["propensity"],
                                              opts.get("outcome_adaptive", False)),
                           learners["outcome"] if need_outcome else None, need_mu1=need_mu1,
-                          combine=opts.get("combine", "stack"), stacklevel=stacklevel)
+                          combine=combine, stacklevel=stacklevel)
     if "learned" in res.candidates:
         skipped = {**skipped, "_salience": learned_salience(
             cands["learned"], learners["propensity"], d, res.e, chips, mask)}

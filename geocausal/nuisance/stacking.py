@@ -55,11 +55,16 @@ from geocausal.errors import (
 )
 from geocausal.nuisance.crossfit import crossfit_predict
 
-__all__ = ["COMBINE", "OutcomeAdaptive", "PooledArms", "StackResult", "convex_weights",
-           "nuisance_quality", "quality_lines", "stack_nuisances"]
+__all__ = ["COMBINE", "DEFAULT_COMBINE", "OutcomeAdaptive", "PooledArms", "StackResult",
+           "convex_weights", "nuisance_quality", "quality_lines", "stack_nuisances"]
 
-#: how :func:`stack_nuisances` combines the candidates
-COMBINE = ("stack", "select", "select_propensity")
+#: ``combine`` -> the rule (``"stack"`` or ``"select"``) of the propensity and of the outcomes
+_RULES: dict[str, tuple[str, str]] = {"stack": ("stack", "stack"),
+                                      "select": ("select", "select"),
+                                      "select_propensity": ("select", "stack")}
+#: how :func:`stack_nuisances` combines the candidates; the first is the default
+COMBINE = tuple(_RULES)
+DEFAULT_COMBINE = COMBINE[0]
 _EPS = 1e-6
 
 
@@ -355,19 +360,6 @@ def _combine(P: np.ndarray, rows: np.ndarray, target: np.ndarray, kind: str,
     return out, w_all
 
 
-def _rule(combine: str, nuisance: str) -> str:
-    """The rule (``"stack"`` or ``"select"``) that ``combine`` applies to ``nuisance``.
-
-    Examples
-    --------
-    >>> [_rule("select_propensity", k) for k in ("e", "mu0", "mu1")]
-    ['select', 'stack', 'stack']
-    """
-    if combine == "select_propensity":
-        return "select" if nuisance == "e" else "stack"
-    return combine
-
-
 def _targets(y, d) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
     """Nuisance -> (rows where it is scored, target, loss kind)."""
     n = len(d)
@@ -381,7 +373,7 @@ def _loss(kind: str, target: np.ndarray, p: np.ndarray) -> float:
 
 def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.ndarray,
                     fold_ids: np.ndarray, propensity_learner: Any, outcome_learner: Any = None,
-                    *, need_mu1: bool = True, combine: str = "stack",
+                    *, need_mu1: bool = True, combine: str = DEFAULT_COMBINE,
                     baseline: str | None = None, image_candidates: tuple[str, ...] | None = None,
                     stacklevel: int = 2) -> StackResult:
     """Cross-fit every candidate's nuisances on the same folds and combine them.
@@ -470,7 +462,7 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     cand_weights: dict[str, dict[str, float]] = {}
     for k in nuis:
         rows, target, kind = targets[k]
-        rule = _rule(combine, k)
+        rule = _RULES[combine][k != "e"]
         library[k] = {lab: p for c in kept for lab, p in fits[c][k].items()}
         labels = list(library[k])
         P = np.column_stack([library[k][lab] for lab in labels])
