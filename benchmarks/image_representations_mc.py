@@ -57,7 +57,10 @@ their counts are printed and written to the report).
 ``--chips DIR`` reads the chips, masks, confounders and the summary / learned features saved
 by ``--export-chips DIR`` (numpy ``.npz``; the engineered features are computed again from the
 chips, a few seconds, so that they are the package's current ones); ``--relearn`` pretrains the
-learned representation again from the chips there (jax). Writes ``--out`` (default
+learned representation again from the chips there (jax). An export records its provenance (a
+digest of the package's feature and encoder code, the library versions and the CPU, in
+``meta.json``); an export made by other feature code warns (:class:`StaleExportWarning`), and
+the report writes the export's and the run's provenance. Writes ``--out`` (default
 ``benchmarks/image_representations_mc.md``) and prints the table.
 """
 
@@ -376,12 +379,84 @@ def prepare(seed: int = 0, cuts: tuple[float, float, float] = CUT_POINTS,
     FALLBACKS.clear()
     conf = sentinel2_confounders(s2, s2m, cuts)
     conf["d_change"] = landsat_confounders(ls, lsm, centre)
-    return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS)}
+    return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS),
+            "provenance": {"export": None, "run": provenance(), "relearned": True}}
+
+
+#: the package's folders whose code makes the exported features (summary and learned)
+FEATURE_CODE = ("encoders", "features")
+#: the libraries whose versions the exported features and the fits depend on
+LIBRARIES = ("geocausal", "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn",
+             "spyndex")
+
+
+def _cpu() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance() -> dict:
+    """What makes the features here: a digest of the package's feature and encoder code
+    (:data:`FEATURE_CODE`), the versions of :data:`LIBRARIES` and the CPU.
+
+    The learned features are pretrained with early stopping on a held-out loss, so the epoch
+    where it stops, and with it every learned column, moves with the encoder code and can move
+    with the floating point of another jax or CPU.
+    """
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    import geocausal
+
+    root = Path(geocausal.__file__).resolve().parent
+    h = hashlib.sha256()
+    for sub in FEATURE_CODE:
+        for f in sorted((root / sub).rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+
+    def ver(lib: str) -> str | None:
+        try:
+            return version(lib)
+        except PackageNotFoundError:
+            return None
+
+    return {"feature_code": h.hexdigest()[:16], "versions": {k: ver(k) for k in LIBRARIES},
+            "cpu": _cpu()}
+
+
+class StaleExportWarning(UserWarning):
+    """The exported features were made by other feature code than this checkout's."""
+
+
+def check_export(meta: dict, relearn: bool) -> dict:
+    """The provenance of an export (``meta.json``) beside this run's, with a
+    :class:`StaleExportWarning` when the export's feature code is not this checkout's (the
+    summary and, unless ``relearn``, the learned features would not be the package's current
+    ones) or is not recorded."""
+    now = provenance()
+    then = meta.get("provenance")
+    if then is None or then.get("feature_code") != now["feature_code"]:
+        what = ("records no provenance" if then is None else
+                f"was made by feature code {then.get('feature_code')}, this checkout's is "
+                f"{now['feature_code']}")
+        warnings.warn(f"the export {what}: its summary{'' if relearn else ' and learned'} "
+                      "features may not be the package's current ones; export again "
+                      "(--export-chips)"
+                      f"{'' if relearn else ' or pass --relearn'}", StaleExportWarning,
+                      stacklevel=2)
+    return {"export": then, "run": now, "relearned": relearn}
 
 
 def export(state: dict, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {}
+    meta: dict = {"provenance": provenance()}
     for name, st in state["studies"].items():
         arrays = {k: v for k, v in st.items() if isinstance(v, np.ndarray)}
         np.savez_compressed(folder / f"{name}.npz", **arrays)
@@ -393,6 +468,7 @@ def export(state: dict, folder: Path) -> None:
 def load(folder: Path, relearn: bool, seed: int = 0,
          cuts: tuple[float, float, float] = CUT_POINTS, centre: str = "block3") -> dict:
     meta = json.loads((folder / "meta.json").read_text())
+    made = check_export(meta, relearn)
     studies = {}
     for name in ("sentinel2", "landsat"):
         with np.load(folder / f"{name}.npz") as f:
@@ -409,7 +485,8 @@ def load(folder: Path, relearn: bool, seed: int = 0,
                                  cuts)
     conf["d_change"] = landsat_confounders(studies["landsat"]["chips"],
                                            studies["landsat"]["mask"], centre)
-    return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS)}
+    return {"studies": studies, "confounders": conf, "fallbacks": dict(FALLBACKS),
+            "provenance": made}
 
 
 # ----------------------------------------------------------------------------- one draw
@@ -575,6 +652,8 @@ def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, 
           f"candidates, in a worker): {per_draw.round(1).to_dict()}.\n",
           f"Chips and feature counts: {shapes}  ",
           f"Preparation record: {info}  ",
+          f"Provenance (feature code digest, library versions, CPU; `export`: of the chips' "
+          f"features, `run`: of this run): {state.get('provenance')}  ",
           "Confounder fallbacks (units whose region was masked over a whole period; "
           f"landsat_confounders): {used or 'none'}\n",
           markdown(show), "",

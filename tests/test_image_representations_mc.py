@@ -175,6 +175,24 @@ def test_one_draw_and_the_report(mc, tmp_path):
         mc.main(["--combine", "mix"])
 
 
+def test_export_provenance_and_a_stale_export_warns(mc):
+    import warnings
+
+    now = mc.provenance()
+    assert set(now) == {"feature_code", "versions", "cpu"}
+    assert now["versions"]["geocausal"] and len(now["feature_code"]) == 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        made = mc.check_export({"provenance": now}, relearn=False)  # same code: no warning
+    assert made["export"] == now and made["run"] == now
+    with pytest.warns(mc.StaleExportWarning, match="records no provenance.*learned"):
+        mc.check_export({}, relearn=False)
+    old = {**now, "feature_code": "0" * 16}
+    with pytest.warns(mc.StaleExportWarning, match="feature code 0000000000000000") as rec:
+        mc.check_export({"provenance": old}, relearn=True)
+    assert "learned" not in str(rec[0].message)  # relearned here: only the summary is old
+
+
 def test_resume_keeps_complete_draws_and_runs_the_rest(mc):
     rows = [{"mechanism": m, "seed": s, "method": k, "est": 1.0}
             for m, s in (("a_composition", 0), ("b_texture", 0)) for k in mc.METHODS]
