@@ -646,7 +646,8 @@ def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, 
         status += f" (plus {a.kept} earlier draws kept by --resume)"
     md = ["## Recorded run\n",
           f"Command: `{' '.join(['benchmarks/image_representations_mc.py', *(argv or sys.argv[1:])])}`  ",
-          f"Status: {status}. Reps asked per mechanism: {a.reps}; workers: {a.workers}; "
+          f"Status: {status}. Reps asked per mechanism: {a.reps} (seeds from "
+          f"{getattr(a, 'first_seed', 0)}); workers: {a.workers}; "
           f"preparation {t_prep:.0f} s, Monte Carlo {t_mc:.0f} s, total {total:.0f} s "
           f"({os.cpu_count()} CPUs); mean wall seconds of one draw's stack (default + "
           f"candidates, in a worker): {per_draw.round(1).to_dict()}.\n",
@@ -703,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = ScriptParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="the draws' seeds are first-seed .. first-seed + reps - 1 (default 0; "
+                         "e.g. 100 for a replication on seeds the record did not use)")
     ap.add_argument("--workers", type=worker_count, default=1)
     ap.add_argument("--mechanisms", default=",".join(MECHANISMS))
     ap.add_argument("--chips", type=Path, default=None,
@@ -748,9 +752,10 @@ def main(argv: list[str] | None = None) -> int:
         a.clip = DEFAULTS.clip
     if not 0 <= a.clip < 0.5:
         ap.error(f"--clip must be in [0, 0.5), got {a.clip}")
-    if bad or a.reps < 1 or a.workers < 1 or a.write_every < 1 or a.time_budget < 0:
-        ap.error(f"--mechanisms from {MECHANISMS}; --reps, --workers, --write-every >= 1 and "
-                 f"--time-budget >= 0 (got mechanisms {bad})")
+    if (bad or a.reps < 1 or a.workers < 1 or a.write_every < 1 or a.time_budget < 0
+            or a.first_seed < 0):
+        ap.error(f"--mechanisms from {MECHANISMS}; --reps, --workers, --write-every >= 1, "
+                 f"--time-budget and --first-seed >= 0 (got mechanisms {bad})")
     t_all = time.perf_counter()
     t0 = time.perf_counter()
     state = load(a.chips, a.relearn, cuts=a.cut_points, centre=a.d_centre) if a.chips else (
@@ -767,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"confounder fallbacks (units): {used or 'none'}")
     # seed-major order: a run stopped early (--time-budget) has every mechanism at about the
     # same number of draws; the report is rewritten every --write-every draws
-    jobs = [(m, s) for s in range(a.reps) for m in mechs]
+    jobs = [(m, s) for s in range(a.first_seed, a.first_seed + a.reps) for m in mechs]
     rows: list[dict] = []
     csv = a.out.with_suffix(".csv")
     if a.resume and csv.exists():

@@ -193,6 +193,24 @@ def test_export_provenance_and_a_stale_export_warns(mc):
     assert "learned" not in str(rec[0].message)  # relearned here: only the summary is old
 
 
+def test_first_seed_is_checked_before_anything_runs(mc, monkeypatch):
+    def no_load(*args, **kwargs):
+        raise AssertionError("the options are checked before the chips are read")
+
+    monkeypatch.setattr(mc, "load", no_load)
+    monkeypatch.setattr(mc, "prepare", no_load)
+    with pytest.raises(SystemExit):
+        mc.main(["--first-seed", "-1"])
+    # the draws run are seeds first-seed .. first-seed + reps - 1
+    seen, written = [], []
+    monkeypatch.setattr(mc, "load", lambda *a, **k: {"studies": {}, "confounders": {}})
+    monkeypatch.setattr(mc, "one", lambda job: seen.append(job) or [{"seed": job[1]}])
+    monkeypatch.setattr(mc, "report", lambda raw, *a, **k: written.append(raw))
+    assert mc.main(["--chips", "x", "--first-seed", "100", "--reps", "2",
+                    "--mechanisms", "a_composition"]) == 0
+    assert seen == [("a_composition", 100), ("a_composition", 101)]
+
+
 def test_resume_keeps_complete_draws_and_runs_the_rest(mc):
     rows = [{"mechanism": m, "seed": s, "method": k, "est": 1.0}
             for m, s in (("a_composition", 0), ("b_texture", 0)) for k in mc.METHODS]
