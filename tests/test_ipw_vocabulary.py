@@ -151,8 +151,14 @@ def test_clip_default_is_doubleml_threshold_and_counted():
     e = np.clip(df.e.to_numpy(), 1e-4, 1 - 1e-4)
     n_small = int(((e < 0.01) | (e > 0.99)).sum())
     assert n_small > 0
-    default = gc.ipw(FORMULA, df, propensity=e)
-    by_hand = gc.ipw(FORMULA, df, propensity=np.clip(e, 0.01, 0.99), clip=None)
+    # clipping is counted and said: a DiagnosticWarning with the count (none when nothing is)
+    with pytest.warns(DiagnosticWarning, match=rf"^{n_small} propensities are outside "
+                      r"\[0.01, 0.99\] \(\d+ of them treated\) and were clipped"):
+        default = gc.ipw(FORMULA, df, propensity=e)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DiagnosticWarning)
+        by_hand = gc.ipw(FORMULA, df, propensity=np.clip(e, 0.01, 0.99), clip=None)
+        gc.ipw(FORMULA, df, propensity=np.clip(e, 0.02, 0.98))  # nothing left to clip
     _same(default, by_hand)
     assert default.diagnostics["n_clipped"] == n_small
     with pytest.warns(DiagnosticWarning, match="propensities are below 0.01"):

@@ -167,7 +167,8 @@ def aipw(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", vcov: Any =
     clip
         Propensities are clipped to ``[clip, 1 - clip]`` (default 0.01, DoubleML's trimming
         threshold; None: no clipping); units are kept, unlike ``trim``; the number clipped is
-        ``diagnostics["n_clipped"]``. Given propensities of exactly 0 or 1 are refused.
+        ``diagnostics["n_clipped"]``, and a ``DiagnosticWarning`` says it when it is not 0.
+        Given propensities of exactly 0 or 1 are refused.
     propensity, predictions
         Fixed nuisances: propensity array or column; ``{"mu0": ..., "mu1": ...}``.
     outcome_correction

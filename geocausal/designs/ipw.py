@@ -627,8 +627,9 @@ def fit_weighting(
         estimated propensities first.
     clip
         The kept propensities are clipped to ``[clip, 1 - clip]`` (None: no clipping); the
-        number clipped is ``diagnostics["n_clipped"]``. Given propensities of exactly 0 or 1
-        are refused (without ``trim``) rather than clipped.
+        number clipped is ``diagnostics["n_clipped"]``, and a ``DiagnosticWarning`` gives it
+        when it is not 0. Given propensities of exactly 0 or 1 are refused (without ``trim``)
+        rather than clipped.
     propensity, predictions
         Fixed nuisances: ``(n,)`` propensities; ``{"mu0": ..., "mu1": ...}`` outcome
         predictions (``mu1`` may be None for the ATT).
@@ -674,7 +675,15 @@ def fit_weighting(
     yk, dk, nk = y[keep], d[keep], nu.subset(keep)
     n_clipped = 0
     if clip is not None:
-        n_clipped = int(((nk.e < clip) | (nk.e > 1 - clip)).sum())
+        out = (nk.e < clip) | (nk.e > 1 - clip)
+        n_clipped = int(out.sum())
+        if n_clipped:
+            warnings.warn(f"{n_clipped} propensities are outside [{clip:g}, {1 - clip:g}] "
+                          f"({int(dk[out].sum())} of them treated) and were clipped to it: "
+                          f"their inverse weights are capped at {1 / clip:.0f} and the estimate "
+                          "depends on clip (diagnostics['n_clipped']); trim=0.01 or "
+                          "trim='crump' estimates the effect on the overlap population instead",
+                          DiagnosticWarning, stacklevel=5)
         nk = Nuisances(np.clip(nk.e, clip, 1 - clip), nk.mu0, nk.mu1)
     if trim is None:
         ov.check_propensity(nk.e, dk)
