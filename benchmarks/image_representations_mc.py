@@ -456,7 +456,9 @@ def check_export(meta: dict, relearn: bool) -> dict:
 
 def export(state: dict, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    meta: dict = {"provenance": provenance()}
+    # the features' provenance: this run's when prepared here, the export's when loaded from one
+    made = state.get("provenance") or {"run": provenance()}
+    meta: dict = {"provenance": made.get("export") or made["run"]}
     for name, st in state["studies"].items():
         arrays = {k: v for k, v in st.items() if isinstance(v, np.ndarray)}
         np.savez_compressed(folder / f"{name}.npz", **arrays)

@@ -170,7 +170,6 @@ def test_bad_representation_options_are_named_errors():
                 options={"image_options": {"outcome_adaptive": "yes"}})
 
 
-
 def test_bad_combine_is_refused_before_the_candidates_are_computed(monkeypatch):
     from geocausal.errors import OptionError
     from geocausal.nuisance import candidates

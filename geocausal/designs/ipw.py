@@ -675,16 +675,8 @@ def fit_weighting(
     yk, dk, nk = y[keep], d[keep], nu.subset(keep)
     n_clipped = 0
     if clip is not None:
-        out = (nk.e < clip) | (nk.e > 1 - clip)
-        n_clipped = int(out.sum())
-        if n_clipped:
-            warnings.warn(f"{n_clipped} propensities are outside [{clip:g}, {1 - clip:g}] "
-                          f"({int(dk[out].sum())} of them treated) and were clipped to it: "
-                          f"their inverse weights are capped at {1 / clip:.0f} and the estimate "
-                          "depends on clip (diagnostics['n_clipped']); trim=0.01 or "
-                          "trim='crump' estimates the effect on the overlap population instead",
-                          DiagnosticWarning, stacklevel=5)
-        nk = Nuisances(np.clip(nk.e, clip, 1 - clip), nk.mu0, nk.mu1)
+        e_clipped, n_clipped = ov.clip_propensity(nk.e, dk, clip, stacklevel=5)
+        nk = Nuisances(e_clipped, nk.mu0, nk.mu1)
     if trim is None:
         ov.check_propensity(nk.e, dk)
     n1, n0 = int(dk.sum()), int((1 - dk).sum())

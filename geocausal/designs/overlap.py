@@ -101,6 +101,33 @@ def trim_mask(e: np.ndarray, threshold: float) -> np.ndarray:
     return (e >= threshold) & (e <= 1.0 - threshold)
 
 
+def clip_propensity(e: np.ndarray, d: np.ndarray, clip: float, *, stacklevel: int = 2
+                    ) -> tuple[np.ndarray, int]:
+    """Propensities clipped to ``[clip, 1 - clip]`` and how many were outside it (the units
+    :func:`trim_mask` would drop); a :class:`~geocausal.errors.DiagnosticWarning` counts them.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     e, n = clip_propensity(np.array([0.001, 0.5, 0.995]), np.array([0, 1, 1]), 0.01)
+    >>> e.tolist(), n
+    ([0.01, 0.5, 0.99], 2)
+    """
+    e = np.asarray(e, dtype=float)
+    out = ~trim_mask(e, clip)
+    n = int(out.sum())
+    if n:
+        warnings.warn(f"{n} propensities are outside [{clip:g}, {1 - clip:g}] "
+                      f"({int(np.asarray(d)[out].sum())} of them treated) and were clipped to "
+                      f"it: their inverse weights are capped at {1 / clip:.0f} and the estimate "
+                      "depends on clip (diagnostics['n_clipped']); trim=0.01 or "
+                      "trim='crump' estimates the effect on the overlap population instead",
+                      DiagnosticWarning, stacklevel=stacklevel + 1)
+    return np.clip(e, clip, 1 - clip), n
+
+
 @dataclass(frozen=True)
 class Trimming:
     """Result of trimming: the rule, the threshold, the kept mask and counts by arm."""
