@@ -508,11 +508,11 @@ def draw_candidates(mech: str, seed: int) -> tuple[pd.DataFrame, dict[str, np.nd
 
 def one(job: tuple[str, int]) -> list[dict]:
     """Every method on the draw ``seed`` of ``mechanism``."""
-    from geocausal.designs.ipw import Nuisances, estimate
+    from geocausal.designs.ipw import Nuisances, aipw_outcome_gradient, estimate
     from geocausal.errors import DesignError
     from geocausal.nuisance.candidates import propensity_library, stack_learners
     from geocausal.nuisance.crossfit import make_folds
-    from geocausal.nuisance.stacking import DEFAULT_COMBINE, stack_nuisances
+    from geocausal.nuisance.stacking import DEFAULT_COMBINE, outcome_fit_influence, stack_nuisances
 
     mech, seed = job
     df, cands = draw_candidates(mech, seed)
@@ -547,14 +547,21 @@ def one(job: tuple[str, int]) -> list[dict]:
     for m, p in preds.items():
         if clip:
             p = {**p, "e": np.clip(p["e"], clip, 1 - clip)}
+        extra = {}
         try:
             with np.errstate(all="ignore"):
                 theta, psi = estimate(y, d, Nuisances(p["e"], p["mu0"], p["mu1"]), "aipw",
                                       "ATE")
             se = float(np.sqrt((psi ** 2).sum()) / n)
+            if m == "default":  # gc.aipw's SE: the stacked outcome fits' term added
+                term, fixed = outcome_fit_influence(
+                    res, folds, aipw_outcome_gradient(d, p["e"]),
+                    y - np.where(d == 1, p["mu1"], p["mu0"]))
+                extra = {"se_fixed": se, "fixed_share": fixed}
+                se = float(np.sqrt(((psi + n * term) ** 2).sum()) / n)
         except DesignError:  # a propensity of exactly 0 or 1: no estimate, counted
             theta, se = np.nan, np.nan
-        rows.append({"est": theta, "se": se, "method": m})
+        rows.append({"est": theta, "se": se, "method": m, **extra})
     for r in rows:
         r.update(mechanism=mech, seed=seed, truth=truth, wall=wall,
                  winner_e=res.winner["e"], winner_mu0=res.winner["mu0"],
@@ -621,6 +628,23 @@ def targets(tab: pd.DataFrame) -> list[str]:
 MARKER = "<!-- image_representations_mc.py writes below this line -->"
 
 
+def fit_term_table(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per mechanism, the default's SE / SD of its estimates and coverage, with the SE that
+    holds the outcome fits fixed and with the package's SE (their term added)."""
+    dft = raw[raw.method == "default"].dropna(subset=["est"])
+    if "se_fixed" not in dft:
+        return pd.DataFrame()
+    rows = []
+    for m, g in dft.groupby("mechanism", sort=False):
+        err, sd = g.est - g.truth, float((g.est - g.truth).std(ddof=1))
+        rows.append({"mechanism": m, "SE/SD fixed fits": round(g.se_fixed.mean() / sd, 3),
+                     "SE/SD with term": round(g.se.mean() / sd, 3),
+                     "coverage fixed fits": round(float((err.abs() < 1.96 * g.se_fixed).mean()), 3),
+                     "coverage with term": round(float((err.abs() < 1.96 * g.se).mean()), 3),
+                     "fixed share": round(float(g.fixed_share.mean()), 3)})
+    return pd.DataFrame(rows)
+
+
 def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, total: float,
            used: dict, done: int, n_jobs: int, final: bool) -> None:
     """Write the table (``--out``) and the raw draws (``.csv``); partial while running."""
@@ -661,7 +685,11 @@ def report(raw: pd.DataFrame, state: dict, a, argv, t_prep: float, t_mc: float, 
           f"landsat_confounders): {used or 'none'}\n",
           markdown(show), "",
           "Default stack: most frequent winner and mean weight of the learned candidate "
-          "(propensity):\n", markdown(win.reset_index()), "", "Targets:\n", *targets(tab), ""]
+          "(propensity):\n", markdown(win.reset_index()), "",
+          "Default stack's SE with and without the outcome fits' term "
+          "(`outcome_fit_influence`; `fixed share`: the share of the weighted held-out "
+          "outcome predictions made by fits held fixed, gradient boosting):\n",
+          markdown(fit_term_table(raw)), "", "Targets:\n", *targets(tab), ""]
     head = ""
     if a.out.exists():
         old = a.out.read_text()

@@ -56,7 +56,8 @@ def test_default_stack_removes_image_confounding_and_records_quality():
 
 
 def test_tabular_only_candidate_equals_plain_aipw():
-    """Peer check: a stack of one candidate is exactly the package's plain AIPW."""
+    """Peer check: a stack of one candidate is exactly the package's plain AIPW; its SE adds
+    the outcome fits' term (the fixed-fit SE, kept in the diagnostics, is the plain one)."""
     from geocausal.nuisance.candidates import stack_learners
 
     df, chips = _centre_study(300, 1)
@@ -66,7 +67,11 @@ def test_tabular_only_candidate_equals_plain_aipw():
     one = gc.aipw("y ~ d + x", df, images=chips, seed=3, learners=lrn,
                   options={"image_options": {"candidates": ("tabular",)}})
     assert one.params["d"] == pytest.approx(plain.params["d"], abs=1e-12)
-    assert one.std_errors["d"] == pytest.approx(plain.std_errors["d"], abs=1e-12)
+    assert one.diagnostics["se_outcome_fits_fixed"] == pytest.approx(plain.std_errors["d"],
+                                                                     abs=1e-12)
+    se_fit = one.diagnostics["outcome_fit_se"]
+    assert se_fit > 0 and one.diagnostics["outcome_fits_fixed_share"] == 0.0
+    assert one.std_errors["d"] != plain.std_errors["d"]
 
 
 def test_stack_weights_are_crossfitted_and_noise_gets_little_weight():

@@ -90,6 +90,7 @@ def crossfit_predict(
     method: str = "predict",
     train_mask: np.ndarray | None = None,
     splits: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    fits: list | None = None,
 ) -> np.ndarray:
     """Out-of-fold predictions: for each fold, fit a clone on the other folds and predict it.
 
@@ -112,6 +113,9 @@ def crossfit_predict(
         Explicit ``[(train_idx, test_idx), ...]`` used instead of the folds of ``fold_ids``
         (pass ``fold_ids=None``): training parts that leave out more than the held-out fold
         (neighbouring periods of a panel), or ``[(all, all)]`` for in-sample predictions.
+    fits
+        A list that receives ``(train rows, held-out rows, fitted model)`` of every fold (the
+        positions of the rows each model was fitted on and predicts), when given.
     """
     if not isinstance(X, SourceRows):
         X = np.asarray(X)
@@ -129,6 +133,8 @@ def crossfit_predict(
             raise DesignError(f"cross-fitting fold {which} has no training "
                               "rows in the requested arm; use fewer folds or more units")
         model = clone(learner).fit(_rows(X, tr), y[tr])
+        if fits is not None:
+            fits.append((tr, test, model))
         if method == "predict_proba":
             out[test] = model.predict_proba(_rows(X, test))[:, 1]
         else:

@@ -55,8 +55,9 @@ from geocausal.errors import (
 )
 from geocausal.nuisance.crossfit import crossfit_predict
 
-__all__ = ["COMBINE", "DEFAULT_COMBINE", "OutcomeAdaptive", "PooledArms", "StackResult",
-           "convex_weights", "nuisance_quality", "quality_lines", "stack_nuisances"]
+__all__ = ["COMBINE", "DEFAULT_COMBINE", "OutcomeAdaptive", "OutcomeFits", "PooledArms",
+           "StackResult", "convex_weights", "nuisance_quality", "outcome_fit_influence",
+           "quality_lines", "stack_nuisances"]
 
 #: ``combine`` -> the rule (``"stack"`` or ``"select"``) of the propensity and of the outcomes
 _RULES: dict[str, tuple[str, str]] = {"stack": ("stack", "stack"),
@@ -66,6 +67,27 @@ _RULES: dict[str, tuple[str, str]] = {"stack": ("stack", "stack"),
 COMBINE = tuple(_RULES)
 DEFAULT_COMBINE = COMBINE[0]
 _EPS = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class OutcomeFits:
+    """The fold fits of one outcome learner on one candidate: the candidate's feature matrix
+    ``X``, the treatment ``d``, ``pooled`` (None for a fit on one arm; else the treatment value
+    at which a fit on both arms, :class:`PooledArms`, predicts) and ``folds``, per fold
+    ``(train rows, held-out rows, fitted model)``.
+    """
+
+    X: np.ndarray
+    d: np.ndarray
+    pooled: float | None
+    folds: tuple
+
+    def design(self, rows: np.ndarray, held_out: bool) -> np.ndarray:
+        """The matrix the fit saw at ``rows``: training (``held_out=False``) or prediction."""
+        if self.pooled is None:
+            return self.X[rows]
+        t = np.full(len(rows), self.pooled) if held_out else self.d[rows].astype(float)
+        return np.column_stack([t, self.X[rows]])
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +103,9 @@ class StackResult:
     the stacked columns are candidate x learner, labelled ``candidate/learner``: ``weights`` and
     ``winner`` name these labels, ``library`` holds their out-of-fold predictions (nuisance ->
     label -> array), and ``candidates`` holds, per candidate, the combination of its own
-    learners (with the same fold-wise rule).
+    learners (with the same fold-wise rule). ``fold_weights``: nuisance -> fold -> weights of the
+    ``library`` columns (in their order) that predict that fold; ``outcome_fits``: nuisance ->
+    label -> :class:`OutcomeFits` (for :func:`outcome_fit_influence`).
     """
 
     e: np.ndarray
@@ -94,6 +118,8 @@ class StackResult:
     combine: str
     dropped: dict[str, str] = field(default_factory=dict)
     library: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    fold_weights: dict[str, dict[Any, np.ndarray]] = field(default_factory=dict)
+    outcome_fits: dict[str, dict[str, OutcomeFits]] = field(default_factory=dict)
 
 
 def _loss_fn(kind: str, target: np.ndarray, P: np.ndarray):
@@ -200,10 +226,11 @@ def _training_folds(fold_ids: np.ndarray, d: np.ndarray):
 
 
 def _crossfit_pooled(est: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray,
-                     fold_ids: np.ndarray, selections: dict | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     fold_ids: np.ndarray, selections: dict | None = None,
+                     fits: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold ``(mu0, mu1)`` of one fit on both arms per fold; a fit that sets
-    ``selected_`` leaves it in ``selections[(fold, repr(est))]``.
+    ``selected_`` leaves it in ``selections[(fold, repr(est))]``; ``fits`` receives
+    ``(train rows, held-out rows, fit)`` per fold.
     """
     from sklearn.base import clone
 
@@ -212,6 +239,8 @@ def _crossfit_pooled(est: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray,
     dd = d.astype(float)
     for f, test, train in _training_folds(fold_ids, d):
         fit = clone(est).fit(np.column_stack([dd[train], X[train]]), y[train])
+        if fits is not None:
+            fits.append((np.flatnonzero(train), np.flatnonzero(test), fit))
         if selections is not None and hasattr(fit, "selected_"):
             selections[(f, repr(est))] = fit.selected_
         m0[test] = fit.predict(np.column_stack([np.zeros(test.sum()), X[test]]))
@@ -309,9 +338,11 @@ def _label(candidate: str, learner: str | None) -> str:
     return candidate if learner is None else f"{candidate}/{learner}"
 
 
-def _crossfit_candidate(name, X, y, d, fold_ids, propensity_lib, outcome_lib, need_mu1
-                        ) -> dict[str, dict[str, np.ndarray]]:
-    """Nuisance -> column label (candidate or candidate/learner) -> out-of-fold prediction."""
+def _crossfit_candidate(name, X, y, d, fold_ids, propensity_lib, outcome_lib, need_mu1,
+                        kept: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Nuisance -> column label (candidate or candidate/learner) -> out-of-fold prediction;
+    ``kept`` receives nuisance -> label -> :class:`OutcomeFits` of the outcome learners.
+    """
     out: dict[str, dict[str, np.ndarray]] = {"e": {}}
     selections: dict[tuple, np.ndarray] = {}  # pooled outcome selections, for OutcomeAdaptive
     if outcome_lib is not None:
@@ -319,14 +350,22 @@ def _crossfit_candidate(name, X, y, d, fold_ids, propensity_lib, outcome_lib, ne
         for k, _ in arms:
             out[k] = {}
         for lname, lrn in outcome_lib:
+            lab = _label(name, lname)
             if isinstance(lrn, PooledArms):
-                both = _crossfit_pooled(lrn.estimator, X, y, d, fold_ids, selections)
+                folds: list = []
+                both = _crossfit_pooled(lrn.estimator, X, y, d, fold_ids, selections, folds)
                 for k, _ in arms:
-                    out[k][_label(name, lname)] = both[k == "mu1"]
+                    out[k][lab] = both[k == "mu1"]
+                    if kept is not None:
+                        kept.setdefault(k, {})[lab] = OutcomeFits(X, d, float(k == "mu1"),
+                                                                  tuple(folds))
             else:
                 for k, arm in arms:
-                    out[k][_label(name, lname)] = crossfit_predict(lrn, X, y, fold_ids,
-                                                                   train_mask=arm)
+                    folds = []
+                    out[k][lab] = crossfit_predict(lrn, X, y, fold_ids, train_mask=arm,
+                                                   fits=folds)
+                    if kept is not None:
+                        kept.setdefault(k, {})[lab] = OutcomeFits(X, d, None, tuple(folds))
     for lname, lrn in propensity_lib:
         out["e"][_label(name, lname)] = (
             _crossfit_adaptive(lrn, X, y, d, fold_ids, selections)
@@ -339,9 +378,11 @@ def _crossfit_candidate(name, X, y, d, fold_ids, propensity_lib, outcome_lib, ne
 
 
 def _combine(P: np.ndarray, rows: np.ndarray, target: np.ndarray, kind: str,
-             fold_ids: np.ndarray, combine: str) -> tuple[np.ndarray, np.ndarray]:
+             fold_ids: np.ndarray, combine: str, by_fold: dict | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Fold-wise combination of the columns of ``P`` (weights of fold j fitted on the other
-    folds' scored rows) and the weights fitted on all scored rows.
+    folds' scored rows) and the weights fitted on all scored rows; ``by_fold`` receives the
+    weights of each fold.
     """
     n, k = P.shape
     out = np.empty(n)
@@ -353,6 +394,8 @@ def _combine(P: np.ndarray, rows: np.ndarray, target: np.ndarray, kind: str,
         else:
             w = convex_weights(P[other], target[other], kind)
         out[fold_ids == f] = P[fold_ids == f] @ w
+        if by_fold is not None:
+            by_fold[f] = w
     if combine == "select":
         w_all = np.eye(k)[min(range(k), key=lambda j: _loss(kind, target[rows], P[rows, j]))]
     else:
@@ -431,6 +474,7 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     prop_lib = _library(propensity_learner)
     out_lib = None if outcome_learner is None else _library(outcome_learner)
     fits: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    outcome_fits: dict[str, dict[str, OutcomeFits]] = {}
     dropped: dict[str, str] = {}
     for name in names:
         try:
@@ -441,8 +485,11 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
             if not np.all(np.isfinite(X)):
                 raise DataError(f"candidate {name!r} has {int((~np.isfinite(X)).sum())} "
                                 "non-finite features")
+            kept_fits: dict[str, dict[str, OutcomeFits]] = {}
             fits[name] = _crossfit_candidate(name, X, y, d, fold_ids, prop_lib, out_lib,
-                                             need_mu1)
+                                             need_mu1, kept_fits)
+            for k, v in kept_fits.items():
+                outcome_fits.setdefault(k, {}).update(v)
         except Exception as exc:  # a failing image candidate never stops the estimate
             if name == baseline:
                 raise
@@ -460,6 +507,7 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     per_cand: dict[str, dict[str, np.ndarray]] = {c: {} for c in kept}
     library: dict[str, dict[str, np.ndarray]] = {}
     cand_weights: dict[str, dict[str, float]] = {}
+    fold_weights: dict[str, dict[Any, np.ndarray]] = {}
     for k in nuis:
         rows, target, kind = targets[k]
         rule = _RULES[combine][k != "e"]
@@ -468,7 +516,8 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
         P = np.column_stack([library[k][lab] for lab in labels])
         losses = {lab: _loss(kind, target[rows], library[k][lab][rows]) for lab in labels}
         winner[k] = min(labels, key=lambda lab: losses[lab])
-        out, w_all = _combine(P, rows, target, kind, fold_ids, rule)
+        fold_weights[k] = {}
+        out, w_all = _combine(P, rows, target, kind, fold_ids, rule, fold_weights[k])
         combined[k] = out
         weights[k] = {lab: float(w) for lab, w in zip(labels, w_all, strict=True)}
         for c in kept:  # each candidate on its own: the combination of its learners
@@ -501,7 +550,10 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     quality = nuisance_quality({**rows_q, combine: combined}, y, d, weights=w_q)
     return StackResult(e=combined["e"], mu0=combined.get("mu0"), mu1=combined.get("mu1"),
                        candidates=per_cand, weights=weights, winner=winner,
-                       quality=quality, combine=combine, dropped=dropped, library=library)
+                       quality=quality, combine=combine, dropped=dropped, library=library,
+                       fold_weights=fold_weights,
+                       outcome_fits={k: {lab: f for lab, f in v.items() if lab in library[k]}
+                                     for k, v in outcome_fits.items() if k in library})
 
 
 def _auc(d: np.ndarray, e: np.ndarray) -> float:
@@ -618,3 +670,78 @@ def quality_lines(quality: pd.DataFrame, combined: str) -> dict[str, Any]:
         if len(row):
             out[f"{k}_oof_r2"] = float(row.iloc[0].r2)
     return out
+
+
+def outcome_fit_influence(stack: StackResult, fold_ids: np.ndarray,
+                          gradient: Mapping[str, np.ndarray], residual: np.ndarray
+                          ) -> tuple[np.ndarray, float]:
+    """The outcome fits' first-order term in the influence function of an estimator that is
+    linear in the stacked outcome predictions (AIPW).
+
+    An AIPW estimate moves with the out-of-fold outcome predictions by
+    ``sum(gradient[k] * (mu_hat_k - mu_k))``. With a propensity that is not the true one (a
+    penalised fit shrinks it), the gradient (``(1 - d / e) / n`` for the treated arm of the ATE)
+    does not average to zero, and the outcome fits' own sampling error then moves the estimate
+    at the same order as the units' scores: an influence function that holds the fits fixed
+    misses it. For each fold, each stacked learner that is a linear smoother
+    (:func:`geocausal.nuisance.smoothers.smoother_adjoint`: ridge, least squares, post-lasso)
+    passes the gradient of its held-out units back to the units it was trained on, times the
+    fold's stack weight; a training unit's term is that sum times its residual. Tuning, lasso
+    selections and stack weights are held fixed; learners that are not linear smoothers
+    (gradient boosting) are held fixed, and their share of the stack weight is returned.
+
+    Parameters
+    ----------
+    stack
+        :func:`stack_nuisances` result.
+    fold_ids
+        The folds it was cross-fitted on.
+    gradient
+        Nuisance (``"mu0"``, ``"mu1"``) -> ``(n,)`` derivative of the estimate with respect to
+        each unit's out-of-fold prediction.
+    residual
+        ``(n,)`` outcome minus its prediction in the unit's own arm.
+
+    Returns
+    -------
+    tuple
+        ``(term, fixed_share)``: ``(n,)`` term to add to the estimate's influence function
+        (in units of the estimate: its sum of squares is the added variance) and the share of
+        the weighted held-out predictions made by fits held fixed.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression, LogisticRegression
+    >>> rng = np.random.default_rng(0); n = 200
+    >>> x = rng.normal(size=(n, 2)); d = (rng.uniform(size=n) < 0.5).astype(int)
+    >>> y = x[:, 0] + d + rng.normal(size=n); folds = np.arange(n) % 2
+    >>> res = stack_nuisances({"x": x}, y, d, folds, LogisticRegression(), LinearRegression())
+    >>> g = {"mu1": (1 - d / res.e) / n, "mu0": -(1 - (1 - d) / (1 - res.e)) / n}
+    >>> term, fixed = outcome_fit_influence(res, folds, g, y - np.where(d, res.mu1, res.mu0))
+    >>> term.shape, fixed
+    ((200,), 0.0)
+    """
+    from geocausal.nuisance.smoothers import smoother_adjoint
+
+    fold_ids = np.asarray(fold_ids)
+    residual = np.asarray(residual, float)
+    H = np.zeros(len(residual))
+    fixed = total = 0.0
+    for k, gk in gradient.items():
+        gk = np.asarray(gk, float)
+        for j, lab in enumerate(stack.library.get(k, {})):
+            of = stack.outcome_fits.get(k, {}).get(lab)
+            if of is None:
+                continue
+            for tr, te, model in of.folds:
+                w = float(stack.fold_weights[k][fold_ids[te[0]]][j])
+                if w <= 0:
+                    continue
+                mass = w * float(np.abs(gk[te]).sum())
+                total += mass
+                h = smoother_adjoint(model, of.design(tr, False), of.design(te, True), gk[te])
+                if h is None:
+                    fixed += mass
+                else:
+                    H[tr] += w * h
+    return H * residual, (fixed / total if total > 0 else 0.0)
