@@ -38,7 +38,11 @@ pretrained once on the fixed chips: no label), ``oracle`` (+ the three true conf
 check of the suite, not a method), and ``default``: the cross-fitted stack over
 the four candidates that ``gc.aipw(..., images=chips)`` runs
 (:func:`geocausal.nuisance.stacking.stack_nuisances`). All five AIPW variants come from the
-same cross-fitted candidate predictions, so the default costs nothing extra here.
+same cross-fitted candidate predictions, so the default costs nothing extra here. The
+default's SE is ``gc.aipw``'s: the influence function with the outcome fits' first-order term
+(:func:`geocausal.nuisance.stacking.outcome_fit_influence`); the raw draws keep the SE that
+holds the fits fixed (``se_fixed``), and the report gives the default's SE / SD and coverage
+with both. The candidates' and the oracle's SEs hold their fits fixed.
 
 The (d) confounders are what the clear imagery shows: a region fully masked (Fmask) on a date
 is missing on that date, never NDVI 0 (:func:`landsat_confounders` documents the fallbacks;

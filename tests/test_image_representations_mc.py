@@ -151,6 +151,11 @@ def test_one_draw_and_the_report(mc, tmp_path):
     text = out.read_text()
     assert text.startswith("# head\n\nstatus by hand\n" + mc.MARKER)
     assert "old run" not in text and "PARTIAL (running): 2 of 4 draws" in text
+    # the default's SE is gc.aipw's (the outcome fits' term added); the fixed-fit SE is kept
+    dft = raw[raw.method == "default"]
+    assert dft.se_fixed.notna().all() and dft.fixed_share.between(0, 1).all()
+    assert (dft.se != dft.se_fixed).all() and raw[raw.method != "default"].se_fixed.isna().all()
+    assert "SE/SD with term" in text
     assert len(pd.read_csv(out.with_suffix(".csv"))) == len(raw)
     assert "mean_outcome_adaptive_weight_e" not in text and (raw.w_adaptive == 0).all()
     # --outcome-adaptive: the propensity of every candidate stacks its outcome-adaptive fit

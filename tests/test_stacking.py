@@ -521,3 +521,25 @@ def test_post_lasso_leaves_constant_and_repeated_columns_out_of_the_path():
     flat = PostLassoRegressor().fit(np.ones((n, 3)), y)
     assert flat.selected_.tolist() == [] and flat.predict(np.ones((2, 3))) == pytest.approx(
         [y.mean()] * 2)
+
+
+@pytest.mark.parametrize("estimand,trim", [("ATT", None), ("ATE", 0.1)])
+def test_stack_se_with_the_outcome_fits_for_the_att_and_after_trimming(estimand, trim):
+    """The ATT's term has the control arm's fits only; after trimming, the kept units' term.
+    The fixed-fit SE is the plain AIPW's on the same nuisances in both."""
+    from geocausal.nuisance.candidates import stack_learners
+
+    df, chips = _centre_study(300, 2)
+    lrn = stack_learners(3)
+    lrn = {"propensity": lrn["propensity"], "outcome": lrn["outcome"]["post_lasso"]}
+    kw = {"estimand": estimand, "trim": trim, "seed": 3, "learners": lrn}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.errors.DiagnosticWarning)
+        plain = gc.aipw("y ~ d + x", df, **kw)
+        one = gc.aipw("y ~ d + x", df, images=chips, **kw,
+                      options={"image_options": {"candidates": ("tabular",)}})
+    assert one.params["d"] == pytest.approx(plain.params["d"], abs=1e-12)
+    diag = one.diagnostics
+    assert diag["se_outcome_fits_fixed"] == pytest.approx(plain.std_errors["d"], abs=1e-12)
+    assert np.isfinite(one.std_errors["d"]) and diag["outcome_fit_se"] > 0
+    assert "outcome_fit_se" in str(one.summary())

@@ -177,7 +177,12 @@ def aipw(formula: str, data: pd.DataFrame, *, estimand: str = "ATE", vcov: Any =
         :class:`geocausal.designs.ipw.IPWOptions` (or a dict of its fields): the image
         ``representation`` (default ``"auto"``: the cross-fitted candidate stack, whose
         out-of-fold quality is in ``diagnostics["nuisance_quality"]``), its ``image_options``,
-        ``missing_images``, ``n_pcs`` and ``stabilized``.
+        ``missing_images``, ``n_pcs`` and ``stabilized``. The stack's standard error counts
+        the outcome fits' own sampling error
+        (:func:`~geocausal.nuisance.stacking.outcome_fit_influence`: its penalised propensity
+        leaves the AIPW estimate moving with them at first order);
+        ``diagnostics["se_outcome_fits_fixed"]`` is the SE that holds them fixed (DoubleML's,
+        with the same nuisances), ``"outcome_fit_se"`` the term's own size.
     **deprecated
         ``representation``, ``image_options``, ``missing_images``, ``n_pcs``, ``stabilized``
         (now fields of ``options``) and ``fold_groups`` (now ``folds=gc.Folds.group(...)``)
