@@ -512,11 +512,11 @@ def draw_candidates(mech: str, seed: int) -> tuple[pd.DataFrame, dict[str, np.nd
 
 def one(job: tuple[str, int]) -> list[dict]:
     """Every method on the draw ``seed`` of ``mechanism``."""
-    from geocausal.designs.ipw import Nuisances, aipw_outcome_gradient, estimate
+    from geocausal.designs.ipw import Nuisances, estimate, with_outcome_fits
     from geocausal.errors import DesignError
     from geocausal.nuisance.candidates import propensity_library, stack_learners
     from geocausal.nuisance.crossfit import make_folds
-    from geocausal.nuisance.stacking import DEFAULT_COMBINE, outcome_fit_influence, stack_nuisances
+    from geocausal.nuisance.stacking import DEFAULT_COMBINE, stack_nuisances
 
     mech, seed = job
     df, cands = draw_candidates(mech, seed)
@@ -558,11 +558,9 @@ def one(job: tuple[str, int]) -> list[dict]:
                                       "ATE")
             se = float(np.sqrt((psi ** 2).sum()) / n)
             if m == "default":  # gc.aipw's SE: the stacked outcome fits' term added
-                term, fixed = outcome_fit_influence(
-                    res, folds, aipw_outcome_gradient(d, p["e"]),
-                    y - np.where(d == 1, p["mu1"], p["mu0"]))
-                extra = {"se_fixed": se, "fixed_share": fixed}
-                se = float(np.sqrt(((psi + n * term) ** 2).sum()) / n)
+                psi, rec = with_outcome_fits(psi, res, folds, y, d, p["e"], np.ones(n, bool))
+                extra = {"se_fixed": se, "fixed_share": rec["outcome_fits_fixed_share"]}
+                se = float(np.sqrt((psi ** 2).sum()) / n)
         except DesignError:  # a propensity of exactly 0 or 1: no estimate, counted
             theta, se = np.nan, np.nan
         rows.append({"est": theta, "se": se, "method": m, **extra})

@@ -543,3 +543,16 @@ def test_stack_se_with_the_outcome_fits_for_the_att_and_after_trimming(estimand,
     assert diag["se_outcome_fits_fixed"] == pytest.approx(plain.std_errors["d"], abs=1e-12)
     assert np.isfinite(one.std_errors["d"]) and diag["outcome_fit_se"] > 0
     assert "outcome_fit_se" in str(one.summary())
+
+
+def test_ipw_on_the_stack_keeps_the_stack_nuisance_quality():
+    """Weighting without an outcome model on the image stack: the diagnostics are the
+    stack's (its candidates and the stack), not replaced by a single model's quality."""
+    df, chips = _centre_study(300, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.errors.DiagnosticWarning)
+        est = gc.ipw("y ~ d + x", df, images=chips, seed=3,
+                     options={"image_options": {"candidates": ("tabular",)}})
+    q = est.diagnostics["nuisance_quality"]
+    assert "stack" in set(q.candidate) and "model" not in set(q.candidate)
+    assert "se_outcome_fits_fixed" not in est.diagnostics  # no outcome fits in IPW

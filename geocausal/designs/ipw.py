@@ -563,29 +563,33 @@ def _nuisances(method, y, d, X_tab, F_img, chips, mask, fold_ids, learners, seed
     return nu, lrn, X, stack, skipped
 
 
-def _with_outcome_fits(psi, stack, fold_ids, y, d, nu, nk, keep, estimand
-                       ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The AIPW influence function with the stacked outcome fits' first-order term added
-    (:func:`geocausal.nuisance.stacking.outcome_fit_influence`) and its record.
+def with_outcome_fits(psi: np.ndarray, stack: Any, fold_ids: np.ndarray, y: np.ndarray,
+                      d: np.ndarray, e: np.ndarray, keep: np.ndarray, estimand: str = "ATE"
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The AIPW influence function ``psi`` of the kept units, with the stacked outcome fits'
+    first-order term added (:func:`geocausal.nuisance.stacking.outcome_fit_influence`), and
+    its record: the SE that holds the fits fixed, the term's own size and the share of fits
+    held fixed.
 
-    A trimmed unit's own term is left out (its row is not in the kept influence function);
-    the kept units' terms count every training unit's fit.
+    ``stack`` is the :func:`~geocausal.nuisance.stacking.stack_nuisances` result the estimate
+    used, ``y``, ``d`` all units, ``e`` the kept units' (clipped) propensities and ``keep`` the
+    kept units. A trimmed unit's own term is left out (its row is not in ``psi``); the kept
+    units' terms count every training unit's fit.
     """
     from geocausal.nuisance.stacking import outcome_fit_influence
 
     n, dk = len(d), d[keep]
-    grad = {k: np.zeros(n) for k in ("mu0", "mu1")}
-    for k, g in aipw_outcome_gradient(dk, nk.e, estimand).items():
+    grad = {}
+    for k, g in aipw_outcome_gradient(dk, e, estimand).items():
+        grad[k] = np.zeros(n)
         grad[k][keep] = g
-    grad = {k: g for k, g in grad.items() if k in stack.outcome_fits}
-    mu1 = nu.mu1 if nu.mu1 is not None else nu.mu0
-    resid = y - np.where(d == 1, mu1, nu.mu0)
-    term, fixed = outcome_fit_influence(stack, fold_ids, grad, resid)
+    mu1 = stack.mu1 if stack.mu1 is not None else stack.mu0
+    term, fixed = outcome_fit_influence(stack, fold_ids, grad,
+                                        y - np.where(d == 1, mu1, stack.mu0))
     m = int(dk.size)
-    plain = float(np.sqrt((psi ** 2).sum()) / m)
     out = psi + m * term[keep]
     check_estimate(0.0, out, "the AIPW influence function with the outcome fits")
-    return out, {"se_outcome_fits_fixed": plain,
+    return out, {"se_outcome_fits_fixed": float(np.sqrt((psi ** 2).sum()) / m),
                  "outcome_fit_se": float(np.sqrt((term[keep] ** 2).sum())),
                  "outcome_fits_fixed_share": fixed}
 
@@ -738,7 +742,7 @@ def fit_weighting(
     theta, psi = estimate(yk, dk, nk, method, estimand)
     fit_term = None
     if method == "aipw" and stack is not None and stack.outcome_fits:
-        psi, fit_term = _with_outcome_fits(psi, stack, fold_ids, y, d, nu, nk, keep, estimand)
+        psi, fit_term = with_outcome_fits(psi, stack, fold_ids, y, d, nk.e, keep, estimand)
     w = ov.ipw_weights(nk.e, dk, estimand, stabilized=opts.stabilized)
     diags: dict[str, Any] = {
         "n_treated": n1, "n_control": n0, "n_trimmed": tr.n_trimmed, "n_clipped": n_clipped,
@@ -752,8 +756,7 @@ def fit_weighting(
     need_outcome = method == "aipw" and predictions is None
     if stack is not None:
         diags.update(_stack_diagnostics(stack, skipped))
-    if fit_term is not None:
-        diags.update(fit_term)
+        diags.update(fit_term or {})
     elif propensity is None:
         from geocausal.nuisance.stacking import nuisance_quality, quality_lines
 

@@ -102,13 +102,13 @@ def smoother_adjoint(fit: Any, X_train: np.ndarray, X_test: np.ndarray, g: np.nd
         n = len(Xtr)
         return _ridge_adjoint(Xs[:, sel], ((Xte - mu) / sd)[:, sel], g, fit.alpha * n, True)
     if isinstance(fit, GCVRidge):
-        return _ridge_adjoint(Xtr, Xte, g, float(fit.alpha_), True)
+        fit = fit.ridge_
     if isinstance(fit, RidgeCV | Ridge | LinearRegression):
         if getattr(fit, "positive", False) or np.ndim(fit.coef_) != 1:
             return None
-        alpha = (float(fit.alpha_) if isinstance(fit, RidgeCV) else
-                 0.0 if isinstance(fit, LinearRegression) else float(fit.alpha))
-        if np.ndim(alpha) or isinstance(fit, RidgeCV) and fit.alpha_per_target:
+        alpha = (0.0 if isinstance(fit, LinearRegression) else
+                 fit.alpha_ if isinstance(fit, RidgeCV) else fit.alpha)
+        if np.ndim(alpha):  # a penalty per target
             return None
-        return _ridge_adjoint(Xtr, Xte, g, alpha, bool(fit.fit_intercept))
+        return _ridge_adjoint(Xtr, Xte, g, float(alpha), bool(fit.fit_intercept))
     return None

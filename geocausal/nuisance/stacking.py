@@ -551,9 +551,7 @@ def stack_nuisances(candidates: Mapping[str, np.ndarray], y: np.ndarray, d: np.n
     return StackResult(e=combined["e"], mu0=combined.get("mu0"), mu1=combined.get("mu1"),
                        candidates=per_cand, weights=weights, winner=winner,
                        quality=quality, combine=combine, dropped=dropped, library=library,
-                       fold_weights=fold_weights,
-                       outcome_fits={k: {lab: f for lab, f in v.items() if lab in library[k]}
-                                     for k, v in outcome_fits.items() if k in library})
+                       fold_weights=fold_weights, outcome_fits=outcome_fits)
 
 
 def _auc(d: np.ndarray, e: np.ndarray) -> float:
