@@ -44,6 +44,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from geocausal import vocabulary
 from geocausal.designs.common import check_estimate, check_treatment
+from geocausal.designs.overlap import clip_propensity
 from geocausal.errors import DataError, DesignError, OptionError
 from geocausal.folds import Folds, check_fold_arms, fold_indices
 from geocausal.vocabulary import (
@@ -323,6 +324,9 @@ class CateFit:
         Doubly robust scores (out-of-fold nuisances); their mean is the ATE.
     mu0, mu1, e : numpy.ndarray
         Out-of-fold outcome regressions and (clipped) propensity.
+    n_clipped : int
+        Estimated propensities that were outside ``[clip, 1 - clip]`` and clipped to it (a
+        counted :class:`~geocausal.errors.DiagnosticWarning` says so).
     fold_ids : numpy.ndarray
         The folds used.
     models : Mapping
@@ -339,6 +343,7 @@ class CateFit:
     models: Mapping[str, Any] = field(repr=False, default_factory=dict)
     propensity_known: float | None = None
     clip: float = 0.01
+    n_clipped: int = 0
 
     @property
     def ate(self) -> float:
@@ -476,11 +481,17 @@ def crossfit_cate(
         mu0[test], mu1[test] = out.predict(X[test])
         if propensity is None:
             pm = _fit(lrn["propensity"], X[train], d[train])
-            e[test] = np.clip(_prob(pm, X[test]), clip, 1 - clip)
+            e[test] = _prob(pm, X[test])
         if lrn["marginal"] is not None and kind == "r":
             m[test] = _fit(lrn["marginal"], X[train], y[train]).predict(X[test])
+    n_clipped = 0
     if propensity is not None:
         e = e_arr
+    else:
+        e, n_clipped = clip_propensity(
+            e, d, clip, stacklevel=3, where="CateFit.n_clipped",
+            remedy="check where treated and control units overlap (CateFit.e) and restrict the "
+                   "sample there, or set clip=")
     if lrn["marginal"] is None or kind != "r":
         m = e * mu1 + (1 - e) * mu0
     phi = mu1 - mu0 + d * (y - mu1) / e - (1 - d) * (y - mu0) / (1 - e)
@@ -504,4 +515,4 @@ def crossfit_cate(
     for arr in (tau, phi, mu0, mu1, e):
         arr.setflags(write=False)
     return CateFit(kind=kind, tau=tau, phi=phi, mu0=mu0, mu1=mu1, e=e, fold_ids=fold_ids,
-                   models=models, propensity_known=known, clip=clip)
+                   models=models, propensity_known=known, clip=clip, n_clipped=n_clipped)

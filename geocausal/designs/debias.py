@@ -38,7 +38,7 @@ from scipy import optimize
 from scipy.special import logsumexp
 
 from geocausal.designs.common import check_values
-from geocausal.designs.overlap import check_propensity
+from geocausal.designs.overlap import check_propensity, clip_propensity
 from geocausal.errors import DataError, DesignError, DiagnosticWarning, OptionError
 from geocausal.nuisance.crossfit import SourceRows, crossfit_predict
 from geocausal.vocabulary import choice, coerce_options, default_propensity
@@ -859,7 +859,8 @@ def propensity_scores(treat: np.ndarray, x: np.ndarray | None, *, learner: Any =
     fold_ids
         ``(n,)`` fold ids of the cross-fitting.
     clip
-        Clipping threshold; the number clipped is reported.
+        Clipping threshold; the number clipped is reported, and a counted
+        :class:`~geocausal.errors.DiagnosticWarning` says so.
 
     Examples
     --------
@@ -877,8 +878,10 @@ def propensity_scores(treat: np.ndarray, x: np.ndarray | None, *, learner: Any =
         raise DesignError("propensity_scores needs fold_ids for cross-fitting")
     k = int(np.unique(fold_ids).size)
     e = crossfit_predict(learner, x, treat, fold_ids, method="predict_proba")
-    clipped = int(((e < clip) | (e > 1 - clip)).sum())
-    return np.clip(e, clip, 1 - clip), {
+    e, clipped = clip_propensity(
+        e, treat, clip, stacklevel=2, where="diagnostics['propensity_clipped']",
+        remedy="check where treated and control units overlap and restrict the sample there")
+    return e, {
         "propensity": f"cross-fitted {type(learner).__name__}, {k} folds",
         "propensity_clipped": clipped}
 

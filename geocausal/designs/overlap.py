@@ -101,10 +101,18 @@ def trim_mask(e: np.ndarray, threshold: float) -> np.ndarray:
     return (e >= threshold) & (e <= 1.0 - threshold)
 
 
-def clip_propensity(e: np.ndarray, d: np.ndarray, clip: float, *, stacklevel: int = 2
+#: what :func:`clip_propensity`'s warning suggests by default (the IPW/AIPW designs' trim=)
+TRIM_REMEDY = ("trim=0.01 or trim='crump' estimates the effect on the overlap population "
+               "instead")
+
+
+def clip_propensity(e: np.ndarray, d: np.ndarray, clip: float, *, stacklevel: int = 2,
+                    where: str = "diagnostics['n_clipped']", remedy: str = TRIM_REMEDY
                     ) -> tuple[np.ndarray, int]:
     """Propensities clipped to ``[clip, 1 - clip]`` and how many were outside it (the units
-    :func:`trim_mask` would drop); a :class:`~geocausal.errors.DiagnosticWarning` counts them.
+    :func:`trim_mask` would drop); a :class:`~geocausal.errors.DiagnosticWarning` counts them,
+    says where the count is kept (``where``) and what to do instead (``remedy``: the options
+    of the design that calls it).
 
     Examples
     --------
@@ -122,8 +130,7 @@ def clip_propensity(e: np.ndarray, d: np.ndarray, clip: float, *, stacklevel: in
         warnings.warn(f"{n} propensities are outside [{clip:g}, {1 - clip:g}] "
                       f"({int(np.asarray(d)[out].sum())} of them treated) and were clipped to "
                       f"it: their inverse weights are capped at {1 / clip:.0f} and the estimate "
-                      "depends on clip (diagnostics['n_clipped']); trim=0.01 or "
-                      "trim='crump' estimates the effect on the overlap population instead",
+                      f"depends on clip ({where}); {remedy}",
                       DiagnosticWarning, stacklevel=stacklevel + 1)
     return np.clip(e, clip, 1 - clip), n
 
