@@ -156,6 +156,7 @@ def test_one_draw_and_the_report(mc, tmp_path):
     assert dft.se_fixed.notna().all() and dft.fixed_share.between(0, 1).all()
     assert (dft.se != dft.se_fixed).all() and raw[raw.method != "default"].se_fixed.isna().all()
     assert "SE/SD with term" in text
+    assert "Paired against the oracle" in text and "| a_composition | engineered | oracle |" in text
     assert len(pd.read_csv(out.with_suffix(".csv"))) == len(raw)
     assert "mean_outcome_adaptive_weight_e" not in text and (raw.w_adaptive == 0).all()
     # --outcome-adaptive: the propensity of every candidate stacks its outcome-adaptive fit
@@ -240,3 +241,67 @@ def test_suite_engineered_features_are_the_default_stack_candidate(mc):
                                                     "preset": "sentinel2"})
     np.testing.assert_allclose(ours, cands["engineered"](), rtol=1e-12)
     assert ours.shape[1] > 400  # thresholds on bands and indices, valid shares
+
+
+def test_direction_check_is_what_the_engineered_candidate_cannot_see(mc):
+    """e_direction's confounders change sign when a chip is turned by 180 degrees, while every
+    engineered column stays the same (odd chips: every region is symmetric about the unit)."""
+    rng = np.random.default_rng(4)
+    chips = rng.uniform(0.02, 0.5, size=(6, 15, 15, 10)).astype(np.float32)
+    mask = rng.uniform(size=(6, 15, 15)) > 0.1
+    nir, red = mc.S2_BANDS.index("B08"), mc.S2_BANDS.index("B04")
+    chips[0, :7, :, nir], chips[0, :7, :, red] = 0.5, 0.05  # vegetation north of the unit
+
+    def turn(x):
+        return np.ascontiguousarray(x[:, ::-1, ::-1])
+
+    z = mc.sentinel2_confounders(chips, mask)["e_direction"]
+    zt = mc.sentinel2_confounders(turn(chips), turn(mask))["e_direction"]
+    assert z.shape == (6, 3) and np.abs(z).min() > 0
+    assert np.allclose(zt, -z, atol=1e-12)
+    assert z[0, 0] > 0.5 and zt[0, 0] < -0.5  # north minus south NDVI of chip 0
+    eng = mc.engineered(chips, mask, "sentinel2")["engineered"]
+    eng_t = mc.engineered(turn(chips), turn(mask), "sentinel2")["engineered"]
+    assert eng.shape[1] > 500 and np.allclose(eng, eng_t, rtol=1e-9, atol=1e-9)
+    # a half with no valid pixel has no contrast: 0, counted
+    mask2 = mask.copy()
+    mask2[1, :7] = False
+    mc.FALLBACKS.clear()
+    z2 = mc.sentinel2_confounders(chips, mask2)["e_direction"]
+    assert z2[1, 0] == 0.0 and mc.FALLBACKS["e: NDVI north minus south: constant 0.0"] == 1
+
+
+def test_paired_mse_table_against_the_oracle(mc):
+    rows = []
+    for s in range(4):
+        for k, err in (("oracle", 0.1), ("engineered", 0.2 + 0.1 * (s % 2)), ("learned", 0.5)):
+            rows.append({"mechanism": "e_direction", "seed": s, "method": k,
+                         "est": 1.0 + err, "truth": 1.0})
+    rows.append({"mechanism": "e_direction", "seed": 4, "method": "engineered", "est": np.nan,
+                 "truth": 1.0})
+    tab = mc.paired_mse_table(pd.DataFrame(rows)).set_index("method")
+    assert list(tab.index) == ["engineered", "learned"]  # no default in these rows
+    d = np.array([0.04, 0.09, 0.04, 0.09]) - 0.01
+    assert tab.loc["engineered", "draws"] == 4
+    assert tab.loc["engineered", "difference"] == pytest.approx(d.mean(), abs=1e-4)
+    assert tab.loc["engineered", "MC SE"] == pytest.approx(d.std(ddof=1) / 2, abs=1e-4)
+    assert tab.loc["learned", "difference"] == pytest.approx(0.24, abs=1e-4)
+    assert np.isnan(tab.loc["learned", "z"])  # no spread: no z
+    lines = mc.targets(pd.DataFrame({
+        "mechanism": ["e_direction"] * 3, "method": ["learned", "engineered", "default"],
+        "rmse": [0.5, 0.6, 0.4], "bias_removed": [0.5, 0.1, 0.6], "coverage": [0.5] * 3}))
+    assert "e_direction: RMSE learned 0.5000 vs engineered 0.6000 -> MET (a check" in lines[-1]
+
+
+def test_the_checks_are_run_only_when_named(mc, monkeypatch):
+    seen = []
+    monkeypatch.setattr(mc, "load", lambda *a, **k: {"studies": {}, "confounders": {}})
+    monkeypatch.setattr(mc, "one", lambda job: seen.append(job) or [{"seed": job[1]}])
+    monkeypatch.setattr(mc, "report", lambda *a, **k: None)
+    assert mc.main(["--chips", "x", "--reps", "1"]) == 0
+    assert [m for m, _ in seen] == list(mc.MECHANISMS)
+    seen.clear()
+    assert mc.main(["--chips", "x", "--reps", "1", "--mechanisms", "e_direction"]) == 0
+    assert seen == [("e_direction", 0)]
+    with pytest.raises(SystemExit):
+        mc.main(["--chips", "x", "--mechanisms", "f_shape"])
