@@ -355,7 +355,8 @@ def landsat_chips(chip_px: int = 9, stride: int = 2, years=(2008, 2009, 2012, 20
     return x.astype(np.float32), m, dates
 
 
-def features(chips: np.ndarray, mask: np.ndarray, study: str, seed: int = 0) -> dict:
+def features(chips: np.ndarray, mask: np.ndarray, study: str, seed: int = 0,
+             sides: bool = False) -> dict:
     """Summary, engineered and learned features of a study's chips (learned: pretrained once)."""
     from geocausal.features.images import summary_features
 
@@ -364,7 +365,7 @@ def features(chips: np.ndarray, mask: np.ndarray, study: str, seed: int = 0) -> 
     out["summary"] = summary_features(chips, mask)
     out["t_summary"] = time.perf_counter() - t0
     out.update(engineered(chips, mask, study))
-    out.update(learned(chips, mask, seed))
+    out.update(learned(chips, mask, seed, sides))
     return out
 
 
@@ -382,24 +383,26 @@ def engineered(chips: np.ndarray, mask: np.ndarray, study: str) -> dict:
     return {"engineered": eng, "t_engineered": time.perf_counter() - t0}
 
 
-def learned(chips: np.ndarray, mask: np.ndarray, seed: int = 0) -> dict:
-    """Position-aware SSL features (one pretraining on all chips) and its record."""
+def learned(chips: np.ndarray, mask: np.ndarray, seed: int = 0, sides: bool = False) -> dict:
+    """Position-aware SSL features (one pretraining on all chips) and its record; ``sides``:
+    also pooled over the four halves (``image_options={"learned": {"sides": True}}``)."""
     from geocausal.encoders.multiscale import multiscale_features
 
     t0 = time.perf_counter()
-    z, pre = multiscale_features(chips, mask, seed, return_model=True)
+    z, pre = multiscale_features(chips, mask, seed, return_model=True, sides=sides)
     return {"learned": z, "t_learned": time.perf_counter() - t0,
             "ssl_epochs": pre.epochs_run, "ssl_best_epoch": pre.best_epoch,
             "ssl_stopped_early": pre.stopped_early}
 
 
 def prepare(seed: int = 0, cuts: tuple[float, float, float] = CUT_POINTS,
-            centre: str = "block3") -> dict:
+            centre: str = "block3", sides: bool = False) -> dict:
     s2, s2m = sentinel2_chips()
     ls, lsm, dates = landsat_chips()
-    studies = {"sentinel2": {"chips": s2, "mask": s2m, **features(s2, s2m, "sentinel2", seed)},
+    studies = {"sentinel2": {"chips": s2, "mask": s2m,
+                             **features(s2, s2m, "sentinel2", seed, sides)},
                "landsat": {"chips": ls, "mask": lsm, "dates": dates,
-                           **features(ls, lsm, "landsat", seed)}}
+                           **features(ls, lsm, "landsat", seed, sides)}}
     FALLBACKS.clear()
     conf = sentinel2_confounders(s2, s2m, cuts)
     conf["d_change"] = landsat_confounders(ls, lsm, centre)
@@ -492,7 +495,8 @@ def export(state: dict, folder: Path) -> None:
 
 
 def load(folder: Path, relearn: bool, seed: int = 0,
-         cuts: tuple[float, float, float] = CUT_POINTS, centre: str = "block3") -> dict:
+         cuts: tuple[float, float, float] = CUT_POINTS, centre: str = "block3",
+         sides: bool = False) -> dict:
     meta = json.loads((folder / "meta.json").read_text())
     made = check_export(meta, relearn)
     studies = {}
@@ -502,7 +506,7 @@ def load(folder: Path, relearn: bool, seed: int = 0,
         st.update(meta.get(name, {}))
         st.update(engineered(st["chips"], st["mask"], name))
         if relearn:
-            st.update(learned(st["chips"], st["mask"], seed))
+            st.update(learned(st["chips"], st["mask"], seed, sides))
         studies[name] = st
     # the confounders are recomputed from the exported chips and masks (a few seconds), so
     # that they follow this file's DGP rather than the one of the export
@@ -815,6 +819,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the unit's region in the (d) confounders: block3 (default, its 3 x 3 "
                          "pixel block) or disk2 (the pixels within 2 px: off the engineered "
                          "candidate's square windows)")
+    ap.add_argument("--learned-sides", action="store_true",
+                    help="the learned candidate pooled also over the chip's four halves "
+                         "(image_options={'learned': {'sides': True}}; off in the default); "
+                         "with --chips it implies --relearn")
     ap.add_argument("--out", type=Path, default=HERE / "image_representations_mc.md")
     ap.add_argument("--time-budget", type=float, default=0.0,
                     help="seconds of Monte Carlo after which no new draw starts (0: none); the "
@@ -844,10 +852,14 @@ def main(argv: list[str] | None = None) -> int:
             or a.first_seed < 0):
         ap.error(f"--mechanisms from {MECHANISMS + CHECKS}; --reps, --workers, --write-every >= 1, "
                  f"--time-budget and --first-seed >= 0 (got mechanisms {bad})")
+    if a.learned_sides and a.export_chips:
+        ap.error("--export-chips writes the default's features: leave out --learned-sides")
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    state = load(a.chips, a.relearn, cuts=a.cut_points, centre=a.d_centre) if a.chips else (
-        prepare(cuts=a.cut_points, centre=a.d_centre))
+    a.relearn = a.relearn or a.learned_sides
+    state = load(a.chips, a.relearn, cuts=a.cut_points, centre=a.d_centre,
+                 sides=a.learned_sides) if a.chips else (
+        prepare(cuts=a.cut_points, centre=a.d_centre, sides=a.learned_sides))
     t_prep = time.perf_counter() - t0
     if a.export_chips:
         export(state, a.export_chips)

@@ -305,3 +305,14 @@ def test_the_checks_are_run_only_when_named(mc, monkeypatch):
     assert seen == [("e_direction", 0)]
     with pytest.raises(SystemExit):
         mc.main(["--chips", "x", "--mechanisms", "f_shape"])
+    # --learned-sides: the learned candidate pretrained again and pooled over the halves too
+    calls = []
+    monkeypatch.setattr(mc, "load", lambda folder, relearn, **k: calls.append((relearn, k))
+                        or {"studies": {}, "confounders": {}})
+    assert mc.main(["--chips", "x", "--reps", "1", "--mechanisms", "e_direction",
+                    "--learned-sides"]) == 0
+    assert calls[-1][0] is True and calls[-1][1]["sides"] is True
+    assert mc.main(["--chips", "x", "--reps", "1", "--mechanisms", "e_direction"]) == 0
+    assert calls[-1][0] is False and calls[-1][1]["sides"] is False
+    with pytest.raises(SystemExit):
+        mc.main(["--chips", "x", "--export-chips", "y", "--learned-sides"])

@@ -298,6 +298,45 @@ def test_learned_candidate_end_to_end_with_salience(tmp_path):
     assert save(salience_plot(est), tmp_path / "salience.png").stat().st_size > 0
 
 
+def test_learned_sides_pool_the_four_halves_beside_the_default_regions(tmp_path):
+    """sides=True keeps the default's whole / centre / ring embeddings (the same pretraining)
+    and adds the north, south, west and east halves; the image stack and its salience take
+    it through image_options={"learned": {"sides": True}}."""
+    from geocausal.encoders.multiscale import multiscale_features, multiscale_salience, region_masks
+
+    m = region_masks(4, 4, sides=True)
+    assert m.shape == (7, 4, 4) and np.allclose(m.sum(axis=(1, 2)), 1.0)
+    assert np.allclose(m[:3], region_masks(4, 4))
+    assert m[3, :2].sum() == pytest.approx(1.0) and m[4, 2:].sum() == pytest.approx(1.0)
+    assert m[5, :, :2].sum() == pytest.approx(1.0) and m[6, :, 2:].sum() == pytest.approx(1.0)
+    assert np.allclose(region_masks(1, 1, sides=True), 1.0)  # one cell: every region is it
+    rng = np.random.default_rng(5)
+    chips = rng.normal(size=(30, 2, 8, 8, 2)).astype("float32")
+    kw = {"epochs": 1, "patience": 1, "embed_dim": 4, "widths": (4,)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.errors.ConvergenceWarning)
+        z3, pre = multiscale_features(chips, **kw, return_model=True)
+        z7 = multiscale_features(chips, **kw, sides=True)
+    assert z3.shape == (30, 2 * 12 + 12) and z7.shape == (30, 2 * 28 + 28)
+    per_date = z7[:, :56].reshape(30, 2, 28)
+    assert np.allclose(per_date[:, :, :12], z3[:, :24].reshape(30, 2, 12), atol=1e-6)
+    assert np.allclose(z7[:, 56:], per_date[:, 1] - per_date[:, 0], atol=1e-6)
+    s = multiscale_salience(pre.model, chips[:3], None, np.ones(84), sides=True)
+    assert s.shape == (3, 2, 8, 8) and np.isfinite(s).all() and s.max() > 0
+    with pytest.raises(DataError, match="expected \\(84,\\)"):
+        multiscale_salience(pre.model, chips[:3], None, np.ones(36), sides=True)
+    df, img = _centre_study(200, 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.errors.GeocausalWarning)
+        est = gc.aipw("y ~ d + x", df, images=img.astype("float32"), folds=2, options={
+            "image_options": {"candidates": ("tabular", "learned"), "min_learned_images": 0,
+                              "learned": {**kw, "sides": True}}})
+    assert np.isfinite(est.params["d"])
+    sal = est.diagnostics["salience"]
+    assert isinstance(sal, dict), sal
+    assert np.asarray(sal["maps"]).shape == (6, 8, 8) and np.isfinite(sal["maps"]).all()
+
+
 def test_learner_library_stacks_candidate_by_learner_pairs():
     """Outcome linear in x: the linear learner on the right candidate wins; each candidate's own
     prediction is the fold-wise combination of its learners; weights are convex."""

@@ -10,7 +10,10 @@ cannot tell them apart. :func:`multiscale_features` therefore
    ``patience`` (at most ``epochs``), and the best epoch is kept;
 2. embeds every image by pooling the CNN's last feature map three times, over the whole chip,
    over the central square (``centre`` of the side) and over the ring around it, each through
-   the encoder's own projection: ``3 * embed_dim`` features per image;
+   the encoder's own projection: ``3 * embed_dim`` features per image. With ``sides=True`` it
+   also pools over the north, south, west and east halves (``7 * embed_dim`` features), so
+   that what lies on one side of the unit (upwind, upstream) shows: every other region is
+   symmetric about the unit. The pretraining is the same; only the pooling changes;
 3. concatenates a unit's dates in period order and, when there are several, appends the change
    from the first to the last date (the sequence's difference, for change over time).
 
@@ -70,14 +73,19 @@ class MultiscaleResult:
     val_loss: tuple[float, ...]
 
 
-def region_masks(h: int, w: int, centre: float = 0.5) -> np.ndarray:
+def region_masks(h: int, w: int, centre: float = 0.5, sides: bool = False) -> np.ndarray:
     """Pooling weights ``(3, h, w)``: whole chip, central square (``centre`` of each side,
-    at least one cell) and the ring around it, each summing to one.
+    at least one cell) and the ring around it, each summing to one; with ``sides`` ``(7, h,
+    w)``, then the north (first rows), south, west (first columns) and east halves (a middle
+    row or column of an odd map counts on neither side; a side of a map one cell across is the
+    whole map).
 
     Examples
     --------
     >>> region_masks(4, 4)[1].round(2)[1:3, 1:3].tolist()
     [[0.25, 0.25], [0.25, 0.25]]
+    >>> region_masks(3, 3, sides=True)[3].round(3).tolist()  # the north half: the first row
+    [[0.333, 0.333, 0.333], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
     if not 0.0 < centre < 1.0:
         raise DataError(f"centre={centre} must be in (0, 1): the share of the chip's side "
@@ -90,7 +98,13 @@ def region_masks(h: int, w: int, centre: float = 0.5) -> np.ndarray:
     if ring.sum() == 0:  # a 1 x 1 feature map: the ring is the whole chip
         ring = np.ones((h, w))
     full = np.ones((h, w))
-    return np.stack([m / m.sum() for m in (full, inner, ring)])
+    regions = [full, inner, ring]
+    if sides:
+        rr, cc = np.mgrid[0:h, 0:w]
+        rr, cc = rr - (h - 1) / 2, cc - (w - 1) / 2
+        for half in (rr < 0, rr > 0, cc < 0, cc > 0):
+            regions.append(half.astype(float) if half.any() else full)
+    return np.stack([m / m.sum() for m in regions])
 
 
 def _as_items(chips: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
@@ -191,7 +205,7 @@ def training_items(source: ChipSource, max_train: int | None = 4096, seed: int =
 
 
 @functools.lru_cache(maxsize=16)
-def _pooled_fn(graphdef, centre: float):
+def _pooled_fn(graphdef, centre: float, sides: bool = False):
     @jax.jit
     def f(state, x, mask):
         m = nnx.merge(graphdef, state)
@@ -201,17 +215,18 @@ def _pooled_fn(graphdef, centre: float):
         h = nnx.relu(enc.stem(m.normalise(x, mask)))
         for blk in enc.blocks:
             h = blk(h)
-        w = jnp.asarray(region_masks(h.shape[1], h.shape[2], centre), h.dtype)
+        w = jnp.asarray(region_masks(h.shape[1], h.shape[2], centre, sides), h.dtype)
         mean = jnp.einsum("bhwc,rhw->brc", h, w)
         big = jnp.where(w[None, :, :, :, None] > 0, h[:, None], -jnp.inf)
         mx = big.max(axis=(2, 3))
-        return enc.proj(jnp.concatenate([mean, mx], axis=-1))  # (B, 3, embed_dim)
+        return enc.proj(jnp.concatenate([mean, mx], axis=-1))  # (B, regions, embed_dim)
     return f
 
 
 def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float = 0.5,
-                     batch_size: int = 256) -> np.ndarray:
-    """Whole-chip, centre and ring embeddings of every image: ``(N, T, 3 * embed_dim)``.
+                     sides: bool = False, batch_size: int = 256) -> np.ndarray:
+    """Whole-chip, centre and ring embeddings of every image: ``(N, T, 3 * embed_dim)``; with
+    ``sides`` also of the four halves, ``(N, T, 7 * embed_dim)`` (:func:`region_masks`).
 
     ``chips`` is an array or a :class:`~geocausal.encoders.stream.ChipSource` (embedded block
     by block, each block in the same batches as an array: the same numbers).
@@ -219,7 +234,8 @@ def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float 
     if isinstance(chips, ChipSource):
         z = None
         for units, xb, mb in chips.blocks():
-            zb = embed_multiscale(model, xb, mb, centre=centre, batch_size=batch_size)
+            zb = embed_multiscale(model, xb, mb, centre=centre, sides=sides,
+                                  batch_size=batch_size)
             if z is None:
                 z = np.empty((chips.n, *zb.shape[1:]))
             z[units] = zb
@@ -228,7 +244,7 @@ def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float 
         return z
     items, m, t = _as_items(chips, mask)
     graphdef, state = nnx.split(model)
-    f = _pooled_fn(graphdef, float(centre))
+    f = _pooled_fn(graphdef, float(centre), bool(sides))
     out = []
     bs = int(batch_size)
     for s in range(0, items.shape[0], bs):
@@ -245,7 +261,7 @@ def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float 
 
 
 def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: float = 0.5,
-                        epochs: int = 100, patience: int = 4, embed_dim: int = 16,
+                        sides: bool = False, epochs: int = 100, patience: int = 4, embed_dim: int = 16,
                         widths: tuple[int, ...] = (16, 32), batch_size: int = 128,
                         max_train: int | None = 4096, progress: bool = False,
                         return_model: bool = False, budget: int | str | None = None) -> Any:
@@ -265,6 +281,9 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
         Seeds the initialisation, the training subsample, batches and augmentations.
     centre
         Share of the chip's side (of the CNN's feature map) that is the unit's centre.
+    sides
+        Also pool over the north, south, west and east halves (:func:`region_masks`): for
+        confounders that lie on one side of the unit. Off by default.
     epochs, patience, embed_dim, widths, batch_size, max_train, progress
         Pretraining size; see :func:`pretrain_multiscale`.
     return_model
@@ -276,13 +295,13 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
     Returns
     -------
     numpy.ndarray
-        ``(N, T * 3 * embed_dim)`` features, plus ``3 * embed_dim`` columns of last-minus-first
-        date change when ``T > 1``; with ``return_model`` a tuple ``(features, result)``.
+        ``(N, T * R * embed_dim)`` features (``R`` = 3 regions, 7 with ``sides``), plus
+        ``R * embed_dim`` columns of last-minus-first date change when ``T > 1``; with ``return_model`` a tuple ``(features, result)``.
     """
     pre = pretrain_multiscale(chips, mask, seed, epochs=epochs, patience=patience,
                               embed_dim=embed_dim, widths=widths, batch_size=batch_size,
                               max_train=max_train, progress=progress, budget=budget)
-    z = embed_multiscale(pre.model, chips, mask, centre=centre)
+    z = embed_multiscale(pre.model, chips, mask, centre=centre, sides=sides)
     n, t, _ = z.shape
     feats = z.reshape(n, -1)
     if t > 1:
@@ -294,7 +313,7 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
 
 
 def multiscale_salience(model: Any, chips: Any, mask: Any, weights: np.ndarray, *,
-                        centre: float = 0.5) -> np.ndarray:
+                        centre: float = 0.5, sides: bool = False) -> np.ndarray:
     """Pixel salience of a linear head on :func:`multiscale_features`.
 
     The gradient of ``features(x) @ weights`` (the head's logit up to a constant) with respect
@@ -318,12 +337,12 @@ def multiscale_salience(model: Any, chips: Any, mask: Any, weights: np.ndarray, 
     items = np.nan_to_num(items, nan=0.0, posinf=0.0, neginf=0.0)
     w = jnp.asarray(np.asarray(weights, np.float32))
     k = items.shape[0] // t
-    n_feat = 3 * model.encoder.embed_dim * (t + (t > 1))
+    n_feat = (7 if sides else 3) * model.encoder.embed_dim * (t + (t > 1))
     if w.shape != (n_feat,):
         raise DataError(f"weights have shape {tuple(w.shape)}, expected ({n_feat},): one per "
                         "multiscale feature column")
     graphdef, state = nnx.split(model)
-    f = _pooled_fn(graphdef, 0.5 if centre is None else float(centre))
+    f = _pooled_fn(graphdef, 0.5 if centre is None else float(centre), bool(sides))
     mj = jnp.asarray(m)
 
     def score(xx):

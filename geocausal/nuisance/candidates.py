@@ -257,6 +257,7 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
                 z, pre = learned_multiscale(chips, mask, seed, **lo)  # a view: streamed
                 learned.pretrained, learned.n_tab = pre, X_tab.shape[1]  # for salience
                 learned.centre = lo.get("centre", 0.5)
+                learned.sides = bool(lo.get("sides", False))
                 learned.matrix = _with_tab(X_tab, z)
                 return learned.matrix
 
@@ -304,7 +305,8 @@ def learned_salience(learned: Any, propensity_learner: Any, d: np.ndarray, e: np
         from geocausal.features.images import chip_rows
 
         shown, shown_mask = chip_rows(chips, mask, idx)  # a view: only these k units read
-        maps = multiscale_salience(pre.model, shown, shown_mask, w, centre=learned.centre)
+        maps = multiscale_salience(pre.model, shown, shown_mask, w, centre=learned.centre,
+                                   sides=getattr(learned, "sides", False))
         return {"units": idx.tolist(), "maps": maps, "images": shown,
                 "propensity": np.asarray(e)[idx].tolist(),
                 "treated": d[idx].astype(int).tolist(),
