@@ -325,6 +325,8 @@ def test_learned_sides_pool_the_four_halves_beside_the_default_regions(tmp_path)
     assert s.shape == (3, 2, 8, 8) and np.isfinite(s).all() and s.max() > 0
     with pytest.raises(DataError, match="expected \\(84,\\)"):
         multiscale_salience(pre.model, chips[:3], None, np.ones(36), sides=True)
+    with pytest.raises(gc.errors.OptionError, match="sides='yes' must be True or False"):
+        multiscale_features(chips, **kw, sides="yes")
     df, img = _centre_study(200, 12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gc.errors.GeocausalWarning)

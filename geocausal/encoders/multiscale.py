@@ -57,6 +57,7 @@ from geocausal.encoders.objectives import contrastive
 from geocausal.encoders.stream import ChipSource, check_fits, choose_items, gather
 from geocausal.encoders.train import TrainConfig, fit
 from geocausal.errors import ConvergenceWarning, DataError
+from geocausal.vocabulary import check_bool
 
 __all__ = ["MultiscaleResult", "embed_multiscale", "multiscale_features", "multiscale_salience",
            "pretrain_multiscale", "region_masks", "training_items"]
@@ -244,7 +245,7 @@ def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float 
         return z
     items, m, t = _as_items(chips, mask)
     graphdef, state = nnx.split(model)
-    f = _pooled_fn(graphdef, float(centre), bool(sides))
+    f = _pooled_fn(graphdef, float(centre), check_bool("sides", sides))
     out = []
     bs = int(batch_size)
     for s in range(0, items.shape[0], bs):
@@ -298,6 +299,7 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
         ``(N, T * R * embed_dim)`` features (``R`` = 3 regions, 7 with ``sides``), plus
         ``R * embed_dim`` columns of last-minus-first date change when ``T > 1``; with ``return_model`` a tuple ``(features, result)``.
     """
+    sides = check_bool("sides", sides)  # before the pretraining: a named error, no cost
     pre = pretrain_multiscale(chips, mask, seed, epochs=epochs, patience=patience,
                               embed_dim=embed_dim, widths=widths, batch_size=batch_size,
                               max_train=max_train, progress=progress, budget=budget)
@@ -337,7 +339,7 @@ def multiscale_salience(model: Any, chips: Any, mask: Any, weights: np.ndarray, 
     items = np.nan_to_num(items, nan=0.0, posinf=0.0, neginf=0.0)
     w = jnp.asarray(np.asarray(weights, np.float32))
     k = items.shape[0] // t
-    n_feat = (7 if sides else 3) * model.encoder.embed_dim * (t + (t > 1))
+    n_feat = (7 if check_bool("sides", sides) else 3) * model.encoder.embed_dim * (t + (t > 1))
     if w.shape != (n_feat,):
         raise DataError(f"weights have shape {tuple(w.shape)}, expected ({n_feat},): one per "
                         "multiscale feature column")

@@ -15,7 +15,8 @@ chips with ``representation="auto"`` (the default):
 - ``learned``: plus position-aware self-supervised embeddings
   (:func:`geocausal.encoders.multiscale.multiscale_features`: one contrastive pretraining on all
   chips, pooled over the whole chip, its centre and its ring, with the change over time when
-  there are several dates). The nuisance heads are then fitted fold by fold on these frozen
+  there are several dates; ``learned_options={"sides": True}`` also pools over the chip's
+  four halves, for confounders that lie on one side of the unit). The nuisance heads are then fitted fold by fold on these frozen
   features. Skipped, and recorded, when there are fewer than ``min_learned_images`` images
   (units x dates): a representation learned from so few images is not worth its noise.
 
