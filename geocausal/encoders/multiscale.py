@@ -262,8 +262,9 @@ def embed_multiscale(model: Any, chips: Any, mask: Any = None, *, centre: float 
 
 
 def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: float = 0.5,
-                        sides: bool = False, epochs: int = 100, patience: int = 4, embed_dim: int = 16,
-                        widths: tuple[int, ...] = (16, 32), batch_size: int = 128,
+                        sides: bool = False, epochs: int = 100, patience: int = 4,
+                        embed_dim: int = 16, widths: tuple[int, ...] = (16, 32),
+                        batch_size: int = 128,
                         max_train: int | None = 4096, progress: bool = False,
                         return_model: bool = False, budget: int | str | None = None) -> Any:
     """Position-aware self-supervised features of every unit.
@@ -297,7 +298,8 @@ def multiscale_features(chips: Any, mask: Any = None, seed: int = 0, *, centre: 
     -------
     numpy.ndarray
         ``(N, T * R * embed_dim)`` features (``R`` = 3 regions, 7 with ``sides``), plus
-        ``R * embed_dim`` columns of last-minus-first date change when ``T > 1``; with ``return_model`` a tuple ``(features, result)``.
+        ``R * embed_dim`` columns of last-minus-first date change when ``T > 1``; with
+        ``return_model`` a tuple ``(features, result)``.
     """
     sides = check_bool("sides", sides)  # before the pretraining: a named error, no cost
     pre = pretrain_multiscale(chips, mask, seed, epochs=epochs, patience=patience,
