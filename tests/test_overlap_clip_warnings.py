@@ -34,7 +34,7 @@ def test_clip_propensity_names_where_the_count_is_and_what_to_do():
 def test_cate_counts_and_warns_about_clipped_propensities():
     x, y, d = _data()
     folds = np.arange(len(y)) % 5
-    with pytest.warns(DiagnosticWarning, match=r"CateFit.n_clipped.*overlap") as rec:
+    with pytest.warns(DiagnosticWarning, match=r"diagnostics\['n_clipped'\].*overlap") as rec:
         fit = crossfit_cate("dr", x, y, d, folds, clip=0.05)
     assert not any("trim=" in str(r.message) for r in rec)
     n_out = fit.n_clipped
@@ -48,6 +48,27 @@ def test_cate_counts_and_warns_about_clipped_propensities():
         warnings.simplefilter("error", DiagnosticWarning)
         fit2 = crossfit_cate("dr", x2, y2, d2, folds, clip=0.01)
     assert fit2.n_clipped == 0
+
+
+def test_gc_cate_warns_once_and_keeps_the_count():
+    """The evaluation's half-sample refits count their clipping silently: one warning, for the
+    estimate the user sees, and its count in the diagnostics."""
+    import warnings
+
+    import pandas as pd
+
+    import geocausal as gc
+
+    x, y, d = _data()
+    df = pd.DataFrame({"y": y, "d": d.astype(int), "x1": x[:, 0], "x2": x[:, 1]})
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        est = gc.cate("y ~ d + x1 + x2", df, clip=0.05, seed=0,
+                      options={"n_splits": 3, "n_boot": 49})
+    clipped = [r for r in rec if "propensities are outside" in str(r.message)]
+    assert len(clipped) == 1 and issubclass(clipped[0].category, DiagnosticWarning)
+    assert est.diagnostics["n_clipped"] > 0
+    assert str(est.diagnostics["n_clipped"]) in str(clipped[0].message)
 
 
 def test_debias_propensity_counts_and_warns():

@@ -8,7 +8,8 @@ The :class:`~geocausal.results.estimate.Estimate` holds the ATE (AIPW, influence
   images=new_chips)``, ``.predict(features)``, ``.save(path)``; ``est.save`` keeps no models);
 * ``est.tables``: ``"blp"``, ``"gates"``, ``"clan"``, ``"rate"``, ``"toc"`` and
   ``"calibration"`` (key column, then ``estimate``, ``std_error``, ``ci_low``, ``ci_high``);
-* ``est.diagnostics``: ``"cate"`` (out-of-fold CATE per row), ``"fold_ids"``, ``"features"``
+* ``est.diagnostics``: ``"cate"`` (out-of-fold CATE per row), ``"fold_ids"``, ``"n_clipped"``
+  (estimated propensities clipped to ``[clip, 1 - clip]``), ``"features"``
   (the feature spec), ``"evaluation"`` (the :class:`~geocausal.designs.cate_eval.CateEvaluation`
   behind the tables, for :func:`geocausal.results.plot_cate.evaluation_plot`) and scalar
   summaries (``blp_beta2``, ``autoc``, ...) printed by ``summary()``.
@@ -111,7 +112,8 @@ def cate(
         Variance of the ATE (the covariance registry): ``"hetero"``, ``"iid"`` or
         ``{"cluster": column}``.
     clip
-        Estimated propensities are clipped to ``[clip, 1 - clip]`` (shared default 0.01).
+        Estimated propensities are clipped to ``[clip, 1 - clip]`` (shared default 0.01); how
+        many were is ``diagnostics["n_clipped"]``, and a ``DiagnosticWarning`` says so once.
     options
         A :class:`~geocausal.designs.cate.CateOptions` or a dict of its fields:
         ``outcome_mode``, ``n_splits``, ``n_groups``, ``n_boot`` (999), ``alpha``, ``clan``,

@@ -418,6 +418,7 @@ def crossfit_cate(
     outcome_mode: str = "separate",
     clip: float = DEFAULTS.clip,
     seed: int = 0,
+    warn: bool = True,
 ) -> CateFit:
     """Cross-fitted CATE meta-learner.
 
@@ -442,9 +443,13 @@ def crossfit_cate(
     outcome_mode
         ``"separate"`` (one regression per arm) or ``"pooled"`` (one on ``[X, d]``).
     clip
-        Estimated propensities are clipped to ``[clip, 1 - clip]``.
+        Estimated propensities are clipped to ``[clip, 1 - clip]``; how many were is
+        ``n_clipped``, and a :class:`~geocausal.errors.DiagnosticWarning` says so.
     seed
         Seed for the default forest.
+    warn
+        False for internal refits (the evaluation's half-sample proxies): clipped
+        propensities are counted, not warned about.
 
     Returns
     -------
@@ -489,9 +494,9 @@ def crossfit_cate(
         e = e_arr
     else:
         e, n_clipped = clip_propensity(
-            e, d, clip, stacklevel=3, where="CateFit.n_clipped",
-            remedy="check where treated and control units overlap (CateFit.e) and restrict the "
-                   "sample there, or set clip=")
+            e, d, clip, stacklevel=3, warn=warn,
+            remedy="check where treated and control units overlap and restrict the sample "
+                   "there, or set clip=")
     if lrn["marginal"] is None or kind != "r":
         m = e * mu1 + (1 - e) * mu0
     phi = mu1 - mu0 + d * (y - mu1) / e - (1 - d) * (y - mu0) / (1 - e)

@@ -689,7 +689,8 @@ def evaluate_cate(fit: Any, X: np.ndarray, y: np.ndarray, d: np.ndarray, *,
             p = propensity if propensity is None or np.ndim(propensity) == 0 else \
                 np.asarray(propensity)[rows]
             return crossfit_cate(fit.kind, X[rows], y[rows], d[rows], f, learners=learners,
-                                 propensity=p, outcome_mode=outcome_mode, clip=fit.clip, seed=s)
+                                 propensity=p, outcome_mode=outcome_mode, clip=fit.clip, seed=s,
+                                 warn=False)
 
         gml = generic_ml(y, d, fit_proxy, X, propensity=propensity, n_splits=n_splits,
                          n_groups=n_groups, alpha=alpha, features=features, truth=truth,
@@ -760,7 +761,7 @@ def estimate_cate(kind: str, X: np.ndarray, y: np.ndarray, d: np.ndarray,
     fit = crossfit_cate(kind, X, y, d, fold_ids, learners=learners, propensity=propensity,
                         outcome_mode=opt.outcome_mode, clip=clip, seed=seed)
     diag: dict[str, Any] = {"cate": fit.tau, "fold_ids": fit.fold_ids, "learner": kind,
-                            "cate_mean": float(fit.tau.mean()),
+                            "n_clipped": fit.n_clipped, "cate_mean": float(fit.tau.mean()),
                             "cate_sd": float(fit.tau.std())}
     ev = None
     tables: dict[str, pd.DataFrame] = {}

@@ -107,12 +107,13 @@ TRIM_REMEDY = ("trim=0.01 or trim='crump' estimates the effect on the overlap po
 
 
 def clip_propensity(e: np.ndarray, d: np.ndarray, clip: float, *, stacklevel: int = 2,
-                    where: str = "diagnostics['n_clipped']", remedy: str = TRIM_REMEDY
-                    ) -> tuple[np.ndarray, int]:
+                    where: str = "diagnostics['n_clipped']", remedy: str = TRIM_REMEDY,
+                    warn: bool = True) -> tuple[np.ndarray, int]:
     """Propensities clipped to ``[clip, 1 - clip]`` and how many were outside it (the units
     :func:`trim_mask` would drop); a :class:`~geocausal.errors.DiagnosticWarning` counts them,
     says where the count is kept (``where``) and what to do instead (``remedy``: the options
-    of the design that calls it).
+    of the design that calls it). ``warn=False`` only counts: for a design's internal refits,
+    whose clipping is not the estimate the user sees.
 
     Examples
     --------
@@ -126,7 +127,7 @@ def clip_propensity(e: np.ndarray, d: np.ndarray, clip: float, *, stacklevel: in
     e = np.asarray(e, dtype=float)
     out = ~trim_mask(e, clip)
     n = int(out.sum())
-    if n:
+    if n and warn:
         warnings.warn(f"{n} propensities are outside [{clip:g}, {1 - clip:g}] "
                       f"({int(np.asarray(d)[out].sum())} of them treated) and were clipped to "
                       f"it: their inverse weights are capped at {1 / clip:.0f} and the estimate "

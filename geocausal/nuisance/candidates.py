@@ -16,8 +16,8 @@ chips with ``representation="auto"`` (the default):
   (:func:`geocausal.encoders.multiscale.multiscale_features`: one contrastive pretraining on all
   chips, pooled over the whole chip, its centre and its ring, with the change over time when
   there are several dates; ``learned_options={"sides": True}`` also pools over the chip's
-  four halves, for confounders that lie on one side of the unit). The nuisance heads are then fitted fold by fold on these frozen
-  features. Skipped, and recorded, when there are fewer than ``min_learned_images`` images
+  four halves, for confounders that lie on one side of the unit). The nuisance heads are
+  then fitted fold by fold on these frozen features. Skipped, and recorded, when there are fewer than ``min_learned_images`` images
   (units x dates): a representation learned from so few images is not worth its noise.
 
 Image candidates are callables, built only when the stack asks for them, so that one that fails
@@ -257,8 +257,8 @@ def image_candidates(chips: np.ndarray, mask: np.ndarray | None, X_tab: np.ndarr
 
                 z, pre = learned_multiscale(chips, mask, seed, **lo)  # a view: streamed
                 learned.pretrained, learned.n_tab = pre, X_tab.shape[1]  # for salience
-                learned.centre = lo.get("centre", 0.5)
-                learned.sides = bool(lo.get("sides", False))
+                # the pooling the features were made with, for the salience maps
+                learned.pooling = {k: lo[k] for k in ("centre", "sides") if k in lo}
                 learned.matrix = _with_tab(X_tab, z)
                 return learned.matrix
 
@@ -306,8 +306,7 @@ def learned_salience(learned: Any, propensity_learner: Any, d: np.ndarray, e: np
         from geocausal.features.images import chip_rows
 
         shown, shown_mask = chip_rows(chips, mask, idx)  # a view: only these k units read
-        maps = multiscale_salience(pre.model, shown, shown_mask, w, centre=learned.centre,
-                                   sides=getattr(learned, "sides", False))
+        maps = multiscale_salience(pre.model, shown, shown_mask, w, **learned.pooling)
         return {"units": idx.tolist(), "maps": maps, "images": shown,
                 "propensity": np.asarray(e)[idx].tolist(),
                 "treated": d[idx].astype(int).tolist(),
